@@ -1,0 +1,58 @@
+# XiangFlow — `make run` starts the app on SQLite with demo data; `make test` runs every test.
+# Both install what they need first (Python venv, Debian chromium + CJK fonts, npm bundles).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 5000
+APT_PACKAGES := chromium fonts-noto-cjk
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-sqlite test-postgres lint bench clean system-deps assets
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+system-deps: ## install Debian packages the app and tests need (chromium, CJK fonts)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+web/assets/node_modules/.installed: web/assets/package.json web/assets/package-lock.json
+	cd web/assets && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/static/dist/viewer.js: web/assets/node_modules/.installed $(wildcard web/assets/src/*)
+	cd web/assets && npm run --silent build
+
+assets: web/static/dist/viewer.js ## build the front-end bundles from npm packages
+
+setup: $(VENV)/.installed system-deps assets ## install everything (idempotent)
+
+run: setup ## start XiangFlow on http://127.0.0.1:$(PORT) (SQLite, demo data, demo users)
+	$(PY) -m flask --app wsgi xiangflow init --demo
+	PORT=$(PORT) $(PY) wsgi.py
+
+test: setup ## run the whole test suite (SQLite; PostgreSQL too when DATABASE_URL is set)
+	$(PY) -m pytest
+
+test-postgres: setup ## run the suite on the local PostgreSQL (database test)
+	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test $(PY) -m pytest
+
+lint: $(VENV)/.installed ## ruff (includes the rule that engine/ never imports Flask)
+	$(PY) -m ruff check .
+
+bench: setup ## print engine throughput figures (see README, Performance)
+	$(PY) bench/engine.py
+
+clean: ## remove the venv, bundles and the local database
+	rm -rf $(VENV) web/assets/node_modules web/static/dist instance

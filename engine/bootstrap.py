@@ -1,0 +1,135 @@
+"""Set up a database: run migrations, load regions and roles, deploy procedures, demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from engine import regions as regions_mod
+from engine import settings
+from engine.definitions import read_folder
+from engine.models import Region, RegionLevel, Subject, User
+from engine.uow import UnitOfWork
+
+DEMO_PASSWORD = "demo12345"
+DEMO_COUNTY = "510921000000"  # 四川省遂宁市蓬溪县
+DEMO_TOWNSHIP = "510921107000"  # 宝梵镇
+OTHER_TOWNSHIP = "510921100000"  # 赤城镇, for jurisdiction tests and demo contrast
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    cfg = Config(str(settings.ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(settings.ROOT / "migrations"))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def load_regions(work: UnitOfWork, csv_path: Path = settings.REGIONS_CSV) -> int:
+    """Insert the regions of the CSV that are not there yet; return how many were added."""
+    existing = set(work.session.scalars(select(Region.code)))
+    added = 0
+    for row in regions_mod.read_csv(csv_path):
+        if row["code"] in existing:
+            continue
+        work.session.add(Region(code=row["code"], name=row["name"], level=RegionLevel(row["level"]),
+                                parent_code=row["parent_code"]))
+        added += 1
+        if added % 500 == 0:
+            work.session.flush()
+    work.session.flush()
+    return added
+
+
+def setup_database(engine: Engine, clock, demo: bool = True, demo_cases: bool = True) -> None:
+    """Migrate, then load roles, regions and procedures, and optionally the demo data."""
+    from engine.db import make_session_factory
+
+    migrate(engine)
+    with UnitOfWork(make_session_factory(engine), clock) as work:
+        work.directory.ensure_roles()
+        load_regions(work)
+        deploy_all(work)
+        if demo:
+            load_demo(work, with_cases=demo_cases)
+
+
+def deploy_all(work: UnitOfWork, deployed_by: str = "system") -> list[str]:
+    """Deploy every procedure folder under workflows/; return the codes deployed."""
+    roles = set(work.directory.role_levels())
+    codes = []
+    for folder in sorted(p for p in settings.WORKFLOWS_DIR.iterdir() if (p / "procedure.json").is_file()):
+        bundle = read_folder(folder, settings.FORMS_DIR)
+        work.definitions.deploy(bundle, deployed_by, roles)
+        codes.append(bundle.code)
+    return codes
+
+
+def first_village(work: UnitOfWork, township: str) -> str:
+    return work.session.scalar(
+        select(Region.code).where(Region.parent_code == township).order_by(Region.code).limit(1)
+    )
+
+
+DEMO_HOUSEHOLDS = (
+    # (name, 18-digit ID with a valid check digit, members, category)
+    ("张德明", "510921196503120011", 4, "脱贫不稳定户"),
+    ("李秀英", "510921197208230028", 3, "边缘易致贫户"),
+    ("王建国", "510921195811050030", 2, "突发严重困难户"),
+    ("刘桂芳", "510921198001150041", 5, "脱贫不稳定户"),
+    ("陈永福", "510921196909090051", 3, "边缘易致贫户"),
+)
+
+
+def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
+    """Create demo users and households, and cases in progress unless with_cases is False.
+
+    Idempotent: does nothing when demo users exist. Returns username → region code.
+    """
+    if work.session.scalar(select(func.count(User.id)).where(User.is_demo.is_(True))):
+        return {}
+    village = first_village(work, DEMO_TOWNSHIP)
+    other_village = first_village(work, OTHER_TOWNSHIP)
+    users = {
+        "demo_village": ("宝梵镇村干部(演示)", [("village_cadre", village)]),
+        "demo_township": ("宝梵镇乡村振兴办(演示)", [("township_officer", DEMO_TOWNSHIP)]),
+        "demo_dept": ("蓬溪县乡村振兴局(演示)", [("county_department", DEMO_COUNTY)]),
+        "demo_county": ("蓬溪县领导小组(演示)", [("county_leader", DEMO_COUNTY)]),
+        "demo_clerk": ("宝梵镇办公室(演示)", [("office_clerk", DEMO_TOWNSHIP)]),
+        "demo_admin": ("蓬溪县管理员(演示)", [("admin", DEMO_COUNTY)]),
+        "demo_other_village": ("赤城镇村干部(演示)", [("village_cadre", other_village)]),
+        "demo_other_township": ("赤城镇乡村振兴办(演示)", [("township_officer", OTHER_TOWNSHIP)]),
+    }
+    created = {}
+    for username, (display, grants) in users.items():
+        created[username] = work.directory.create_user(username, display, DEMO_PASSWORD, grants, is_demo=True)
+    for name, id_number, members, category in DEMO_HOUSEHOLDS:
+        work.session.add(Subject(kind="household", region_code=village, name=name, id_number=id_number,
+                                 attrs={"members": members, "category": category}))
+    work.session.add(Subject(kind="household", region_code=other_village, name="赵大山",
+                             id_number="510921197705060066", attrs={"members": 4, "category": "脱贫不稳定户"}))
+    work.session.flush()
+    if with_cases:
+        _demo_cases(work, created)
+    return {u: g[0][1] for u, (d, g) in users.items()}
+
+
+def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
+    """A few exit cases already in progress at each level."""
+    from engine.demo_data import HOUSEHOLD_CHECK, REVIEW_STEPS
+
+    actor = {name: work.directory.actor(user) for name, user in users.items()}
+    households = work.session.scalars(
+        select(Subject).where(Subject.kind == "household").order_by(Subject.id)).all()
+    # how far each demo case gets: 0 = waiting at 入户核查, 1 = at 村公示, 2 = 镇复核, 3 = 部门审定, 4 = 县级公告
+    for subject, depth in zip(households[1:5], (1, 2, 3, 4), strict=True):
+        case = work.cases.start_case("monitoring_exit", subject.id, actor["demo_village"])
+        for step in range(depth):
+            row = next(t for t in work.inbox.case_tasks(case.id) if t.status.value == "open")
+            who, data = REVIEW_STEPS[step - 1] if step else ("demo_village", HOUSEHOLD_CHECK)
+            work.cases.complete_task(row.id, actor[who], "approve", "情况属实,同意。", data)

@@ -1,0 +1,344 @@
+"""Procedure definitions: read a folder, validate it as untrusted input, deploy a version.
+
+A procedure folder in ``workflows/<code>/`` holds ``procedure.json`` (code, Chinese name,
+subject kind, process id, settings), its BPMN and DMN files; the forms its user tasks name
+(``formKey``) live in ``forms/``. Deploying content that changed makes a new version
+(content-hashed); identical content returns the existing version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import forms as forms_mod
+from engine.errors import DefinitionError, NotFoundError, UnsafeExpressionError
+from engine.expressions import check_expression, parse_script
+from engine.models import Procedure, ProcedureVersion
+from engine.serialization import SPEC_CACHE, spec_to_json
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+ALLOWED_ACTIONS = ("approve", "reject", "return")
+NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
+}
+_LANE_ROLE = re.compile(r"\(([a-z][a-z0-9_]*)\)\s*$")
+
+
+@dataclass
+class ProcedureBundle:
+    """The files of one procedure, as text, keyed ``procedure.json``, ``bpmn/x``, ``dmn/x``, ``form/key``."""
+
+    code: str
+    name: str
+    subject_kind: str
+    process_id: str
+    settings: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        canonical = json.dumps(sorted(self.files.items()), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def role_of_lane(lane_name: str | None) -> str | None:
+    """The role code a lane names: ``村级工作专班 (village_cadre)`` or plain ``village_cadre``."""
+    if not lane_name:
+        return None
+    match = _LANE_ROLE.search(lane_name)
+    return match.group(1) if match else lane_name.strip()
+
+
+def safe_xml(text: str, filename: str) -> etree._Element:
+    """Parse untrusted XML with DTDs, entities and network access off.
+
+    :raises DefinitionError: oversize, a DOCTYPE, or malformed XML.
+    """
+    data = text.encode("utf-8")
+    if len(data) > MAX_FILE_BYTES:
+        raise DefinitionError("文件过大", [(filename, f"超过 {MAX_FILE_BYTES // 1024} KB")])
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise DefinitionError("XML 格式错误", [(filename, str(exc))]) from exc
+    doc = root.getroottree().docinfo
+    if doc.doctype or doc.internalDTD is not None:
+        raise DefinitionError("不接受 DOCTYPE/实体声明", [(filename, "XML 中含有 DOCTYPE")])
+    return root
+
+
+def read_folder(folder: Path, forms_root: Path) -> ProcedureBundle:
+    """Read a procedure folder and the forms it names.
+
+    :raises DefinitionError: no manifest, or a named form file is missing.
+    """
+    manifest_path = folder / "procedure.json"
+    if not manifest_path.is_file():
+        raise DefinitionError("缺少 procedure.json", [(str(folder), "缺少 procedure.json")])
+    manifest_text = manifest_path.read_text(encoding="utf-8")
+    files: dict[str, str] = {"procedure.json": manifest_text}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".bpmn":
+            files[f"bpmn/{path.name}"] = path.read_text(encoding="utf-8")
+        elif path.suffix == ".dmn":
+            files[f"dmn/{path.name}"] = path.read_text(encoding="utf-8")
+    bundle = bundle_from_files(files)
+    for key in _form_keys(bundle):
+        form_path = forms_root / f"{key}.json"
+        if form_path.is_file():
+            bundle.files[f"form/{key}"] = form_path.read_text(encoding="utf-8")
+    return bundle
+
+
+def bundle_from_files(files: dict[str, str]) -> ProcedureBundle:
+    """Build a bundle from its files (folder, upload or zip).
+
+    :raises DefinitionError: the manifest is missing or malformed.
+    """
+    try:
+        manifest = json.loads(files["procedure.json"])
+        return ProcedureBundle(
+            code=str(manifest["code"]),
+            name=str(manifest["name"]),
+            subject_kind=str(manifest.get("subject_kind", "household")),
+            process_id=str(manifest["process_id"]),
+            settings=dict(manifest.get("settings", {})),
+            files=dict(files),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DefinitionError("procedure.json 无效", [("procedure.json", str(exc))]) from exc
+
+
+def _bpmn_roots(bundle: ProcedureBundle) -> list[tuple[str, etree._Element]]:
+    return [(name, safe_xml(text, name)) for name, text in bundle.files.items() if name.startswith("bpmn/")]
+
+
+def _form_keys(bundle: ProcedureBundle) -> set[str]:
+    keys = set()
+    for _name, root in _bpmn_roots(bundle):
+        for prop in root.iterfind(".//spiffworkflow:property[@name='formKey']", NS):
+            keys.add(prop.get("value"))
+    return keys
+
+
+def _element_label(node: etree._Element) -> str:
+    return f"{node.get('name') or ''}[{node.get('id')}]"
+
+
+def _owner(node: etree._Element) -> etree._Element:
+    while node is not None and node.get("id") is None:
+        node = node.getparent()
+    return node
+
+
+def _check_expressions(root: etree._Element, problems: list[tuple[str, str]]) -> None:
+    def check(node, text, kind):
+        try:
+            if kind == "script":
+                parse_script(text)
+            else:
+                check_expression(text)
+        except UnsafeExpressionError as exc:
+            problems.append((_element_label(_owner(node)), str(exc)))
+
+    for node in root.iterfind(".//bpmn:conditionExpression", NS):
+        check(node, node.text or "", "expr")
+    for tag in ("timeDate", "timeDuration", "timeCycle"):
+        for node in root.iterfind(f".//bpmn:{tag}", NS):
+            check(node, node.text or "", "expr")
+    for node in root.iterfind(".//bpmn:scriptTask/bpmn:script", NS):
+        check(node, node.text or "", "script")
+    for tag in ("preScript", "postScript"):
+        for node in root.iterfind(f".//spiffworkflow:{tag}", NS):
+            check(node, node.text or "", "script")
+
+
+def _check_dmn(name: str, root: etree._Element, problems: list[tuple[str, str]]) -> None:
+    dmn_ns = {"dmn": root.nsmap.get(None) or ""}
+    for node in root.iterfind(".//dmn:inputExpression/dmn:text", dmn_ns):
+        try:
+            check_expression(node.text or "")
+        except UnsafeExpressionError as exc:
+            problems.append((f"{name}", str(exc)))
+    for tag in ("inputEntry", "outputEntry"):
+        for node in root.iterfind(f".//dmn:{tag}/dmn:text", dmn_ns):
+            text = (node.text or "").strip()
+            if not text or text == "-":
+                continue
+            candidates = [text.replace("?", "dmninputexpr"), f"v {text}"]
+            errors = []
+            for candidate in candidates:
+                try:
+                    check_expression(candidate)
+                    break
+                except UnsafeExpressionError as exc:
+                    errors.append(str(exc))
+            else:
+                problems.append((f"{name}", errors[0]))
+
+
+def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
+    from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+
+    all_specs = [spec, *subprocess_specs.values()]
+    for process in all_specs:
+        for task_spec in process.task_specs.values():
+            if not isinstance(task_spec, UserTask):
+                continue
+            label = f"{task_spec.bpmn_name or ''}[{task_spec.bpmn_id}]"
+            props = task_spec.extensions.get("properties", {})
+            role = role_of_lane(task_spec.lane)
+            if role is None:
+                problems.append((label, "用户任务必须位于泳道中(泳道名 = 角色代码)"))
+            elif role not in known_roles:
+                problems.append((label, f"泳道 {task_spec.lane!r} 对应的角色 {role!r} 不存在"))
+            form_key = props.get("formKey")
+            if not form_key:
+                problems.append((label, "用户任务缺少 formKey"))
+            elif f"form/{form_key}" not in bundle.files:
+                problems.append((label, f"表单 {form_key!r} 不存在"))
+            else:
+                try:
+                    forms_mod.parse_schema(bundle.files[f"form/{form_key}"])
+                except DefinitionError as exc:
+                    problems.append((label, f"表单 {form_key!r} 无效: {exc}"))
+            actions = [a.strip() for a in props.get("actions", "approve").split(",") if a.strip()]
+            bad = [a for a in actions if a not in ALLOWED_ACTIONS]
+            if bad or not actions:
+                problems.append((label, f"actions 只能是 {','.join(ALLOWED_ACTIONS)}"))
+
+
+def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):
+    """Parse and check a bundle; return (spec, subprocess_specs).
+
+    :raises DefinitionError: with every problem found, each naming its element.
+    """
+    problems: list[tuple[str, str]] = []
+    parser = SpiffBpmnParser(validator=VALIDATOR)
+    bpmn_roots = _bpmn_roots(bundle)
+    if not bpmn_roots:
+        raise DefinitionError("没有 BPMN 文件", [(bundle.code, "没有 .bpmn 文件")])
+    try:
+        for name, root in bpmn_roots:
+            _check_expressions(root, problems)
+            parser.add_bpmn_xml(root, filename=name)
+        for name, text in bundle.files.items():
+            if name.startswith("dmn/"):
+                root = safe_xml(text, name)
+                _check_dmn(name, root, problems)
+                parser.add_dmn_xml(root, filename=name)
+        if problems:
+            raise DefinitionError("流程定义未通过校验", problems)
+        spec = parser.get_spec(bundle.process_id)
+        subprocess_specs = parser.get_subprocess_specs(bundle.process_id)
+    except ValidationException as exc:
+        where = getattr(exc, "id", None) or getattr(exc, "file_name", None) or bundle.code
+        line = getattr(exc, "line_number", None)
+        raise DefinitionError("BPMN/DMN 校验失败", [(f"{where}" + (f" 第{line}行" if line else ""), str(exc).splitlines()[0])]) from exc
+    _check_tasks(bundle, spec, subprocess_specs, known_roles, problems)
+    if problems:
+        raise DefinitionError("流程定义未通过校验", problems)
+    return spec, subprocess_specs
+
+
+class DefinitionService:
+    """Deploys and looks up procedure versions."""
+
+    def __init__(self, session: Session, clock):
+        self.session = session
+        self.clock = clock
+
+    def deploy(self, bundle: ProcedureBundle, deployed_by: str, known_roles: set[str]) -> ProcedureVersion:
+        """Validate bundle and store it as a new version unless identical content exists.
+
+        :raises DefinitionError: the bundle is invalid; nothing is stored.
+        """
+        spec, subprocess_specs = compile_bundle(bundle, known_roles)
+        procedure = self.session.scalar(select(Procedure).where(Procedure.code == bundle.code))
+        if procedure is None:
+            procedure = Procedure(code=bundle.code, name=bundle.name)
+            self.session.add(procedure)
+            self.session.flush()
+        procedure.name = bundle.name
+        existing = self.session.scalar(
+            select(ProcedureVersion).where(
+                ProcedureVersion.procedure_id == procedure.id,
+                ProcedureVersion.content_hash == bundle.content_hash,
+            )
+        )
+        if existing is not None:
+            return existing
+        last = self.session.scalar(
+            select(func.max(ProcedureVersion.version)).where(ProcedureVersion.procedure_id == procedure.id)
+        )
+        version = ProcedureVersion(
+            procedure_id=procedure.id,
+            version=(last or 0) + 1,
+            content_hash=bundle.content_hash,
+            process_id=bundle.process_id,
+            files=bundle.files,
+            spec_json=spec_to_json(spec, subprocess_specs),
+            deployed_at=self.clock.now(),
+            deployed_by=deployed_by,
+        )
+        self.session.add(version)
+        self.session.flush()
+        return version
+
+    def latest(self, code: str) -> ProcedureVersion:
+        """The newest version of a procedure.
+
+        :raises NotFoundError: no such procedure.
+        """
+        version = self.session.scalar(
+            select(ProcedureVersion)
+            .join(Procedure)
+            .where(Procedure.code == code)
+            .order_by(ProcedureVersion.version.desc())
+            .limit(1)
+        )
+        if version is None:
+            raise NotFoundError(f"流程 {code!r} 不存在")
+        return version
+
+    def list_latest(self) -> list[ProcedureVersion]:
+        procedures = self.session.scalars(select(Procedure).order_by(Procedure.code)).all()
+        return [p.versions[-1] for p in procedures if p.versions]
+
+    @staticmethod
+    def specs(version: ProcedureVersion):
+        return SPEC_CACHE.get(version.id, version.spec_json)
+
+    @staticmethod
+    def manifest(version: ProcedureVersion) -> dict[str, Any]:
+        return json.loads(version.files["procedure.json"])
+
+    @staticmethod
+    def bpmn_xml(version: ProcedureVersion) -> str:
+        for name, text in version.files.items():
+            if name.startswith("bpmn/"):
+                return text
+        raise NotFoundError("BPMN 不存在")
+
+    @staticmethod
+    def form_schema(version: ProcedureVersion, form_key: str | None) -> dict[str, Any]:
+        if not form_key or f"form/{form_key}" not in version.files:
+            return {"type": "default", "components": []}
+        return json.loads(version.files[f"form/{form_key}"])
+

@@ -1,0 +1,264 @@
+"""SQLAlchemy models: regions, users and roles, procedures, cases, task rows, timers, audit."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from engine.db import Base
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime passed to the database")
+        return value
+
+    def process_result_value(self, value, dialect):
+        from datetime import timezone
+
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e])
+
+
+class RegionLevel(str, enum.Enum):
+    province = "province"
+    city = "city"
+    county = "county"
+    township = "township"
+    village = "village"
+
+
+class CaseStatus(str, enum.Enum):
+    running = "running"
+    exited = "exited"
+    delayed_exit = "delayed_exit"
+    approved = "approved"
+    rejected = "rejected"
+    completed = "completed"
+    identified = "identified"
+    withdrawn = "withdrawn"
+
+
+class TaskStatus(str, enum.Enum):
+    open = "open"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class TimerStatus(str, enum.Enum):
+    waiting = "waiting"
+    fired = "fired"
+    cancelled = "cancelled"
+
+
+class Region(Base):
+    __tablename__ = "region"
+
+    code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    level: Mapped[RegionLevel] = mapped_column(_enum(RegionLevel))
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("region.code"), index=True)
+
+
+class Role(Base):
+    __tablename__ = "role"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    level: Mapped[RegionLevel] = mapped_column(_enum(RegionLevel))
+
+
+class User(Base):
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(80))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    grants: Mapped[list[UserRole]] = relationship(back_populates="user", lazy="selectin")
+
+
+class UserRole(Base):
+    """A role held by a user in one region (the region's level is the role's level)."""
+
+    __tablename__ = "user_role"
+    __table_args__ = (UniqueConstraint("user_id", "role_code", "region_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    role_code: Mapped[str] = mapped_column(ForeignKey("role.code"))
+    region_code: Mapped[str] = mapped_column(ForeignKey("region.code"))
+    user: Mapped[User] = relationship(back_populates="grants")
+
+
+class Subject(Base):
+    """What a case is about: a household (户) or a project (项目)."""
+
+    __tablename__ = "subject"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    region_code: Mapped[str] = mapped_column(ForeignKey("region.code"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    id_number: Mapped[str | None] = mapped_column(String(18), index=True)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Procedure(Base):
+    __tablename__ = "procedure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    versions: Mapped[list[ProcedureVersion]] = relationship(
+        back_populates="procedure", order_by="ProcedureVersion.version"
+    )
+
+
+class ProcedureVersion(Base):
+    """One deployed, immutable content version of a procedure (BPMN + DMN + forms)."""
+
+    __tablename__ = "procedure_version"
+    __table_args__ = (
+        UniqueConstraint("procedure_id", "version"),
+        UniqueConstraint("procedure_id", "content_hash", name="uq_procedure_version_content"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedure.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    process_id: Mapped[str] = mapped_column(String(120))
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    spec_json: Mapped[str] = mapped_column(Text)
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_by: Mapped[str] = mapped_column(String(64))
+    procedure: Mapped[Procedure] = relationship(back_populates="versions", lazy="joined")
+
+
+class Case(Base):
+    __tablename__ = "case_instance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procedure_version_id: Mapped[int] = mapped_column(ForeignKey("procedure_version.id"), index=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    region_code: Mapped[str] = mapped_column(ForeignKey("region.code"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[CaseStatus] = mapped_column(_enum(CaseStatus), default=CaseStatus.running)
+    outcome_reason: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text)
+    serializer_version: Mapped[str] = mapped_column(String(16))
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    version: Mapped[ProcedureVersion] = relationship(lazy="joined")
+    subject: Mapped[Subject] = relationship(lazy="joined")
+
+
+class TaskRow(Base):
+    """One human task of a case: open while ready, kept with its outcome once done."""
+
+    __tablename__ = "task"
+    __table_args__ = (
+        Index("ix_task_inbox", "status", "role_code", "scope_code", "due_at"),
+        Index("ix_task_case_spiff", "case_id", "spiff_task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_instance.id"))
+    spiff_task_id: Mapped[str] = mapped_column(String(36))
+    spec_name: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(200))
+    lane: Mapped[str | None] = mapped_column(String(120))
+    role_code: Mapped[str] = mapped_column(ForeignKey("role.code"))
+    region_code: Mapped[str] = mapped_column(String(12))
+    scope_code: Mapped[str] = mapped_column(String(12))
+    form_key: Mapped[str | None] = mapped_column(String(160))
+    actions: Mapped[str] = mapped_column(String(80))
+    status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus), default=TaskStatus.open)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    action: Mapped[str | None] = mapped_column(String(16))
+    opinion: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    case: Mapped[Case] = relationship(lazy="joined")
+    completed_by: Mapped[User | None] = relationship(lazy="joined")
+
+
+class TimerRow(Base):
+    """A waiting BPMN timer event with its frozen due time."""
+
+    __tablename__ = "timer"
+    __table_args__ = (
+        Index("ix_timer_due", "status", "due_at"),
+        UniqueConstraint("case_id", "spiff_task_id", name="uq_timer_case_task"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_instance.id"), index=True)
+    spiff_task_id: Mapped[str] = mapped_column(String(36))
+    spec_name: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[TimerStatus] = mapped_column(_enum(TimerStatus), default=TimerStatus.waiting)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    case: Mapped[Case] = relationship(lazy="joined")
+
+
+class AuditEvent(Base):
+    """Append-only record of every action on a case. The code has no update or delete path."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case_instance.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str | None] = mapped_column(String(200))
+    opinion: Mapped[str | None] = mapped_column(Text)
+    data_diff: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User | None] = relationship(lazy="joined")

@@ -1,0 +1,64 @@
+"""Read-side queries: inboxes and case history, always over indexed rows, never blobs."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from engine.assignment import Actor
+from engine.models import AuditEvent, Case, TaskRow, TaskStatus, TimerRow, TimerStatus
+
+VIEWS = ("todo", "done", "started")
+
+
+class InboxQueries:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def _todo_filter(self, actor: Actor):
+        scopes = actor.scopes
+        if not scopes:
+            return None
+        return and_(
+            TaskRow.status == TaskStatus.open,
+            or_(*[and_(TaskRow.role_code == r, TaskRow.scope_code == s) for r, s in sorted(scopes)]),
+        )
+
+    def todo(self, actor: Actor, limit: int = 200) -> list[TaskRow]:
+        """Open tasks assigned to the actor's roles in their jurisdiction, soonest due first."""
+        flt = self._todo_filter(actor)
+        if flt is None:
+            return []
+        stmt = (select(TaskRow).where(flt)
+                .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.created_at).limit(limit))
+        return list(self.session.scalars(stmt))
+
+    def done(self, actor: Actor, limit: int = 200) -> list[TaskRow]:
+        stmt = (select(TaskRow).where(TaskRow.completed_by_id == actor.user_id)
+                .order_by(TaskRow.completed_at.desc()).limit(limit))
+        return list(self.session.scalars(stmt))
+
+    def started(self, actor: Actor, limit: int = 200) -> list[Case]:
+        stmt = (select(Case).where(Case.started_by_id == actor.user_id)
+                .order_by(Case.created_at.desc()).limit(limit))
+        return list(self.session.scalars(stmt))
+
+    def counts(self, actor: Actor) -> dict[str, int]:
+        flt = self._todo_filter(actor)
+        todo = self.session.scalar(select(func.count(TaskRow.id)).where(flt)) if flt is not None else 0
+        done = self.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.completed_by_id == actor.user_id))
+        started = self.session.scalar(select(func.count(Case.id)).where(Case.started_by_id == actor.user_id))
+        return {"todo": todo or 0, "done": done or 0, "started": started or 0}
+
+    def case_tasks(self, case_id: int) -> list[TaskRow]:
+        return list(self.session.scalars(select(TaskRow).where(TaskRow.case_id == case_id).order_by(TaskRow.id)))
+
+    def case_history(self, case_id: int) -> list[AuditEvent]:
+        return list(self.session.scalars(
+            select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.id)))
+
+    def case_timers(self, case_id: int) -> list[TimerRow]:
+        return list(self.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)))
+
+    def waiting_timer_count(self) -> int:
+        return self.session.scalar(select(func.count(TimerRow.id)).where(TimerRow.status == TimerStatus.waiting)) or 0

@@ -1,0 +1,533 @@
+"""Case runtime: start cases, complete tasks, fire timers.
+
+Every mutation has one shape, inside the caller's transaction:
+lock the case → load → act → run engine steps → save state → sync task and timer rows →
+audit event. The caller (a unit of work) commits once at the edge.
+
+Approve completes the user task and lets the diagram decide what follows. Reject and
+return are operations on the case, not diagram paths: reject cancels the case as 未通过
+with the reason; return resets the workflow to an earlier user step on the case's path
+(SpiffWorkflow's reset keeps the task tree shallow, so a case returned hundreds of times
+keeps working; a modelled loop would deepen the tree each round, SpiffWorkflow issue 441).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from engine import clock as clock_mod
+from engine import forms
+from engine.assignment import Actor, scope_for
+from engine.definitions import DefinitionService, role_of_lane
+from engine.errors import (
+    CaseExecutionError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnsafeExpressionError,
+    ValidationError,
+)
+from engine.expressions import SCRIPT_ENGINE
+from engine.models import (
+    AuditEvent,
+    Case,
+    CaseStatus,
+    Region,
+    RegionLevel,
+    Role,
+    Subject,
+    TaskRow,
+    TaskStatus,
+    TimerRow,
+    TimerStatus,
+)
+from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+
+ACTION_LABELS = {"approve": "通过", "reject": "不通过", "return": "退回", "submit": "提交"}
+MAX_OPINION_LENGTH = 2000
+
+
+def _props(task_spec) -> dict[str, str]:
+    return getattr(task_spec, "extensions", {}).get("properties", {})
+
+
+def task_actions(task_spec) -> list[str]:
+    """The actions a user step allows, from its ``actions`` property (default approve)."""
+    raw = _props(task_spec).get("actions", "approve")
+    return [a.strip() for a in raw.split(",") if a.strip()]
+
+
+def _timer_due(task) -> datetime | None:
+    value = task.internal_data.get("event_value")
+    if value is None:
+        return None
+    if isinstance(value, dict):  # cycle timers
+        value = value.get("next")
+    return TimerEventDefinition.get_datetime(value)
+
+
+def _is_timer(task) -> bool:
+    event_def = getattr(task.task_spec, "event_definition", None)
+    return isinstance(event_def, TimerEventDefinition)
+
+
+class CaseService:
+    """Runs cases. Takes its session and clock; never commits."""
+
+    def __init__(self, session: Session, clock, definitions: DefinitionService | None = None,
+                 timer_lease: timedelta = timedelta(minutes=5)):
+        self.session = session
+        self.clock = clock
+        self.definitions = definitions or DefinitionService(session, clock)
+        self.timer_lease = timer_lease
+        self._role_levels: dict[str, RegionLevel] | None = None
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def role_levels(self) -> dict[str, RegionLevel]:
+        if self._role_levels is None:
+            self._role_levels = {r.code: r.level for r in self.session.scalars(select(Role))}
+        return self._role_levels
+
+    def get_case(self, case_id: int, actor: Actor) -> Case:
+        """A case the actor may see.
+
+        :raises NotFoundError: no such case, or outside the actor's jurisdiction.
+        """
+        case = self.session.get(Case, case_id)
+        if case is None or not self.may_view_case(case, actor):
+            raise NotFoundError("案件不存在")
+        return case
+
+    def may_view_case(self, case: Case, actor: Actor) -> bool:
+        return case.started_by_id == actor.user_id or actor.covers(case.region_code)
+
+    def get_task(self, task_id: int, actor: Actor) -> TaskRow:
+        """A task row the actor may see: assigned to them, done by them, or in a visible case.
+
+        :raises NotFoundError: no such task, or outside the actor's jurisdiction.
+        """
+        row = self.session.get(TaskRow, task_id)
+        if row is None:
+            raise NotFoundError("任务不存在")
+        if actor.holds(row.role_code, row.scope_code) or row.completed_by_id == actor.user_id:
+            return row
+        raise NotFoundError("任务不存在")
+
+    # ------------------------------------------------------------------ start
+    def start_case(self, procedure_code: str, subject_id: int, actor: Actor,
+                   data: dict[str, Any] | None = None, client_addr: str | None = None) -> Case:
+        """Start a case of the newest version of a procedure for a subject.
+
+        :raises NotFoundError: unknown procedure or subject, or a subject outside jurisdiction.
+        :raises ForbiddenError: the actor does not hold the starting lane's role there.
+        :raises CaseExecutionError: the diagram could not run to its first wait state.
+        """
+        version = self.definitions.latest(procedure_code)
+        subject = self.session.get(Subject, subject_id)
+        if subject is None or not actor.covers(subject.region_code):
+            raise NotFoundError("对象不存在")
+        manifest = self.definitions.manifest(version)
+        if subject.kind != manifest.get("subject_kind", "household"):
+            raise ValidationError("对象类型不符", {"subject": "此流程不适用于该对象"})
+        specs = self.definitions.specs(version)
+        spec, subprocess_specs = specs
+        start_role = role_of_lane(spec.start.outputs[0].lane) if spec.start.outputs else None
+        start_role = start_role or manifest.get("starter_role")
+        level = self.role_levels.get(start_role or "")
+        if level is None or not actor.may_start(start_role, subject.region_code, level):
+            raise ForbiddenError("您没有在该地区发起此流程的权限")
+
+        now = self.clock.now()
+        region = self.session.get(Region, subject.region_code)
+        case = Case(
+            procedure_version_id=version.id,
+            subject_id=subject.id,
+            region_code=subject.region_code,
+            title=f"{subject.name} · {version.procedure.name}",
+            status=CaseStatus.running,
+            state="{}",
+            serializer_version=SERIALIZER_VERSION,
+            lock_version=0,
+            return_count=0,
+            started_by_id=actor.user_id,
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(case)
+        self.session.flush()
+
+        initial = {
+            "case_id": case.id,
+            "subject_name": subject.name,
+            "subject_kind": subject.kind,
+            "region_code": subject.region_code,
+            "region_name": region.name if region else "",
+            "settings": manifest.get("settings", {}),
+            **{f"subject_{k}": v for k, v in (subject.attrs or {}).items()},
+            **(data or {}),
+        }
+        with clock_mod.using(self.clock):
+            workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=SCRIPT_ENGINE)
+            for task in workflow.get_tasks(state=TaskState.READY):
+                task.data.update(initial)
+            self._advance(workflow, case)
+        self._save(case, workflow, expected_lock=None)
+        self._record(case, None, actor, "start", None, {"data": data or {}}, client_addr)
+        return case
+
+    # ------------------------------------------------------------------ complete
+    def complete_task(self, task_id: int, actor: Actor, action: str, opinion: str | None,
+                      data: dict[str, Any] | None, client_addr: str | None = None,
+                      return_to: str | None = None) -> Case:
+        """Complete a user task with approve, reject or return.
+
+        :raises NotFoundError: no such task or outside jurisdiction.
+        :raises ForbiddenError: the actor sees the task but may not act on it.
+        :raises ConflictError: the task was already completed or the case changed meanwhile.
+        :raises ValidationError: bad action, missing opinion or bad form data.
+        :raises CaseExecutionError: the workflow could not advance; nothing is saved.
+        """
+        row = self.get_task(task_id, actor)
+        if row.status != TaskStatus.open:
+            raise ConflictError("该任务已被处理")
+        if not actor.holds(row.role_code, row.scope_code):
+            raise ForbiddenError("您无权处理此任务")
+        case = self._lock_case(row.case_id)
+        self.session.refresh(row)
+        if row.status != TaskStatus.open:
+            raise ConflictError("该任务已被处理")
+        expected_lock = case.lock_version
+
+        allowed = row.actions.split(",")
+        if action not in allowed:
+            raise ValidationError("不允许的操作", {"action": f"此步骤只允许: {'、'.join(ACTION_LABELS.get(a, a) for a in allowed)}"})
+        opinion = (opinion or "").strip()
+        if len(opinion) > MAX_OPINION_LENGTH:
+            raise ValidationError("审批意见过长", {"opinion": f"不能超过 {MAX_OPINION_LENGTH} 字"})
+        if action in ("reject", "return") and not opinion:
+            raise ValidationError("请填写意见", {"opinion": "不通过或退回时必须填写意见"})
+
+        version = case.version
+        schema = self.definitions.form_schema(version, row.form_key)
+        cleaned = forms.validate(schema, data or {}) if action == "approve" else {}
+
+        with clock_mod.using(self.clock):
+            workflow = self._load(case)
+            task = self._ready_task(workflow, row)
+            if action == "approve":
+                task.data.update(cleaned)
+                task.data["decision"] = action
+                task.data["last_opinion"] = opinion
+                task.data.setdefault("opinions", {})
+                task.data["opinions"] = {**task.data["opinions"], row.spec_name: opinion}
+                try:
+                    task.run()
+                except Exception as exc:  # any failure of the diagram's own logic
+                    raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+                self._advance(workflow, case)
+            elif action == "reject":
+                workflow.cancel()
+                case.status = CaseStatus.rejected
+                case.outcome_reason = opinion
+                case.finished_at = self.clock.now()
+            else:
+                target = self._return_target(workflow, task, return_to)
+                workflow.reset_from_task_id(target.id)
+                target.data["return_reason"] = opinion
+                target.data["returned_from"] = row.title
+                case.return_count += 1
+                self._advance(workflow, case)
+
+        now = self.clock.now()
+        done = self.session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == row.id, TaskRow.status == TaskStatus.open)
+            .values(status=TaskStatus.completed, completed_at=now, completed_by_id=actor.user_id,
+                    action=action, opinion=opinion, data=cleaned)
+        )
+        if done.rowcount != 1:
+            raise ConflictError("该任务已被处理")
+        self._save(case, workflow, expected_lock=expected_lock)
+        self._record(case, row, actor, action, opinion, {"data": cleaned} if cleaned else None, client_addr)
+        return case
+
+    def _ready_task(self, workflow: BpmnWorkflow, row: TaskRow):
+        from uuid import UUID
+
+        task = workflow.get_task_from_id(UUID(row.spiff_task_id))
+        if task is None or task.state != TaskState.READY:
+            raise ConflictError("该任务已不在待办状态")
+        return task
+
+    def _return_target(self, workflow: BpmnWorkflow, task, return_to: str | None):
+        """The user task to return to: the named earlier step, or the previous one on the path."""
+        earlier = []
+        node = task.parent
+        while node is not None:
+            if isinstance(node.task_spec, UserTask) and node.state == TaskState.COMPLETED:
+                earlier.append(node)
+            node = node.parent
+        if not earlier:
+            raise ValidationError("无法退回", {"return_to": "没有可退回的前序步骤"})
+        if return_to is None:
+            return earlier[0]
+        for node in earlier:
+            if node.task_spec.bpmn_id == return_to:
+                return node
+        raise ValidationError("无法退回", {"return_to": "只能退回到本案已经过的步骤"})
+
+    def return_targets(self, row: TaskRow) -> list[tuple[str, str]]:
+        """Earlier user steps of the case (bpmn id, name) that a return may go back to."""
+        rows = self.session.scalars(
+            select(TaskRow).where(TaskRow.case_id == row.case_id, TaskRow.status == TaskStatus.completed,
+                                  TaskRow.id < row.id).order_by(TaskRow.id.desc())
+        ).all()
+        seen: dict[str, str] = {}
+        for r in rows:
+            if r.spec_name != row.spec_name and r.action != "return":
+                seen.setdefault(r.spec_name, r.title)
+        return list(seen.items())
+
+    # ------------------------------------------------------------------ timers
+    def fire_due_timers(self, limit: int = 100, worker: str = "worker") -> int:
+        """Claim and fire timers due by the clock's now; return how many fired.
+
+        Each timer is claimed with a lease, then fired under the case lock in its own
+        savepoint; a failure leaves it waiting with the error recorded.
+        """
+        now = self.clock.now()
+        claimed = self.claim_due_timers(now, limit)
+        fired = 0
+        for timer_id in claimed:
+            try:
+                with self.session.begin_nested():
+                    if self._fire_timer(timer_id, now, worker):
+                        fired += 1
+            except (CaseExecutionError, SpiffWorkflowException, UnsafeExpressionError) as exc:
+                self.session.execute(
+                    update(TimerRow).where(TimerRow.id == timer_id)
+                    .values(attempts=TimerRow.attempts + 1, last_error=str(exc)[:2000])
+                )
+        return fired
+
+    def claim_due_timers(self, now: datetime, limit: int) -> list[int]:
+        """Claim up to limit due timers with a lease; return their ids."""
+        stmt = (
+            select(TimerRow.id)
+            .where(TimerRow.status == TimerStatus.waiting, TimerRow.due_at <= now)
+            .where((TimerRow.claimed_until.is_(None)) | (TimerRow.claimed_until < now))
+            .order_by(TimerRow.due_at)
+            .limit(limit)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(self.session.scalars(stmt))
+        claimed = []
+        for timer_id in ids:
+            res = self.session.execute(
+                update(TimerRow)
+                .where(TimerRow.id == timer_id, TimerRow.status == TimerStatus.waiting)
+                .where((TimerRow.claimed_until.is_(None)) | (TimerRow.claimed_until < now))
+                .values(claimed_until=now + self.timer_lease)
+            )
+            if res.rowcount == 1:
+                claimed.append(timer_id)
+        return claimed
+
+    def _fire_timer(self, timer_id: int, now: datetime, worker: str) -> bool:
+        timer = self.session.get(TimerRow, timer_id)
+        case = self._lock_case(timer.case_id)
+        self.session.refresh(timer)
+        if timer.status != TimerStatus.waiting:
+            return False
+        expected = case.lock_version
+        with clock_mod.using(self.clock):
+            workflow = self._load(case)
+            workflow.refresh_timers()
+            self._advance(workflow, case)
+        self._save(case, workflow, expected_lock=expected)
+        self.session.refresh(timer)
+        if timer.status == TimerStatus.waiting:
+            # the engine did not consider it due (clock skew): release the claim
+            timer.claimed_until = None
+            return False
+        self._record(case, None, None, "timer_fired", None, {"timer": timer.title, "worker": worker}, None)
+        return True
+
+    # ------------------------------------------------------------------ core steps
+    def _lock_case(self, case_id: int) -> Case:
+        stmt = select(Case).where(Case.id == case_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=Case)
+        try:
+            case = self.session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+        except OperationalError as exc:
+            raise ConflictError("案件正被他人处理,请稍后重试") from exc
+        if case is None:
+            raise NotFoundError("案件不存在")
+        return case
+
+    def _load(self, case: Case) -> BpmnWorkflow:
+        version = case.version
+        return load_state(case.state, case.serializer_version, self.definitions.specs(version), version.spec_json)
+
+    def _advance(self, workflow: BpmnWorkflow, case: Case) -> None:
+        try:
+            workflow.refresh_timers()
+            workflow.do_engine_steps()
+        except (SpiffWorkflowException, UnsafeExpressionError, NameError, TypeError, ValueError) as exc:
+            raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+
+    def _case_status(self, workflow: BpmnWorkflow, case: Case) -> None:
+        if case.status in (CaseStatus.rejected, CaseStatus.withdrawn):
+            return
+        latest = None
+        latest_time = -1.0
+        for task in workflow.get_tasks(state=TaskState.COMPLETED):
+            value = _props(task.task_spec).get("caseStatus")
+            if value and task.last_state_change > latest_time:
+                latest, latest_time = value, task.last_state_change
+        if latest:
+            case.status = CaseStatus(latest)
+        if workflow.is_completed():
+            if latest is None:
+                case.status = CaseStatus.completed
+            case.finished_at = case.finished_at or self.clock.now()
+
+    def _save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None) -> None:
+        now = self.clock.now()
+        self._case_status(workflow, case)
+        state = dump_state(workflow)
+        if expected_lock is None:
+            case.state = state
+            case.updated_at = now
+            case.lock_version = 1
+            self.session.flush()
+        else:
+            try:
+                res = self.session.execute(
+                    update(Case)
+                    .where(Case.id == case.id, Case.lock_version == expected_lock)
+                    .values(state=state, updated_at=now, lock_version=expected_lock + 1,
+                            status=case.status, outcome_reason=case.outcome_reason,
+                            finished_at=case.finished_at, return_count=case.return_count)
+                    .execution_options(synchronize_session=False)
+                )
+            except OperationalError as exc:
+                raise ConflictError("案件正被他人处理,请稍后重试") from exc
+            if res.rowcount != 1:
+                raise ConflictError("案件已被他人更新,请刷新后重试")
+            self.session.expire(case)
+        self._sync_tasks(case, workflow, now)
+        self._sync_timers(case, workflow, now)
+
+    def _sync_tasks(self, case: Case, workflow: BpmnWorkflow, now: datetime) -> None:
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        open_rows = self.session.scalars(
+            select(TaskRow).where(TaskRow.case_id == case.id, TaskRow.status == TaskStatus.open)
+        ).all()
+        for row in open_rows:
+            if row.spiff_task_id in ready:
+                ready.pop(row.spiff_task_id)
+            else:
+                row.status = TaskStatus.cancelled
+                row.completed_at = now
+        for spiff_id, task in ready.items():
+            spec = task.task_spec
+            props = _props(spec)
+            role = role_of_lane(spec.lane)
+            level = self.role_levels.get(role or "")
+            if level is None:
+                raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
+            due_at = None
+            if props.get("dueIn"):
+                parsed = TimerEventDefinition.parse_iso_duration(props["dueIn"])
+                due_at = now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
+            self.session.add(TaskRow(
+                case_id=case.id,
+                spiff_task_id=spiff_id,
+                spec_name=spec.bpmn_id,
+                title=spec.bpmn_name or spec.bpmn_id,
+                lane=spec.lane,
+                role_code=role,
+                region_code=case.region_code,
+                scope_code=scope_for(case.region_code, level),
+                form_key=props.get("formKey"),
+                actions=",".join(task_actions(spec)),
+                status=TaskStatus.open,
+                created_at=now,
+                due_at=due_at,
+            ))
+        self.session.flush()
+
+    def _sync_timers(self, case: Case, workflow: BpmnWorkflow, now: datetime) -> None:
+        waiting = {}
+        for task in workflow.get_tasks(state=TaskState.WAITING):
+            if _is_timer(task):
+                due = _timer_due(task)
+                if due is not None:
+                    waiting[str(task.id)] = (task, due)
+        rows = self.session.scalars(
+            select(TimerRow).where(TimerRow.case_id == case.id, TimerRow.status == TimerStatus.waiting)
+        ).all()
+        for row in rows:
+            if row.spiff_task_id in waiting:
+                task, due = waiting.pop(row.spiff_task_id)
+                row.due_at = due
+            else:
+                fired = workflow.get_task_from_id(_uuid(row.spiff_task_id))
+                row.status = (TimerStatus.fired if fired is not None and fired.state == TaskState.COMPLETED
+                              else TimerStatus.cancelled)
+                row.fired_at = now
+                row.claimed_until = None
+        existing = set(self.session.scalars(
+            select(TimerRow.spiff_task_id).where(TimerRow.case_id == case.id)
+        ))
+        for spiff_id, (task, due) in waiting.items():
+            if spiff_id in existing:  # a cycle timer that waits again: re-arm the same row
+                self.session.execute(
+                    update(TimerRow).where(TimerRow.case_id == case.id, TimerRow.spiff_task_id == spiff_id)
+                    .values(status=TimerStatus.waiting, due_at=due, claimed_until=None)
+                )
+                continue
+            self.session.add(TimerRow(
+                case_id=case.id,
+                spiff_task_id=spiff_id,
+                spec_name=task.task_spec.bpmn_id or task.task_spec.name,
+                title=task.task_spec.bpmn_name or task.task_spec.bpmn_id or "定时器",
+                due_at=due,
+                status=TimerStatus.waiting,
+            ))
+        self.session.flush()
+
+    def _record(self, case: Case, row: TaskRow | None, actor: Actor | None, action: str,
+                opinion: str | None, diff: dict[str, Any] | None, client_addr: str | None) -> None:
+        self.session.add(AuditEvent(
+            case_id=case.id,
+            task_id=row.id if row else None,
+            user_id=actor.user_id if actor else None,
+            action=action,
+            step=row.title if row else None,
+            opinion=opinion,
+            data_diff=diff,
+            created_at=self.clock.now(),
+            client_addr=client_addr,
+        ))
+        self.session.flush()
+
+
+def _uuid(value: str):
+    from uuid import UUID
+
+    return UUID(value)

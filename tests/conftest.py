@@ -1,0 +1,123 @@
+"""Shared fixtures: a real database built by the migrations, a fixed clock, actors, factories.
+
+SQLite by default; PostgreSQL when DATABASE_URL is set (CI runs both). Each test gets a
+database in the state "migrated + roles + regions + procedures + demo users/households"
+with no cases: on SQLite a copy of a template file, on PostgreSQL the mutable tables are
+truncated and the demo users re-created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from engine.bootstrap import load_demo, setup_database
+from engine.clock import FixedClock
+from engine.db import make_engine, make_session_factory
+from engine.models import Case, Subject, TaskRow, TaskStatus, User
+from engine.settings import database_url
+from engine.uow import UnitOfWork
+
+START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
+MUTABLE_TABLES = ("audit_event", "timer", "task", "case_instance", "subject", "user_role", "user_account")
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("DATABASE_URL")
+    return database_url() if url else None
+
+
+@dataclass
+class Database:
+    url: str
+    engine: object
+    factory: object
+    clock: FixedClock
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.factory, self.clock)
+
+    def actor(self, username: str):
+        with self.uow() as work:
+            user = work.session.scalar(select(User).where(User.username == username))
+            return work.directory.actor(user)
+
+    def household(self, name: str | None = None, username: str = "demo_village") -> int:
+        """The id of a demo household (by name) in the village of username's grant."""
+        with self.uow() as work:
+            stmt = select(Subject).where(Subject.kind == "household").order_by(Subject.id)
+            if name:
+                stmt = stmt.where(Subject.name == name)
+            actor = self.actor(username)
+            return next(s.id for s in work.session.scalars(stmt) if actor.covers(s.region_code))
+
+    def start_case(self, username: str = "demo_village", procedure: str = "monitoring_exit",
+                   subject_id: int | None = None) -> int:
+        with self.uow() as work:
+            case = work.cases.start_case(procedure, subject_id or self.household(username=username),
+                                         self.actor(username))
+            return case.id
+
+    def open_tasks(self, case_id: int) -> list[TaskRow]:
+        with self.uow() as work:
+            return list(work.session.scalars(
+                select(TaskRow).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)
+                .order_by(TaskRow.id)))
+
+    def complete(self, case_id: int, username: str, action: str = "approve", opinion: str = "同意",
+                 data: dict | None = None, **kwargs) -> None:
+        (row,) = self.open_tasks(case_id)
+        with self.uow() as work:
+            work.cases.complete_task(row.id, self.actor(username), action, opinion, data or {}, **kwargs)
+
+    def case(self, case_id: int) -> Case:
+        with self.uow() as work:
+            return work.session.get(Case, case_id)
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory):
+    clock = FixedClock(START)
+    pg = _postgres_url()
+    if pg:
+        engine = make_engine(pg)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        setup_database(engine, clock, demo=True, demo_cases=False)
+        yield ("pg", pg, engine)
+        engine.dispose()
+        return
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    setup_database(engine, clock, demo=True, demo_cases=False)
+    with engine.begin() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.dispose()
+    yield ("sqlite", path, None)
+
+
+@pytest.fixture
+def db(_template, tmp_path) -> Database:
+    kind, where, pg_engine = _template
+    clock = FixedClock(START)
+    if kind == "pg":
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
+        factory = make_session_factory(pg_engine)
+        with UnitOfWork(factory, clock) as work:
+            load_demo(work, with_cases=False)
+        yield Database(where, pg_engine, factory, clock)
+        return
+    path: Path = tmp_path / "test.sqlite3"
+    shutil.copyfile(where, path)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    yield Database(url, engine, make_session_factory(engine), clock)
+    engine.dispose()

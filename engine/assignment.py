@@ -51,6 +51,10 @@ class Actor:
     def may_start(self, role_code: str, region_code: str, role_level: RegionLevel) -> bool:
         return self.holds(role_code, ancestor_at(region_code, role_level))
 
+    def may_see_full_id(self, region_code: str) -> bool:
+        """ID numbers are shown in full only to the household's own village; masked elsewhere."""
+        return any(g.level == RegionLevel.village and g.region_code == region_code for g in self.grants)
+
     @property
     def is_admin(self) -> bool:
         return "admin" in self.role_codes

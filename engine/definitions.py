@@ -342,3 +342,12 @@ class DefinitionService:
             return {"type": "default", "components": []}
         return json.loads(version.files[f"form/{form_key}"])
 
+    @staticmethod
+    def field_labels(version: ProcedureVersion) -> dict[str, str]:
+        """Form field key → Chinese label, over every form of the version."""
+        labels: dict[str, str] = {}
+        for name, text in version.files.items():
+            if name.startswith("form/"):
+                for comp in forms_mod.input_components(json.loads(text)):
+                    labels.setdefault(comp["key"], comp.get("label") or comp["key"])
+        return labels

@@ -62,3 +62,22 @@ class InboxQueries:
 
     def waiting_timer_count(self) -> int:
         return self.session.scalar(select(func.count(TimerRow.id)).where(TimerRow.status == TimerStatus.waiting)) or 0
+
+
+def merged_data(tasks: list[TaskRow]) -> dict:
+    """The case's form data: every approved step's data, later steps winning."""
+    data: dict = {}
+    for row in tasks:
+        if row.status == TaskStatus.completed and row.action == "approve" and row.data:
+            data.update(row.data)
+    return data
+
+
+def diagram_marks(tasks: list[TaskRow], timers: list[TimerRow]) -> dict[str, list[str]]:
+    """Element ids to mark on the case diagram: done, current and returned steps."""
+    done = {r.spec_name for r in tasks if r.status == TaskStatus.completed and r.action == "approve"}
+    done |= {t.spec_name for t in timers if t.status == TimerStatus.fired}
+    current = {r.spec_name for r in tasks if r.status == TaskStatus.open}
+    current |= {t.spec_name for t in timers if t.status == TimerStatus.waiting}
+    returned = {r.spec_name for r in tasks if r.action == "return"}
+    return {"done": sorted(done - current), "current": sorted(current), "returned": sorted(returned - current)}

@@ -38,6 +38,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.expressions import SCRIPT_ENGINE
+from engine.glossary import ACTION_LABELS
 from engine.models import (
     AuditEvent,
     Case,
@@ -53,7 +54,6 @@ from engine.models import (
 )
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
 
-ACTION_LABELS = {"approve": "通过", "reject": "不通过", "return": "退回", "submit": "提交"}
 MAX_OPINION_LENGTH = 2000
 
 
@@ -123,6 +123,16 @@ class CaseService:
         if actor.holds(row.role_code, row.scope_code) or row.completed_by_id == actor.user_id:
             return row
         raise NotFoundError("任务不存在")
+
+    def task_form(self, row: TaskRow) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The form-js schema of a task and the data to prefill it with (no deserialization)."""
+        from engine.queries import merged_data
+
+        schema = self.definitions.form_schema(row.case.version, row.form_key)
+        tasks = self.session.scalars(select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)).all()
+        data = merged_data(list(tasks))
+        keys = {c["key"] for c in forms.input_components(schema)}
+        return schema, {k: v for k, v in data.items() if k in keys}
 
     # ------------------------------------------------------------------ start
     def start_case(self, procedure_code: str, subject_id: int, actor: Actor,

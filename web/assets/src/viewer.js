@@ -2,7 +2,7 @@
 import NavigatedViewer from 'bpmn-js/lib/NavigatedViewer';
 
 async function renderCaseDiagram(container) {
-  const xml = document.getElementById(container.dataset.xmlSource).textContent;
+  const xml = JSON.parse(document.getElementById(container.dataset.xmlSource).textContent);
   const marks = JSON.parse(document.getElementById(container.dataset.marksSource).textContent);
   const viewer = new NavigatedViewer({ container });
   try {

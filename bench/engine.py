@@ -1,0 +1,453 @@
+"""Benchmark: XiangFlow task completions against a naive "whole blob per case" baseline.
+
+Run from the repository root::
+
+    .venv/bin/python bench/engine.py                     # fresh SQLite file in a temp dir
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/xf_bench .venv/bin/python bench/engine.py
+
+The PostgreSQL database must exist; the bench DROPs and re-creates its ``public`` schema.
+
+Both paths run the "monitoring_exit" procedure for N households (N split evenly over the
+processes): every case is started (timed separately), then its five user tasks are completed
+step by step (入户核查, then the four-step chain 村公示 → 镇复核 → 部门审定 → 县级公告), one
+transaction per completion. The completion phase is what "completions/s" and the latencies
+measure; each process waits at a barrier so the processes complete tasks at the same time.
+
+* XiangFlow: one ``UnitOfWork`` per completion, as the web layer does: look up the open
+  ``TaskRow`` of the case, ``CaseService.complete_task`` (case lock, spec-free state, spec
+  cache, task/timer row sync, audit event), commit. Actors are resolved once per process
+  (the web layer's per-request user load is not counted).
+* naive: a table with one ``Text`` blob per case holding the whole workflow serialized
+  *with its spec* by ``FULL_SERIALIZER``. Per step: ORM load, ``deserialize_json``, complete
+  the ready user task, ``do_engine_steps``, ``serialize_json``, ORM save, commit. No task
+  rows, no audit, no lock, no spec cache.
+
+``--profile`` additionally runs each path once more in this process under cProfile (not
+counted in the figures) and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_BENCH_DIR = Path(__file__).resolve().parent
+# bench/engine.py must not shadow the engine package: repository root first, bench dir out.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if p and Path(p).resolve() != _BENCH_DIR]
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import os  # noqa: E402
+import pstats  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
+from SpiffWorkflow.util.task import TaskState  # noqa: E402
+from sqlalchemy import Integer, Text, func, select, text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+
+from engine import clock as clock_mod  # noqa: E402
+from engine.bootstrap import first_village, setup_database  # noqa: E402
+from engine.clock import FixedClock  # noqa: E402
+from engine.db import make_engine, make_session_factory  # noqa: E402
+from engine.demo_data import HOUSEHOLD_CHECK, REVIEW_STEPS  # noqa: E402
+from engine.errors import ConflictError  # noqa: E402
+from engine.expressions import SCRIPT_ENGINE  # noqa: E402
+from engine.models import Case, CaseStatus, ProcedureVersion, Subject, TaskRow, TaskStatus, User  # noqa: E402
+from engine.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
+from engine.settings import database_url  # noqa: E402
+from engine.uow import UnitOfWork  # noqa: E402
+
+START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
+PROCEDURE = "monitoring_exit"
+OPINION = "情况属实,同意。"
+# (username, form data) for each user task, in order
+STEPS = [("demo_village", HOUSEHOLD_CHECK), *REVIEW_STEPS]
+STEP_NAMES = ["入户核查", "村公示", "镇复核", "部门审定", "县级公告"]
+MAX_RETRIES = 5
+
+
+class NaiveBase(DeclarativeBase):
+    pass
+
+
+class NaiveCase(NaiveBase):
+    __tablename__ = "naive_case"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob: Mapped[str] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------------------------- setup
+def resolve_url() -> tuple[str, str | None]:
+    """(SQLAlchemy URL, temp dir to clean up or None)."""
+    if os.environ.get("XIANGFLOW_DATABASE_URL") or os.environ.get("DATABASE_URL"):
+        return database_url(), None
+    tmp = tempfile.mkdtemp(prefix="xf_bench_")
+    return f"sqlite:///{tmp}/bench.sqlite3", tmp
+
+
+def fresh_database(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        setup_database(engine, FixedClock(START), demo=True, demo_cases=False)
+        NaiveBase.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+def add_households(url: str, count: int, tag: str) -> list[int]:
+    """Create count households in the demo village; return their ids."""
+    from engine.bootstrap import DEMO_TOWNSHIP
+
+    engine = make_engine(url)
+    try:
+        with UnitOfWork(make_session_factory(engine), FixedClock(START)) as work:
+            village = first_village(work, DEMO_TOWNSHIP)
+            subjects = [
+                Subject(kind="household", region_code=village, name=f"{tag}户{i:05d}", id_number=None,
+                        attrs={"members": 3 + i % 3, "category": "脱贫不稳定户"})
+                for i in range(count)
+            ]
+            work.session.add_all(subjects)
+            work.session.flush()
+            return [s.id for s in subjects]
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------- XiangFlow
+class XiangFlowPath:
+    name = "XiangFlow"
+
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        self.factory = make_session_factory(self.engine)
+        self.clock = FixedClock(START)
+        with UnitOfWork(self.factory, self.clock) as work:
+            self.actors = {}
+            for username in {u for u, _ in STEPS}:
+                user = work.session.scalar(select(User).where(User.username == username))
+                self.actors[username] = work.directory.actor(user)
+
+    def start(self, subject_id: int) -> int:
+        with UnitOfWork(self.factory, self.clock) as work:
+            return work.cases.start_case(PROCEDURE, subject_id, self.actors["demo_village"]).id
+
+    def complete(self, case_id: int, step: int) -> None:
+        username, data = STEPS[step]
+        with UnitOfWork(self.factory, self.clock) as work:
+            task_id = work.session.scalar(
+                select(TaskRow.id).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open))
+            if task_id is None:
+                raise RuntimeError(f"case {case_id}: no open task at step {STEP_NAMES[step]}")
+            work.cases.complete_task(task_id, self.actors[username], "approve", OPINION, data)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------- naive
+class NaivePath:
+    name = "naive"
+
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        self.clock = FixedClock(START)
+        with Session(self.engine) as session:
+            version = session.scalar(select(ProcedureVersion).where(ProcedureVersion.process_id == PROCEDURE)
+                                     .order_by(ProcedureVersion.version.desc()).limit(1))
+            # a naive system parses its BPMN once at startup to create new cases
+            self.spec, self.subprocess_specs = spec_from_json(version.spec_json)
+            self.settings = json.loads(version.files["procedure.json"]).get("settings", {})
+
+    def start(self, subject_id: int) -> int:
+        with Session(self.engine) as session:
+            subject = session.get(Subject, subject_id)
+            row = NaiveCase(blob="{}")
+            session.add(row)
+            session.flush()
+            initial = {
+                "case_id": row.id,
+                "subject_name": subject.name,
+                "subject_kind": subject.kind,
+                "region_code": subject.region_code,
+                "region_name": "",
+                "settings": self.settings,
+                **{f"subject_{k}": v for k, v in (subject.attrs or {}).items()},
+            }
+            with clock_mod.using(self.clock):
+                wf = BpmnWorkflow(self.spec, self.subprocess_specs, script_engine=SCRIPT_ENGINE)
+                for task in wf.get_tasks(state=TaskState.READY):
+                    task.data.update(initial)
+                wf.do_engine_steps()
+            row.blob = FULL_SERIALIZER.serialize_json(wf)
+            session.commit()
+            return row.id
+
+    def complete(self, case_id: int, step: int) -> None:
+        _username, data = STEPS[step]
+        with Session(self.engine) as session:
+            row = session.get(NaiveCase, case_id)
+            wf = FULL_SERIALIZER.deserialize_json(row.blob)
+            wf.script_engine = SCRIPT_ENGINE
+            with clock_mod.using(self.clock):
+                ready = wf.get_tasks(state=TaskState.READY, manual=True)
+                if len(ready) != 1:
+                    raise RuntimeError(f"naive case {case_id}: {len(ready)} ready user tasks at {STEP_NAMES[step]}")
+                task = ready[0]
+                # the same data XiangFlow puts into the task, so state sizes compare like for like
+                task.data.update(data)
+                task.data["decision"] = "approve"
+                task.data["last_opinion"] = OPINION
+                task.data["opinions"] = {**task.data.get("opinions", {}), task.task_spec.bpmn_id: OPINION}
+                task.run()
+                wf.do_engine_steps()
+            row.blob = FULL_SERIALIZER.serialize_json(wf)
+            session.commit()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+PATHS = {"xiangflow": XiangFlowPath, "naive": NaivePath}
+
+
+# ---------------------------------------------------------------------------------- running
+def _retrying(fn, *args):
+    """Call fn; on a conflict or a database lock error retry. Return (result, retries)."""
+    for attempt in range(MAX_RETRIES + 1):
+        try:
+            return fn(*args), attempt
+        except (ConflictError, OperationalError):
+            if attempt == MAX_RETRIES:
+                raise
+            time.sleep(0.001 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def run_path(kind: str, url: str, subject_ids: list[int], barrier=None) -> dict:
+    """Start a case per subject, then complete every case's user tasks step by step."""
+    path = PATHS[kind](url)
+    try:
+        retries = 0
+        t = time.perf_counter()
+        case_ids = []
+        for sid in subject_ids:
+            case_id, n = _retrying(path.start, sid)
+            case_ids.append(case_id)
+            retries += n
+        start_seconds = time.perf_counter() - t
+        if barrier is not None:
+            barrier.wait()
+        latencies = []
+        t0 = time.time()
+        for step in range(len(STEPS)):
+            for case_id in case_ids:
+                s = time.perf_counter()
+                retries += _retrying(path.complete, case_id, step)[1]
+                latencies.append(time.perf_counter() - s)
+        t1 = time.time()
+        return {"case_ids": case_ids, "start_seconds": start_seconds, "latencies": latencies,
+                "t0": t0, "t1": t1, "retries": retries}
+    finally:
+        path.close()
+
+
+def _worker(kind, url, subject_ids, barrier, queue) -> None:
+    try:
+        queue.put(("ok", run_path(kind, url, subject_ids, barrier)))
+    except BaseException:  # report any failure to the parent instead of hanging it
+        queue.put(("error", traceback.format_exc()))
+        try:
+            barrier.abort()
+        except Exception:
+            pass
+
+
+def run_processes(kind: str, url: str, subject_ids: list[int], processes: int) -> dict:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    queue = ctx.Queue()
+    chunks = [subject_ids[i::processes] for i in range(processes)]
+    procs = [ctx.Process(target=_worker, args=(kind, url, chunk, barrier, queue)) for chunk in chunks]
+    for p in procs:
+        p.start()
+    results = []
+    for _ in procs:
+        status, payload = queue.get()
+        if status != "ok":
+            for p in procs:
+                p.join(timeout=10)
+            raise SystemExit(f"{kind} worker failed:\n{payload}")
+        results.append(payload)
+    for p in procs:
+        p.join()
+    latencies = [x for r in results for x in r["latencies"]]
+    wall = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    starts = sum(len(r["case_ids"]) for r in results)
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {
+        "path": kind,
+        "processes": processes,
+        "cases": starts,
+        "completions": len(latencies),
+        "wall_s": wall,
+        "completions_per_s": len(latencies) / wall,
+        "p50_ms": q[49] * 1000,
+        "p95_ms": q[94] * 1000,
+        "max_ms": max(latencies) * 1000,
+        "starts_per_s": starts / max(r["start_seconds"] for r in results),
+        "retries": sum(r["retries"] for r in results),
+        "case_ids": [c for r in results for c in r["case_ids"]],
+    }
+
+
+# ---------------------------------------------------------------------------------- checks
+def check_and_measure(url: str, kind: str, case_ids: list[int]) -> float:
+    """Check every case reached the follow-up timer; return the average stored state in bytes."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            if kind == "xiangflow":
+                rows = session.execute(select(Case.status, Case.state).where(Case.id.in_(case_ids))).all()
+                bad = [s for s, _ in rows if s != CaseStatus.exited]
+                sizes = [len(state.encode("utf-8")) for _, state in rows]
+            else:
+                blobs = session.scalars(select(NaiveCase.blob).where(NaiveCase.id.in_(case_ids))).all()
+                bad = []
+                for blob in blobs:
+                    wf = FULL_SERIALIZER.deserialize_json(blob)
+                    waiting = {t.task_spec.bpmn_id for t in wf.get_tasks(state=TaskState.WAITING)}
+                    if "follow_up_timer" not in waiting:
+                        bad.append(sorted(waiting))
+                sizes = [len(b.encode("utf-8")) for b in blobs]
+        if len(sizes) != len(case_ids) or bad:
+            raise SystemExit(f"{kind}: {len(bad)} of {len(case_ids)} cases did not finish as expected: {bad[:3]}")
+        return sum(sizes) / len(sizes)
+    finally:
+        engine.dispose()
+
+
+def count_rows(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t: conn.execute(select(func.count()).select_from(text(t))).scalar_one()
+                    for t in ("case_instance", "task", "timer", "audit_event", "naive_case")}
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------- profiling
+def profile(url: str, kind: str, cases: int, top: int) -> str:
+    subject_ids = add_households(url, cases, f"prof-{kind}-")
+    path = PATHS[kind](url)
+    try:
+        case_ids = [path.start(s) for s in subject_ids]
+        prof = cProfile.Profile()
+        prof.enable()
+        for step in range(len(STEPS)):
+            for case_id in case_ids:
+                path.complete(case_id, step)
+        prof.disable()
+    finally:
+        path.close()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=200, help="cases per run, split over the processes")
+    parser.add_argument("--processes", default="1,2", help="comma-separated process counts (default 1,2)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile each path in-process")
+    parser.add_argument("--profile-cases", type=int, default=100)
+    parser.add_argument("--profile-top", type=int, default=30)
+    args = parser.parse_args(argv)
+    process_counts = [int(p) for p in args.processes.split(",") if p.strip()]
+
+    url, tmp = resolve_url()
+    dialect = "postgresql" if url.startswith("postgresql") else "sqlite"
+    shown = url if dialect == "sqlite" else url.split("@")[-1]
+    print(f"XiangFlow engine benchmark — {dialect} ({shown})")
+    print(f"procedure {PROCEDURE}: {len(STEPS)} user tasks per case ({' → '.join(STEP_NAMES)}), "
+          f"{args.cases} cases per run split over the processes, {os.cpu_count()} CPUs")
+    t = time.perf_counter()
+    fresh_database(url)
+    print(f"fresh database set up in {time.perf_counter() - t:.1f} s")
+
+    results = []
+    sizes: dict[str, float] = {}
+    for procs in process_counts:
+        for kind in ("xiangflow", "naive"):
+            subject_ids = add_households(url, args.cases, f"{kind}-{procs}p-")
+            res = run_processes(kind, url, subject_ids, procs)
+            sizes.setdefault(kind, check_and_measure(url, kind, res["case_ids"]))
+            results.append(res)
+
+    print()
+    header = f"{'path':<10} {'procs':>5} {'cases':>6} {'compl.':>7} {'wall s':>7} {'compl/s':>8} " \
+             f"{'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'starts/s':>8} {'retries':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{PATHS[r['path']].name:<10} {r['processes']:>5} {r['cases']:>6} {r['completions']:>7} "
+              f"{r['wall_s']:>7.2f} {r['completions_per_s']:>8.1f} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} "
+              f"{r['max_ms']:>7.1f} {r['starts_per_s']:>8.1f} {r['retries']:>7}")
+    print()
+    ratios = {}
+    for procs in process_counts:
+        xf = next(r for r in results if r["path"] == "xiangflow" and r["processes"] == procs)
+        nv = next(r for r in results if r["path"] == "naive" and r["processes"] == procs)
+        ratios[procs] = xf["completions_per_s"] / nv["completions_per_s"]
+        verdict = "faster" if ratios[procs] >= 1 else "SLOWER"
+        print(f"throughput XiangFlow/naive, {procs} process(es): {ratios[procs]:.2f}x "
+              f"(XiangFlow is {verdict} than the naive baseline)")
+    print(f"state size after 县级公告: XiangFlow case.state {sizes['xiangflow']:.0f} B (spec-free), "
+          f"naive blob {sizes['naive']:.0f} B (with spec), ratio {sizes['xiangflow'] / sizes['naive']:.2f}")
+    rows = count_rows(url)
+    print("rows: " + ", ".join(f"{k} {v}" for k, v in rows.items()))
+
+    if args.profile:
+        for kind in ("xiangflow", "naive"):
+            print(f"\n==== cProfile: {PATHS[kind].name}, {args.profile_cases} cases × {len(STEPS)} completions, "
+                  "1 process ====")
+            print(profile(url, kind, args.profile_cases, args.profile_top))
+
+    summary = {
+        "database": dialect,
+        "cases": args.cases,
+        "tasks_per_case": len(STEPS),
+        "results": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "case_ids"}
+                    for r in results],
+        "throughput_ratio_xiangflow_over_naive": {str(k): round(v, 3) for k, v in ratios.items()},
+        "state_bytes": {"xiangflow": round(sizes["xiangflow"]), "naive": round(sizes["naive"])},
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    if tmp:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""XiangFlow web application: create_app wires configuration, extensions, blueprints, CLI."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from engine.db import make_engine, make_session_factory
+from web.config import load_config
+from web.extensions import csrf, login_manager
+from web.ratelimit import LoginLimiter
+from web.services import AppState, load_login_user
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(load_config(config))
+
+    engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
+    app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))
+    app.extensions["xiangflow_login_limiter"] = LoginLimiter(
+        app.config["XIANGFLOW_LOGIN_MAX_FAILURES"], app.config["XIANGFLOW_LOGIN_WINDOW_SECONDS"])
+
+    login_manager.init_app(app)
+    login_manager.user_loader(load_login_user)
+    csrf.init_app(app)
+
+    from web import api, auth, cases, errors, filters, inbox
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(inbox.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # the API refuses non-JSON bodies and foreign origins instead (see web/api.py)
+    errors.register(app)
+    filters.register(app)
+
+    from web import cli
+
+    cli.register(app)
+    if app.config["XIANGFLOW_SCHEDULER"]:
+        from web.scheduler import start_scheduler
+
+        start_scheduler(app)
+    return app

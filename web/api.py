@@ -1,0 +1,204 @@
+"""JSON API v1 (documented in web/static/openapi.json, served at /api/v1/openapi.json).
+
+Authentication is the session cookie from ``POST /api/v1/session``. The API is exempt from
+the HTML forms' CSRF token; instead every state-changing request must have a JSON body
+(a cross-site form cannot send one without a CORS preflight, which this app never grants)
+and, when the browser sends an Origin header, it must be this host.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import Blueprint, jsonify, request
+from flask_login import current_user, logout_user
+
+from engine.errors import ValidationError
+from engine.models import Case, TaskRow
+from engine.queries import VIEWS, merged_data
+from web.auth import LoginRefused, login_with_password
+from web.errors import error_response
+from web.services import actor, client_addr, work
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+OPENAPI_PATH = Path(__file__).parent / "static" / "openapi.json"
+
+
+@bp.before_request
+def guard():
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if not request.is_json:
+            return error_response(415, "请求体必须是 JSON (Content-Type: application/json)")
+        origin = request.headers.get("Origin")
+        if origin and origin.rstrip("/") != request.host_url.rstrip("/"):
+            return error_response(403, "不接受跨站请求")
+    if request.endpoint not in ("api.session", "api.openapi") and not current_user.is_authenticated:
+        return error_response(401, "请先登录")
+    return None
+
+
+def body() -> dict:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ValidationError("请求体必须是 JSON 对象", {"_": "请求体必须是 JSON 对象"})
+    return payload
+
+
+def task_json(row: TaskRow, brief: bool = True) -> dict:
+    out = {
+        "id": row.id,
+        "case_id": row.case_id,
+        "step": row.title,
+        "step_id": row.spec_name,
+        "role": row.role_code,
+        "region": row.region_code,
+        "status": row.status.value,
+        "created_at": row.created_at.isoformat(),
+        "due_at": row.due_at.isoformat() if row.due_at else None,
+        "case_title": row.case.title,
+        "procedure": row.case.version.procedure.code,
+    }
+    if row.status.value != "open":
+        out.update(completed_at=row.completed_at.isoformat() if row.completed_at else None,
+                   completed_by=row.completed_by.username if row.completed_by else None,
+                   action=row.action, opinion=row.opinion)
+    return out
+
+
+def case_json(case: Case, tasks: list[TaskRow], history) -> dict:
+    return {
+        "id": case.id,
+        "title": case.title,
+        "procedure": case.version.procedure.code,
+        "procedure_version": case.version.version,
+        "status": case.status.value,
+        "outcome_reason": case.outcome_reason,
+        "region": case.region_code,
+        "subject": {"id": case.subject.id, "kind": case.subject.kind, "name": case.subject.name},
+        "created_at": case.created_at.isoformat(),
+        "finished_at": case.finished_at.isoformat() if case.finished_at else None,
+        "current_steps": [{"task_id": t.id, "step": t.title, "step_id": t.spec_name, "role": t.role_code}
+                          for t in tasks if t.status.value == "open"],
+        "data": merged_data(tasks),
+        "history": [
+            {"at": e.created_at.isoformat(), "user": e.user.username if e.user else None, "action": e.action,
+             "step": e.step, "opinion": e.opinion}
+            for e in history
+        ],
+    }
+
+
+@bp.route("/openapi.json")
+def openapi():
+    return jsonify(json.loads(OPENAPI_PATH.read_text(encoding="utf-8")))
+
+
+@bp.route("/session", methods=["POST"])
+def session():
+    payload = body()
+    try:
+        user = login_with_password(str(payload.get("username", "")), str(payload.get("password", "")))
+    except LoginRefused as exc:
+        return error_response(exc.status, str(exc))
+    return jsonify({"username": user.username, "display_name": user.display_name,
+                    "roles": sorted(user.actor.role_codes)})
+
+
+@bp.route("/session", methods=["DELETE"])
+def end_session():
+    logout_user()
+    return jsonify({"ok": True})
+
+
+@bp.route("/tasks")
+def tasks():
+    view = request.args.get("view", "todo")
+    if view not in VIEWS:
+        raise ValidationError("view 无效", {"view": f"只能是 {', '.join(VIEWS)}"})
+    me = actor()
+    with work() as w:
+        if view == "started":
+            cases = w.inbox.started(me)
+            return jsonify({"view": view, "cases": [
+                {"id": c.id, "title": c.title, "status": c.status.value, "procedure": c.version.procedure.code}
+                for c in cases]})
+        rows = w.inbox.todo(me) if view == "todo" else w.inbox.done(me)
+        return jsonify({"view": view, "tasks": [task_json(r) for r in rows]})
+
+
+@bp.route("/tasks/<int:task_id>")
+def task(task_id: int):
+    me = actor()
+    with work() as w:
+        row = w.cases.get_task(task_id, me)
+        schema, data = w.cases.task_form(row)
+        out = task_json(row)
+        can_act = row.status.value == "open" and me.holds(row.role_code, row.scope_code)
+        out.update(form=schema, data=data, actions=row.actions.split(",") if can_act else [],
+                   return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)])
+        return jsonify(out)
+
+
+@bp.route("/tasks/<int:task_id>/complete", methods=["POST"])
+def complete(task_id: int):
+    payload = body()
+    data = payload.get("data", {})
+    if not isinstance(data, dict):
+        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+    with work() as w:
+        case = w.cases.complete_task(task_id, actor(), str(payload.get("action", "")),
+                                     payload.get("opinion") if isinstance(payload.get("opinion"), str) else None,
+                                     data, client_addr=client_addr(),
+                                     return_to=payload.get("return_to") if isinstance(payload.get("return_to"), str) else None)
+        case_id = case.id
+    with work() as w:
+        case = w.cases.get_case(case_id, actor())
+        return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id)))
+
+
+@bp.route("/cases", methods=["POST"])
+def start_case():
+    payload = body()
+    subject = payload.get("subject") or {}
+    if not isinstance(subject, dict) or not isinstance(subject.get("id"), int):
+        raise ValidationError("subject 无效", {"subject": "需要 {\"id\": 对象编号}"})
+    data = payload.get("data") or {}
+    if not isinstance(data, dict):
+        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+    me = actor()
+    with work() as w:
+        case = w.cases.start_case(str(payload.get("procedure", "")), subject["id"], me, data=data,
+                                  client_addr=client_addr())
+        if payload.get("region") and payload["region"] != case.region_code:
+            raise ValidationError("region 与对象所在地区不符", {"region": "region 与对象所在地区不符"})
+        case_id = case.id
+    with work() as w:
+        case = w.cases.get_case(case_id, me)
+        return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id))), 201
+
+
+@bp.route("/cases/<int:case_id>")
+def get_case(case_id: int):
+    me = actor()
+    with work() as w:
+        case = w.cases.get_case(case_id, me)
+        return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id)))
+
+
+@bp.route("/procedures")
+def procedures():
+    with work() as w:
+        return jsonify({"procedures": [
+            {"code": v.procedure.code, "name": v.procedure.name, "version": v.version,
+             "content_hash": v.content_hash, "deployed_at": v.deployed_at.isoformat()}
+            for v in w.definitions.list_latest()]})
+
+
+@bp.route("/subjects")
+def subjects():
+    me = actor()
+    with work() as w:
+        return jsonify({"subjects": [
+            {"id": s.id, "kind": s.kind, "name": s.name, "region": s.region_code}
+            for s in w.directory.subjects_for(me, request.args.get("kind") or None)]})

@@ -1,0 +1,61 @@
+"""Login and logout (HTML); the API's session endpoint shares login_with_password."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import login_required, login_user, logout_user
+
+from web.services import LoginUser, client_addr, work
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginRefused(Exception):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def login_with_password(username: str, password: str) -> LoginUser:
+    """Check credentials under the rate limit and log the user in.
+
+    :raises LoginRefused: wrong credentials (401) or too many failures (429).
+    """
+    limiter = current_app.extensions["xiangflow_login_limiter"]
+    addr = client_addr() or "-"
+    username = (username or "").strip()[:64]
+    if limiter.blocked(addr, username):
+        raise LoginRefused("登录失败次数过多,请稍后再试", 429)
+    with work() as w:
+        user = w.directory.authenticate(username, password or "",
+                                        refuse_demo=current_app.config["XIANGFLOW_REFUSE_DEMO"])
+        if user is None:
+            limiter.failed(addr, username)
+            raise LoginRefused("用户名或密码错误", 401)
+        login_user_obj = LoginUser(w.directory.actor(user))
+    limiter.succeeded(addr, username)
+    login_user(login_user_obj)
+    return login_user_obj
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        try:
+            login_with_password(request.form.get("username", ""), request.form.get("password", ""))
+        except LoginRefused as exc:
+            flash(str(exc), "error")
+            return render_template("login.html", username=request.form.get("username", "")), exc.status
+        target = request.args.get("next", "")
+        if not target.startswith("/") or target.startswith("//"):
+            target = url_for("inbox.index")
+        return redirect(target)
+    return render_template("login.html", username="")
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    logout_user()
+    flash("已退出登录", "info")
+    return redirect(url_for("auth.login"))

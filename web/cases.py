@@ -1,0 +1,82 @@
+"""Case page (diagram, data, history) and the task page (form, opinion, actions)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from engine.errors import ValidationError
+from engine.queries import diagram_marks, merged_data
+from web.services import actor, client_addr, work
+
+bp = Blueprint("cases", __name__)
+
+
+@bp.route("/cases/<int:case_id>")
+@login_required
+def show(case_id: int):
+    me = actor()
+    with work() as w:
+        case = w.cases.get_case(case_id, me)
+        tasks = w.inbox.case_tasks(case_id)
+        timers = w.inbox.case_timers(case_id)
+        return render_template(
+            "case.html", case=case, tasks=tasks, timers=timers,
+            history=w.inbox.case_history(case_id),
+            data=merged_data(tasks), labels=w.definitions.field_labels(case.version),
+            marks=diagram_marks(tasks, timers),
+            bpmn_xml=w.definitions.bpmn_xml(case.version),
+            region_path=w.directory.region_path(case.region_code),
+            show_full_id=me.may_see_full_id(case.subject.region_code),
+            my_tasks=[t for t in tasks if t.status.value == "open" and me.holds(t.role_code, t.scope_code)],
+        )
+
+
+def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None = None, status: int = 200):
+    me = actor()
+    with work() as w:
+        row = w.cases.get_task(task_id, me)
+        schema, data = w.cases.task_form(row)
+        if submitted is not None:
+            data = {**data, **submitted}
+        return render_template(
+            "task.html", task=row, case=row.case, schema=schema, data=data, errors=errors or {},
+            can_act=row.status.value == "open" and me.holds(row.role_code, row.scope_code),
+            actions=row.actions.split(","), return_targets=w.cases.return_targets(row),
+            opinion=(submitted or {}).get("_opinion", ""),
+        ), status
+
+
+@bp.route("/tasks/<int:task_id>")
+@login_required
+def task(task_id: int):
+    return _task_page(task_id)
+
+
+def form_values(form) -> dict:
+    """Submitted form fields as the engine expects them (checklists as lists)."""
+    values = {}
+    for key in form:
+        if key in ("csrf_token", "action", "opinion", "return_to"):
+            continue
+        items = form.getlist(key)
+        values[key] = items if len(items) > 1 or key.endswith("[]") else items[0]
+    return {k.removesuffix("[]"): v for k, v in values.items()}
+
+
+@bp.route("/tasks/<int:task_id>", methods=["POST"])
+@login_required
+def complete(task_id: int):
+    action = request.form.get("action", "")
+    opinion = request.form.get("opinion", "")
+    data = form_values(request.form)
+    try:
+        with work() as w:
+            row = w.cases.get_task(task_id, actor())
+            case_id = row.case_id
+            w.cases.complete_task(task_id, actor(), action, opinion, data, client_addr=client_addr(),
+                                  return_to=request.form.get("return_to") or None)
+    except ValidationError as exc:
+        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
+    flash("已提交", "success")
+    return redirect(url_for("cases.show", case_id=case_id))

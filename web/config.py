@@ -1,0 +1,40 @@
+"""Flask configuration from the XIANGFLOW_ settings; production refuses unsafe defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from engine import settings
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def load_config(overrides: dict | None = None) -> dict:
+    production = settings.is_production()
+    secret = os.environ.get("XIANGFLOW_SECRET_KEY")
+    if production and not secret:
+        raise ConfigError("XIANGFLOW_SECRET_KEY must be set when XIANGFLOW_ENV=production")
+    config = {
+        "XIANGFLOW_ENV": settings.environment(),
+        "XIANGFLOW_DATABASE_URL": settings.database_url(),
+        "XIANGFLOW_SCHEDULER": os.environ.get("XIANGFLOW_SCHEDULER", "1") == "1",
+        "XIANGFLOW_TIMER_TICK_SECONDS": int(os.environ.get("XIANGFLOW_TIMER_TICK_SECONDS", "30")),
+        "XIANGFLOW_LOGIN_MAX_FAILURES": int(os.environ.get("XIANGFLOW_LOGIN_MAX_FAILURES", "5")),
+        "XIANGFLOW_LOGIN_WINDOW_SECONDS": int(os.environ.get("XIANGFLOW_LOGIN_WINDOW_SECONDS", "300")),
+        "XIANGFLOW_REFUSE_DEMO": production,
+        "XIANGFLOW_CLOCK": None,
+        "SECRET_KEY": secret or secrets.token_hex(32),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "JSON_AS_ASCII": False,
+    }
+    config.update(overrides or {})
+    return config

@@ -1,0 +1,46 @@
+"""Template filters and globals: dates in China time, Chinese labels for statuses and actions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import Flask
+
+from engine.expressions import CHINA_TZ
+from engine.forms import mask_id
+from engine.glossary import ACTION_LABELS, CASE_STATUS_LABELS, TASK_STATUS_LABELS
+from web.services import clock
+
+
+def cn_datetime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+def cn_date(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    v = value.astimezone(CHINA_TZ)
+    return f"{v.year}年{v.month}月{v.day}日"
+
+
+def time_left(due: datetime | None) -> str:
+    if due is None:
+        return ""
+    delta: timedelta = due - clock().now()
+    if delta.total_seconds() < 0:
+        return f"超期 {abs(delta.days) or 1} 天" if delta.days < -1 else "超期"
+    if delta.days >= 1:
+        return f"剩余 {delta.days} 天"
+    return f"剩余 {int(delta.total_seconds() // 3600)} 小时"
+
+
+def register(app: Flask) -> None:
+    app.jinja_env.filters.update(
+        cn_datetime=cn_datetime, cn_date=cn_date, time_left=time_left, mask_id=mask_id,
+        case_status=lambda s: CASE_STATUS_LABELS.get(getattr(s, "value", s), s),
+        task_status=lambda s: TASK_STATUS_LABELS.get(getattr(s, "value", s), s),
+        action_label=lambda a: ACTION_LABELS.get(a, a),
+    )
+    app.jinja_env.globals.update(now=lambda: clock().now())

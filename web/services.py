@@ -1,0 +1,59 @@
+"""The web layer's door to the engine: units of work, the clock, the current actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, request
+from flask_login import UserMixin, current_user
+
+from engine.assignment import Actor
+from engine.clock import SystemClock
+from engine.uow import UnitOfWork
+
+
+@dataclass
+class AppState:
+    engine: object
+    factory: object
+
+
+def state() -> AppState:
+    return current_app.extensions["xiangflow"]
+
+
+def clock():
+    return current_app.config.get("XIANGFLOW_CLOCK") or SystemClock()
+
+
+def work() -> UnitOfWork:
+    """A unit of work: ``with work() as w: w.cases.complete_task(...)`` commits on success."""
+    return UnitOfWork(state().factory, clock())
+
+
+class LoginUser(UserMixin):
+    def __init__(self, actor: Actor):
+        self.actor = actor
+        self.id = str(actor.user_id)
+        self.username = actor.username
+        self.display_name = actor.display_name
+
+
+def load_login_user(user_id: str) -> LoginUser | None:
+    if not user_id.isdigit():
+        return None
+    with work() as w:
+        user = w.directory.get_user(int(user_id))
+        if user is None or not user.is_active:
+            return None
+        if user.is_demo and current_app.config["XIANGFLOW_REFUSE_DEMO"]:
+            return None
+        return LoginUser(w.directory.actor(user))
+
+
+def actor() -> Actor:
+    return current_user.actor
+
+
+def client_addr() -> str | None:
+    return request.remote_addr

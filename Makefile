@@ -42,7 +42,7 @@ run: setup ## start XiangFlow on http://127.0.0.1:$(PORT) (SQLite, demo data, de
 	$(PY) -m flask --app wsgi xiangflow init --demo
 	PORT=$(PORT) $(PY) wsgi.py
 
-test: setup ## run the whole test suite (SQLite; PostgreSQL too when DATABASE_URL is set)
+test: setup ## run the whole test suite (on SQLite, or on PostgreSQL when DATABASE_URL is set)
 	$(PY) -m pytest
 
 test-postgres: setup ## run the suite on the local PostgreSQL (database test)

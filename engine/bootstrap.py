@@ -86,6 +86,12 @@ DEMO_HOUSEHOLDS = (
 )
 
 
+DEMO_PROJECTS = (
+    ("宝梵镇柑橘产业园提升项目", {"project_type": "产业发展", "budget_yuan": 800000}),
+    ("村道硬化及安全防护项目", {"project_type": "基础设施", "budget_yuan": 450000}),
+)
+
+
 def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
     """Create demo users and households, and cases in progress unless with_cases is False.
 
@@ -113,6 +119,8 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
                                  attrs={"members": members, "category": category}))
     work.session.add(Subject(kind="household", region_code=other_village, name="赵大山",
                              id_number="510921197705060066", attrs={"members": 4, "category": "脱贫不稳定户"}))
+    for name, attrs in DEMO_PROJECTS:
+        work.session.add(Subject(kind="project", region_code=village, name=name, id_number=None, attrs=attrs))
     work.session.flush()
     if with_cases:
         _demo_cases(work, created)

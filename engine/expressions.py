@@ -35,6 +35,12 @@ def _calendar_date(month: int, day: int, year: int | None = None, hour: int = 23
     return datetime(year, month, day, hour, minute, tzinfo=CHINA_TZ).isoformat()
 
 
+def _date_add(start: str, days: int, hour: int = 23, minute: int = 59) -> str:
+    """An ISO datetime (China time) days after the date start (YYYY-MM-DD…), for timeDate limits."""
+    day = date.fromisoformat(str(start)[:10]) + timedelta(days=int(days))
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CHINA_TZ).isoformat()
+
+
 def _days_between(start: str, end: str) -> int:
     return (date.fromisoformat(str(end)[:10]) - date.fromisoformat(str(start)[:10])).days
 
@@ -56,6 +62,7 @@ SAFE_FUNCTIONS: dict[str, Any] = {
     "today": lambda: _today().isoformat(),
     "calendar_date": _calendar_date,
     "days_between": _days_between,
+    "date_add": _date_add,
 }
 
 

@@ -180,6 +180,7 @@ class Case(Base):
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     return_count: Mapped[int] = mapped_column(Integer, default=0)
     started_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    parent_case_id: Mapped[int | None] = mapped_column(ForeignKey("case_instance.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

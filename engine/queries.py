@@ -60,6 +60,15 @@ class InboxQueries:
     def case_timers(self, case_id: int) -> list[TimerRow]:
         return list(self.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)))
 
+    def subject_cases(self, subject_id: int) -> list[Case]:
+        return list(self.session.scalars(
+            select(Case).where(Case.subject_id == subject_id).order_by(Case.created_at.desc())))
+
+    def linked_cases(self, case: Case) -> list[Case]:
+        """The case this one was started from, and the cases it started."""
+        stmt = select(Case).where(or_(Case.parent_case_id == case.id, Case.id == case.parent_case_id))
+        return list(self.session.scalars(stmt.order_by(Case.id)))
+
     def waiting_timer_count(self) -> int:
         return self.session.scalar(select(func.count(TimerRow.id)).where(TimerRow.status == TimerStatus.waiting)) or 0
 

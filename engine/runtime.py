@@ -76,6 +76,15 @@ def _timer_due(task) -> datetime | None:
     return TimerEventDefinition.get_datetime(value)
 
 
+def _is_raisable(task) -> bool:
+    """A catch event a user can deliver: signal or message (not timers, errors, escalations)."""
+    from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
+    from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+
+    event_def = getattr(task.task_spec, "event_definition", None)
+    return isinstance(event_def, (SignalEventDefinition, MessageEventDefinition))
+
+
 def _is_timer(task) -> bool:
     event_def = getattr(task.task_spec, "event_definition", None)
     return isinstance(event_def, TimerEventDefinition)
@@ -150,15 +159,22 @@ class CaseService:
         manifest = self.definitions.manifest(version)
         if subject.kind != manifest.get("subject_kind", "household"):
             raise ValidationError("对象类型不符", {"subject": "此流程不适用于该对象"})
-        specs = self.definitions.specs(version)
-        spec, subprocess_specs = specs
+        spec, _subprocess_specs = self.definitions.specs(version)
         start_role = role_of_lane(spec.start.outputs[0].lane) if spec.start.outputs else None
         start_role = start_role or manifest.get("starter_role")
         level = self.role_levels.get(start_role or "")
         if level is None or not actor.may_start(start_role, subject.region_code, level):
             raise ForbiddenError("您没有在该地区发起此流程的权限")
 
+        case = self._create_case(version, subject, actor.user_id, _checked_start_data(data))
+        self._record(case, None, actor, "start", None, {"data": data or {}}, client_addr)
+        return case
+
+    def _create_case(self, version, subject: Subject, started_by_id: int, data: dict[str, Any],
+                     parent: Case | None = None) -> Case:
         now = self.clock.now()
+        manifest = self.definitions.manifest(version)
+        spec, subprocess_specs = self.definitions.specs(version)
         region = self.session.get(Region, subject.region_code)
         case = Case(
             procedure_version_id=version.id,
@@ -170,13 +186,13 @@ class CaseService:
             serializer_version=SERIALIZER_VERSION,
             lock_version=0,
             return_count=0,
-            started_by_id=actor.user_id,
+            started_by_id=started_by_id,
+            parent_case_id=parent.id if parent else None,
             created_at=now,
             updated_at=now,
         )
         self.session.add(case)
         self.session.flush()
-
         initial = {
             "case_id": case.id,
             "subject_name": subject.name,
@@ -185,15 +201,15 @@ class CaseService:
             "region_name": region.name if region else "",
             "settings": manifest.get("settings", {}),
             **{f"subject_{k}": v for k, v in (subject.attrs or {}).items()},
-            **(data or {}),
+            **data,
         }
         with clock_mod.using(self.clock):
             workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=SCRIPT_ENGINE)
             for task in workflow.get_tasks(state=TaskState.READY):
                 task.data.update(initial)
+            workflow._xf_completed_before = set()
             self._advance(workflow, case)
         self._save(case, workflow, expected_lock=None)
-        self._record(case, None, actor, "start", None, {"data": data or {}}, client_addr)
         return case
 
     # ------------------------------------------------------------------ complete
@@ -309,6 +325,66 @@ class CaseService:
                 seen.setdefault(r.spec_name, r.title)
         return list(seen.items())
 
+    # ------------------------------------------------------------------ events (异议 etc.)
+    def waiting_events(self, case: Case, actor: Actor) -> list[dict[str, Any]]:
+        """Signal/message events the case waits for, e.g. an objection during a public notice.
+
+        Each entry: ``event_id``, ``name``, ``role`` and whether the actor may raise it.
+        """
+        if case.status != CaseStatus.running:
+            return []
+        with clock_mod.using(self.clock):
+            workflow = self._load(case)
+        events = []
+        for task in workflow.get_tasks(state=TaskState.WAITING):
+            if not _is_raisable(task):
+                continue
+            role = role_of_lane(task.task_spec.lane)
+            level = self.role_levels.get(role or "")
+            events.append({
+                "event_id": task.task_spec.bpmn_id,
+                "name": task.task_spec.bpmn_name or task.task_spec.bpmn_id,
+                "role": role,
+                "can_raise": level is not None and actor.holds(role, scope_for(case.region_code, level)),
+            })
+        return events
+
+    def raise_event(self, case_id: int, event_id: str, actor: Actor, opinion: str | None,
+                    client_addr: str | None = None) -> Case:
+        """Deliver a waiting signal/message event (e.g. 公示异议) to a case, with a required reason.
+
+        :raises NotFoundError: no such case or outside jurisdiction.
+        :raises ConflictError: the case no longer waits for that event.
+        :raises ForbiddenError: the actor does not hold the event lane's role for the case.
+        :raises ValidationError: no reason given.
+        """
+        self.get_case(case_id, actor)
+        opinion = (opinion or "").strip()
+        if not opinion:
+            raise ValidationError("请填写事由", {"opinion": "必须填写事由"})
+        if len(opinion) > MAX_OPINION_LENGTH:
+            raise ValidationError("事由过长", {"opinion": f"不能超过 {MAX_OPINION_LENGTH} 字"})
+        case = self._lock_case(case_id)
+        expected = case.lock_version
+        with clock_mod.using(self.clock):
+            workflow = self._load(case)
+            task = next((t for t in workflow.get_tasks(state=TaskState.WAITING)
+                         if _is_raisable(t) and t.task_spec.bpmn_id == event_id), None)
+            if task is None:
+                raise ConflictError("案件当前不等待该事件")
+            role = role_of_lane(task.task_spec.lane)
+            level = self.role_levels.get(role or "")
+            if level is None or not actor.holds(role, scope_for(case.region_code, level)):
+                raise ForbiddenError("您无权提出此事项")
+            from SpiffWorkflow.bpmn.util.event import BpmnEvent
+
+            task.data["last_event_reason"] = opinion  # inherited by the path the event opens
+            workflow.catch(BpmnEvent(task.task_spec.event_definition, {"reason": opinion}))
+            self._advance(workflow, case)
+        self._save(case, workflow, expected_lock=expected)
+        self._record(case, None, actor, "event", opinion, {"event": task.task_spec.bpmn_name or event_id}, client_addr)
+        return case
+
     # ------------------------------------------------------------------ timers
     def fire_due_timers(self, limit: int = 100, worker: str = "worker") -> int:
         """Claim and fire timers due by the clock's now; return how many fired.
@@ -390,7 +466,10 @@ class CaseService:
 
     def _load(self, case: Case) -> BpmnWorkflow:
         version = case.version
-        return load_state(case.state, case.serializer_version, self.definitions.specs(version), version.spec_json)
+        workflow = load_state(case.state, case.serializer_version, self.definitions.specs(version), version.spec_json)
+        # what was already completed, so _save can tell which elements completed in this action
+        workflow._xf_completed_before = {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
+        return workflow
 
     def _advance(self, workflow: BpmnWorkflow, case: Case) -> None:
         try:
@@ -441,6 +520,30 @@ class CaseService:
             self.session.expire(case)
         self._sync_tasks(case, workflow, now)
         self._sync_timers(case, workflow, now)
+        self._start_linked_cases(case, workflow)
+
+    def _start_linked_cases(self, case: Case, workflow: BpmnWorkflow) -> None:
+        """Start the procedures named by ``startsProcedure`` on elements completed in this action.
+
+        The new case is for the same subject, linked to this one, and receives the data keys
+        listed in the element's ``passData`` property.
+        """
+        before = getattr(workflow, "_xf_completed_before", set())
+        for task in workflow.get_tasks(state=TaskState.COMPLETED):
+            code = _props(task.task_spec).get("startsProcedure")
+            if not code or task.id in before:
+                continue
+            keys = [k.strip() for k in _props(task.task_spec).get("passData", "").split(",") if k.strip()]
+            data = {k: task.data[k] for k in keys if k in task.data}
+            data.update(linked_from_case=case.id, linked_from_title=case.title)
+            try:
+                version = self.definitions.latest(code)
+            except NotFoundError as exc:
+                raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 不存在") from exc
+            child = self._create_case(version, case.subject, case.started_by_id, data, parent=case)
+            self._record(case, None, None, "linked_case_started", None,
+                         {"case_id": child.id, "procedure": code}, None)
+            self._record(child, None, None, "linked_from", None, {"case_id": case.id}, None)
 
     def _sync_tasks(self, case: Case, workflow: BpmnWorkflow, now: datetime) -> None:
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
@@ -535,6 +638,29 @@ class CaseService:
             client_addr=client_addr,
         ))
         self.session.flush()
+
+
+RESERVED_KEYS = {"case_id", "subject_name", "subject_kind", "region_code", "region_name", "settings",
+                 "decision", "opinions", "last_opinion", "return_reason", "returned_from"}
+
+
+def _checked_start_data(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Start data from a caller: plain keys and scalar values only, no engine-reserved keys.
+
+    :raises ValidationError: a key or value that is not allowed.
+    """
+    import re
+
+    errors = {}
+    for key, value in (data or {}).items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key) or key in RESERVED_KEYS \
+                or key.startswith("subject_"):
+            errors[str(key)[:64]] = "不允许的字段名"
+        elif not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 4000):
+            errors[key] = "字段值必须是不超过 4000 字的文本、数字或布尔值"
+    if errors:
+        raise ValidationError("发起数据无效", errors)
+    return dict(data or {})
 
 
 def _uuid(value: str):

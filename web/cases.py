@@ -29,7 +29,34 @@ def show(case_id: int):
             region_path=w.directory.region_path(case.region_code),
             show_full_id=me.may_see_full_id(case.subject.region_code),
             my_tasks=[t for t in tasks if t.status.value == "open" and me.holds(t.role_code, t.scope_code)],
+            events=w.cases.waiting_events(case, me),
+            linked=w.inbox.linked_cases(case),
         )
+
+
+@bp.route("/cases/<int:case_id>/events/<event_id>", methods=["POST"])
+@login_required
+def raise_event(case_id: int, event_id: str):
+    try:
+        with work() as w:
+            w.cases.raise_event(case_id, event_id, actor(), request.form.get("opinion", ""), client_addr=client_addr())
+    except ValidationError as exc:
+        flash("提交未成功:" + ";".join(exc.errors.values()), "error")
+        return redirect(url_for("cases.show", case_id=case_id))
+    flash("已提交", "success")
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+@bp.route("/subjects/<int:subject_id>")
+@login_required
+def subject(subject_id: int):
+    """一户一档: every case of a household (or project) across procedures."""
+    me = actor()
+    with work() as w:
+        subj = w.directory.get_subject(subject_id, me)
+        return render_template("subject.html", subject=subj, cases=w.inbox.subject_cases(subject_id),
+                               region_path=w.directory.region_path(subj.region_code),
+                               show_full_id=me.may_see_full_id(subj.region_code))
 
 
 def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None = None, status: int = 200):

@@ -1,0 +1,205 @@
+"""四步法 exit in a real browser: four levels log in one after another and take the case to 已退出.
+
+Headless Chromium through Playwright against the live app (CSRF on). No sleeps: every wait is
+Playwright's auto-waiting or ``expect``. The final case page is saved to /tmp/xiangflow_case.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from engine import demo_data as D
+from engine.bootstrap import DEMO_PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+HOUSEHOLD = "张德明"
+PROCEDURE = "监测户风险消除退出(四步法)"
+CASE_TITLE = f"{HOUSEHOLD} · {PROCEDURE}"
+SCREENSHOT = "/tmp/xiangflow_case.png"
+NAMES = {
+    "demo_village": "宝梵镇村干部(演示)",
+    "demo_township": "宝梵镇乡村振兴办(演示)",
+    "demo_dept": "蓬溪县乡村振兴局(演示)",
+    "demo_county": "蓬溪县领导小组(演示)",
+    "demo_other_township": "赤城镇乡村振兴办(演示)",
+}
+CASE_URL = re.compile(r"/cases/(\d+)$")
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login"))  # not logged in: sent to the login form
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_test_id("current-user")).to_have_text(NAMES[username])
+    expect(page.get_by_test_id("tab-todo")).to_contain_text("待办")
+    expect(page.get_by_test_id("tab-todo")).to_have_class(re.compile(r"\bactive\b"))
+
+
+def log_out(page: Page) -> None:
+    page.get_by_role("button", name="退出登录").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_role("status")).to_have_text("已退出登录")
+    expect(page.get_by_test_id("current-user")).to_have_count(0)
+
+
+def expect_submitted(page: Page, case_id: int, now_at: str) -> None:
+    """After a successful submit the app redirects to the case page, now at the next step."""
+    expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
+    expect(page.get_by_role("status")).to_have_text("已提交")
+    expect(page.get_by_test_id("current-steps")).to_have_text(now_at)
+
+
+def open_from_inbox(page: Page, step: str) -> None:
+    """Find the case's task in 待办 and open it."""
+    row = page.get_by_test_id("task-row").filter(has_text=CASE_TITLE)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(step)
+    row.get_by_role("link", name=CASE_TITLE).click()  # the case page first, as a reviewer would
+    expect(page.get_by_test_id("current-steps")).to_have_text(step)
+    page.get_by_role("link", name=f"办理:{step}").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(step)
+
+
+def fill_household_check(page: Page, *, skip: str | None = None) -> None:
+    d = D.HOUSEHOLD_CHECK
+    page.get_by_label("一查:帮扶措施已精准落实").check()
+    page.get_by_label("二查:“两不愁三保障”及饮水安全已实现").check()
+    if skip != "industry_employment":
+        page.get_by_label("三查:家庭产业就业情况").fill(d["industry_employment"])
+    page.locator("#f_household_size").fill(str(d["household_size"]))
+    page.get_by_label("家庭年人均纯收入(元)").fill(str(d["annual_income_per_capita"]))
+    page.locator("#f_income_spending").fill(d["income_spending"])
+    page.locator("#f_special_category").select_option(d["special_category"])
+    page.locator("#f_check_date").fill(d["check_date"])
+    page.get_by_label("核查结果已经监测户签字认可").check()
+    page.get_by_label("审批意见").fill("入户核查完毕,四查情况属实。")
+
+
+def fill_village_review(page: Page) -> None:
+    d = D.VILLAGE_REVIEW
+    page.locator("#f_review_date").fill(d["review_date"])
+    page.get_by_label("参会人数").fill(str(d["attendees"]))
+    page.get_by_label(d["review_result"], exact=True).check()
+    page.locator("#f_notice_start").fill(d["notice_start"])
+    page.locator("#f_notice_end").fill(d["notice_end"])
+    page.get_by_label(d["objections"], exact=True).check()
+    page.get_by_label("审批意见").fill("民主评议通过,公示七天无异议。")
+
+
+def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live_server):
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+
+    # ---- 村: start the case, 入户核查 (first with a required field left empty), 民主评议及村公示
+    log_in(page, "demo_village")
+    page.get_by_role("link", name="发起流程").click()
+    expect(page).to_have_url(re.compile(r"/cases/new$"))
+    page.get_by_label("流程").select_option(label=f"{PROCEDURE}(v1)")
+    page.get_by_label("农户").select_option(label=f"{HOUSEHOLD}(脱贫不稳定户)")
+    page.get_by_role("button", name="发起").click()
+    expect(page.get_by_role("status")).to_have_text("流程已发起")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("入户核查")
+    task_url = page.url
+    case_href = page.get_by_role("link", name=CASE_TITLE).get_attribute("href")
+    match = CASE_URL.search(case_href or "")
+    assert match, case_href
+    case_id = int(match.group(1))
+
+    fill_household_check(page, skip="industry_employment")
+    page.get_by_role("button", name="提交").click()
+    error = page.locator('[data-field="industry_employment"] .field-error')
+    expect(error).to_have_text("三查:家庭产业就业情况: 必填")
+    expect(page.locator('[data-field="industry_employment"]')).to_have_class(re.compile(r"\bhas-error\b"))
+    expect(page.get_by_role("alert").first).to_contain_text("提交未成功")
+    expect(page).to_have_url(task_url)  # still the same task, still open, other values kept
+    expect(page.get_by_role("heading", level=1)).to_contain_text("待办")
+    expect(page.locator("#f_household_size")).to_have_value(str(D.HOUSEHOLD_CHECK["household_size"]))
+    expect(page.locator("#f_check_date")).to_have_value(D.HOUSEHOLD_CHECK["check_date"])
+
+    fill_household_check(page)
+    page.get_by_role("button", name="提交").click()
+    expect_submitted(page, case_id, "民主评议及村公示")
+
+    page.get_by_role("link", name="办理:民主评议及村公示").click()
+    fill_village_review(page)
+    page.get_by_role("button", name="通过", exact=True).click()
+    expect_submitted(page, case_id, "镇复核")
+    log_out(page)
+
+    # ---- 镇 复核
+    log_in(page, "demo_township")
+    open_from_inbox(page, "镇复核")
+    page.get_by_label("核查、评议、公示材料齐全").check()
+    page.locator("#f_recheck_date").fill(D.TOWNSHIP_RECHECK["recheck_date"])
+    page.get_by_label("审批意见").fill("材料齐全,同意退出。")
+    page.get_by_role("button", name="通过", exact=True).click()
+    expect_submitted(page, case_id, "部门审定")
+    log_out(page)
+
+    # ---- 县级行业部门 审定
+    log_in(page, "demo_dept")
+    open_from_inbox(page, "部门审定")
+    page.get_by_label("行业部门数据核实无误").check()
+    page.get_by_label("审定部门").fill(D.DEPT_DECISION["department_name"])
+    page.get_by_label("审批意见").fill("行业数据核实无误。")
+    page.get_by_role("button", name="通过", exact=True).click()
+    expect_submitted(page, case_id, "县级公告")
+    log_out(page)
+
+    # ---- 县领导小组 公告
+    log_in(page, "demo_county")
+    open_from_inbox(page, "县级公告")
+    page.get_by_label("公告文号").fill(D.COUNTY_ANNOUNCEMENT["announcement_number"])
+    page.locator("#f_announcement_date").fill(D.COUNTY_ANNOUNCEMENT["announcement_date"])
+    page.get_by_label("已在防返贫监测系统标注风险消除").check()
+    page.get_by_label("审批意见").fill("同意公告退出。")
+    page.get_by_role("button", name="通过", exact=True).click()
+    expect_submitted(page, case_id, "—")
+
+    # ---- the finished case page
+    expect(page.get_by_test_id("case-status")).to_have_text("已退出")
+    expect(page.locator("dl.kv dt", has_text="退出满六个月")).to_be_visible()
+    expect(page.get_by_test_id("waiting-timer")).to_have_count(1)
+    expect(page.get_by_test_id("waiting-timer")).to_have_text(re.compile(r"\d{4}"))
+
+    history = page.get_by_test_id("history").locator("li")
+    expected = [
+        ("发起", None, "demo_village"),
+        ("通过", "入户核查", "demo_village"),
+        ("通过", "民主评议及村公示", "demo_village"),
+        ("通过", "镇复核", "demo_township"),
+        ("通过", "部门审定", "demo_dept"),
+        ("通过", "县级公告", "demo_county"),
+    ]
+    expect(history).to_have_count(len(expected))
+    for item, (action, step, user) in zip(history.all(), expected, strict=True):
+        expect(item.locator("strong")).to_have_text(action)
+        if step:
+            expect(item).to_contain_text(f"· {step}")
+        expect(item).to_contain_text(NAMES[user])
+    expect(history.nth(1)).to_contain_text("意见:入户核查完毕,四查情况属实。")
+
+    diagram = page.locator("#diagram")
+    expect(diagram).to_have_attribute("data-rendered", "true")
+    expect(diagram.locator("svg").first).to_be_visible()
+    expect(diagram.locator(".xf-done").first).to_be_attached()
+    assert diagram.locator(".xf-done").count() >= 1
+    expect(diagram.locator('[data-element-id="household_check"]')).to_have_class(re.compile(r"\bxf-done\b"))
+    expect(diagram.locator('[data-element-id="follow_up_timer"]')).to_have_class(re.compile(r"\bxf-current\b"))
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    log_out(page)
+
+    # ---- another township (赤城镇) cannot see the case: 404, not 403
+    log_in(page, "demo_other_township")
+    response = page.goto(f"/cases/{case_id}")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("404 · 未找到")
+    expect(page.get_by_text(HOUSEHOLD)).to_have_count(0)
+
+    assert page_errors == []

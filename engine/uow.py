@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from engine.definitions import DefinitionService
 from engine.directory import DirectoryService
+from engine.errors import ConflictError
 from engine.queries import InboxQueries
 from engine.runtime import CaseService
 
@@ -28,8 +30,23 @@ class UnitOfWork:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                self.session.commit()
+                try:
+                    self.session.commit()
+                except OperationalError as commit_exc:
+                    self.session.rollback()
+                    if _is_contention(commit_exc):
+                        raise ConflictError("案件正被他人处理,请刷新后重试") from commit_exc
+                    raise
             else:
                 self.session.rollback()
+                if isinstance(exc, OperationalError) and _is_contention(exc):
+                    raise ConflictError("案件正被他人处理,请刷新后重试") from exc
         finally:
             self.session.close()
+
+
+def _is_contention(exc: OperationalError) -> bool:
+    """A write lost to a concurrent writer (SQLite busy/locked, PostgreSQL serialization/deadlock)."""
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return any(word in text for word in ("database is locked", "database is busy", "could not serialize",
+                                          "deadlock detected", "lock not available"))

@@ -41,6 +41,19 @@ def _date_add(start: str, days: int, hour: int = 23, minute: int = 59) -> str:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CHINA_TZ).isoformat()
 
 
+def _workdays_after(start: str, count: int, hour: int = 23, minute: int = 59) -> str:
+    """An ISO datetime (China time) at the end of the count-th working day after the date start."""
+    from engine import workcalendar
+
+    day = workcalendar.current().add_workdays(date.fromisoformat(str(start)[:10]), int(count))
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CHINA_TZ).isoformat()
+
+
+def _workdays(count: int) -> str:
+    """The end of the count-th working day from today, for timeDate limits counted in working days."""
+    return _workdays_after(_today().isoformat(), count)
+
+
 def _days_between(start: str, end: str) -> int:
     return (date.fromisoformat(str(end)[:10]) - date.fromisoformat(str(start)[:10])).days
 
@@ -63,6 +76,8 @@ SAFE_FUNCTIONS: dict[str, Any] = {
     "calendar_date": _calendar_date,
     "days_between": _days_between,
     "date_add": _date_add,
+    "workdays": _workdays,
+    "workdays_after": _workdays_after,
 }
 
 

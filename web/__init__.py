@@ -38,7 +38,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     cli.register(app)
     if app.config["XIANGFLOW_SCHEDULER"]:
-        from web.scheduler import start_scheduler
+        from web.scheduler import start_on_first_request
 
-        start_scheduler(app)
+        start_on_first_request(app)  # serving processes only; CLI commands never start it
     return app

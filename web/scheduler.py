@@ -7,7 +7,7 @@ PostgreSQL) makes every timer fire once however many ticks run. No job store is 
 from __future__ import annotations
 
 import logging
-import os
+import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
@@ -15,9 +15,18 @@ from flask import Flask
 log = logging.getLogger(__name__)
 
 
-def start_scheduler(app: Flask) -> BackgroundScheduler | None:
-    if os.environ.get("WERKZEUG_RUN_MAIN") == "false":  # the reloader's parent process
-        return None
+def start_on_first_request(app: Flask) -> None:
+    lock = threading.Lock()
+
+    @app.before_request
+    def _ensure_scheduler():
+        if "xiangflow_scheduler" not in app.extensions:
+            with lock:
+                if "xiangflow_scheduler" not in app.extensions:
+                    start_scheduler(app)
+
+
+def start_scheduler(app: Flask) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
 
     def tick():

@@ -76,6 +76,7 @@ class TimerStatus(str, enum.Enum):
     waiting = "waiting"
     fired = "fired"
     cancelled = "cancelled"
+    incident = "incident"
 
 
 class Region(Base):

@@ -55,6 +55,8 @@ from engine.models import (
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
 
 MAX_OPINION_LENGTH = 2000
+MAX_TIMER_ATTEMPTS = 5
+TIMER_BACKOFF = timedelta(minutes=1)
 
 
 def _props(task_spec) -> dict[str, str]:
@@ -387,25 +389,33 @@ class CaseService:
 
     # ------------------------------------------------------------------ timers
     def fire_due_timers(self, limit: int = 100, worker: str = "worker") -> int:
-        """Claim and fire timers due by the clock's now; return how many fired.
+        """Claim and fire due timers inside this unit of work (tests and single-shot use).
 
-        Each timer is claimed with a lease, then fired under the case lock in its own
-        savepoint; a failure leaves it waiting with the error recorded.
+        The worker (engine/timers.py) does the same with one transaction per timer.
         """
-        now = self.clock.now()
-        claimed = self.claim_due_timers(now, limit)
         fired = 0
-        for timer_id in claimed:
+        for timer_id in self.claim_due_timers(self.clock.now(), limit):
             try:
                 with self.session.begin_nested():
-                    if self._fire_timer(timer_id, now, worker):
-                        fired += 1
-            except (CaseExecutionError, SpiffWorkflowException, UnsafeExpressionError) as exc:
-                self.session.execute(
-                    update(TimerRow).where(TimerRow.id == timer_id)
-                    .values(attempts=TimerRow.attempts + 1, last_error=str(exc)[:2000])
-                )
+                    fired += self.fire_timer(timer_id, worker)
+            except Exception as exc:  # one bad timer never blocks the others
+                self.record_timer_failure(timer_id, exc)
         return fired
+
+    def record_timer_failure(self, timer_id: int, exc: BaseException) -> TimerStatus:
+        """Count a failed firing: retry later with backoff, or open an incident after the last try."""
+        timer = self.session.get(TimerRow, timer_id)
+        timer.attempts += 1
+        timer.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if timer.attempts >= MAX_TIMER_ATTEMPTS:
+            timer.status = TimerStatus.incident
+            timer.claimed_until = None
+            self._record(timer.case, None, None, "timer_incident", None,
+                         {"timer": timer.title, "error": timer.last_error}, None)
+        else:
+            timer.claimed_until = self.clock.now() + TIMER_BACKOFF * (2 ** (timer.attempts - 1))
+        self.session.flush()
+        return timer.status
 
     def claim_due_timers(self, now: datetime, limit: int) -> list[int]:
         """Claim up to limit due timers with a lease; return their ids."""
@@ -431,7 +441,11 @@ class CaseService:
                 claimed.append(timer_id)
         return claimed
 
-    def _fire_timer(self, timer_id: int, now: datetime, worker: str) -> bool:
+    def fire_timer(self, timer_id: int, worker: str = "worker") -> bool:
+        """Fire one claimed timer under the case lock; False if it was already fired or not due.
+
+        :raises CaseExecutionError: the workflow failed while advancing past the timer.
+        """
         timer = self.session.get(TimerRow, timer_id)
         case = self._lock_case(timer.case_id)
         self.session.refresh(timer)
@@ -442,13 +456,13 @@ class CaseService:
             workflow = self._load(case)
             workflow.refresh_timers()
             self._advance(workflow, case)
+        due_before = timer.due_at
         self._save(case, workflow, expected_lock=expected)
         self.session.refresh(timer)
-        if timer.status == TimerStatus.waiting:
+        if timer.status == TimerStatus.waiting and timer.due_at == due_before:
             # the engine did not consider it due (clock skew): release the claim
             timer.claimed_until = None
             return False
-        self._record(case, None, None, "timer_fired", None, {"timer": timer.title, "worker": worker}, None)
         return True
 
     # ------------------------------------------------------------------ core steps
@@ -597,13 +611,18 @@ class CaseService:
         for row in rows:
             if row.spiff_task_id in waiting:
                 task, due = waiting.pop(row.spiff_task_id)
+                if due != row.due_at and row.due_at <= now:  # a cycle timer fired and re-armed
+                    self._record(case, None, None, "timer_fired", None, {"timer": row.title}, None)
+                    row.claimed_until = None
                 row.due_at = due
             else:
-                fired = workflow.get_task_from_id(_uuid(row.spiff_task_id))
-                row.status = (TimerStatus.fired if fired is not None and fired.state == TaskState.COMPLETED
-                              else TimerStatus.cancelled)
+                task = workflow.get_task_from_id(_uuid(row.spiff_task_id))
+                fired = task is not None and task.state == TaskState.COMPLETED
+                row.status = TimerStatus.fired if fired else TimerStatus.cancelled
                 row.fired_at = now
                 row.claimed_until = None
+                if fired:
+                    self._record(case, None, None, "timer_fired", None, {"timer": row.title}, None)
         existing = set(self.session.scalars(
             select(TimerRow.spiff_task_id).where(TimerRow.case_id == case.id)
         ))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import login_required, login_user, logout_user
 
@@ -38,6 +40,16 @@ def login_with_password(username: str, password: str) -> LoginUser:
     return login_user_obj
 
 
+def safe_next(target: str) -> str | None:
+    """A same-site path to go back to after login, or None (no open redirects)."""
+    if not target or any(ch.isspace() or ord(ch) < 32 or ch == "\\" for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
@@ -46,10 +58,7 @@ def login():
         except LoginRefused as exc:
             flash(str(exc), "error")
             return render_template("login.html", username=request.form.get("username", "")), exc.status
-        target = request.args.get("next", "")
-        if not target.startswith("/") or target.startswith("//"):
-            target = url_for("inbox.index")
-        return redirect(target)
+        return redirect(safe_next(request.args.get("next", "")) or url_for("inbox.index"))
     return render_template("login.html", username="")
 
 

@@ -8,7 +8,8 @@ import click
 from flask import Flask, current_app
 
 from engine.bootstrap import setup_database
-from web.services import clock, state, work
+from engine.timers import TimerWorker
+from web.services import clock, state
 
 
 def register(app: Flask) -> None:
@@ -44,10 +45,4 @@ def register(app: Flask) -> None:
 
 def fire_due(batch: int = 100) -> int:
     """Fire due timers in batches until none is left; return how many fired."""
-    total = 0
-    while True:
-        with work() as w:
-            fired = w.cases.fire_due_timers(limit=batch)
-        total += fired
-        if fired < batch:
-            return total
+    return TimerWorker(state().factory, clock()).run_once(batch)

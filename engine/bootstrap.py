@@ -27,7 +27,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(settings.ROOT / "migrations"))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
 
 
 def load_regions(work: UnitOfWork, csv_path: Path = settings.REGIONS_CSV) -> int:

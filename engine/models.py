@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -180,6 +181,7 @@ class Case(Base):
     serializer_version: Mapped[str] = mapped_column(String(16))
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     return_count: Mapped[int] = mapped_column(Integer, default=0)
+    path: Mapped[list[str]] = mapped_column(JSON, default=list)
     started_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     parent_case_id: Mapped[int | None] = mapped_column(ForeignKey("case_instance.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -215,6 +217,8 @@ class TaskRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    day_kind: Mapped[str] = mapped_column(String(8), default="natural")
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     action: Mapped[str | None] = mapped_column(String(16))
     opinion: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -245,6 +249,36 @@ class TimerRow(Base):
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     case: Mapped[Case] = relationship(lazy="joined")
+
+
+class Notification(Base):
+    """An in-app message to one user (催办 reminders, escalations, outcomes); also mailed if SMTP is set."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_user_unread", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case_instance.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HolidayOverride(Base):
+    """An admin's correction to the official working-day calendar (local holidays, next year's dates)."""
+
+    __tablename__ = "holiday_override"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    is_workday: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(String(120), default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):

@@ -82,9 +82,10 @@ def merged_data(tasks: list[TaskRow]) -> dict:
     return data
 
 
-def diagram_marks(tasks: list[TaskRow], timers: list[TimerRow]) -> dict[str, list[str]]:
+def diagram_marks(case: Case, tasks: list[TaskRow], timers: list[TimerRow]) -> dict[str, list[str]]:
     """Element ids to mark on the case diagram: done, current and returned steps."""
-    done = {r.spec_name for r in tasks if r.status == TaskStatus.completed and r.action == "approve"}
+    done = set(case.path or [])
+    done |= {r.spec_name for r in tasks if r.status == TaskStatus.completed and r.action == "approve"}
     done |= {t.spec_name for t in timers if t.status == TimerStatus.fired}
     current = {r.spec_name for r in tasks if r.status == TaskStatus.open}
     current |= {t.spec_name for t in timers if t.status == TimerStatus.waiting}

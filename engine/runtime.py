@@ -13,6 +13,7 @@ keeps working; a modelled loop would deepen the tree each round, SpiffWorkflow i
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine import clock as clock_mod
-from engine import forms
+from engine import forms, workcalendar
 from engine.assignment import Actor, scope_for
 from engine.definitions import DefinitionService, role_of_lane
 from engine.errors import (
@@ -37,12 +38,13 @@ from engine.errors import (
     UnsafeExpressionError,
     ValidationError,
 )
-from engine.expressions import SCRIPT_ENGINE
+from engine.expressions import CHINA_TZ, SCRIPT_ENGINE
 from engine.glossary import ACTION_LABELS
 from engine.models import (
     AuditEvent,
     Case,
     CaseStatus,
+    HolidayOverride,
     Region,
     RegionLevel,
     Role,
@@ -78,6 +80,16 @@ def _timer_due(task) -> datetime | None:
     return TimerEventDefinition.get_datetime(value)
 
 
+def _completed_path(workflow: BpmnWorkflow) -> list[str]:
+    """BPMN ids of the diagram elements completed so far, in completion order (for the case diagram)."""
+    done = [t for t in workflow.get_tasks(state=TaskState.COMPLETED) if getattr(t.task_spec, "bpmn_id", None)]
+    done.sort(key=lambda t: t.last_state_change)
+    seen: dict[str, None] = {}
+    for task in done:
+        seen.setdefault(task.task_spec.bpmn_id, None)
+    return list(seen)
+
+
 def _is_raisable(task) -> bool:
     """A catch event a user can deliver: signal or message (not timers, errors, escalations)."""
     from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
@@ -102,6 +114,31 @@ class CaseService:
         self.definitions = definitions or DefinitionService(session, clock)
         self.timer_lease = timer_lease
         self._role_levels: dict[str, RegionLevel] | None = None
+        self._calendar: workcalendar.WorkCalendar | None = None
+
+    @contextlib.contextmanager
+    def _context(self):
+        """The clock and working-day calendar that SpiffWorkflow and expressions see."""
+        with clock_mod.using(self.clock), workcalendar.using(self.calendar):
+            yield
+
+    @property
+    def calendar(self) -> workcalendar.WorkCalendar:
+        if self._calendar is None:
+            overrides = {o.day: o.is_workday for o in self.session.scalars(select(HolidayOverride))}
+            self._calendar = workcalendar.WorkCalendar(overrides)
+        return self._calendar
+
+    def _due_at(self, due_in: str | None, now: datetime, day_kind: str) -> datetime | None:
+        """A task's due time from its ``dueIn`` duration, in natural or working days."""
+        if not due_in:
+            return None
+        parsed = TimerEventDefinition.parse_iso_duration(due_in)
+        if day_kind == "working" and set(parsed) <= {"days"} and float(parsed.get("days", 0)).is_integer():
+            local = now.astimezone(CHINA_TZ)
+            day = self.calendar.add_workdays(local.date(), int(parsed["days"]))
+            return datetime.combine(day, local.timetz())
+        return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
 
     # ------------------------------------------------------------------ lookups
     @property
@@ -205,7 +242,7 @@ class CaseService:
             **{f"subject_{k}": v for k, v in (subject.attrs or {}).items()},
             **data,
         }
-        with clock_mod.using(self.clock):
+        with self._context():
             workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=SCRIPT_ENGINE)
             for task in workflow.get_tasks(state=TaskState.READY):
                 task.data.update(initial)
@@ -250,7 +287,7 @@ class CaseService:
         schema = self.definitions.form_schema(version, row.form_key)
         cleaned = forms.validate(schema, data or {}) if action == "approve" else {}
 
-        with clock_mod.using(self.clock):
+        with self._context():
             workflow = self._load(case)
             task = self._ready_task(workflow, row)
             if action == "approve":
@@ -335,7 +372,7 @@ class CaseService:
         """
         if case.status != CaseStatus.running:
             return []
-        with clock_mod.using(self.clock):
+        with self._context():
             workflow = self._load(case)
         events = []
         for task in workflow.get_tasks(state=TaskState.WAITING):
@@ -368,7 +405,7 @@ class CaseService:
             raise ValidationError("事由过长", {"opinion": f"不能超过 {MAX_OPINION_LENGTH} 字"})
         case = self._lock_case(case_id)
         expected = case.lock_version
-        with clock_mod.using(self.clock):
+        with self._context():
             workflow = self._load(case)
             task = next((t for t in workflow.get_tasks(state=TaskState.WAITING)
                          if _is_raisable(t) and t.task_spec.bpmn_id == event_id), None)
@@ -452,7 +489,7 @@ class CaseService:
         if timer.status != TimerStatus.waiting:
             return False
         expected = case.lock_version
-        with clock_mod.using(self.clock):
+        with self._context():
             workflow = self._load(case)
             workflow.refresh_timers()
             self._advance(workflow, case)
@@ -511,6 +548,7 @@ class CaseService:
     def _save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None) -> None:
         now = self.clock.now()
         self._case_status(workflow, case)
+        case.path = _completed_path(workflow)
         state = dump_state(workflow)
         if expected_lock is None:
             case.state = state
@@ -524,7 +562,7 @@ class CaseService:
                     .where(Case.id == case.id, Case.lock_version == expected_lock)
                     .values(state=state, updated_at=now, lock_version=expected_lock + 1,
                             status=case.status, outcome_reason=case.outcome_reason,
-                            finished_at=case.finished_at, return_count=case.return_count)
+                            finished_at=case.finished_at, return_count=case.return_count, path=case.path)
                     .execution_options(synchronize_session=False)
                 )
             except OperationalError as exc:
@@ -577,10 +615,8 @@ class CaseService:
             level = self.role_levels.get(role or "")
             if level is None:
                 raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
-            due_at = None
-            if props.get("dueIn"):
-                parsed = TimerEventDefinition.parse_iso_duration(props["dueIn"])
-                due_at = now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
+            day_kind = self.definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
+            due_at = self._due_at(props.get("dueIn"), now, day_kind)
             self.session.add(TaskRow(
                 case_id=case.id,
                 spiff_task_id=spiff_id,
@@ -595,6 +631,7 @@ class CaseService:
                 status=TaskStatus.open,
                 created_at=now,
                 due_at=due_at,
+                day_kind=day_kind,
             ))
         self.session.flush()
 

@@ -106,6 +106,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    email: Mapped[str | None] = mapped_column(String(120))
     grants: Mapped[list[UserRole]] = relationship(back_populates="user", lazy="selectin")
 
 

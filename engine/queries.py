@@ -24,11 +24,19 @@ class InboxQueries:
             or_(*[and_(TaskRow.role_code == r, TaskRow.scope_code == s) for r, s in sorted(scopes)]),
         )
 
-    def todo(self, actor: Actor, limit: int = 200) -> list[TaskRow]:
-        """Open tasks assigned to the actor's roles in their jurisdiction, soonest due first."""
+    def todo(self, actor: Actor, limit: int = 200, due: str | None = None, now=None,
+             soon=None) -> list[TaskRow]:
+        """Open tasks assigned to the actor's roles in their jurisdiction, soonest due first.
+
+        due="overdue" keeps tasks past their due time; due="soon" those due within soon of now.
+        """
         flt = self._todo_filter(actor)
         if flt is None:
             return []
+        if due == "overdue":
+            flt = and_(flt, TaskRow.due_at < now)
+        elif due == "soon":
+            flt = and_(flt, TaskRow.due_at >= now, TaskRow.due_at <= now + soon)
         stmt = (select(TaskRow).where(flt)
                 .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.created_at).limit(limit))
         return list(self.session.scalars(stmt))

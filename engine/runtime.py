@@ -54,6 +54,7 @@ from engine.models import (
     TimerRow,
     TimerStatus,
 )
+from engine.notify import NotificationService
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
 
 MAX_OPINION_LENGTH = 2000
@@ -115,6 +116,7 @@ class CaseService:
         self.timer_lease = timer_lease
         self._role_levels: dict[str, RegionLevel] | None = None
         self._calendar: workcalendar.WorkCalendar | None = None
+        self.notifications = NotificationService(session, clock)
 
     @contextlib.contextmanager
     def _context(self):
@@ -306,6 +308,8 @@ class CaseService:
                 case.status = CaseStatus.rejected
                 case.outcome_reason = opinion
                 case.finished_at = self.clock.now()
+                self.notifications.notify([case.started_by_id], "outcome", f"未通过:{case.title}",
+                                          f"{row.title}:{opinion}", case_id=case.id)
             else:
                 target = self._return_target(workflow, task, return_to)
                 workflow.reset_from_task_id(target.id)
@@ -617,7 +621,7 @@ class CaseService:
                 raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
             day_kind = self.definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
             due_at = self._due_at(props.get("dueIn"), now, day_kind)
-            self.session.add(TaskRow(
+            row = TaskRow(
                 case_id=case.id,
                 spiff_task_id=spiff_id,
                 spec_name=spec.bpmn_id,
@@ -632,8 +636,10 @@ class CaseService:
                 created_at=now,
                 due_at=due_at,
                 day_kind=day_kind,
-            ))
-        self.session.flush()
+            )
+            self.session.add(row)
+            self.session.flush()
+            self.notifications.task_opened(row)
 
     def _sync_timers(self, case: Case, workflow: BpmnWorkflow, now: datetime) -> None:
         waiting = {}

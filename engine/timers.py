@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 
 from sqlalchemy.orm import sessionmaker
 
+from engine.notify import SmtpSettings
 from engine.uow import UnitOfWork
 
 
@@ -42,3 +44,15 @@ class TimerWorker:
             with UnitOfWork(self.session_factory, self.clock) as work:
                 work.cases.record_timer_failure(timer_id, exc)
             return 0
+
+    def remind(self, window: timedelta) -> int:
+        """催办 reminders for tasks due within window (each task once)."""
+        with UnitOfWork(self.session_factory, self.clock) as work:
+            return work.notifications.remind_due_tasks(window)
+
+    def mail(self, smtp: SmtpSettings | None) -> int:
+        """Send pending notifications by e-mail when SMTP is configured."""
+        if smtp is None:
+            return 0
+        with UnitOfWork(self.session_factory, self.clock) as work:
+            return work.notifications.send_email(smtp)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from engine.admin import AdminService
 from engine.definitions import DefinitionService
 from engine.directory import DirectoryService
 from engine.errors import ConflictError
 from engine.queries import InboxQueries
+from engine.reports import ReportService
 from engine.runtime import CaseService
 
 
@@ -25,6 +27,9 @@ class UnitOfWork:
         self.cases = CaseService(self.session, self.clock, self.definitions)
         self.directory = DirectoryService(self.session)
         self.inbox = InboxQueries(self.session)
+        self.notifications = self.cases.notifications
+        self.admin = AdminService(self.session, self.clock)
+        self.reports = ReportService(self.session, self.clock)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

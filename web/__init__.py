@@ -24,12 +24,16 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.user_loader(load_login_user)
     csrf.init_app(app)
 
-    from web import api, auth, cases, errors, filters, inbox
+    from web import admin, api, auth, cases, errors, filters, inbox, notifications, reports
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(reports.bp)
+    app.register_blueprint(notifications.bp)
+    notifications.register(app)
     csrf.exempt(api.bp)  # the API refuses non-JSON bodies and foreign origins instead (see web/api.py)
     errors.register(app)
     filters.register(app)

@@ -9,7 +9,7 @@ from flask import Flask, current_app
 
 from engine.bootstrap import setup_database
 from engine.timers import TimerWorker
-from web.services import clock, state
+from web.services import clock, due_soon, smtp_settings, state
 
 
 def register(app: Flask) -> None:
@@ -44,5 +44,9 @@ def register(app: Flask) -> None:
 
 
 def fire_due(batch: int = 100) -> int:
-    """Fire due timers in batches until none is left; return how many fired."""
-    return TimerWorker(state().factory, clock()).run_once(batch)
+    """One tick: fire due timers, send 催办 reminders, mail notifications; return timers fired."""
+    worker = TimerWorker(state().factory, clock())
+    fired = worker.run_once(batch)
+    worker.remind(due_soon())
+    worker.mail(smtp_settings())
+    return fired

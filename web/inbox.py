@@ -7,7 +7,7 @@ from flask_login import login_required
 
 from engine.errors import ValidationError
 from engine.queries import VIEWS
-from web.services import actor, client_addr, work
+from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("inbox", __name__)
 
@@ -18,11 +18,16 @@ def index():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         view = "todo"
+    due = request.args.get("due") if request.args.get("due") in ("soon", "overdue") else None
     me = actor()
     with work() as w:
         counts = w.inbox.counts(me)
-        items = {"todo": w.inbox.todo, "done": w.inbox.done, "started": w.inbox.started}[view](me)
-        return render_template("inbox.html", view=view, counts=counts, items=items)
+        if view == "todo":
+            items = w.inbox.todo(me, due=due, now=clock().now(), soon=due_soon())
+        else:
+            items = {"done": w.inbox.done, "started": w.inbox.started}[view](me)
+        return render_template("inbox.html", view=view, counts=counts, items=items, due=due,
+                               soon_limit=clock().now() + due_soon())
 
 
 def _start_page(errors: dict, status: int = 200):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import current_app, request
 from flask_login import UserMixin, current_user
 
 from engine.assignment import Actor
 from engine.clock import SystemClock
+from engine.notify import SmtpSettings
 from engine.uow import UnitOfWork
 
 
@@ -57,3 +59,15 @@ def actor() -> Actor:
 
 def client_addr() -> str | None:
     return request.remote_addr
+
+
+def smtp_settings() -> SmtpSettings | None:
+    cfg = current_app.config
+    if not cfg["XIANGFLOW_SMTP_HOST"]:
+        return None
+    return SmtpSettings(cfg["XIANGFLOW_SMTP_HOST"], cfg["XIANGFLOW_SMTP_PORT"], cfg["XIANGFLOW_SMTP_SENDER"],
+                        cfg["XIANGFLOW_SMTP_USERNAME"], cfg["XIANGFLOW_SMTP_PASSWORD"], cfg["XIANGFLOW_SMTP_TLS"])
+
+
+def due_soon() -> timedelta:
+    return timedelta(hours=current_app.config["XIANGFLOW_DUE_SOON_HOURS"])

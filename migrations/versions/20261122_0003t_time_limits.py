@@ -46,9 +46,11 @@ def upgrade() -> None:
     op.add_column("task", sa.Column("day_kind", sa.String(length=8), nullable=False, server_default="natural"))
     op.add_column("task", sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("case_instance", sa.Column("path", sa.JSON(), nullable=False, server_default="[]"))
+    op.add_column("user_account", sa.Column("email", sa.String(length=120), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("user_account", "email")
     op.drop_column("case_instance", "path")
     op.drop_column("task", "reminded_at")
     op.drop_column("task", "day_kind")

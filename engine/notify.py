@@ -1,0 +1,101 @@
+"""Notifications: new tasks, 催办 reminders before a limit, outcomes; in-app and, if set, e-mail."""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine.models import Notification, TaskRow, TaskStatus, User, UserRole
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 25
+    sender: str = "xiangflow@localhost"
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+
+
+class NotificationService:
+    def __init__(self, session: Session, clock):
+        self.session = session
+        self.clock = clock
+
+    def holders(self, role_code: str, scope_code: str) -> list[int]:
+        """Ids of the active users holding role_code at scope_code."""
+        return list(self.session.scalars(
+            select(UserRole.user_id).join(User, User.id == UserRole.user_id)
+            .where(UserRole.role_code == role_code, UserRole.region_code == scope_code, User.is_active.is_(True))))
+
+    def notify(self, user_ids, kind: str, title: str, body: str = "", case_id: int | None = None,
+               task_id: int | None = None) -> int:
+        now = self.clock.now()
+        ids = sorted(set(user_ids))
+        for user_id in ids:
+            self.session.add(Notification(user_id=user_id, case_id=case_id, task_id=task_id, kind=kind,
+                                          title=title[:200], body=body, created_at=now))
+        self.session.flush()
+        return len(ids)
+
+    def task_opened(self, row: TaskRow) -> None:
+        self.notify(self.holders(row.role_code, row.scope_code), "task", f"新待办:{row.title}",
+                    f"{row.case.title}", case_id=row.case_id, task_id=row.id)
+
+    def remind_due_tasks(self, window: timedelta) -> int:
+        """催办: tell the assignees of open tasks due within window, once per task; return tasks reminded."""
+        now = self.clock.now()
+        rows = self.session.scalars(
+            select(TaskRow).where(TaskRow.status == TaskStatus.open, TaskRow.reminded_at.is_(None),
+                                  TaskRow.due_at.is_not(None), TaskRow.due_at <= now + window)).all()
+        for row in rows:
+            overdue = row.due_at <= now
+            self.notify(self.holders(row.role_code, row.scope_code), "overdue" if overdue else "reminder",
+                        f"{'已超期' if overdue else '即将超期'}:{row.title}", row.case.title,
+                        case_id=row.case_id, task_id=row.id)
+            row.reminded_at = now
+        self.session.flush()
+        return len(rows)
+
+    def unread_count(self, user_id: int) -> int:
+        return self.session.scalar(select(func.count(Notification.id)).where(
+            Notification.user_id == user_id, Notification.read_at.is_(None))) or 0
+
+    def recent(self, user_id: int, limit: int = 100) -> list[Notification]:
+        return list(self.session.scalars(select(Notification).where(Notification.user_id == user_id)
+                                         .order_by(Notification.id.desc()).limit(limit)))
+
+    def mark_all_read(self, user_id: int) -> None:
+        self.session.execute(update(Notification).where(Notification.user_id == user_id,
+                                                        Notification.read_at.is_(None))
+                             .values(read_at=self.clock.now()))
+
+    def send_email(self, smtp: SmtpSettings, limit: int = 200) -> int:
+        """Mail unsent notifications to users who have an address; return how many were sent."""
+        rows = self.session.execute(
+            select(Notification, User.email).join(User, User.id == Notification.user_id)
+            .where(Notification.emailed_at.is_(None), User.email.is_not(None)).order_by(Notification.id)
+            .limit(limit)).all()
+        if not rows:
+            return 0
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=30) as client:
+            if smtp.use_tls:
+                client.starttls()
+            if smtp.username:
+                client.login(smtp.username, smtp.password or "")
+            for note, address in rows:
+                msg = EmailMessage()
+                msg["From"] = smtp.sender
+                msg["To"] = address
+                msg["Subject"] = f"[乡流] {note.title}"
+                msg.set_content(f"{note.title}\n\n{note.body}\n")
+                client.send_message(msg)
+                note.emailed_at = self.clock.now()
+        self.session.flush()
+        return len(rows)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from engine import regions as regions_mod
 from engine import settings
 from engine.definitions import read_folder
+from engine.directory import hash_password
 from engine.models import Region, RegionLevel, Subject, User
 from engine.uow import UnitOfWork
 
@@ -112,8 +113,10 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
         "demo_other_township": ("赤城镇乡村振兴办(演示)", [("township_officer", OTHER_TOWNSHIP)]),
     }
     created = {}
+    demo_hash = hash_password(DEMO_PASSWORD)  # one argon2 hash (with its salt) for every demo account
     for username, (display, grants) in users.items():
-        created[username] = work.directory.create_user(username, display, DEMO_PASSWORD, grants, is_demo=True)
+        created[username] = work.directory.create_user(username, display, None, grants, is_demo=True,
+                                                       password_hash=demo_hash)
     for name, id_number, members, category in DEMO_HOUSEHOLDS:
         work.session.add(Subject(kind="household", region_code=village, name=name, id_number=id_number,
                                  attrs={"members": members, "category": category}))

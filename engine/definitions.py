@@ -323,7 +323,7 @@ class DefinitionService:
 
     @staticmethod
     def specs(version: ProcedureVersion):
-        return SPEC_CACHE.get(version.id, version.spec_json)
+        return SPEC_CACHE.get(version.content_hash, version.spec_json)
 
     @staticmethod
     def manifest(version: ProcedureVersion) -> dict[str, Any]:

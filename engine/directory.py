@@ -62,14 +62,15 @@ class DirectoryService:
                 self.session.add(Role(code=code, name=name, level=level))
         self.session.flush()
 
-    def create_user(self, username: str, display_name: str, password: str,
-                    grants: list[tuple[str, str]], is_demo: bool = False) -> User:
+    def create_user(self, username: str, display_name: str, password: str | None,
+                    grants: list[tuple[str, str]], is_demo: bool = False, password_hash: str | None = None) -> User:
         """Create a user with (role_code, region_code) grants.
 
         :raises ValueError: a grant's region is not at the role's level.
         """
         levels = self.role_levels()
-        user = User(username=username, display_name=display_name, password_hash=hash_password(password),
+        user = User(username=username, display_name=display_name,
+                    password_hash=password_hash or hash_password(password),
                     is_active=True, is_demo=is_demo)
         self.session.add(user)
         self.session.flush()

@@ -15,7 +15,7 @@ import ast
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from simpleeval import EvalWithCompoundTypes, InvalidExpression
+from simpleeval import EvalWithCompoundTypes, InvalidExpression, NameNotDefined
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
@@ -93,6 +93,10 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
     """
     try:
         return _evaluator(names).eval(expression)
+    except NameNotDefined as exc:
+        # SpiffWorkflow parses this exact English form to suggest similar names
+        raise NameError(f"name '{exc.name}' is not defined (表达式中的变量未定义: {expression!r})",
+                        name=exc.name) from exc
     except InvalidExpression as exc:
         raise UnsafeExpressionError(f"表达式不被允许: {expression!r}: {exc}") from exc
 

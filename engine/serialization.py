@@ -85,18 +85,19 @@ def spec_from_json(text: str):
 
 
 class SpecCache:
-    """Restored specs per procedure version id (immutable content, so never invalidated)."""
+    """Restored specs keyed by content hash: identical content is the same spec in any database,
+    and a hash never changes meaning, so entries are never invalidated."""
 
     def __init__(self) -> None:
-        self._specs: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._specs: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, version_id: int, spec_json: str):
-        found = self._specs.get(version_id)
+    def get(self, content_hash: str, spec_json: str):
+        found = self._specs.get(content_hash)
         if found is None:
             found = spec_from_json(spec_json)
             with self._lock:
-                self._specs.setdefault(version_id, found)
+                found = self._specs.setdefault(content_hash, found)
         return found
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -32,13 +32,13 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("naive datetime passed to the database")
-        return value
+        return value.astimezone(timezone.utc)
 
     def process_result_value(self, value, dialect):
-        from datetime import timezone
-
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value
@@ -299,3 +299,125 @@ class AuditEvent(Base):
     client_addr: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User | None] = relationship(lazy="joined")
+
+
+# ---------------------------------------------------------------------------- signed notices
+# (appended for issue 5; LargeBinary is imported here so the models above stay untouched)
+from sqlalchemy import LargeBinary  # noqa: E402
+
+
+class NoticeBatchStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class NoticeAuthority(Base):
+    """The self-made certificate authority of a demo or test deployment (never a real CA)."""
+
+    __tablename__ = "notice_authority"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Text)
+    key_encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OfficeKey(Base):
+    """An issuing office's signing key and X.509 certificate; a new key retires the office's previous one."""
+
+    __tablename__ = "office_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    office_code: Mapped[str] = mapped_column(String(200), index=True)
+    region_code: Mapped[str] = mapped_column(ForeignKey("region.code"), index=True)
+    office_name: Mapped[str] = mapped_column(String(120))
+    source: Mapped[str] = mapped_column(String(16))
+    authority_id: Mapped[int | None] = mapped_column(ForeignKey("notice_authority.id"))
+    subject: Mapped[str] = mapped_column(String(400))
+    cert_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text, default="")
+    trust_root_pem: Mapped[str | None] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Text)
+    key_encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    cert_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+Index("uq_office_key_active", OfficeKey.office_code, unique=True,
+      sqlite_where=OfficeKey.retired_at.is_(None), postgresql_where=OfficeKey.retired_at.is_(None))
+
+
+class NoticeBatch(Base):
+    """A background job issuing the notices of many cases, with its progress."""
+
+    __tablename__ = "notice_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procedure_code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[NoticeBatchStatus] = mapped_column(_enum(NoticeBatchStatus), default=NoticeBatchStatus.queued)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    created_by: Mapped[User] = relationship(lazy="joined")
+
+
+class IssuedNotice(Base):
+    """A signed notice exactly as issued. Immutable: database triggers refuse UPDATE and DELETE.
+
+    Reissuing makes a new notice whose ``supersedes_id`` names the old one; the old row stays as it was.
+    """
+
+    __tablename__ = "issued_notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    procedure_code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    kind_name: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(300))
+    public: Mapped[bool] = mapped_column(Boolean)
+    region_code: Mapped[str] = mapped_column(ForeignKey("region.code"), index=True)
+    office_key_id: Mapped[int] = mapped_column(ForeignKey("office_key.id"))
+    office_name: Mapped[str] = mapped_column(String(120))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    document_date: Mapped[str] = mapped_column(String(10))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    covers: Mapped[list[Any]] = mapped_column(JSON)
+    template_sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    page_count: Mapped[int] = mapped_column(Integer)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("issued_notice.id"), unique=True)
+    reissue_reason: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("notice_batch.id"), index=True)
+    group_key: Mapped[str | None] = mapped_column(String(64))
+    pdf: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+    office: Mapped[OfficeKey] = relationship(lazy="joined")
+    issued_by: Mapped[User | None] = relationship(lazy="joined")
+
+
+class IssuedNoticeCase(Base):
+    """Which cases a notice covers (a village 公示 covers many). Immutable like the notice."""
+
+    __tablename__ = "issued_notice_case"
+
+    notice_id: Mapped[int] = mapped_column(ForeignKey("issued_notice.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_instance.id"), primary_key=True, index=True)

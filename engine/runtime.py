@@ -20,7 +20,7 @@ from typing import Any
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
-from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -79,6 +79,25 @@ def _timer_due(task) -> datetime | None:
     if isinstance(value, dict):  # cycle timers
         value = value.get("next")
     return TimerEventDefinition.get_datetime(value)
+
+
+def _find_task(workflow: BpmnWorkflow, spiff_id: str):
+    """The task with that id in the workflow or its subprocesses, or None if a reset removed it."""
+    try:
+        return workflow.get_task_from_id(_uuid(spiff_id))
+    except TaskNotFoundException:
+        return None
+
+
+def _prune_event_manager(workflow: BpmnWorkflow) -> None:
+    """Forget waiting events whose tasks a reset removed (SpiffWorkflow leaves them registered,
+    and the next timer refresh would trip over them)."""
+    live = dict(workflow.tasks)
+    for sub in workflow.subprocesses.values():
+        live.update(sub.tasks)
+    for task_id, task in list(workflow.event_manager.tasks.items()):
+        if live.get(task_id) is not task or task.has_state(TaskState.FINISHED_MASK):
+            workflow.event_manager.tasks.pop(task_id, None)
 
 
 def _completed_path(workflow: BpmnWorkflow) -> list[str]:
@@ -313,6 +332,7 @@ class CaseService:
             else:
                 target = self._return_target(workflow, task, return_to)
                 workflow.reset_from_task_id(target.id)
+                _prune_event_manager(workflow)
                 target.data["return_reason"] = opinion
                 target.data["returned_from"] = row.title
                 case.return_count += 1
@@ -332,9 +352,8 @@ class CaseService:
         return case
 
     def _ready_task(self, workflow: BpmnWorkflow, row: TaskRow):
-        from uuid import UUID
 
-        task = workflow.get_task_from_id(UUID(row.spiff_task_id))
+        task = _find_task(workflow, row.spiff_task_id)
         if task is None or task.state != TaskState.READY:
             raise ConflictError("该任务已不在待办状态")
         return task
@@ -536,14 +555,17 @@ class CaseService:
     def _case_status(self, workflow: BpmnWorkflow, case: Case) -> None:
         if case.status in (CaseStatus.rejected, CaseStatus.withdrawn):
             return
-        latest = None
+        latest = latest_task = None
         latest_time = -1.0
         for task in workflow.get_tasks(state=TaskState.COMPLETED):
             value = _props(task.task_spec).get("caseStatus")
             if value and task.last_state_change > latest_time:
-                latest, latest_time = value, task.last_state_change
+                latest, latest_task, latest_time = value, task, task.last_state_change
         if latest:
             case.status = CaseStatus(latest)
+            if latest_task is not None and _props(latest_task.task_spec).get("outcomeReasonKey"):
+                reason = latest_task.data.get(_props(latest_task.task_spec)["outcomeReasonKey"])
+                case.outcome_reason = str(reason)[:2000] if reason is not None else case.outcome_reason
         if workflow.is_completed():
             if latest is None:
                 case.status = CaseStatus.completed
@@ -621,6 +643,11 @@ class CaseService:
                 raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
             day_kind = self.definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
             due_at = self._due_at(props.get("dueIn"), now, day_kind)
+            if props.get("dueAt"):  # an expression giving an ISO datetime, e.g. calendar_date(11, 30, plan_year)
+                try:
+                    due_at = TimerEventDefinition.get_datetime(str(SCRIPT_ENGINE.evaluate(task, props["dueAt"])))
+                except Exception as exc:
+                    raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的期限表达式无效: {exc}") from exc
             row = TaskRow(
                 case_id=case.id,
                 spiff_task_id=spiff_id,
@@ -659,7 +686,7 @@ class CaseService:
                     row.claimed_until = None
                 row.due_at = due
             else:
-                task = workflow.get_task_from_id(_uuid(row.spiff_task_id))
+                task = _find_task(workflow, row.spiff_task_id)
                 fired = task is not None and task.state == TaskState.COMPLETED
                 row.status = TimerStatus.fired if fired else TimerStatus.cancelled
                 row.fired_at = now

@@ -25,14 +25,19 @@ class TimerWorker:
         self.clock = clock
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
 
-    def run_once(self, batch: int = 100) -> int:
-        """Fire everything due now, batch by batch; return how many timers fired."""
+    def run_once(self, batch: int = 100, pause_after: int | None = None, on_pause=None) -> int:
+        """Fire everything due now, batch by batch; return how many timers fired.
+
+        pause_after/on_pause let a test stop the worker in the middle of a claimed batch.
+        """
         total = 0
         while True:
             with UnitOfWork(self.session_factory, self.clock) as work:
                 claimed = work.cases.claim_due_timers(self.clock.now(), batch)
             for timer_id in claimed:
                 total += self._fire_one(timer_id)
+                if pause_after is not None and total == pause_after and on_pause is not None:
+                    on_pause()
             if len(claimed) < batch:
                 return total
 
@@ -56,3 +61,40 @@ class TimerWorker:
             return 0
         with UnitOfWork(self.session_factory, self.clock) as work:
             return work.notifications.send_email(smtp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.timers``: run a timer worker process (tests and benchmarks use it).
+
+    --at freezes the worker's clock at an ISO time (tests); without it the system clock is used.
+    """
+    import argparse
+    from datetime import datetime
+
+    from engine.clock import FixedClock, SystemClock
+    from engine.db import make_engine, make_session_factory
+    from engine.settings import database_url
+
+    parser = argparse.ArgumentParser(description="XiangFlow timer worker")
+    parser.add_argument("--url", default=database_url())
+    parser.add_argument("--at", help="fixed ISO time for the worker's clock")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--name")
+    parser.add_argument("--pause-after", type=int, help="(tests) stop mid-batch after N firings until stdin closes")
+    args = parser.parse_args(argv)
+    clock = FixedClock(datetime.fromisoformat(args.at)) if args.at else SystemClock()
+    engine = make_engine(args.url)
+    import sys
+
+    def pause():
+        print("paused", flush=True)
+        sys.stdin.readline()
+
+    fired = TimerWorker(make_session_factory(engine), clock, args.name).run_once(
+        args.batch, args.pause_after, pause)
+    print(f"fired {fired}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

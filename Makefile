@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
-APT_PACKAGES := chromium fonts-noto-cjk
+# WeasyPrint needs Pango; libharfbuzz-subset0 makes it subset CJK fonts 10–40× faster; poppler-utils: pdfsig; libnss3-tools: certutil
+APT_PACKAGES := chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils libnss3-tools
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run test test-sqlite test-postgres lint bench clean system-deps assets
@@ -19,7 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-system-deps: ## install Debian packages the app and tests need (chromium, CJK fonts)
+system-deps: ## install Debian packages the app and tests need (chromium, CJK fonts, HarfBuzz subsetting, pdfsig)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

@@ -219,13 +219,15 @@ class TaskRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     day_kind: Mapped[str] = mapped_column(String(8), default="natural")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     action: Mapped[str | None] = mapped_column(String(16))
     opinion: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     case: Mapped[Case] = relationship(lazy="joined")
-    completed_by: Mapped[User | None] = relationship(lazy="joined")
+    completed_by: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[completed_by_id])
+    assignee: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[assignee_id])
 
 
 class TimerRow(Base):
@@ -250,6 +252,41 @@ class TimerRow(Base):
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     case: Mapped[Case] = relationship(lazy="joined")
+
+
+class CaseCc(Base):
+    """抄送: a read-only copy of a case sent to a user."""
+
+    __tablename__ = "case_cc"
+    __table_args__ = (UniqueConstraint("case_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_instance.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    by_user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    case: Mapped[Case] = relationship(lazy="joined")
+
+
+class Attachment(Base):
+    """A file on a case (photo, appraisal report, minutes, signature); stored by content hash, never replaced."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_instance.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"))
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    uploaded_by: Mapped[User] = relationship(lazy="joined")
 
 
 class Notification(Base):
@@ -421,3 +458,36 @@ class IssuedNoticeCase(Base):
 
     notice_id: Mapped[int] = mapped_column(ForeignKey("issued_notice.id"), primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_instance.id"), primary_key=True, index=True)
+
+
+# ---------------------------------------------------------------------------- procedure studio
+# (appended for issue 6)
+
+
+class ProcedureDraft(Base):
+    """A procedure being edited in the studio: the same files a version holds, not yet deployed.
+
+    ``files`` uses the keys of a deployed version (``procedure.json``, ``bpmn/x.bpmn``, ``dmn/x.dmn``,
+    ``form/<formKey>``) plus ``template/<name>`` for notice templates carried in an imported zip.
+    """
+
+    __tablename__ = "procedure_draft"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default="editing")
+    source: Mapped[str] = mapped_column(String(16), default="new")
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_version.id"))
+    deployed_version_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_version.id"))
+    lock_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    updated_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    base_version: Mapped[ProcedureVersion | None] = relationship(foreign_keys=[base_version_id], lazy="joined")
+    deployed_version: Mapped[ProcedureVersion | None] = relationship(foreign_keys=[deployed_version_id],
+                                                                     lazy="joined")
+    updated_by: Mapped[User] = relationship(foreign_keys=[updated_by_id], lazy="joined")

@@ -6,9 +6,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.assignment import Actor
-from engine.models import AuditEvent, Case, TaskRow, TaskStatus, TimerRow, TimerStatus
+from engine.models import AuditEvent, Case, CaseCc, TaskRow, TaskStatus, TimerRow, TimerStatus
 
-VIEWS = ("todo", "done", "started")
+VIEWS = ("todo", "done", "started", "cc")
 
 
 class InboxQueries:
@@ -22,6 +22,7 @@ class InboxQueries:
         return and_(
             TaskRow.status == TaskStatus.open,
             or_(*[and_(TaskRow.role_code == r, TaskRow.scope_code == s) for r, s in sorted(scopes)]),
+            or_(TaskRow.assignee_id.is_(None), TaskRow.assignee_id == actor.user_id),
         )
 
     def todo(self, actor: Actor, limit: int = 200, due: str | None = None, now=None,
@@ -51,12 +52,19 @@ class InboxQueries:
                 .order_by(Case.created_at.desc()).limit(limit))
         return list(self.session.scalars(stmt))
 
+    def cc(self, actor: Actor, limit: int = 200) -> list[Case]:
+        """抄送我的: cases copied to the actor."""
+        stmt = (select(Case).join(CaseCc, CaseCc.case_id == Case.id).where(CaseCc.user_id == actor.user_id)
+                .order_by(CaseCc.created_at.desc()).limit(limit))
+        return list(self.session.scalars(stmt))
+
     def counts(self, actor: Actor) -> dict[str, int]:
         flt = self._todo_filter(actor)
         todo = self.session.scalar(select(func.count(TaskRow.id)).where(flt)) if flt is not None else 0
         done = self.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.completed_by_id == actor.user_id))
         started = self.session.scalar(select(func.count(Case.id)).where(Case.started_by_id == actor.user_id))
-        return {"todo": todo or 0, "done": done or 0, "started": started or 0}
+        cc = self.session.scalar(select(func.count(CaseCc.id)).where(CaseCc.user_id == actor.user_id))
+        return {"todo": todo or 0, "done": done or 0, "started": started or 0, "cc": cc or 0}
 
     def case_tasks(self, case_id: int) -> list[TaskRow]:
         return list(self.session.scalars(select(TaskRow).where(TaskRow.case_id == case_id).order_by(TaskRow.id)))

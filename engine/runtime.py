@@ -43,6 +43,7 @@ from engine.glossary import ACTION_LABELS
 from engine.models import (
     AuditEvent,
     Case,
+    CaseCc,
     CaseStatus,
     HolidayOverride,
     Region,
@@ -179,7 +180,11 @@ class CaseService:
         return case
 
     def may_view_case(self, case: Case, actor: Actor) -> bool:
-        return case.started_by_id == actor.user_id or actor.covers(case.region_code)
+        """The starter, anyone whose jurisdiction contains the case, and those it was 抄送 to."""
+        if case.started_by_id == actor.user_id or actor.covers(case.region_code):
+            return True
+        return self.session.scalar(
+            select(CaseCc.id).where(CaseCc.case_id == case.id, CaseCc.user_id == actor.user_id)) is not None
 
     def get_task(self, task_id: int, actor: Actor) -> TaskRow:
         """A task row the actor may see: assigned to them, done by them, or in a visible case.
@@ -202,6 +207,16 @@ class CaseService:
         data = merged_data(list(tasks))
         keys = {c["key"] for c in forms.input_components(schema)}
         return schema, {k: v for k, v in data.items() if k in keys}
+
+    def task_in_visible_case(self, task_id: int, actor: Actor) -> TaskRow:
+        """A task of a case the actor may see (for read-only views and 催办).
+
+        :raises NotFoundError: no such task, or its case is outside the actor's view.
+        """
+        row = self.session.get(TaskRow, task_id)
+        if row is None or not self.may_view_case(row.case, actor):
+            raise NotFoundError("任务不存在")
+        return row
 
     # ------------------------------------------------------------------ start
     def start_case(self, procedure_code: str, subject_id: int, actor: Actor,
@@ -289,6 +304,8 @@ class CaseService:
             raise ConflictError("该任务已被处理")
         if not actor.holds(row.role_code, row.scope_code):
             raise ForbiddenError("您无权处理此任务")
+        if row.assignee_id not in (None, actor.user_id):
+            raise ForbiddenError("该任务已由他人认领或转办给他人")
         case = self._lock_case(row.case_id)
         self.session.refresh(row)
         if row.status != TaskStatus.open:
@@ -386,6 +403,42 @@ class CaseService:
             if r.spec_name != row.spec_name and r.action != "return":
                 seen.setdefault(r.spec_name, r.title)
         return list(seen.items())
+
+    # ------------------------------------------------------------------ withdraw (撤回)
+    def withdrawable(self, case_id: int, actor: Actor) -> TaskRow | None:
+        """The actor's last approved step on the case, if nothing has been done on the case since."""
+        rows = self.session.scalars(select(TaskRow).where(TaskRow.case_id == case_id).order_by(TaskRow.id)).all()
+        acted = [r for r in rows if r.status == TaskStatus.completed]
+        if not acted or acted[-1].completed_by_id != actor.user_id or acted[-1].action != "approve":
+            return None
+        last = acted[-1]
+        case = self.session.get(Case, case_id)
+        if case.status != CaseStatus.running:
+            return None
+        return last
+
+    def withdraw(self, case_id: int, actor: Actor, opinion: str | None, client_addr: str | None = None) -> Case:
+        """撤回: take back one's last approved step while the next step has not been acted on.
+
+        :raises ConflictError: the next step was already acted on (or nothing to withdraw).
+        """
+        self.get_case(case_id, actor)
+        case = self._lock_case(case_id)
+        row = self.withdrawable(case_id, actor)
+        if row is None:
+            raise ConflictError("无法撤回:下一步已办理,或您没有可撤回的步骤")
+        expected = case.lock_version
+        with self._context():
+            workflow = self._load(case)
+            task = _find_task(workflow, row.spiff_task_id)
+            if task is None or task.state != TaskState.COMPLETED:
+                raise ConflictError("无法撤回:流程已前进")
+            workflow.reset_from_task_id(task.id)
+            _prune_event_manager(workflow)
+            self._advance(workflow, case)
+        self._save(case, workflow, expected_lock=expected)
+        self._record(case, row, actor, "withdraw", (opinion or "").strip() or None, None, client_addr)
+        return case
 
     # ------------------------------------------------------------------ events (异议 etc.)
     def waiting_events(self, case: Case, actor: Actor) -> list[dict[str, Any]]:

@@ -30,3 +30,4 @@ def is_production() -> bool:
 WORKFLOWS_DIR = ROOT / "workflows"
 FORMS_DIR = ROOT / "forms"
 REGIONS_CSV = Path(os.environ.get("XIANGFLOW_REGIONS_CSV", str(ROOT / "data" / "regions" / "seed_counties.csv")))
+STORAGE_DIR = Path(os.environ.get("XIANGFLOW_STORAGE_DIR", str(ROOT / "instance" / "attachments")))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from engine import settings
 from engine.admin import AdminService
 from engine.definitions import DefinitionService
 from engine.directory import DirectoryService
 from engine.errors import ConflictError
+from engine.operations import OperationsService
 from engine.queries import InboxQueries
 from engine.reports import ReportService
 from engine.runtime import CaseService
@@ -17,9 +21,10 @@ from engine.runtime import CaseService
 class UnitOfWork:
     """``with UnitOfWork(factory, clock) as work:`` commits on success, rolls back on error."""
 
-    def __init__(self, session_factory: sessionmaker, clock):
+    def __init__(self, session_factory: sessionmaker, clock, storage_dir: Path | None = None):
         self.session_factory = session_factory
         self.clock = clock
+        self.storage_dir = storage_dir or settings.STORAGE_DIR
 
     def __enter__(self) -> UnitOfWork:
         self.session = self.session_factory()
@@ -30,6 +35,7 @@ class UnitOfWork:
         self.notifications = self.cases.notifications
         self.admin = AdminService(self.session, self.clock)
         self.reports = ReportService(self.session, self.clock)
+        self.operations = OperationsService(self.session, self.clock, self.cases, self.storage_dir)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

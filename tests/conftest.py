@@ -39,9 +39,10 @@ class Database:
     engine: object
     factory: object
     clock: FixedClock
+    storage_dir: Path
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.factory, self.clock)
+        return UnitOfWork(self.factory, self.clock, self.storage_dir)
 
     def actor(self, username: str):
         with self.uow() as work:
@@ -81,6 +82,17 @@ class Database:
             return work.session.get(Case, case_id)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _attachments_outside_the_repo(tmp_path_factory):
+    """Apps created by tests store attachments in a temporary folder, never in instance/."""
+    from engine import settings
+
+    original = settings.STORAGE_DIR
+    settings.STORAGE_DIR = tmp_path_factory.mktemp("attachments")
+    yield
+    settings.STORAGE_DIR = original
+
+
 @pytest.fixture(scope="session")
 def _template(tmp_path_factory):
     clock = FixedClock(START)
@@ -113,11 +125,11 @@ def db(_template, tmp_path) -> Database:
         factory = make_session_factory(pg_engine)
         with UnitOfWork(factory, clock) as work:
             load_demo(work, with_cases=False)
-        yield Database(where, pg_engine, factory, clock)
+        yield Database(where, pg_engine, factory, clock, tmp_path / "attachments")
         return
     path: Path = tmp_path / "test.sqlite3"
     shutil.copyfile(where, path)
     url = f"sqlite:///{path}"
     engine = make_engine(url)
-    yield Database(url, engine, make_session_factory(engine), clock)
+    yield Database(url, engine, make_session_factory(engine), clock, tmp_path / "attachments")
     engine.dispose()

@@ -28,7 +28,8 @@ OPENAPI_PATH = Path(__file__).parent / "static" / "openapi.json"
 @bp.before_request
 def guard():
     if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        if not request.is_json:
+        multipart_ok = request.endpoint == "api.upload_attachment" and request.mimetype == "multipart/form-data"
+        if not request.is_json and not multipart_ok:
             return error_response(415, "请求体必须是 JSON (Content-Type: application/json)")
         origin = request.headers.get("Origin")
         if origin and origin.rstrip("/") != request.host_url.rstrip("/"):
@@ -118,8 +119,8 @@ def tasks():
         raise ValidationError("view 无效", {"view": f"只能是 {', '.join(VIEWS)}"})
     me = actor()
     with work() as w:
-        if view == "started":
-            cases = w.inbox.started(me)
+        if view in ("started", "cc"):
+            cases = w.inbox.started(me) if view == "started" else w.inbox.cc(me)
             return jsonify({"view": view, "cases": [
                 {"id": c.id, "title": c.title, "status": c.status.value, "procedure": c.version.procedure.code}
                 for c in cases]})
@@ -202,3 +203,94 @@ def subjects():
         return jsonify({"subjects": [
             {"id": s.id, "kind": s.kind, "name": s.name, "region": s.region_code}
             for s in w.directory.subjects_for(me, request.args.get("kind") or None)]})
+
+
+def _ok(case_id: int):
+    with work() as w:
+        case = w.cases.get_case(case_id, actor())
+        return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id)))
+
+
+def _text(payload: dict, key: str) -> str | None:
+    value = payload.get(key)
+    return value if isinstance(value, str) else None
+
+
+@bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
+def claim(task_id: int):
+    body()
+    with work() as w:
+        w.operations.claim(task_id, actor())
+        case_id = w.cases.get_task(task_id, actor()).case_id
+    return _ok(case_id)
+
+
+@bp.route("/tasks/<int:task_id>/unclaim", methods=["POST"])
+def unclaim(task_id: int):
+    body()
+    with work() as w:
+        w.operations.unclaim(task_id, actor())
+        case_id = w.cases.get_task(task_id, actor()).case_id
+    return _ok(case_id)
+
+
+@bp.route("/tasks/<int:task_id>/transfer", methods=["POST"])
+def transfer(task_id: int):
+    payload = body()
+    with work() as w:
+        w.operations.transfer(task_id, actor(), _text(payload, "to") or "", _text(payload, "opinion"))
+        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
+    return _ok(case_id)
+
+
+@bp.route("/tasks/<int:task_id>/urge", methods=["POST"])
+def urge(task_id: int):
+    payload = body()
+    with work() as w:
+        told = w.operations.urge(task_id, actor(), _text(payload, "opinion"))
+    return jsonify({"notified": told})
+
+
+@bp.route("/cases/<int:case_id>/cc", methods=["POST"])
+def cc(case_id: int):
+    payload = body()
+    names = payload.get("to")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValidationError("to 必须是用户名列表", {"to": "to 必须是用户名列表"})
+    with work() as w:
+        added = w.operations.cc(case_id, actor(), names, _text(payload, "opinion"))
+    return jsonify({"added": added})
+
+
+@bp.route("/cases/<int:case_id>/withdraw", methods=["POST"])
+def withdraw(case_id: int):
+    payload = body()
+    with work() as w:
+        w.cases.withdraw(case_id, actor(), _text(payload, "opinion"), client_addr=client_addr())
+    return _ok(case_id)
+
+
+def attachment_json(a) -> dict:
+    return {"id": a.id, "file_name": a.file_name, "content_type": a.content_type, "size_bytes": a.size_bytes,
+            "sha256": a.sha256, "kind": a.kind, "uploaded_by": a.uploaded_by.username,
+            "created_at": a.created_at.isoformat()}
+
+
+@bp.route("/cases/<int:case_id>/attachments", methods=["GET"])
+def list_attachments(case_id: int):
+    with work() as w:
+        w.cases.get_case(case_id, actor())
+        return jsonify({"attachments": [attachment_json(a) for a in w.operations.attachments(case_id)]})
+
+
+@bp.route("/cases/<int:case_id>/attachments", methods=["POST"])
+def upload_attachment(case_id: int):
+    upload = request.files.get("file")
+    if upload is None:
+        raise ValidationError("缺少文件", {"file": "请以 multipart/form-data 的 file 字段上传"})
+    with work() as w:
+        attachment = w.operations.add_attachment(case_id, actor(), upload.filename or "", upload.read(),
+                                                 upload.mimetype or "", kind=request.form.get("kind", "file")
+                                                 if request.form.get("kind") in ("file", "signature") else "file")
+        return jsonify(attachment_json(attachment)), 201
+

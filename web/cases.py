@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from urllib.parse import quote
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine.errors import ValidationError
@@ -31,7 +33,88 @@ def show(case_id: int):
             my_tasks=[t for t in tasks if t.status.value == "open" and me.holds(t.role_code, t.scope_code)],
             events=w.cases.waiting_events(case, me),
             linked=w.inbox.linked_cases(case),
+            attachments=w.operations.attachments(case_id),
+            can_withdraw=w.cases.withdrawable(case_id, me) is not None,
         )
+
+
+def _act(case_id: int, operation, done: str):
+    """Run one operation in a unit of work; field errors become a flash, the page is the case page."""
+    try:
+        with work() as w:
+            operation(w)
+    except ValidationError as exc:
+        flash("未成功:" + ";".join(exc.errors.values()), "error")
+        return redirect(url_for("cases.show", case_id=case_id))
+    flash(done, "success")
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+def _case_of_task(task_id: int) -> int:
+    with work() as w:
+        return w.cases.task_in_visible_case(task_id, actor()).case_id
+
+
+@bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
+@login_required
+def claim(task_id: int):
+    return _act(_case_of_task(task_id), lambda w: w.operations.claim(task_id, actor()), "已认领")
+
+
+@bp.route("/tasks/<int:task_id>/unclaim", methods=["POST"])
+@login_required
+def unclaim(task_id: int):
+    return _act(_case_of_task(task_id), lambda w: w.operations.unclaim(task_id, actor()), "已退回待认领")
+
+
+@bp.route("/tasks/<int:task_id>/transfer", methods=["POST"])
+@login_required
+def transfer(task_id: int):
+    return _act(_case_of_task(task_id), lambda w: w.operations.transfer(
+        task_id, actor(), request.form.get("to", "").strip(), request.form.get("opinion")), "已转办")
+
+
+@bp.route("/tasks/<int:task_id>/urge", methods=["POST"])
+@login_required
+def urge(task_id: int):
+    return _act(_case_of_task(task_id), lambda w: w.operations.urge(task_id, actor(), request.form.get("opinion")),
+                "已催办")
+
+
+@bp.route("/cases/<int:case_id>/cc", methods=["POST"])
+@login_required
+def cc(case_id: int):
+    names = [n for n in request.form.get("to", "").replace(",", " ").replace("，", " ").split() if n]
+    return _act(case_id, lambda w: w.operations.cc(case_id, actor(), names, request.form.get("opinion")), "已抄送")
+
+
+@bp.route("/cases/<int:case_id>/withdraw", methods=["POST"])
+@login_required
+def withdraw(case_id: int):
+    return _act(case_id, lambda w: w.cases.withdraw(case_id, actor(), request.form.get("opinion"),
+                                                    client_addr=client_addr()), "已撤回")
+
+
+@bp.route("/cases/<int:case_id>/attachments", methods=["POST"])
+@login_required
+def upload(case_id: int):
+    upload_file = request.files.get("file")
+    if upload_file is None:
+        flash("请选择文件", "error")
+        return redirect(url_for("cases.show", case_id=case_id))
+    content = upload_file.read()
+    return _act(case_id, lambda w: w.operations.add_attachment(
+        case_id, actor(), upload_file.filename or "", content, upload_file.mimetype or ""), "附件已上传")
+
+
+@bp.route("/attachments/<int:attachment_id>")
+@login_required
+def download(attachment_id: int):
+    with work() as w:
+        attachment, content = w.operations.read_attachment(attachment_id, actor())
+    return Response(content, mimetype=attachment.content_type, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.file_name)}",
+        "X-Content-Type-Options": "nosniff"})
 
 
 @bp.route("/cases/<int:case_id>/events/<event_id>", methods=["POST"])

@@ -25,6 +25,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "XIANGFLOW_LOGIN_MAX_FAILURES": int(os.environ.get("XIANGFLOW_LOGIN_MAX_FAILURES", "5")),
         "XIANGFLOW_LOGIN_WINDOW_SECONDS": int(os.environ.get("XIANGFLOW_LOGIN_WINDOW_SECONDS", "300")),
         "XIANGFLOW_REFUSE_DEMO": production,
+        "XIANGFLOW_STORAGE_DIR": str(settings.STORAGE_DIR),
         "XIANGFLOW_DUE_SOON_HOURS": int(os.environ.get("XIANGFLOW_DUE_SOON_HOURS", "48")),
         "XIANGFLOW_SMTP_HOST": os.environ.get("XIANGFLOW_SMTP_HOST", ""),
         "XIANGFLOW_SMTP_PORT": int(os.environ.get("XIANGFLOW_SMTP_PORT", "25")),
@@ -39,7 +40,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_HTTPONLY": True,
-        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,  # attachments up to 10 MB plus form overhead
         "WTF_CSRF_TIME_LIMIT": None,
         "JSON_AS_ASCII": False,
     }

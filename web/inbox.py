@@ -25,7 +25,7 @@ def index():
         if view == "todo":
             items = w.inbox.todo(me, due=due, now=clock().now(), soon=due_soon())
         else:
-            items = {"done": w.inbox.done, "started": w.inbox.started}[view](me)
+            items = {"done": w.inbox.done, "started": w.inbox.started, "cc": w.inbox.cc}[view](me)
         return render_template("inbox.html", view=view, counts=counts, items=items, due=due,
                                soon_limit=clock().now() + due_soon())
 

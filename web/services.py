@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from flask import current_app, request
 from flask_login import UserMixin, current_user
@@ -30,7 +31,7 @@ def clock():
 
 def work() -> UnitOfWork:
     """A unit of work: ``with work() as w: w.cases.complete_task(...)`` commits on success."""
-    return UnitOfWork(state().factory, clock())
+    return UnitOfWork(state().factory, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]))
 
 
 class LoginUser(UserMixin):

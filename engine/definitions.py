@@ -351,3 +351,14 @@ class DefinitionService:
                 for comp in forms_mod.input_components(json.loads(text)):
                     labels.setdefault(comp["key"], comp.get("label") or comp["key"])
         return labels
+
+    @staticmethod
+    def id_number_fields(version: ProcedureVersion) -> set[str]:
+        """Keys of form fields holding resident ID numbers (``properties.format = cn_id``): shown masked."""
+        keys: set[str] = set()
+        for name, text in version.files.items():
+            if name.startswith("form/"):
+                for comp in forms_mod.input_components(json.loads(text)):
+                    if (comp.get("properties") or {}).get("format") == "cn_id":
+                        keys.add(comp["key"])
+        return keys

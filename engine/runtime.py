@@ -54,6 +54,8 @@ from engine.models import (
     TaskStatus,
     TimerRow,
     TimerStatus,
+    User,
+    UserRole,
 )
 from engine.notify import NotificationService
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
@@ -717,9 +719,24 @@ class CaseService:
                 due_at=due_at,
                 day_kind=day_kind,
             )
+            if props.get("assigneeKey"):  # a named person, e.g. the household's 帮扶责任人
+                row.assignee_id = self._named_assignee(task.data.get(props["assigneeKey"]), role, row.scope_code)
             self.session.add(row)
             self.session.flush()
-            self.notifications.task_opened(row)
+            if row.assignee_id:
+                self.notifications.notify([row.assignee_id], "task", f"新待办:{row.title}", case.title,
+                                          case_id=case.id, task_id=row.id)
+            else:
+                self.notifications.task_opened(row)
+
+    def _named_assignee(self, username, role: str, scope: str) -> int | None:
+        """The user named in the data if they hold the task's role at its scope; else the whole group."""
+        if not isinstance(username, str) or not username:
+            return None
+        return self.session.scalar(
+            select(User.id).join(UserRole, UserRole.user_id == User.id)
+            .where(User.username == username, User.is_active.is_(True), UserRole.role_code == role,
+                   UserRole.region_code == scope))
 
     def _sync_timers(self, case: Case, workflow: BpmnWorkflow, now: datetime) -> None:
         waiting = {}

@@ -26,6 +26,7 @@ def show(case_id: int):
             "case.html", case=case, tasks=tasks, timers=timers,
             history=w.inbox.case_history(case_id),
             data=merged_data(tasks), labels=w.definitions.field_labels(case.version),
+            id_fields=w.definitions.id_number_fields(case.version),
             marks=diagram_marks(case, tasks, timers),
             bpmn_xml=w.definitions.bpmn_xml(case.version),
             region_path=w.directory.region_path(case.region_code),

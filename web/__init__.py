@@ -34,6 +34,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(reports.bp)
     app.register_blueprint(notifications.bp)
     notifications.register(app)
+    from web import notices
+    notices.init_app(app)  # signed notices: staff pages, public /verify, batch runner, `flask notices` CLI
     csrf.exempt(api.bp)  # the API refuses non-JSON bodies and foreign origins instead (see web/api.py)
     errors.register(app)
     filters.register(app)

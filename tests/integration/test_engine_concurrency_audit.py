@@ -1,0 +1,134 @@
+"""Two writers on one task, and the audit table's append-only guarantee in the database itself."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from engine import demo_data as D
+from engine.errors import ConflictError
+from engine.models import AuditEvent, Case, TaskRow, TaskStatus
+from engine.runtime import CaseService
+
+VILLAGE = "510921107001"
+
+
+def _second_village_cadre(db) -> None:
+    with db.uow() as work:
+        work.directory.create_user("engine_test_cadre2", "宝梵镇村干部二", "secret-12345",
+                                   [("village_cadre", VILLAGE)])
+
+
+def _race(db, task_id: int, usernames: list[str], data: dict, monkeypatch) -> list[object]:
+    """Each thread opens its own unit of work and completes task_id at the same moment.
+
+    A second barrier just before the case lock makes the overlap certain: both threads have
+    already read the task as open when either of them starts writing.
+    """
+    actors = [db.actor(u) for u in usernames]
+    barrier = threading.Barrier(len(actors))
+    both_read_open = threading.Barrier(len(actors))
+    original_lock = CaseService._lock_case
+
+    def lock_after_both_have_read(self, case_id):
+        both_read_open.wait(timeout=20)
+        return original_lock(self, case_id)
+
+    monkeypatch.setattr(CaseService, "_lock_case", lock_after_both_have_read)
+    results: list[object] = [None] * len(actors)
+
+    def work_on(i: int) -> None:
+        try:
+            with db.uow() as work:
+                barrier.wait(timeout=20)
+                work.cases.complete_task(task_id, actors[i], "approve", f"{usernames[i]} 同意", data)
+            results[i] = "ok"
+        except Exception as exc:  # reported through results, never swallowed silently
+            results[i] = exc
+
+    threads = [threading.Thread(target=work_on, args=(i,)) for i in range(len(actors))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    monkeypatch.undo()
+    return results
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_cadres_completing_the_same_task_at_once_exactly_one_wins_the_other_gets_conflict(
+        db, round_, monkeypatch):
+    _second_village_cadre(db)
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    lock_before = db.case(case_id).lock_version
+
+    results = _race(db, row.id, ["demo_village", "engine_test_cadre2"], D.HOUSEHOLD_CHECK, monkeypatch)
+
+    winners = [r for r in results if r == "ok"]
+    losers = [r for r in results if r != "ok"]
+    assert len(winners) == 1, results
+    assert len(losers) == 1 and isinstance(losers[0], ConflictError), results
+
+    with db.uow() as work:
+        done = work.session.get(TaskRow, row.id)
+        assert done.status == TaskStatus.completed
+        winner = ["demo_village", "engine_test_cadre2"][results.index("ok")]
+        assert done.completed_by_id == db.actor(winner).user_id
+        assert done.opinion == f"{winner} 同意"
+        assert work.session.scalar(select(func.count(TaskRow.id)).where(
+            TaskRow.case_id == case_id, TaskRow.spec_name == "household_check")) == 1
+        events = work.session.scalars(select(AuditEvent).where(AuditEvent.task_id == row.id)).all()
+        assert [(e.action, e.user_id) for e in events] == [("approve", db.actor(winner).user_id)]
+        case = work.session.get(Case, case_id)
+        assert case.lock_version == lock_before + 1  # advanced exactly once
+        assert work.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.case_id == case_id)) == 2
+    (nxt,) = db.open_tasks(case_id)
+    assert nxt.spec_name == "village_review"
+
+
+def test_completing_a_task_that_was_already_completed_is_a_conflict(db):
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    with pytest.raises(ConflictError):
+        with db.uow() as work:
+            work.cases.complete_task(row.id, db.actor("demo_village"), "approve", "再次提交", D.HOUSEHOLD_CHECK)
+    (nxt,) = db.open_tasks(case_id)
+    assert nxt.spec_name == "village_review"
+
+
+# ----------------------------------------------------------------------------- 11. audit append-only
+def _audit_rows(db, case_id: int) -> list[tuple]:
+    with db.uow() as work:
+        return [(e.id, e.action, e.opinion, e.user_id) for e in work.inbox.case_history(case_id)]
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_event SET opinion = '篡改' WHERE case_id = :case_id",
+    "UPDATE audit_event SET user_id = NULL WHERE case_id = :case_id",
+    "DELETE FROM audit_event WHERE case_id = :case_id",
+], ids=["update_opinion", "update_user", "delete"])
+def test_the_database_refuses_to_update_or_delete_audit_events(db, statement):
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", opinion="核查属实", data=D.HOUSEHOLD_CHECK)
+    before = _audit_rows(db, case_id)
+    assert len(before) == 2  # the statement matches rows, so a row trigger must fire
+
+    with pytest.raises(DBAPIError, match="append-only"):
+        with db.uow() as work:
+            work.session.execute(text(statement), {"case_id": case_id})
+    assert _audit_rows(db, case_id) == before
+
+
+def test_appending_audit_events_still_works_after_a_refused_change(db):
+    case_id = db.start_case()
+    with pytest.raises(DBAPIError):
+        with db.uow() as work:
+            work.session.execute(text("DELETE FROM audit_event"))
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    assert [a for _id, a, _o, _u in _audit_rows(db, case_id)] == ["start", "approve"]

@@ -1,0 +1,317 @@
+"""Reject and return at engine level: reasons, reopened steps, guards, and many return rounds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import func, select
+
+from engine import demo_data as D
+from engine.errors import ValidationError
+from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus
+from engine.serialization import load_state
+
+VILLAGE = "510921107001"
+TOWNSHIP = "510921107000"
+COUNTY = "510921000000"
+
+# (bpmn id, user, data) in path order
+PATH = [
+    ("household_check", "demo_village", D.HOUSEHOLD_CHECK),
+    ("village_review", "demo_village", D.VILLAGE_REVIEW),
+    ("township_recheck", "demo_township", D.TOWNSHIP_RECHECK),
+    ("dept_decision", "demo_dept", D.DEPT_DECISION),
+    ("county_announcement", "demo_county", D.COUNTY_ANNOUNCEMENT),
+]
+
+
+def _advance_to(db, case_id: int, bpmn_id: str) -> TaskRow:
+    """Approve steps until bpmn_id is the open task; return its row."""
+    for name, user, data in PATH:
+        (row,) = db.open_tasks(case_id)
+        if row.spec_name == bpmn_id:
+            return row
+        assert row.spec_name == name
+        db.complete(case_id, user, data=data)
+    raise AssertionError(f"{bpmn_id} never opened")
+
+
+def _ready(db, case_id: int) -> dict[str, dict]:
+    """READY tasks of the stored workflow: spec name → task data."""
+    with db.uow() as work:
+        case = work.session.get(Case, case_id)
+        wf = load_state(case.state, case.serializer_version, work.definitions.specs(case.version),
+                        case.version.spec_json)
+        return {t.task_spec.name: dict(t.data) for t in wf.get_tasks(state=TaskState.READY)}
+
+
+def _max_depth(db, case_id: int) -> int:
+    with db.uow() as work:
+        case = work.session.get(Case, case_id)
+        wf = load_state(case.state, case.serializer_version, work.definitions.specs(case.version),
+                        case.version.spec_json)
+        return max(t.depth for t in wf.get_tasks())
+
+
+def _fingerprint(db, case_id: int):
+    """Everything a refused action must leave untouched."""
+    with db.uow() as work:
+        case = work.session.get(Case, case_id)
+        tasks = [(r.id, r.spec_name, r.status, r.action, r.opinion)
+                 for r in work.inbox.case_tasks(case_id)]
+        audit = [e.id for e in work.inbox.case_history(case_id)]
+        return (case.status, case.lock_version, case.state, case.return_count, case.outcome_reason, tasks, audit)
+
+
+def _complete(db, row_id: int, username: str, action: str, opinion, data=None, **kwargs):
+    with db.uow() as work:
+        return work.cases.complete_task(row_id, db.actor(username), action, opinion, data or {}, **kwargs)
+
+
+# ----------------------------------------------------------------------------- 4. reject
+REJECT_LEVELS = [
+    ("township_recheck", "demo_township", "镇复核"),
+    ("dept_decision", "demo_dept", "部门审定"),
+    ("county_announcement", "demo_county", "县级公告"),
+]
+
+
+@pytest.mark.parametrize(("bpmn_id", "username", "title"), REJECT_LEVELS, ids=[r[0] for r in REJECT_LEVELS])
+def test_reject_at_a_review_level_ends_the_case_as_rejected_with_the_opinion_as_reason(db, bpmn_id, username, title):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, bpmn_id)
+    db.clock.advance(timedelta(days=3))
+    reason = f"{title}:收入核算有误,不予退出"
+    _complete(db, row.id, username, "reject", reason)
+
+    case = db.case(case_id)
+    assert case.status == CaseStatus.rejected
+    assert case.outcome_reason == reason
+    assert case.finished_at == db.clock.now()
+    assert db.open_tasks(case_id) == []
+    with db.uow() as work:
+        done = work.session.get(TaskRow, row.id)
+        assert (done.status, done.action, done.opinion) == (TaskStatus.completed, "reject", reason)
+        assert done.completed_by_id == db.actor(username).user_id
+        assert work.session.scalar(select(func.count(TimerRow.id)).where(
+            TimerRow.case_id == case_id, TimerRow.status == TimerStatus.waiting)) == 0
+        last = work.inbox.case_history(case_id)[-1]
+        assert (last.action, last.step, last.opinion, last.user_id) == (
+            "reject", title, reason, db.actor(username).user_id)
+    assert _ready(db, case_id) == {}
+
+    # the case is over: nothing fires, nothing reopens later
+    db.clock.advance(timedelta(days=400))
+    with db.uow() as work:
+        assert work.cases.fire_due_timers() == 0
+    assert db.open_tasks(case_id) == []
+
+
+@pytest.mark.parametrize("opinion", [None, "", "   "])
+def test_reject_without_an_opinion_is_refused_and_changes_nothing(db, opinion):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "township_recheck")
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError) as info:
+        _complete(db, row.id, "demo_township", "reject", opinion)
+    assert "opinion" in info.value.errors
+    assert _fingerprint(db, case_id) == before
+    assert db.case(case_id).status == CaseStatus.running
+
+
+def test_reject_is_refused_at_a_step_that_does_not_allow_it(db):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "village_review")  # actions: approve,return
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError) as info:
+        _complete(db, row.id, "demo_village", "reject", "不同意")
+    assert "action" in info.value.errors
+    assert _fingerprint(db, case_id) == before
+
+
+# ----------------------------------------------------------------------------- 5. return
+def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_then_resubmit_proceeds(db):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "township_recheck")
+    db.clock.advance(timedelta(days=1))
+    reason = "公示材料缺少签字页,请补充"
+    _complete(db, row.id, "demo_township", "return", reason)
+
+    (reopened,) = db.open_tasks(case_id)
+    assert reopened.spec_name == "village_review"
+    assert (reopened.role_code, reopened.scope_code) == ("village_cadre", VILLAGE)
+    assert reopened.created_at == db.clock.now()
+    assert reopened.due_at == db.clock.now() + timedelta(days=15)
+    ready = _ready(db, case_id)
+    assert list(ready) == ["village_review"]
+    assert ready["village_review"]["return_reason"] == reason
+    assert ready["village_review"]["returned_from"] == "镇复核"
+    case = db.case(case_id)
+    assert (case.status, case.return_count) == (CaseStatus.running, 1)
+    with db.uow() as work:
+        returned = work.session.get(TaskRow, row.id)
+        assert (returned.status, returned.action, returned.opinion) == (TaskStatus.completed, "return", reason)
+        last = work.inbox.case_history(case_id)[-1]
+        assert (last.action, last.step, last.opinion) == ("return", "镇复核", reason)
+        assert work.cases.return_targets(reopened) == [("household_check", "入户核查")]
+
+    # the village resubmits; the case goes back up to 镇复核 and on to the end
+    db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    (again,) = db.open_tasks(case_id)
+    assert (again.spec_name, again.role_code, again.scope_code) == ("township_recheck", "township_officer", TOWNSHIP)
+    assert again.id != row.id
+    for _name, user, data in PATH[2:]:
+        db.complete(case_id, user, data=data)
+    assert db.case(case_id).status == CaseStatus.exited
+
+
+def test_return_to_household_check_from_department_decision_goes_back_to_the_village(db):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "dept_decision")
+    reason = "收入数据与行业部门数据不一致,请重新入户核查"
+    _complete(db, row.id, "demo_dept", "return", reason, return_to="household_check")
+
+    (reopened,) = db.open_tasks(case_id)
+    assert (reopened.spec_name, reopened.role_code, reopened.scope_code) == (
+        "household_check", "village_cadre", VILLAGE)
+    ready = _ready(db, case_id)
+    assert list(ready) == ["household_check"]
+    assert ready["household_check"]["return_reason"] == reason
+    assert ready["household_check"]["returned_from"] == "部门审定"
+    assert db.case(case_id).return_count == 1
+
+    # every later step has to be done again, in order
+    for name, user, data in PATH:
+        (open_row,) = db.open_tasks(case_id)
+        assert open_row.spec_name == name
+        db.complete(case_id, user, data=data)
+    assert db.case(case_id).status == CaseStatus.exited
+
+
+@pytest.mark.parametrize("target", ["county_announcement", "no_such_step", "dept_decision"])
+def test_return_to_a_step_not_on_the_case_path_is_refused_and_changes_nothing(db, target):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "dept_decision")
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError) as info:
+        _complete(db, row.id, "demo_dept", "return", "退回", return_to=target)
+    assert "return_to" in info.value.errors
+    assert _fingerprint(db, case_id) == before
+
+
+def test_return_without_an_opinion_is_refused_and_changes_nothing(db):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "township_recheck")
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError) as info:
+        _complete(db, row.id, "demo_township", "return", "  ")
+    assert "opinion" in info.value.errors
+    assert _fingerprint(db, case_id) == before
+
+
+def test_return_one_step_from_county_announcement_crosses_the_decision_table_back_to_department(db):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "county_announcement")
+    _complete(db, row.id, "demo_county", "return", "部门审定意见需补充")
+    (reopened,) = db.open_tasks(case_id)
+    assert (reopened.spec_name, reopened.role_code, reopened.scope_code) == (
+        "dept_decision", "county_department", COUNTY)
+    assert _ready(db, case_id)["dept_decision"]["return_reason"] == "部门审定意见需补充"
+    db.complete(case_id, "demo_dept", data=D.DEPT_DECISION)
+    (again,) = db.open_tasks(case_id)
+    assert again.spec_name == "county_announcement"
+
+
+def test_a_household_recategorised_after_a_return_is_decided_again_by_the_decision_table(db):
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "county_announcement")  # 无 → normal path so far
+    _complete(db, row.id, "demo_county", "return", "该户实为低保户,请重新核查", return_to="household_check")
+    db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "special_category": "低保"})
+    for _name, user, data in PATH[1:4]:
+        db.complete(case_id, user, data=data)
+    case = db.case(case_id)
+    assert case.status == CaseStatus.delayed_exit
+    assert db.open_tasks(case_id) == []
+    with db.uow() as work:
+        assert work.inbox.case_timers(case_id) == []
+
+
+class _Undo(Exception):
+    """Raised inside a unit of work to roll back a probe."""
+
+
+def test_every_step_offered_as_a_return_target_is_accepted_by_complete_task(db):
+    """return_targets is what the task page offers; each offered step must be a valid return_to."""
+    case_id = db.start_case()
+    row = _advance_to(db, case_id, "dept_decision")
+    _complete(db, row.id, "demo_dept", "return", "请重新入户核查", return_to="household_check")
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    (review,) = db.open_tasks(case_id)
+    assert review.spec_name == "village_review"
+
+    with db.uow() as work:
+        offered = [bpmn_id for bpmn_id, _title in work.cases.return_targets(review)]
+    assert "household_check" in offered
+    refused = {}
+    for target in offered:
+        try:
+            with db.uow() as work:
+                work.cases.complete_task(review.id, db.actor("demo_village"), "return", "退回", {},
+                                         return_to=target)
+                raise _Undo
+        except _Undo:
+            pass
+        except ValidationError as exc:
+            refused[target] = exc.errors
+    assert refused == {}, f"offered {offered}, but complete_task refused {refused}"
+    assert offered == ["household_check"]  # the only step before 村公示 on the current path
+
+
+ROUNDS = 300
+
+
+def test_three_hundred_return_rounds_keep_the_task_tree_shallow_and_the_case_still_exits(db):
+    """SpiffWorkflow issue 441: a modelled loop deepens the tree until the case silently stalls
+    (about 90 rounds). Returns reset the workflow instead, so the depth must not grow."""
+    village = db.actor("demo_village")
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    depth_after_first_round = None
+
+    def open_row(work) -> TaskRow:
+        (row,) = work.session.scalars(select(TaskRow).where(
+            TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)).all()
+        return row
+
+    for i in range(ROUNDS):
+        with db.uow() as work:  # one round per transaction keeps 300 rounds quick on PostgreSQL too
+            review = open_row(work)
+            assert review.spec_name == "village_review"
+            work.cases.complete_task(review.id, village, "return", f"第{i + 1}次退回:核查表填写不全", {})
+            check = open_row(work)
+            assert check.spec_name == "household_check"
+            work.cases.complete_task(check.id, village, "approve", "已补充", D.HOUSEHOLD_CHECK)
+        if i == 0:
+            depth_after_first_round = _max_depth(db, case_id)
+
+    assert _max_depth(db, case_id) == depth_after_first_round
+    assert depth_after_first_round < 20
+    case = db.case(case_id)
+    assert (case.status, case.return_count) == (CaseStatus.running, ROUNDS)
+    assert _ready(db, case_id).keys() == {"village_review"}
+
+    for _name, user, data in PATH[1:]:
+        db.complete(case_id, user, data=data)
+    case = db.case(case_id)
+    assert case.status == CaseStatus.exited
+    with db.uow() as work:
+        actions = work.session.execute(
+            select(AuditEvent.action, func.count()).where(AuditEvent.case_id == case_id)
+            .group_by(AuditEvent.action)).all()
+        assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 4}
+        assert work.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.case_id == case_id)) == (
+            1 + 2 * ROUNDS + 4)
+        waiting = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id)).all()
+        assert [t.status for t in waiting] == [TimerStatus.waiting]

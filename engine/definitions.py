@@ -29,6 +29,7 @@ from engine.serialization import SPEC_CACHE, spec_to_json
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 ALLOWED_ACTIONS = ("approve", "reject", "return")
+SUBJECT_KINDS = ("household", "project")
 NS = {
     "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
     "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
@@ -113,6 +114,19 @@ def bundle_from_files(files: dict[str, str]) -> ProcedureBundle:
     """
     try:
         manifest = json.loads(files["procedure.json"])
+        problems = []
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", str(manifest.get("code", ""))):
+            problems.append(("procedure.json", "code 须为小写字母开头的 1–64 位字母、数字或下划线"))
+        if not 1 <= len(str(manifest.get("name", ""))) <= 120:
+            problems.append(("procedure.json", "name 须为 1–120 个字"))
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,119}", str(manifest.get("process_id", ""))):
+            problems.append(("procedure.json", "process_id 须为 1–120 位的 BPMN 流程 id"))
+        if manifest.get("subject_kind", "household") not in SUBJECT_KINDS:
+            problems.append(("procedure.json", f"subject_kind 只能是 {'、'.join(SUBJECT_KINDS)}"))
+        if not isinstance(manifest.get("settings", {}), dict):
+            problems.append(("procedure.json", "settings 必须是对象"))
+        if problems:
+            raise DefinitionError("procedure.json 无效", problems)
         return ProcedureBundle(
             code=str(manifest["code"]),
             name=str(manifest["name"]),
@@ -121,7 +135,7 @@ def bundle_from_files(files: dict[str, str]) -> ProcedureBundle:
             settings=dict(manifest.get("settings", {})),
             files=dict(files),
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise DefinitionError("procedure.json 无效", [("procedure.json", str(exc))]) from exc
 
 

@@ -377,14 +377,20 @@ class CaseService:
             raise ConflictError("该任务已不在待办状态")
         return task
 
-    def _return_target(self, workflow: BpmnWorkflow, task, return_to: str | None):
-        """The user task to return to: the named earlier step, or the previous one on the path."""
+    @staticmethod
+    def _earlier_user_steps(task) -> list:
+        """Completed user tasks on the path to task, nearest first (what 退回 may go back to)."""
         earlier = []
         node = task.parent
         while node is not None:
             if isinstance(node.task_spec, UserTask) and node.state == TaskState.COMPLETED:
                 earlier.append(node)
             node = node.parent
+        return earlier
+
+    def _return_target(self, workflow: BpmnWorkflow, task, return_to: str | None):
+        """The user task to return to: the named earlier step, or the previous one on the path."""
+        earlier = self._earlier_user_steps(task)
         if not earlier:
             raise ValidationError("无法退回", {"return_to": "没有可退回的前序步骤"})
         if return_to is None:
@@ -395,15 +401,16 @@ class CaseService:
         raise ValidationError("无法退回", {"return_to": "只能退回到本案已经过的步骤"})
 
     def return_targets(self, row: TaskRow) -> list[tuple[str, str]]:
-        """Earlier user steps of the case (bpmn id, name) that a return may go back to."""
-        rows = self.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == row.case_id, TaskRow.status == TaskStatus.completed,
-                                  TaskRow.id < row.id).order_by(TaskRow.id.desc())
-        ).all()
+        """Earlier user steps (bpmn id, name) that a return from this open task may go back to."""
+        if row.status != TaskStatus.open or "return" not in row.actions.split(","):
+            return []
+        with self._context():
+            task = _find_task(self._load(row.case), row.spiff_task_id)
+        if task is None:
+            return []
         seen: dict[str, str] = {}
-        for r in rows:
-            if r.spec_name != row.spec_name and r.action != "return":
-                seen.setdefault(r.spec_name, r.title)
+        for node in self._earlier_user_steps(task):
+            seen.setdefault(node.task_spec.bpmn_id, node.task_spec.bpmn_name or node.task_spec.bpmn_id)
         return list(seen.items())
 
     # ------------------------------------------------------------------ withdraw (撤回)
@@ -536,7 +543,7 @@ class CaseService:
         """Claim up to limit due timers with a lease; return their ids."""
         stmt = (
             select(TimerRow.id)
-            .where(TimerRow.status == TimerStatus.waiting, TimerRow.due_at <= now)
+            .where(TimerRow.status == TimerStatus.waiting, TimerRow.due_at < now)  # SpiffWorkflow fires when due < now
             .where((TimerRow.claimed_until.is_(None)) | (TimerRow.claimed_until < now))
             .order_by(TimerRow.due_at)
             .limit(limit)

@@ -125,6 +125,8 @@ def test_a_worker_killed_mid_run_loses_no_timer_and_fires_none_twice(many_due_ti
     assert claimed_unfired == 25  # leased to the victim, not yet fired
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    for pipe in (victim.stdin, victim.stdout, victim.stderr):
+        pipe.close()
     fired_stmt = select(func.count(AuditEvent.id)).where(AuditEvent.action == "timer_fired")
     assert _count(db, fired_stmt) == 225
     # a worker inside the dead worker's lease leaves its 25 timers alone …

@@ -1,0 +1,159 @@
+"""Web fixtures: the Flask app on the test's migrated database, test clients, logging in.
+
+The app runs with the database's FixedClock and no scheduler. CSRF stays enabled: HTML
+form tests read the token from the page's hidden input like a browser would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from engine import demo_data as D
+from engine.bootstrap import DEMO_PASSWORD
+from engine.models import AuditEvent, Case, TaskRow, TimerRow
+from web import create_app
+
+# The 四步法 path in order: (bpmn id, the demo user who holds the step, the data that passes it).
+EXIT_STEPS = (
+    ("household_check", "demo_village", D.HOUSEHOLD_CHECK),
+    ("village_review", "demo_village", D.VILLAGE_REVIEW),
+    ("township_recheck", "demo_township", D.TOWNSHIP_RECHECK),
+    ("dept_decision", "demo_dept", D.DEPT_DECISION),
+    ("county_announcement", "demo_county", D.COUNTY_ANNOUNCEMENT),
+)
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _login(client: FlaskClient, username: str, password: str = DEMO_PASSWORD):
+    """Log in through the JSON API (POST /api/v1/session); assert it worked, return the response."""
+    response = client.post("/api/v1/session", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["username"] == username
+    return response
+
+
+def _csrf_token(client: FlaskClient, path: str) -> str:
+    """The CSRF token of the form on the HTML page at path (as a browser would read it)."""
+    response = client.get(path)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    match = CSRF_INPUT.search(response.get_data(as_text=True))
+    assert match, f"no csrf_token input on {path}"
+    return match.group(1)
+
+
+def make_app(db, **overrides) -> Flask:
+    return create_app({
+        "XIANGFLOW_DATABASE_URL": db.url,
+        "XIANGFLOW_SCHEDULER": False,
+        "XIANGFLOW_CLOCK": db.clock,
+        "TESTING": True,
+        **overrides,
+    })
+
+
+@pytest.fixture
+def app(db) -> Flask:
+    application = make_app(db)
+    yield application
+    application.extensions["xiangflow"].engine.dispose()
+
+
+@pytest.fixture
+def app_factory(db) -> Callable[..., Flask]:
+    """``app_factory(**config)``: another app on the same database with config overrides."""
+    made: list[Flask] = []
+
+    def make(**overrides) -> Flask:
+        made.append(make_app(db, **overrides))
+        return made[-1]
+
+    yield make
+    for application in made:
+        application.extensions["xiangflow"].engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def client_for(app) -> Callable[[str], FlaskClient]:
+    """A new test client logged in as username (one per call, so several users can interleave)."""
+    clients: dict[str, FlaskClient] = {}
+
+    def make(username: str) -> FlaskClient:
+        if username not in clients:
+            c = app.test_client()
+            _login(c, username)
+            clients[username] = c
+        return clients[username]
+
+    return make
+
+
+@pytest.fixture
+def login() -> Callable[..., object]:
+    """``login(client, username)``: log client in through POST /api/v1/session (asserts 200)."""
+    return _login
+
+
+@pytest.fixture
+def csrf_token() -> Callable[[FlaskClient, str], str]:
+    """``csrf_token(client, path)``: the token from the hidden input of the form at path."""
+    return _csrf_token
+
+
+@pytest.fixture
+def exit_steps():
+    return EXIT_STEPS
+
+
+@pytest.fixture
+def exit_case(db) -> Callable[..., int]:
+    """``exit_case(depth, household=None)``: a 宝梵镇 exit case started by demo_village (through the
+    engine, not the web) with the first depth steps approved; returns the case id."""
+
+    def make(depth: int = 0, household: str | None = None) -> int:
+        case_id = db.start_case("demo_village", subject_id=db.household(household) if household else None)
+        for _step, username, data in EXIT_STEPS[:depth]:
+            db.complete(case_id, username, data=data)
+        return case_id
+
+    return make
+
+
+@pytest.fixture
+def snapshot(db) -> Callable[[], tuple]:
+    """``snapshot()``: everything a refused request must leave alone (audit events, cases, task and
+    timer rows), as a comparable value."""
+
+    def take() -> tuple:
+        with db.uow() as work:
+            s = work.session
+            return (
+                s.scalar(select(func.count(AuditEvent.id))),
+                tuple(s.execute(select(Case.id, Case.status, Case.lock_version, Case.return_count, Case.state)
+                                .order_by(Case.id)).all()),
+                tuple(s.execute(select(TaskRow.id, TaskRow.status, TaskRow.completed_by_id, TaskRow.action,
+                                       TaskRow.opinion, TaskRow.data).order_by(TaskRow.id)).all()),
+                tuple(s.execute(select(TimerRow.id, TimerRow.status, TimerRow.due_at).order_by(TimerRow.id)).all()),
+            )
+
+    return take
+
+
+@pytest.fixture
+def audit_count(db) -> Callable[[], int]:
+    def count() -> int:
+        with db.uow() as work:
+            return work.session.scalar(select(func.count(AuditEvent.id)))
+
+    return count

@@ -1,0 +1,109 @@
+"""The 四步法 exit walked through the JSON API by the four levels, each with its own session."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from engine import demo_data as D
+from engine.models import TimerRow, TimerStatus
+
+VILLAGE = "510921107001"  # the 宝梵镇 village where demo_village holds village_cadre
+OPINIONS = {
+    "household_check": "四查情况属实",
+    "village_review": "评议通过,公示无异议",
+    "township_recheck": "材料齐全,同意退出",
+    "dept_decision": "行业数据核实无误",
+    "county_announcement": "同意公告退出",
+}
+
+
+def _todo_ids(client) -> list[int]:
+    response = client.get("/api/v1/tasks?view=todo")
+    assert response.status_code == 200
+    assert response.get_json()["view"] == "todo"
+    return [t["id"] for t in response.get_json()["tasks"]]
+
+
+def test_an_exit_case_goes_through_village_township_department_and_county_to_exited_over_the_api(
+        db, client_for, exit_steps):
+    village = client_for("demo_village")
+    subjects = village.get("/api/v1/subjects?kind=household").get_json()["subjects"]
+    subject = next(s for s in subjects if s["name"] == "张德明")
+    assert subject["region"] == VILLAGE
+
+    started = village.post("/api/v1/cases", json={
+        "procedure": "monitoring_exit", "subject": {"id": subject["id"]}, "region": subject["region"]})
+    assert started.status_code == 201, started.get_json()
+    case = started.get_json()
+    case_id = case["id"]
+    assert case["status"] == "running"
+    assert case["subject"] == {"id": subject["id"], "kind": "household", "name": "张德明"}
+    assert [s["step_id"] for s in case["current_steps"]] == ["household_check"]
+    assert village.get("/api/v1/tasks?view=started").get_json()["cases"] == [
+        {"id": case_id, "title": case["title"], "status": "running", "procedure": "monitoring_exit"}]
+
+    moments = {"start": db.clock.now()}
+    for step_id, username, data in exit_steps:
+        db.clock.advance(timedelta(days=2, hours=3))
+        client = client_for(username)
+        (task_id,) = [t for t in _todo_ids(client)
+                      if client.get(f"/api/v1/tasks/{t}").get_json()["case_id"] == case_id]
+
+        task = client.get(f"/api/v1/tasks/{task_id}")
+        assert task.status_code == 200
+        task = task.get_json()
+        assert task["step_id"] == step_id and task["status"] == "open"
+        assert task["form"]["components"], "form-js schema with components"
+        keys = {c.get("key") for c in task["form"]["components"]}
+        assert set(data) <= keys
+        assert isinstance(task["data"], dict) and set(task["data"]) <= keys
+        assert "approve" in task["actions"]
+
+        done = client.post(f"/api/v1/tasks/{task_id}/complete",
+                           json={"action": "approve", "opinion": OPINIONS[step_id], "data": data})
+        assert done.status_code == 200, done.get_json()
+        moments[step_id] = db.clock.now()
+        assert task_id not in _todo_ids(client)
+        assert task_id in [t["id"] for t in client.get("/api/v1/tasks?view=done").get_json()["tasks"]]
+        after = client.get(f"/api/v1/tasks/{task_id}").get_json()
+        assert (after["status"], after["completed_by"], after["action"], after["opinion"]) == (
+            "completed", username, "approve", OPINIONS[step_id])
+        assert after["actions"] == []
+
+    final = client_for("demo_village").get(f"/api/v1/cases/{case_id}")
+    assert final.status_code == 200
+    final = final.get_json()
+    assert final["status"] == "exited"
+    assert final["current_steps"] == []
+    assert final["data"]["announcement_number"] == D.COUNTY_ANNOUNCEMENT["announcement_number"]
+    assert final["data"]["household_size"] == 4
+
+    history = [(e["user"], e["action"], e["step"], e["opinion"], datetime.fromisoformat(e["at"]))
+               for e in final["history"]]
+    expected = [("demo_village", "start", None, None, moments["start"])] + [
+        (username, "approve", title, OPINIONS[step_id], moments[step_id])
+        for (step_id, username, _data), title in zip(
+            exit_steps, ["入户核查", "民主评议及村公示", "镇复核", "部门审定", "县级公告"], strict=True)]
+    assert history == expected
+
+    # the six-month follow-up timer waits, in the database and on the case page
+    with db.uow() as work:
+        timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id)).all()
+        assert [(t.spec_name, t.status) for t in timers] == [("follow_up_timer", TimerStatus.waiting)]
+        due = timers[0].due_at
+    # five steps of 2 days 3 hours after 2026-09-01 01:00Z: exited 2026-09-11 16:00Z, visit due six months on
+    assert moments["county_announcement"] == datetime(2026, 9, 11, 16, 0, tzinfo=timezone.utc)
+    assert due == datetime(2027, 3, 11, 16, 0, tzinfo=timezone.utc)
+    page = client_for("demo_county").get(f"/cases/{case_id}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    china = due.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
+    assert re.search(rf'data-testid="waiting-timer">{re.escape(china)}<', html)
+    assert 'data-testid="case-status">已退出<' in html
+    marks = json.loads(re.search(r'<script type="application/json" id="bpmn-marks">(.*?)</script>', html,
+                                 re.S).group(1))
+    assert marks["current"] == ["follow_up_timer"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from alembic import command
@@ -84,6 +85,7 @@ DEMO_HOUSEHOLDS = (
     ("王建国", "510921195811050030", 2, "突发严重困难户"),
     ("刘桂芳", "510921198001150041", 5, "脱贫不稳定户"),
     ("陈永福", "510921196909090051", 3, "边缘易致贫户"),
+    ("周玉兰", "510921197403180070", 4, "脱贫不稳定户"),
 )
 
 
@@ -131,16 +133,34 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
 
 
 def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
-    """A few exit cases already in progress at each level."""
-    from engine.demo_data import HOUSEHOLD_CHECK, REVIEW_STEPS
+    """四步法 exit cases waiting at each level: 民主评议, 村级公示, 镇复核, 部门审定, 县级公告.
 
+    They are run on a clock that starts nine days ago so that the 村级公示 period of the
+    cases past it has really ended; the one still in its notice period ends in six days.
+    """
+    from engine import demo_data as d
+    from engine.clock import FixedClock
+    from engine.runtime import CaseService
+
+    clock = FixedClock(work.clock.now() - timedelta(days=9))
+    cases = CaseService(work.session, clock, work.definitions)
     actor = {name: work.directory.actor(user) for name, user in users.items()}
     households = work.session.scalars(
-        select(Subject).where(Subject.kind == "household").order_by(Subject.id)).all()
-    # how far each demo case gets: 0 = waiting at 入户核查, 1 = at 村公示, 2 = 镇复核, 3 = 部门审定, 4 = 县级公告
-    for subject, depth in zip(households[1:5], (1, 2, 3, 4), strict=True):
-        case = work.cases.start_case("monitoring_exit", subject.id, actor["demo_village"])
-        for step in range(depth):
-            row = next(t for t in work.inbox.case_tasks(case.id) if t.status.value == "open")
-            who, data = REVIEW_STEPS[step - 1] if step else ("demo_village", HOUSEHOLD_CHECK)
-            work.cases.complete_task(row.id, actor[who], "approve", "情况属实,同意。", data)
+        select(Subject).where(Subject.kind == "household", Subject.name.in_(
+            ["李秀英", "王建国", "刘桂芳", "陈永福", "周玉兰"])).order_by(Subject.id)).all()
+    by_name = {s.name: cases.start_case("monitoring_exit", s.id, actor["demo_village"]).id for s in households}
+
+    def step(name: str, who: str, data: dict) -> None:
+        row = next(t for t in work.inbox.case_tasks(by_name[name]) if t.status.value == "open")
+        cases.complete_task(row.id, actor[who], "approve", "情况属实,同意。", data)
+
+    for name in by_name:
+        step(name, "demo_village", d.HOUSEHOLD_CHECK)
+    for name in ("刘桂芳", "陈永福", "周玉兰"):
+        step(name, "demo_village", d.VILLAGE_REVIEW)
+    clock.advance(timedelta(days=8))
+    cases.fire_due_timers()
+    step("王建国", "demo_village", d.VILLAGE_REVIEW)  # in its 村级公示 period
+    for name in ("陈永福", "周玉兰"):
+        step(name, "demo_township", d.TOWNSHIP_RECHECK)
+    step("周玉兰", "demo_dept", d.DEPT_DECISION)

@@ -176,6 +176,8 @@ def _check_expressions(root: etree._Element, problems: list[tuple[str, str]]) ->
     for tag in ("timeDate", "timeDuration", "timeCycle"):
         for node in root.iterfind(f".//bpmn:{tag}", NS):
             check(node, node.text or "", "expr")
+    for node in root.iterfind(".//spiffworkflow:property[@name='dueAt']", NS):
+        check(node, node.get("value") or "", "expr")
     for node in root.iterfind(".//bpmn:scriptTask/bpmn:script", NS):
         check(node, node.text or "", "script")
     for tag in ("preScript", "postScript"):

@@ -1,6 +1,8 @@
 """Form data used by the demo cases, the tests and the benchmark (one place, so they agree)."""
 
 HOUSEHOLD_CHECK = {
+    "trigger": "季度集中预判",
+    "pre_assessment_date": "2026-09-15",
     "measures_implemented": True,
     "basic_needs_secured": True,
     "industry_employment": "家中两人在县城务工,种植柑橘 3 亩",
@@ -16,18 +18,17 @@ VILLAGE_REVIEW = {
     "review_date": "2026-09-22",
     "attendees": 23,
     "review_result": "返贫风险已消除",
-    "notice_start": "2026-09-23",
-    "notice_end": "2026-09-29",
-    "objections": "无异议",
 }
 
 TOWNSHIP_RECHECK = {"materials_complete": True, "recheck_date": "2026-10-08"}
 DEPT_DECISION = {"sector_data_verified": True, "department_name": "蓬溪县乡村振兴局"}
-COUNTY_ANNOUNCEMENT = {"announcement_number": "蓬乡振〔2026〕12号", "announcement_date": "2026-10-20",
-                       "system_marked": True}
+COUNTY_ANNOUNCEMENT = {"announcement_number": "蓬乡振〔2026〕12号", "announcement_date": "2026-10-20"}
+EXIT_NOTICE = {"notice_delivered_date": "2026-10-30", "household_acknowledged": True, "system_marked_removed": True}
+NOTICE_DAYS = 7  # monitoring_exit's settings.notice_days: 村级公示 and 县级公告 hold the case this long
 FOLLOW_UP_VISIT = {"visit_date": "2027-04-25", "new_risk_found": "否", "visit_notes": "收入稳定"}
 
-# (username, data) for 村公示, 镇复核, 部门审定, 县级公告 after 入户核查
+# (username, data) for 民主评议, 镇复核, 部门审定, 县级公告 after 入户核查; the 村级公示 period runs after
+# 民主评议 and the 县级公告 period after 县级公告 (see tests/conftest.py Database.pass_notice)
 REVIEW_STEPS = [
     ("demo_village", VILLAGE_REVIEW),
     ("demo_township", TOWNSHIP_RECHECK),

@@ -19,6 +19,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
@@ -209,6 +210,16 @@ class CaseService:
         data = merged_data(list(tasks))
         keys = {c["key"] for c in forms.input_components(schema)}
         return schema, {k: v for k, v in data.items() if k in keys}
+
+    def decision_data(self, case: Case) -> dict[str, Any]:
+        """Values the diagram computed (DMN results, scripts) that no form shows, for the case page."""
+        with self._context():
+            workflow = self._load(case)
+        last = workflow.last_task or workflow.task_tree
+        form_keys = set(self.definitions.field_labels(case.version))
+        return {k: v for k, v in sorted(last.data.items())
+                if k not in RESERVED_KEYS and k not in form_keys and not k.startswith(("subject_", "linked_"))
+                and k not in ("last_event_reason",) and isinstance(v, (str, int, float, bool))}
 
     def task_in_visible_case(self, task_id: int, actor: Actor) -> TaskRow:
         """A task of a case the actor may see (for read-only views and 催办).
@@ -455,7 +466,7 @@ class CaseService:
 
         Each entry: ``event_id``, ``name``, ``role`` and whether the actor may raise it.
         """
-        if case.status != CaseStatus.running:
+        if case.finished_at is not None or case.status in (CaseStatus.rejected, CaseStatus.withdrawn):
             return []
         with self._context():
             workflow = self._load(case)
@@ -619,8 +630,11 @@ class CaseService:
             return
         latest = latest_task = None
         latest_time = -1.0
+        complete = workflow.is_completed()
         for task in workflow.get_tasks(state=TaskState.COMPLETED):
             value = _props(task.task_spec).get("caseStatus")
+            if value and isinstance(task.task_spec, EndEvent) and not complete:
+                continue  # one branch ended while others still run: the case is not finished yet
             if value and task.last_state_change > latest_time:
                 latest, latest_task, latest_time = value, task, task.last_state_change
         if latest:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -76,6 +76,12 @@ class Database:
         (row,) = self.open_tasks(case_id)
         with self.uow() as work:
             work.cases.complete_task(row.id, self.actor(username), action, opinion, data or {}, **kwargs)
+
+    def pass_notice(self, days: int = 7) -> int:
+        """Let a public-notice period (村级公示, 县级公告) run out: move the clock and fire due timers."""
+        self.clock.advance(timedelta(days=days, hours=1))
+        with self.uow() as work:
+            return work.cases.fire_due_timers()
 
     def case(self, case_id: int) -> Case:
         with self.uow() as work:

@@ -21,6 +21,7 @@ def at_township(db) -> int:
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    db.pass_notice()
     return case_id
 
 
@@ -40,6 +41,7 @@ def test_the_last_approver_withdraws_while_the_next_step_is_untouched(db):
         assert work.session.get(type(township), township.id).status == TaskStatus.cancelled
     assert [e.opinion for e in audit(db, "withdraw")] == ["评议材料需补充"]
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    db.pass_notice()
     assert [t.spec_name for t in db.open_tasks(case_id)] == ["township_recheck"]
 
 

@@ -7,8 +7,12 @@ from engine.models import CaseStatus, TaskStatus
 def test_exit_case_runs_to_exited_and_follow_up_fires_after_six_months(db):
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
-    for username, data in D.REVIEW_STEPS:
+    for number, (username, data) in enumerate(D.REVIEW_STEPS):
         db.complete(case_id, username, data=data)
+        if number in (0, 3):  # 民主评议 → 村级公示 period; 县级公告 → 公告 period
+            assert db.open_tasks(case_id) == []
+            assert db.pass_notice() == 1
+    db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
     assert db.case(case_id).status == CaseStatus.exited
     db.clock.advance(timedelta(days=200))
     with db.uow() as work:

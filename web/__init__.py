@@ -33,6 +33,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(notifications.bp)
+    from web import studio
+    app.register_blueprint(studio.bp)  # procedure studio (流程设计), admins only
     notifications.register(app)
     from web import notices
     notices.init_app(app)  # signed notices: staff pages, public /verify, batch runner, `flask notices` CLI

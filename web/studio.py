@@ -1,0 +1,289 @@
+"""Procedure studio (流程设计): admins model, validate, dry-run, deploy, share and migrate procedures.
+
+Pages: ``/studio/`` (procedures, versions, running cases per version, drafts, new, import),
+``/studio/drafts/<id>`` (the editor: bpmn-js modeler in Chinese with the XiangFlow properties
+panel and bpmnlint, form-js editor, dmn-js; bundle ``static/dist/studio.js``), migration preview.
+The editor talks to ``/studio/api/...`` with JSON; those requests carry the page's CSRF token in
+the ``X-CSRFToken`` header. Views only call ``engine.studio`` and render.
+
+Only admins get in (``Actor.is_admin``); a refused visit, every action and every refusal is
+recorded in the audit log (case_id NULL unless the action concerns a case).
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from engine.errors import DefinitionError, ValidationError, XiangFlowError
+from engine.models import CaseStatus
+from engine.studio import CASE_STATUS_VALUES, MAX_ZIP_BYTES, DraftProblems, StudioService
+from web.errors import STATUS, error_response
+from web.services import actor, client_addr, work
+
+bp = Blueprint("studio", __name__, url_prefix="/studio")
+
+
+def studio(w) -> StudioService:
+    return StudioService(w.session, w.clock, w.definitions, w.cases)
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/studio/api/")
+
+
+def _record(action: str, message: str, detail: dict | None = None) -> None:
+    """Record a refused studio action in its own unit of work (the refused one rolled back)."""
+    me = actor()
+    with work() as w:
+        studio(w).audit(me, action, request.path[:200], detail, opinion=message[:2000], client_addr=client_addr())
+
+
+@bp.before_request
+def guard():
+    if not current_user.is_authenticated:
+        if _is_api():
+            return error_response(401, "请先登录")
+        return current_app.login_manager.unauthorized()
+    if not actor().is_admin:
+        _record("studio_forbidden", "非管理员访问流程设计")
+        return _error(403, "只有管理员可以使用流程设计")
+    return None
+
+
+def _error(status: int, message: str, problems: list | None = None, errors: dict | None = None):
+    if _is_api():
+        body = {"error": message, "message": message}
+        if problems is not None:
+            body["problems"] = problems
+        if errors:
+            body["errors"] = errors
+        return jsonify(body), status
+    return error_response(status, message, errors)
+
+
+def _problems_of(exc: XiangFlowError) -> list[dict]:
+    if isinstance(exc, DraftProblems):
+        return [p.as_dict() for p in exc.details]
+    if isinstance(exc, DefinitionError):
+        return [{"element_id": None, "element_name": None, "file": where, "message": reason, "where": where}
+                for where, reason in exc.problems]
+    return []
+
+
+@bp.errorhandler(XiangFlowError)
+def studio_error(exc: XiangFlowError):
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 422)
+    return _error(status, str(exc) if not isinstance(exc, DefinitionError) else exc.args[0],
+                  _problems_of(exc) or None, getattr(exc, "errors", None))
+
+
+def _refusing(action: str):
+    """Decorator: a refused action is recorded (``studio_<action>_refused``) and re-raised."""
+    def wrap(view):
+        def inner(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except XiangFlowError as exc:
+                _record(f"studio_{action}_refused", str(exc), {"problems": _problems_of(exc)[:50]} or None)
+                raise
+        inner.__name__ = view.__name__
+        return inner
+    return wrap
+
+
+# ----------------------------------------------------------------------------- pages
+@bp.route("/")
+def index():
+    with work() as w:
+        return render_template("studio/index.html", summaries=studio(w).overview(actor()), errors={}, form={})
+
+
+@bp.route("/drafts", methods=["POST"])
+def create_draft():
+    form = {k: request.form.get(k, "") for k in ("code", "name", "subject_kind")}
+    try:
+        with work() as w:
+            draft = studio(w).create_draft(actor(), form["code"], form["name"], form["subject_kind"] or "household",
+                                           client_addr=client_addr())
+            draft_id = draft.id
+    except ValidationError as exc:
+        with work() as w:
+            return render_template("studio/index.html", summaries=studio(w).overview(actor()),
+                                   errors=exc.errors, form=form), 422
+    flash("已新建流程草稿", "success")
+    return redirect(url_for("studio.editor", draft_id=draft_id))
+
+
+@bp.route("/versions/<int:version_id>/open", methods=["POST"])
+def open_version(version_id: int):
+    with work() as w:
+        draft_id = studio(w).open_version(actor(), version_id, client_addr=client_addr()).id
+    flash("已从该版本创建草稿", "success")
+    return redirect(url_for("studio.editor", draft_id=draft_id))
+
+
+@bp.route("/drafts/<int:draft_id>")
+def editor(draft_id: int):
+    with work() as w:
+        service = studio(w)
+        draft = service.get_draft(actor(), draft_id)
+        config = {
+            "draftId": draft.id,
+            "code": draft.code,
+            "urls": {
+                "draft": url_for("studio.api_draft", draft_id=draft.id),
+                "validate": url_for("studio.api_validate", draft_id=draft.id),
+                "deploy": url_for("studio.api_deploy", draft_id=draft.id),
+                "dryRun": url_for("studio.api_dry_run", draft_id=draft.id),
+                "index": url_for("studio.index"),
+            },
+            "roles": [{"code": r.code, "name": r.name, "level": r.level.value} for r in service.roles()],
+            "caseStatuses": list(CASE_STATUS_VALUES),
+            "procedures": sorted(service.known_procedures()),
+        }
+        return render_template("studio/editor.html", draft=draft, config=config, statuses=CaseStatus)
+
+
+@bp.route("/drafts/<int:draft_id>/discard", methods=["POST"])
+def discard(draft_id: int):
+    with work() as w:
+        studio(w).discard_draft(actor(), draft_id, client_addr=client_addr())
+    flash("草稿已删除", "success")
+    return redirect(url_for("studio.index"))
+
+
+def _zip_response(name: str, data: bytes) -> Response:
+    return Response(data, mimetype="application/zip",
+                    headers={"Content-Disposition": f"attachment; filename=\"{name}\""})
+
+
+@bp.route("/drafts/<int:draft_id>/export.zip")
+def export_draft(draft_id: int):
+    with work() as w:
+        name, data = studio(w).export_draft(actor(), draft_id, client_addr=client_addr())
+    return _zip_response(name, data)
+
+
+@bp.route("/versions/<int:version_id>/export.zip")
+def export_version(version_id: int):
+    with work() as w:
+        name, data = studio(w).export_version(actor(), version_id, client_addr=client_addr())
+    return _zip_response(name, data)
+
+
+@bp.route("/import", methods=["POST"])
+@_refusing("import")
+def import_zip():
+    upload = request.files.get("file")
+    if upload is None:
+        raise DefinitionError("请选择要导入的 zip 文件", [("file", "没有上传文件")])
+    try:
+        data = upload.stream.read(MAX_ZIP_BYTES + 1)
+    finally:
+        upload.close()
+    with work() as w:
+        draft, problems = studio(w).import_zip(actor(), data, client_addr=client_addr())
+        draft_id = draft.id
+    flash(f"已导入为草稿;校验发现 {len(problems)} 个问题" if problems else "已导入为草稿,校验通过",
+          "error" if problems else "success")
+    return redirect(url_for("studio.editor", draft_id=draft_id))
+
+
+@bp.route("/versions/<int:version_id>/migrate", methods=["GET", "POST"])
+@_refusing("migrate")
+def migrate(version_id: int):
+    try:
+        target = int(request.values.get("to", "0"))
+    except ValueError:
+        target = 0
+    me = actor()
+    if request.method == "POST":
+        case_ids = [int(v) for v in request.form.getlist("case_id") if v.isdigit()]
+        with work() as w:
+            results = studio(w).migrate_cases(me, version_id, target, case_ids, request.form.get("reason", ""),
+                                              client_addr=client_addr())
+        moved = [r for r in results if r.moved]
+        flash(f"已迁移 {len(moved)} 个案件" + (f",{len(results) - len(moved)} 个无法迁移" if len(moved) < len(results)
+                                                else ""), "success" if moved else "error")
+        return redirect(url_for("studio.migrate", version_id=version_id, to=target))
+    with work() as w:
+        service = studio(w)
+        old, new = service.version(me, version_id), service.version(me, target) if target else None
+        checks = service.migration_preview(me, version_id, target) if new else []
+        return render_template("studio/migrate.html", old=old, new=new, checks=checks,
+                               others=[v for v in old.procedure.versions if v.id != old.id])
+
+
+# ----------------------------------------------------------------------------- JSON for the editor
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("请求体必须是 JSON 对象", {"body": "请求体必须是 JSON 对象"})
+    return body
+
+
+@bp.route("/api/drafts/<int:draft_id>", methods=["GET"])
+def api_draft(draft_id: int):
+    with work() as w:
+        draft = studio(w).get_draft(actor(), draft_id)
+        return jsonify({"id": draft.id, "code": draft.code, "name": draft.name, "status": draft.status,
+                        "lock_version": draft.lock_version, "files": draft.files})
+
+
+@bp.route("/api/drafts/<int:draft_id>", methods=["POST"])
+@_refusing("save")
+def api_save(draft_id: int):
+    body = _json_body()
+    lock = body.get("lock_version")
+    with work() as w:
+        draft = studio(w).save_draft(actor(), draft_id, body.get("files"), lock if isinstance(lock, int) else None,
+                                     client_addr=client_addr())
+        return jsonify({"lock_version": draft.lock_version, "name": draft.name, "status": draft.status,
+                        "files": draft.files})
+
+
+@bp.route("/api/drafts/<int:draft_id>/validate", methods=["POST"])
+def api_validate(draft_id: int):
+    with work() as w:
+        problems = studio(w).validate_draft(actor(), draft_id, client_addr=client_addr())
+        return jsonify({"ok": not problems, "problems": [p.as_dict() for p in problems]})
+
+
+@bp.route("/api/drafts/<int:draft_id>/deploy", methods=["POST"])
+@_refusing("deploy")
+def api_deploy(draft_id: int):
+    with work() as w:
+        version, created = studio(w).deploy_draft(actor(), draft_id, client_addr=client_addr())
+        body = {"ok": True, "created": created, "version": version.version, "version_id": version.id,
+                "procedure": version.procedure.code, "name": version.procedure.name,
+                "message": (f"已发布为第 {version.version} 版:新发起的案件使用此版本" if created
+                            else f"内容与第 {version.version} 版相同,未生成新版本")}
+    return jsonify(body)
+
+
+@bp.route("/api/drafts/<int:draft_id>/dry-run", methods=["POST"])
+@_refusing("dry_run")
+def api_dry_run(draft_id: int):
+    body = _json_body()
+    sample = body.get("sample", {})
+    if isinstance(sample, str):
+        try:
+            sample = json.loads(sample or "{}")
+        except ValueError as exc:
+            raise ValidationError("样例数据不是有效的 JSON", {"sample": str(exc)}) from exc
+    with work() as w:
+        result = studio(w).dry_run(actor(), draft_id, sample, client_addr=client_addr())
+    return jsonify(result.as_dict())

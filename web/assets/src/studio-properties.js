@@ -1,0 +1,403 @@
+// XiangFlow properties provider for bpmn-js-properties-panel: the group "乡流设置" holds what the
+// engine reads from a diagram (README, "BPMN properties XiangFlow reads"):
+//   lane            → role          (lane name "中文名 (role_code)")
+//   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind
+//   business rule   → calledDecisionId (a decision of the draft's DMN files)
+//   timer event     → days in natural days ("P15D") or working days (workdays(15))
+//   sequence flow   → condition expression (out of exclusive/inclusive gateways)
+//   script task     → script (lines of `name = expression`)
+//   any flow node   → caseStatus, startsProcedure + passData
+// Values are spiffworkflow:properties / spiffworkflow:calledDecisionId extension elements, written
+// through the modeler's command stack (undo works) by the helpers exported below; the page's
+// automation API (window.xiangflowStudio.properties) uses the same helpers.
+import {
+  CheckboxEntry,
+  isCheckboxEntryEdited,
+  isSelectEntryEdited,
+  isTextAreaEntryEdited,
+  isTextFieldEntryEdited,
+  SelectEntry,
+  TextAreaEntry,
+  TextFieldEntry,
+} from '@bpmn-io/properties-panel';
+import { useService } from 'bpmn-js-properties-panel';
+import { getBusinessObject, is } from 'bpmn-js/lib/util/ModelUtil';
+
+export const ACTIONS = [
+  ['approve', '通过'],
+  ['reject', '不通过'],
+  ['return', '退回'],
+];
+
+export const CASE_STATUS_LABELS = {
+  running: '办理中', exited: '已退出', delayed_exit: '缓退', approved: '已批准', rejected: '未通过',
+  completed: '已办结', identified: '已认定', withdrawn: '已撤回',
+};
+
+const LANE_ROLE = /\s*\(([a-z][a-z0-9_]*)\)\s*$/;
+
+// ------------------------------------------------------------------ model helpers
+export function getSpiffProperty(element, name) {
+  const bo = getBusinessObject(element);
+  const ext = bo.get('extensionElements');
+  const props = ext && ext.get('values').find((v) => is(v, 'spiffworkflow:Properties'));
+  const prop = props && props.get('properties').find((p) => p.name === name);
+  return prop ? prop.value : undefined;
+}
+
+function ensureExtensionElements(element, bpmnFactory, commandStack) {
+  const bo = getBusinessObject(element);
+  let ext = bo.get('extensionElements');
+  if (!ext) {
+    ext = bpmnFactory.create('bpmn:ExtensionElements', { values: [] });
+    ext.$parent = bo;
+    commandStack.execute('element.updateModdleProperties', {
+      element, moddleElement: bo, properties: { extensionElements: ext },
+    });
+  }
+  return ext;
+}
+
+export function setSpiffProperty(injector, element, name, value) {
+  const bpmnFactory = injector.get('bpmnFactory');
+  const commandStack = injector.get('commandStack');
+  const empty = value === undefined || value === null || value === '';
+  const bo = getBusinessObject(element);
+  if (empty && !getSpiffProperty(element, name)) return;
+  const ext = ensureExtensionElements(element, bpmnFactory, commandStack);
+  let props = ext.get('values').find((v) => is(v, 'spiffworkflow:Properties'));
+  if (!props) {
+    props = bpmnFactory.create('spiffworkflow:Properties', { properties: [] });
+    props.$parent = ext;
+    commandStack.execute('element.updateModdleProperties', {
+      element, moddleElement: ext, properties: { values: [...ext.get('values'), props] },
+    });
+  }
+  const existing = props.get('properties').find((p) => p.name === name);
+  if (empty) {
+    commandStack.execute('element.updateModdleProperties', {
+      element, moddleElement: props, properties: { properties: props.get('properties').filter((p) => p !== existing) },
+    });
+  } else if (existing) {
+    commandStack.execute('element.updateModdleProperties', {
+      element, moddleElement: existing, properties: { value: String(value) },
+    });
+  } else {
+    const prop = bpmnFactory.create('spiffworkflow:Property', { name, value: String(value) });
+    prop.$parent = props;
+    commandStack.execute('element.updateModdleProperties', {
+      element, moddleElement: props, properties: { properties: [...props.get('properties'), prop] },
+    });
+  }
+  return bo;
+}
+
+export function getCalledDecision(element) {
+  const ext = getBusinessObject(element).get('extensionElements');
+  const called = ext && ext.get('values').find((v) => is(v, 'spiffworkflow:CalledDecisionId'));
+  return called ? called.value : undefined;
+}
+
+export function setCalledDecision(injector, element, decisionId) {
+  const bpmnFactory = injector.get('bpmnFactory');
+  const commandStack = injector.get('commandStack');
+  const ext = ensureExtensionElements(element, bpmnFactory, commandStack);
+  const others = ext.get('values').filter((v) => !is(v, 'spiffworkflow:CalledDecisionId'));
+  const values = [...others];
+  if (decisionId) {
+    const called = bpmnFactory.create('spiffworkflow:CalledDecisionId', { value: decisionId });
+    called.$parent = ext;
+    values.push(called);
+  }
+  commandStack.execute('element.updateModdleProperties', { element, moddleElement: ext, properties: { values } });
+}
+
+export function roleOfLane(name) {
+  const match = LANE_ROLE.exec(name || '');
+  return match ? match[1] : '';
+}
+
+export function setLaneRole(injector, lane, roleCode, roles) {
+  const modeling = injector.get('modeling');
+  const current = getBusinessObject(lane).name || '';
+  const label = current.replace(LANE_ROLE, '').trim();
+  const role = roles.find((r) => r.code === roleCode);
+  const chinese = label || (role ? role.name : '');
+  modeling.updateProperties(lane, { name: roleCode ? `${chinese} (${roleCode})` : chinese });
+}
+
+export function getActions(element) {
+  const raw = getSpiffProperty(element, 'actions');
+  return (raw === undefined ? 'approve' : raw).split(',').map((a) => a.trim()).filter(Boolean);
+}
+
+export function setAction(injector, element, action, enabled) {
+  const current = new Set(getActions(element));
+  if (enabled) current.add(action); else current.delete(action);
+  const ordered = ACTIONS.map(([a]) => a).filter((a) => current.has(a));
+  setSpiffProperty(injector, element, 'actions', ordered.join(','));
+}
+
+function timerDefinition(element) {
+  const bo = getBusinessObject(element);
+  return (bo.get('eventDefinitions') || []).find((d) => is(d, 'bpmn:TimerEventDefinition'));
+}
+
+export function getTimerDays(element) {
+  const def = timerDefinition(element);
+  if (!def) return { kind: '', days: '' };
+  const duration = def.get('timeDuration');
+  const date = def.get('timeDate');
+  let m;
+  if (duration && (m = /^"P(\d+)D"$/.exec((duration.body || '').trim()))) return { kind: 'natural', days: m[1] };
+  if (date && (m = /^workdays\((\d+)\)$/.exec((date.body || '').trim()))) return { kind: 'working', days: m[1] };
+  return { kind: '', days: '' };
+}
+
+export function setTimerDays(injector, element, days, kind) {
+  const def = timerDefinition(element);
+  if (!def) return;
+  const bpmnFactory = injector.get('bpmnFactory');
+  const commandStack = injector.get('commandStack');
+  const n = parseInt(days, 10);
+  if (!(n > 0)) return;
+  const working = kind === 'working';
+  const body = working ? `workdays(${n})` : `"P${n}D"`;
+  const expression = bpmnFactory.create('bpmn:FormalExpression', { body });
+  expression.$parent = def;
+  commandStack.execute('element.updateModdleProperties', {
+    element, moddleElement: def,
+    properties: { timeDuration: working ? undefined : expression, timeDate: working ? expression : undefined, timeCycle: undefined },
+  });
+}
+
+export function setCondition(injector, flow, body) {
+  const bpmnFactory = injector.get('bpmnFactory');
+  const modeling = injector.get('modeling');
+  if (!body) {
+    modeling.updateProperties(flow, { conditionExpression: undefined });
+    return;
+  }
+  const expression = bpmnFactory.create('bpmn:FormalExpression', { body });
+  modeling.updateProperties(flow, { conditionExpression: expression });
+}
+
+// ------------------------------------------------------------------ entries
+function spiffText(id, name, label, description, validate) {
+  return {
+    id,
+    isEdited: isTextFieldEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      const debounce = useService('debounceInput');
+      return TextFieldEntry({
+        element, id, label, description, debounce, validate,
+        getValue: () => getSpiffProperty(element, name) || '',
+        setValue: (value) => setSpiffProperty(injector, element, name, (value || '').trim()),
+      });
+    },
+  };
+}
+
+function spiffSelect(id, name, label, options, description) {
+  return {
+    id,
+    isEdited: isSelectEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      return SelectEntry({
+        element, id, label, description,
+        getValue: () => getSpiffProperty(element, name) || '',
+        setValue: (value) => setSpiffProperty(injector, element, name, value),
+        getOptions: () => [{ value: '', label: '(未设置)' }, ...options()],
+      });
+    },
+  };
+}
+
+function actionEntry(action, label) {
+  const id = `xf-action-${action}`;
+  return {
+    id,
+    isEdited: isCheckboxEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      return CheckboxEntry({
+        element, id, label: `允许${label}(${action})`,
+        getValue: () => getActions(element).includes(action),
+        setValue: (checked) => setAction(injector, element, action, checked),
+      });
+    },
+  };
+}
+
+function laneRoleEntry(config) {
+  const id = 'xf-lane-role';
+  return {
+    id,
+    isEdited: isSelectEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      return SelectEntry({
+        element, id, label: '角色(谁办理此泳道的任务)',
+        description: '泳道名称将写为 “中文名 (角色代码)”',
+        getValue: () => roleOfLane(getBusinessObject(element).name),
+        setValue: (value) => setLaneRole(injector, element, value, config.roles),
+        getOptions: () => [{ value: '', label: '(未设置)' },
+          ...config.roles.map((r) => ({ value: r.code, label: `${r.name} (${r.code})` }))],
+      });
+    },
+  };
+}
+
+function decisionEntry(config) {
+  const id = 'xf-decision';
+  return {
+    id,
+    isEdited: isSelectEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      return SelectEntry({
+        element, id, label: '决策表(DMN)',
+        getValue: () => getCalledDecision(element) || '',
+        setValue: (value) => setCalledDecision(injector, element, value),
+        getOptions: () => [{ value: '', label: '(未设置)' },
+          ...config.decisions().map((d) => ({ value: d.id, label: `${d.name || d.id} (${d.id})` }))],
+      });
+    },
+  };
+}
+
+function timerDaysEntries() {
+  return [
+    {
+      id: 'xf-timer-days',
+      isEdited: isTextFieldEntryEdited,
+      component: (props) => {
+        const { element } = props;
+        const injector = useService('injector');
+        const debounce = useService('debounceInput');
+        return TextFieldEntry({
+          element, id: 'xf-timer-days', label: '期限(天)', debounce,
+          description: '按天数设置定时器;也可在“定时器”组直接写表达式',
+          validate: (v) => (!v || /^\d+$/.test(v) ? null : '请输入天数'),
+          getValue: () => getTimerDays(element).days,
+          setValue: (value) => setTimerDays(injector, element, value, getTimerDays(element).kind || 'natural'),
+        });
+      },
+    },
+    {
+      id: 'xf-timer-kind',
+      isEdited: isSelectEntryEdited,
+      component: (props) => {
+        const { element } = props;
+        const injector = useService('injector');
+        return SelectEntry({
+          element, id: 'xf-timer-kind', label: '计日方式',
+          getValue: () => getTimerDays(element).kind,
+          setValue: (value) => setTimerDays(injector, element, getTimerDays(element).days, value),
+          getOptions: () => [{ value: '', label: '(自定义表达式)' }, { value: 'natural', label: '自然日' },
+            { value: 'working', label: '工作日(法定节假日除外)' }],
+        });
+      },
+    },
+  ];
+}
+
+function conditionEntry() {
+  const id = 'xf-condition';
+  return {
+    id,
+    isEdited: isTextFieldEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      const debounce = useService('debounceInput');
+      return TextFieldEntry({
+        element, id, label: '条件表达式', debounce,
+        description: '如 review_result == "同意";可用表单字段、决策表输出、settings["键"]',
+        getValue: () => {
+          const cond = getBusinessObject(element).get('conditionExpression');
+          return cond ? cond.body : '';
+        },
+        setValue: (value) => setCondition(injector, element, (value || '').trim()),
+      });
+    },
+  };
+}
+
+function scriptEntry() {
+  const id = 'xf-script';
+  return {
+    id,
+    isEdited: isTextAreaEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const modeling = useService('modeling');
+      const debounce = useService('debounceInput');
+      return TextAreaEntry({
+        element, id, label: '脚本(每行 “变量 = 表达式”)', debounce, rows: 4,
+        getValue: () => getBusinessObject(element).get('script') || '',
+        setValue: (value) => modeling.updateProperties(element, { scriptFormat: 'python', script: value || '' }),
+      });
+    },
+  };
+}
+
+const ISO_DURATION = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/;
+
+export default function XiangflowPropertiesProvider(propertiesPanel, config) {
+  this._config = config;
+  propertiesPanel.registerProvider(400, this);
+}
+XiangflowPropertiesProvider.$inject = ['propertiesPanel', 'config.xiangflow'];
+
+XiangflowPropertiesProvider.prototype.getGroups = function(element) {
+  const config = this._config;
+  return (groups) => {
+    const entries = [];
+    if (is(element, 'bpmn:Lane')) entries.push(laneRoleEntry(config));
+    if (is(element, 'bpmn:UserTask')) {
+      entries.push(spiffSelect('xf-form-key', 'formKey', '表单', () => config.forms().map((k) => ({ value: k, label: k })),
+        '在“表单”页新建和编辑表单'));
+      ACTIONS.forEach(([action, label]) => entries.push(actionEntry(action, label)));
+      entries.push(spiffText('xf-due-in', 'dueIn', '办理时限(ISO 时长)', '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
+        (v) => (!v || ISO_DURATION.test(v) ? null : '应为 ISO 时长,如 P5D')));
+      entries.push(spiffSelect('xf-notice-kind', 'noticeKind', '通知模板', () => config.noticeKinds().map((k) => ({ value: k.code, label: `${k.name} (${k.code})` })),
+        '公文模板见 notices/notices.json'));
+    }
+    if (is(element, 'bpmn:BusinessRuleTask')) entries.push(decisionEntry(config));
+    if (is(element, 'bpmn:ScriptTask')) entries.push(scriptEntry());
+    const bo = getBusinessObject(element);
+    if (is(element, 'bpmn:Event') && (bo.get('eventDefinitions') || []).some((d) => is(d, 'bpmn:TimerEventDefinition'))) {
+      entries.push(...timerDaysEntries());
+    }
+    if (is(element, 'bpmn:SequenceFlow') && bo.sourceRef && is(bo.sourceRef, 'bpmn:Gateway')
+        && !is(bo.sourceRef, 'bpmn:ParallelGateway')) {
+      entries.push(conditionEntry());
+    }
+    if (is(element, 'bpmn:FlowNode')) {
+      entries.push(spiffSelect('xf-case-status', 'caseStatus', '完成后案件状态',
+        () => config.caseStatuses.map((s) => ({ value: s, label: `${CASE_STATUS_LABELS[s] || s} (${s})` }))));
+      entries.push(spiffSelect('xf-starts-procedure', 'startsProcedure', '完成后发起关联流程',
+        () => config.procedures.map((p) => ({ value: p, label: p }))));
+      if (getSpiffProperty(element, 'startsProcedure')) {
+        entries.push(spiffText('xf-pass-data', 'passData', '传递的字段(逗号分隔)'));
+      }
+    }
+    if (entries.length) {
+      groups.splice(1, 0, { id: 'xiangflow', label: '乡流设置', entries });
+    }
+    return groups;
+  };
+};
+
+export const XiangflowPropertiesProviderModule = {
+  __init__: ['xiangflowPropertiesProvider'],
+  xiangflowPropertiesProvider: ['type', XiangflowPropertiesProvider],
+};

@@ -391,7 +391,7 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
       }
     }
     if (entries.length) {
-      groups.splice(1, 0, { id: 'xiangflow', label: '乡流设置', entries });
+      groups.splice(1, 0, { id: 'xiangflow', label: '乡流设置', entries, shouldOpen: true });
     }
     return groups;
   };

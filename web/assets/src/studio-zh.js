@@ -70,4 +70,5 @@ export const EXTRA_ZH = {
   'Issues for child elements': '子元素的问题',
   'Toggle linting overlays': '显示/隐藏检查结果',
   '{errors} Errors, {warnings} Warnings': '{errors} 个错误,{warnings} 个警告',
+  'No Issues': '没有问题',
 };

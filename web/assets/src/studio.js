@@ -148,9 +148,19 @@ function renderList(listId, keys, current, open, label) {
   }
 }
 
+// form-js's editor labels a date field with dateLabel; the server's task page renders label
+function normalizeSchema(schema) {
+  const walk = (components) => (components || []).forEach((c) => {
+    if (c.type === 'datetime' && !c.label && (c.dateLabel || c.timeLabel)) c.label = c.dateLabel || c.timeLabel;
+    walk(c.components);
+  });
+  walk(schema.components);
+  return schema;
+}
+
 function syncForm() {
   if (state.currentForm) {
-    state.files[`form/${state.currentForm}`] = JSON.stringify(formEditor.saveSchema(), null, 2);
+    state.files[`form/${state.currentForm}`] = JSON.stringify(normalizeSchema(formEditor.saveSchema()), null, 2);
   }
 }
 

@@ -1,0 +1,373 @@
+"""Procedure studio in a real browser: an admin models 教育资助 (seed 002: 学校摸底 → 学生申请 → 学校评议 →
+学校公示 → 县教育部门审核) from an EMPTY diagram, in the browser only, deploys it, and other users complete a
+case of it.
+
+How the page is driven (headless Chromium through Playwright, CSRF on, no sleeps):
+- the procedure is created from the studio's list page (new, empty diagram);
+- forms are made in form-js's editor on the 表单 tab: the first field is dragged from the editor's palette
+  with the mouse and given its label, key and 必填 in the editor's own properties panel; the other fields
+  are added through the editor's modeling service (``formEditor.get('modeling').addFormField``, what a palette
+  drop calls) from ``page.evaluate`` — in the page, on the live editor;
+- shapes are drawn through bpmn-js's API in the page (``modeling.createShape``, ``splitLane``, ``connect``:
+  what the palette and context pad call);
+- every XiangFlow property (lane → role, user task → form, actions, 办理时限, case status) is set in the
+  properties panel's 乡流设置 group with real clicks and typing;
+- validation, dry run and deploy use the toolbar buttons; the problems the server finds are shown on the
+  diagram before they are fixed.
+Screenshots: /tmp/xiangflow_studio.png (modeled diagram), /tmp/xiangflow_studio_case.png (finished case).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from engine.bootstrap import DEMO_PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+NAMES = {
+    "demo_admin": "蓬溪县管理员(演示)",
+    "demo_village": "宝梵镇村干部(演示)",
+    "demo_township": "宝梵镇乡村振兴办(演示)",
+    "demo_dept": "蓬溪县乡村振兴局(演示)",
+}
+HOUSEHOLD = "张德明"
+LANES = (("学校", "township_officer"), ("村级代办", "village_cadre"), ("县教育部门", "county_department"))
+# (id, name, lane index, form, actions, 办理时限)
+STEPS = (
+    ("school_survey", "学校摸底", 0, "school_survey", ("approve",), "P10D"),
+    ("student_application", "学生申请", 1, "student_application", ("approve", "return"), "P7D"),
+    ("school_review", "学校评议", 0, "school_review", ("approve", "reject", "return"), "P5D"),
+    ("school_notice", "学校公示", 0, "school_notice", ("approve", "return"), "P7D"),
+    ("county_review", "县教育部门审核", 2, "county_review", ("approve", "reject", "return"), "P10D"),
+)
+
+
+def _options(*values):
+    return [{"label": v, "value": v} for v in values]
+
+
+# fields added through the form editor's modeling service (the first field of 学校摸底 is dragged instead)
+FORM_FIELDS = {
+    "school_survey": [
+        {"type": "textfield", "key": "school_name", "label": "就读学校", "validate": {"required": True}},
+        {"type": "select", "key": "grade", "label": "学段", "values": _options("小学", "初中", "高中", "中职"),
+         "validate": {"required": True}},
+        {"type": "datetime", "subtype": "date", "key": "survey_date", "dateLabel": "摸底日期",
+         "validate": {"required": True}},
+    ],
+    "student_application": [
+        {"type": "select", "key": "aid_type", "label": "申请资助项目",
+         "values": _options("国家助学金", "免学费", "营养改善计划", "生活补助"), "validate": {"required": True}},
+        {"type": "textarea", "key": "application_reason", "label": "申请理由", "validate": {"required": True}},
+        {"type": "checkbox", "key": "guardian_consent", "label": "监护人已签字确认", "validate": {"required": True}},
+    ],
+    "school_review": [
+        {"type": "datetime", "subtype": "date", "key": "review_date", "dateLabel": "评议日期",
+         "validate": {"required": True}},
+        {"type": "number", "key": "review_members", "label": "评议小组人数", "validate": {"required": True, "min": 3}},
+        {"type": "radio", "key": "review_result", "label": "评议结果", "values": _options("同意", "不同意"),
+         "validate": {"required": True}},
+    ],
+    "school_notice": [
+        {"type": "datetime", "subtype": "date", "key": "notice_start", "dateLabel": "公示开始日期",
+         "validate": {"required": True}},
+        {"type": "number", "key": "notice_days", "label": "公示天数", "validate": {"required": True, "min": 5}},
+        {"type": "radio", "key": "notice_objection", "label": "公示结果", "values": _options("无异议", "有异议已核实"),
+         "validate": {"required": True}},
+    ],
+    "county_review": [
+        {"type": "number", "key": "aid_amount", "label": "资助金额(元)", "validate": {"required": True, "min": 0}},
+        {"type": "textfield", "key": "approval_number", "label": "审核文号", "validate": {"required": True}},
+    ],
+}
+SAMPLE = {"student_name": "张小明", "school_name": "宝梵镇中心小学", "grade": "小学", "survey_date": "2026-09-01",
+          "aid_type": "生活补助", "application_reason": "家庭经济困难", "guardian_consent": True,
+          "review_date": "2026-09-05", "review_members": 5, "review_result": "同意", "notice_start": "2026-09-06",
+          "notice_days": 5, "notice_objection": "无异议", "aid_amount": 1000, "approval_number": "蓬教资〔2026〕8号"}
+
+DRAW = """([laneNames]) => {
+  const m = window.xiangflowStudio.modeler;
+  const ef = m.get('elementFactory'), modeling = m.get('modeling'), canvas = m.get('canvas');
+  const participant = modeling.createShape(ef.createParticipantShape({type: 'bpmn:Participant'}),
+                                           {x: 760, y: 420}, canvas.getRootElement());
+  modeling.updateLabel(participant, '教育资助');
+  modeling.resizeShape(participant, {x: participant.x, y: participant.y, width: 1260, height: 480});
+  modeling.splitLane(participant, 3);
+  const lanes = participant.children.filter(e => e.type === 'bpmn:Lane').sort((a, b) => a.y - b.y);
+  lanes.forEach((lane, i) => modeling.updateLabel(lane, laneNames[i]));
+  return {lanes: lanes.map(l => l.id), left: participant.x, lanesY: lanes.map(l => l.y + l.height / 2)};
+}"""
+
+ADD_SHAPES = """([layout, steps]) => {
+  const m = window.xiangflowStudio.modeler;
+  const ef = m.get('elementFactory'), modeling = m.get('modeling'), registry = m.get('elementRegistry');
+  const participant = registry.filter(e => e.type === 'bpmn:Participant')[0];
+  const place = (type, id, name, lane, column) => {
+    const shape = modeling.createShape(ef.createShape({type}),
+      {x: layout.left + 120 + 170 * column, y: layout.lanesY[lane]}, participant);
+    modeling.updateProperties(shape, {id});
+    if (name) modeling.updateLabel(shape, name);
+    return shape;
+  };
+  const chain = [place('bpmn:StartEvent', 'start', '发起', 0, 0)];
+  steps.forEach(([id, name, lane], i) => chain.push(place('bpmn:UserTask', id, name, lane, i + 1)));
+  chain.push(place('bpmn:EndEvent', 'end', '资助审核完成', steps[steps.length - 1][2], steps.length + 1));
+  chain.slice(1).forEach((shape, i) => modeling.connect(chain[i], shape));
+  return registry.getAll().filter(e => e.type !== 'label').map(e => e.id);
+}"""
+
+ADD_FIELDS = """([fields]) => {
+  const editor = window.xiangflowStudio.formEditor;
+  const modeling = editor.get('modeling');
+  const form = editor._state.schema;
+  fields.forEach(f => modeling.addFormField(f, form, form.components.length));
+  return editor.saveSchema().components.map(c => c.key);
+}"""
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto("/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_test_id("current-user")).to_have_text(NAMES[username])
+
+
+def log_out(page: Page) -> None:
+    page.get_by_role("button", name="退出登录").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def select_element(page: Page, element_id: str) -> None:
+    page.evaluate("(id) => { const m = window.xiangflowStudio.modeler;"
+                  " m.get('selection').select(m.get('elementRegistry').get(id)); }", element_id)
+    expect(page.locator("#bpmn-properties .bio-properties-panel-header-label")).to_be_visible()
+
+
+def panel(page: Page, entry: str):
+    return page.locator(f"#bpmn-properties #bio-properties-panel-{entry}")
+
+
+def spiff(page: Page, element_id: str, name: str):
+    return page.evaluate("([id, name]) => { const s = window.xiangflowStudio;"
+                         " return s.properties.get(s.modeler.get('elementRegistry').get(id), name) || null; }",
+                         [element_id, name])
+
+
+def make_forms(page: Page, code: str) -> None:
+    page.get_by_test_id("tab-forms").click()
+    for form in FORM_FIELDS:
+        page.locator("#new-form-name").fill(form)
+        page.get_by_test_id("add-form").click()
+        expect(page.get_by_test_id("form-current")).to_have_text(f"正在编辑表单 {code}/{form}")
+        if form == "school_survey":
+            drag_first_field(page)
+        page.evaluate(ADD_FIELDS, [FORM_FIELDS[form]])
+    expect(page.get_by_test_id("form-list").locator("button")).to_have_count(len(FORM_FIELDS))
+
+
+def drag_first_field(page: Page) -> None:
+    """学生姓名: dragged from form-js's palette, then label, key and 必填 set in the editor's properties panel."""
+    source = page.locator('.fjs-palette-field[data-field-type="textfield"]').bounding_box()
+    target = page.locator(".fjs-drop-container-vertical").first.bounding_box()
+    page.mouse.move(source["x"] + source["width"] / 2, source["y"] + source["height"] / 2)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(source["x"] + (target["x"] + target["width"] / 2 - source["x"]) * step / 20,
+                        source["y"] + (target["y"] + 60 - source["y"]) * step / 20)
+    page.mouse.up()
+    expect(page.locator(".fjs-form-field-textfield")).to_have_count(1)
+    editor_panel = ".fjs-properties-container"
+    expect(page.locator(f"{editor_panel} .bio-properties-panel-header-type")).to_have_text("Text field")
+    open_group(page, editor_panel, "general")
+    page.locator(f"{editor_panel} #bio-properties-panel-label").click()  # a CodeMirror (FEEL templating) editor
+    page.keyboard.press("Control+A")
+    page.keyboard.type("学生姓名")
+    key = page.locator(f"{editor_panel} #bio-properties-panel-key")
+    key.fill("student_name")
+    key.press("Tab")
+    open_group(page, editor_panel, "validation")
+    page.locator(f"{editor_panel} #bio-properties-panel-required").check()
+    expect(page.locator(".fjs-form-field-textfield label")).to_contain_text("学生姓名")
+
+
+def open_group(page: Page, container: str, group: str) -> None:
+    header = page.locator(f"{container} [data-group-id='group-{group}'] .bio-properties-panel-group-header")
+    if "open" not in (header.get_attribute("class") or "").split():
+        header.click()
+    expect(header).to_have_class(re.compile(r"\bopen\b"))
+
+
+def set_step_properties(page: Page, code: str, step) -> None:
+    element_id, _name, _lane, form, actions, due = step
+    select_element(page, element_id)
+    panel(page, "xf-form-key").select_option(f"{code}/{form}")
+    for action in ("approve", "reject", "return"):
+        box = panel(page, f"xf-action-{action}")
+        box.check() if action in actions else box.uncheck()
+    panel(page, "xf-due-in").fill(due)
+    page.wait_for_function("([id, due]) => { const s = window.xiangflowStudio;"
+                           " return s.properties.get(s.modeler.get('elementRegistry').get(id), 'dueIn') === due; }",
+                           arg=[element_id, due])
+    assert spiff(page, element_id, "formKey") == f"{code}/{form}"
+    assert (spiff(page, element_id, "actions") or "approve") == ",".join(actions)  # absent = approve only
+
+
+def fill_task(page: Page, fields: dict, button: str, opinion: str) -> None:
+    for label, value in fields.items():
+        target = page.get_by_label(re.compile(rf"^\s*{re.escape(label)}( \*)?\s*$"))  # required fields end in *
+        if isinstance(value, bool):
+            target.check()
+        elif target.evaluate("e => e.tagName") == "SELECT":
+            target.select_option(value)
+        elif target.evaluate("e => e.type") == "radio":
+            target.check()
+        else:
+            target.fill(str(value))
+    page.get_by_label("审批意见").fill(opinion)
+    page.get_by_role("button", name=button, exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("已提交")
+
+
+def open_task(page: Page, case_id: int, step: str) -> None:
+    title = f"{HOUSEHOLD} · 教育资助"
+    row = page.get_by_test_id("task-row").filter(has_text=title)
+    expect(row).to_have_count(1)
+    row.get_by_role("link", name=title).click()
+    expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
+    expect(page.get_by_test_id("current-steps")).to_have_text(step)
+    page.get_by_role("link", name=f"办理:{step}").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(step)
+
+
+def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(page: Page, live_server):
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    code = f"education_aid_{uuid.uuid4().hex[:6]}"
+
+    # ---- 管理员: a new procedure from an empty diagram
+    log_in(page, "demo_admin")
+    page.get_by_test_id("nav-studio").click()
+    page.get_by_label("流程代码").fill(code)
+    page.get_by_label("流程名称").fill("教育资助")
+    page.get_by_role("button", name="新建(空白流程图)").click()
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
+    assert page.evaluate("window.xiangflowStudio.modeler.get('elementRegistry').getAll().map(e => e.type)") == [
+        "bpmn:Process"]  # nothing drawn yet
+    expect(page.locator(".djs-palette")).to_be_visible()
+    expect(page.get_by_role("button", name="创建开始事件")).to_have_count(1)  # the palette in Chinese
+
+    make_forms(page, code)
+
+    # ---- the diagram: pool with three lanes, start, five user tasks, end
+    page.get_by_test_id("tab-bpmn").click()
+    layout = page.evaluate(DRAW, [[name for name, _role in LANES]])
+    ids = page.evaluate(ADD_SHAPES, [layout, [[s[0], s[1], s[2]] for s in STEPS]])
+    assert {"start", "end", *(s[0] for s in STEPS)} <= set(ids)
+    expect(page.locator(".bjsl-button")).to_contain_text("个错误")  # bpmnlint: lanes without roles, tasks without forms
+
+    # validation before the properties are set: the server's problems are shown on the elements
+    page.get_by_test_id("studio-validate").click()
+    expect(page.get_by_test_id("studio-message")).to_contain_text("校验发现")
+    problems = page.get_by_test_id("problem")
+    expect(problems.filter(has_text="学校摸底[school_survey]").filter(has_text="表单")).to_have_count(1)
+    expect(problems.filter(has_text=f"[{layout['lanes'][0]}]").filter(has_text="角色")).to_have_count(1)
+    expect(page.locator("[data-problem-for='school_survey']")).to_be_visible()
+    problems.filter(has_text="学校摸底[school_survey]").click()
+    expect(page.locator("#bpmn-properties .bio-properties-panel-header-label")).to_have_text("学校摸底")
+
+    # ---- XiangFlow properties in the properties panel
+    for lane_id, (_name, role) in zip(layout["lanes"], LANES, strict=True):
+        select_element(page, lane_id)
+        panel(page, "xf-lane-role").select_option(role)
+    assert page.evaluate("(ids) => ids.map(id => window.xiangflowStudio.modeler.get('elementRegistry')"
+                         ".get(id).businessObject.name)", layout["lanes"]) == [
+        "学校 (township_officer)", "村级代办 (village_cadre)", "县教育部门 (county_department)"]
+    for step in STEPS:
+        set_step_properties(page, code, step)
+    select_element(page, "end")
+    panel(page, "xf-case-status").select_option("approved")
+    assert spiff(page, "end", "caseStatus") == "approved"
+
+    page.get_by_test_id("tab-settings").click()
+    page.get_by_label("说明(依据的文件)").fill("学校摸底 → 学生申请 → 学校评议 → 学校公示 → 县教育部门审核(种子文件 002 二(二)1)")
+    page.get_by_test_id("tab-bpmn").click()
+    page.get_by_test_id("studio-validate").click()
+    expect(page.get_by_test_id("no-problems")).to_have_text("校验通过:可以发布")
+    expect(page.locator("[data-problem-for]")).to_have_count(0)
+
+    # ---- dry run in the sandbox: the path is marked on the diagram
+    page.get_by_test_id("tab-dryrun").click()
+    page.get_by_test_id("dryrun-sample").fill(json.dumps({"data": SAMPLE}, ensure_ascii=False))
+    page.get_by_test_id("dryrun-run").click()
+    expect(page.get_by_test_id("dryrun-outcome")).to_have_text("流程走完,案件状态:已批准")
+    expect(page.get_by_test_id("dryrun-steps").locator("li")).to_have_count(5)
+    expect(page.get_by_test_id("dryrun-path")).to_contain_text("start → school_survey → student_application")
+    page.get_by_test_id("tab-bpmn").click()
+    expect(page.locator(".djs-element.xf-dry-path[data-element-id='county_review']")).to_have_count(1)
+    expect(page.locator(".bjsl-button")).to_have_text("没有问题")  # bpmnlint, in the editor
+    page.evaluate("window.xiangflowStudio.modeler.get('canvas').zoom('fit-viewport', 'auto')")
+    page.screenshot(path="/tmp/xiangflow_studio.png", full_page=True)
+
+    # ---- deploy
+    page.get_by_test_id("studio-deploy").click()
+    expect(page.get_by_test_id("studio-message")).to_have_text("已发布为第 1 版:新发起的案件使用此版本")
+    saved = page.evaluate("window.xiangflowStudio.state.files")
+    survey = json.loads(saved[f"form/{code}/school_survey"])
+    assert [c["key"] for c in survey["components"]] == ["student_name", "school_name", "grade", "survey_date"]
+    assert survey["components"][3]["label"] == "摸底日期"
+    page.goto("/studio/")
+    expect(page.locator(f"[data-procedure='{code}'][data-version='1']")).to_contain_text("在用")
+    log_out(page)
+
+    # ---- 学校 (demo_township) starts a case and does 学校摸底
+    log_in(page, "demo_township")
+    page.get_by_role("link", name="发起流程").click()
+    page.get_by_label("流程").select_option(code)
+    page.get_by_label("农户").select_option(label=f"{HOUSEHOLD}(脱贫不稳定户)")
+    page.get_by_role("button", name="发起").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("学校摸底")
+    case_href = page.get_by_role("link", name=f"{HOUSEHOLD} · 教育资助").get_attribute("href")
+    case_id = int(re.search(r"/cases/(\d+)$", case_href).group(1))
+    fill_task(page, {"学生姓名": SAMPLE["student_name"], "就读学校": SAMPLE["school_name"], "学段": "小学",
+                     "摸底日期": SAMPLE["survey_date"]}, "提交", "已入校摸底,家庭经济困难属实。")
+    expect(page.get_by_test_id("current-steps")).to_have_text("学生申请")
+    log_out(page)
+
+    # ---- 村级代办 (demo_village) files the student's application
+    log_in(page, "demo_village")
+    open_task(page, case_id, "学生申请")
+    fill_task(page, {"申请资助项目": "生活补助", "申请理由": SAMPLE["application_reason"], "监护人已签字确认": True},
+              "通过", "代学生家庭提交申请。")
+    log_out(page)
+
+    # ---- 学校 评议 and 公示
+    log_in(page, "demo_township")
+    open_task(page, case_id, "学校评议")
+    fill_task(page, {"评议日期": SAMPLE["review_date"], "评议小组人数": 5, "同意": True}, "通过", "评议小组同意。")
+    page.get_by_role("link", name="办理:学校公示").click()
+    fill_task(page, {"公示开始日期": SAMPLE["notice_start"], "公示天数": 5, "无异议": True}, "通过", "公示五天无异议。")
+    log_out(page)
+
+    # ---- 县教育部门 (demo_dept) 审核: the case ends 已批准
+    log_in(page, "demo_dept")
+    open_task(page, case_id, "县教育部门审核")
+    fill_task(page, {"资助金额(元)": 1000, "审核文号": SAMPLE["approval_number"]}, "通过", "同意资助。")
+    expect(page.get_by_test_id("case-status")).to_have_text("已批准")
+    history = page.get_by_test_id("history").locator("li")
+    expect(history).to_have_count(6)
+    for item, (step, user) in zip(history.all()[1:], [("学校摸底", "demo_township"), ("学生申请", "demo_village"),
+                                                     ("学校评议", "demo_township"), ("学校公示", "demo_township"),
+                                                     ("县教育部门审核", "demo_dept")], strict=True):
+        expect(item).to_contain_text(f"· {step}")
+        expect(item).to_contain_text(NAMES[user])
+    expect(page.locator("#diagram")).to_have_attribute("data-rendered", "true")
+    expect(page.locator("#diagram [data-element-id='county_review']")).to_have_class(re.compile(r"\bxf-done\b"))
+    page.screenshot(path="/tmp/xiangflow_studio_case.png", full_page=True)
+    assert errors == []

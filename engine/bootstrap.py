@@ -29,7 +29,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(settings.ROOT / "migrations"))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "heads")
+        command.upgrade(cfg, "head")
 
 
 def load_regions(work: UnitOfWork, csv_path: Path = settings.REGIONS_CSV) -> int:

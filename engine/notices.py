@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -61,11 +62,15 @@ from engine.models import (
     Role,
     TaskRow,
     TaskStatus,
+    TimerRow,
+    TimerStatus,
     User,
 )
 from engine.pki import SOURCE_DEMO, KeyStore
 from engine.queries import merged_data
 from engine.regions import PREFIX_LENGTH, ancestor_at
+
+log = logging.getLogger(__name__)
 
 PUBLIC_URL_ENV = "XIANGFLOW_PUBLIC_URL"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
@@ -139,6 +144,7 @@ class NoticeKind:
     office_level: RegionLevel
     issuer_roles: tuple[str, ...]
     due_open_steps: tuple[str, ...] = ()
+    due_waiting_timers: tuple[str, ...] = ()
     due_statuses: tuple[str, ...] = ()
     fields: tuple[NoticeField, ...] = ()
     description: str = ""
@@ -209,6 +215,7 @@ def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) ->
                 title=str(raw["title"]), group_by=str(raw["group_by"]), public=bool(raw["public"]),
                 office_level=RegionLevel(raw["office_level"]), issuer_roles=tuple(raw["issuer_roles"]),
                 due_open_steps=tuple(raw.get("due", {}).get("open_steps", [])),
+                due_waiting_timers=tuple(raw.get("due", {}).get("waiting_timers", [])),
                 due_statuses=tuple(raw.get("due", {}).get("statuses", [])),
                 fields=tuple(NoticeField(**f) for f in raw.get("fields", [])),
                 description=str(raw.get("description", "")),
@@ -568,12 +575,7 @@ class NoticeService:
                 .where(or_(*[Case.region_code.startswith(p) for p in prefixes])))
         if region_code:
             stmt = stmt.where(Case.region_code.startswith(_prefix_of(region_code)))
-        conditions = []
-        if kind.due_open_steps:
-            conditions.append(exists().where(TaskRow.case_id == Case.id, TaskRow.status == TaskStatus.open,
-                                             TaskRow.spec_name.in_(kind.due_open_steps)))
-        if kind.due_statuses:
-            conditions.append(Case.status.in_(kind.due_statuses))
+        conditions = self._due_conditions(kind)
         if conditions:
             stmt = stmt.where(or_(*conditions))
         if not include_covered:
@@ -583,6 +585,20 @@ class NoticeService:
                        .where(~exists().where(superseding.supersedes_id == IssuedNotice.id)))
             stmt = stmt.where(Case.id.not_in(current))
         return list(self.session.scalars(stmt.order_by(Case.region_code, Case.id)))
+
+    @staticmethod
+    def _due_conditions(kind: NoticeKind) -> list:
+        """When a case needs this notice: at an open step, in a waiting timer (a 公示 period), or in a status."""
+        conditions = []
+        if kind.due_open_steps:
+            conditions.append(exists().where(TaskRow.case_id == Case.id, TaskRow.status == TaskStatus.open,
+                                             TaskRow.spec_name.in_(kind.due_open_steps)))
+        if kind.due_waiting_timers:
+            conditions.append(exists().where(TimerRow.case_id == Case.id, TimerRow.status == TimerStatus.waiting,
+                                             TimerRow.spec_name.in_(kind.due_waiting_timers)))
+        if kind.due_statuses:
+            conditions.append(Case.status.in_(kind.due_statuses))
+        return conditions
 
     def groups(self, kind: NoticeKind, cases: list[Case]) -> list[Group]:
         """Split cases into one group per notice (per case, or per village/township/county)."""
@@ -628,11 +644,10 @@ class NoticeService:
     def _check_due(self, kind: NoticeKind, cases: list[Case]) -> None:
         """A new notice only for cases at the right point, and not for one already covered (reissue instead)."""
         ids = [c.id for c in cases]
-        if kind.due_open_steps or kind.due_statuses:
-            at_step = set(self.session.scalars(select(TaskRow.case_id).where(
-                TaskRow.case_id.in_(ids), TaskRow.status == TaskStatus.open,
-                TaskRow.spec_name.in_(kind.due_open_steps or ("",)))))
-            not_due = [c for c in cases if c.id not in at_step and c.status.value not in kind.due_statuses]
+        conditions = self._due_conditions(kind)
+        if conditions:
+            due = set(self.session.scalars(select(Case.id).where(Case.id.in_(ids), or_(*conditions))))
+            not_due = [c for c in cases if c.id not in due]
             if not_due:
                 raise ValidationError("案件尚未到出具该公文的环节", {
                     "cases": f"{'、'.join(c.subject.name for c in not_due)} 当前不需要{kind.name}"})
@@ -950,7 +965,7 @@ class NoticeService:
         kind = self.kind(procedure_code, kind_code)
         cases = self._cases(actor, case_ids)
         groups = self.groups(kind, cases)
-        missing = {}
+        missing, not_due = {}, []
         for group in groups:
             try:
                 office = self._office(kind, group.region_code, None)
@@ -958,8 +973,16 @@ class NoticeService:
                 missing[group.key] = exc.errors.get("office", str(exc))
                 continue
             self._check_issuer(actor, kind, group.cases, office)
+            try:
+                self._check_due(kind, group.cases)
+            except ValidationError as exc:
+                not_due.append(exc.errors.get("cases", str(exc)))
+            except ConflictError as exc:
+                not_due.append(str(exc))
         if missing:
-            raise ValidationError("部分公文没有可用的签章证书", {"office": ";".join(sorted(set(missing.values())))})
+            raise ValidationError("部分公文没有可用的签章证书", {"office": "；".join(sorted(set(missing.values())))})
+        if not_due:
+            raise ValidationError("部分案件不能出具该公文", {"cases": "；".join(not_due)})
         params = self._validated_fields(kind, values or {}, _procedure_settings(cases[0]))
         batch = NoticeBatch(
             procedure_code=procedure_code, kind=kind.code, created_by_id=actor.user_id, created_at=self.clock.now(),
@@ -1066,9 +1089,11 @@ def run_batch(factory: sessionmaker, clock, batch_id: int, progress: Callable[[i
                 done += 1
                 session.execute(update(NoticeBatch).where(NoticeBatch.id == batch_id).values(
                     done_count=done, claimed_until=clock.now() + BATCH_LEASE))
-        except XiangFlowError as exc:
+        except Exception as exc:  # one notice failing (bad data, a template error) must not stop the others
+            if not isinstance(exc, XiangFlowError):
+                log.exception("notice batch %s: group %s failed", batch_id, key)
             failed += 1
-            errors.append({"group": key, "message": str(exc)[:500]})
+            errors.append({"group": key, "message": _message(exc)[:500]})
             with factory() as session, session.begin():
                 session.execute(update(NoticeBatch).where(NoticeBatch.id == batch_id).values(
                     failed_count=failed, errors=errors, claimed_until=clock.now() + BATCH_LEASE))
@@ -1077,6 +1102,11 @@ def run_batch(factory: sessionmaker, clock, batch_id: int, progress: Callable[[i
     status = NoticeBatchStatus.failed if total and failed == total else NoticeBatchStatus.done
     _finish_batch(factory, clock, batch_id, status, done, failed, errors)
     return status
+
+
+def _message(exc: Exception) -> str:
+    detail = "；".join(getattr(exc, "errors", {}).values())
+    return f"{exc}：{detail}" if detail else str(exc)
 
 
 def _finish_batch(factory, clock, batch_id: int, status: NoticeBatchStatus, done: int, failed: int,

@@ -32,7 +32,6 @@ OFFICES = {
     COUNTY: "蓬溪县乡村振兴局",
 }
 PHONES = {"contact_phone": "0825-5421234", "complaint_phone": "0825-5420000"}
-STEPS = [("demo_village", D.HOUSEHOLD_CHECK), *D.REVIEW_STEPS]
 MM = 72 / 25.4
 
 
@@ -81,15 +80,41 @@ def multi_village_cadre(db, username: str = "notice_cadre") -> str:
     return username
 
 
-def case_at(db, subject_id: int, depth: int, starter: str = "demo_village") -> int:
-    """Start an exit case and approve its first depth steps (1 = waiting at 民主评议及村公示)."""
+STAGES = ("village_notice", "county_notice", "exit_notice", "exited")
+
+
+def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> int:
+    """Start an exit case and take it to a stage of the 四步法:
+
+    ``village_notice`` — 民主评议 done, in the 村级公示 period; ``county_notice`` — 县级公告 done, in the
+    公告 period; ``exit_notice`` — the 退出告知 step is open; ``exited``.
+    Passing a period moves the shared clock a week and fires every due timer, so make cases of later
+    stages first.
+    """
+    assert stage in STAGES, stage
     with db.uow() as work:
         case_id = work.cases.start_case("monitoring_exit", subject_id, db.actor(starter)).id
-    for i in range(depth):
-        who, data = STEPS[i]
-        who = starter if who == "demo_village" else who
+    db.complete(case_id, starter, opinion="情况属实,同意。", data=D.HOUSEHOLD_CHECK)
+    db.complete(case_id, starter, opinion="评议通过。", data=D.VILLAGE_REVIEW)
+    if stage == "village_notice":
+        return case_id
+    db.pass_notice()
+    for who, data in D.REVIEW_STEPS[1:]:
         db.complete(case_id, who, opinion="情况属实,同意。", data=data)
+    if stage == "county_notice":
+        return case_id
+    db.pass_notice()
+    if stage == "exit_notice":
+        return case_id
+    db.complete(case_id, starter, opinion="已送达告知书。", data=D.EXIT_NOTICE)
     return case_id
+
+
+def today(db) -> str:
+    """The date the notices issued now carry, as GB/T 9704 writes it."""
+    from engine.notices import cn_date
+
+    return cn_date(db.clock.now())
 
 
 def issue(db, username: str, kind: str, case_ids: list[int], values: dict | None = None, **kwargs) -> tuple[str, bytes]:

@@ -37,7 +37,7 @@ def _cases_in_three_villages(db) -> list[int]:
     for n, village in enumerate((VILLAGE, VILLAGE_2, VILLAGE_3)):
         for k in range(2):
             subject = add_household(db, f"{'赵钱孙'[n]}{'甲乙'[k]}明", village, 10 * n + k + 1)
-            ids.append(case_at(db, subject, 1, starter=cadre))
+            ids.append(case_at(db, subject, "village_notice", starter=cadre))
     return ids
 
 
@@ -131,7 +131,7 @@ def test_an_interrupted_batch_resumes_without_issuing_a_village_twice(db):
 def test_the_cli_makes_office_keys_and_prints_a_batch_with_a_progress_bar(db, app, tmp_path):
     ensure_office_keys(db)
     for name in ("张德明", "李秀英"):
-        case_at(db, db.household(name), 1)
+        case_at(db, db.household(name), "village_notice")
     runner = app.test_cli_runner()
 
     made = runner.invoke(args=["notices", "keygen", "--office", f"{TOWNSHIP}/宝梵镇财政所"])
@@ -154,3 +154,18 @@ def test_the_cli_makes_office_keys_and_prints_a_batch_with_a_progress_bar(db, ap
     again = runner.invoke(args=["notices", "batch", "--kind", "village_public_notice", "--region", TOWNSHIP,
                                 "--user", "demo_clerk", "--out", str(tmp_path / "none.pdf")])
     assert again.exit_code == 0 and "没有需要出具的公文" in again.output
+
+
+def test_a_batch_including_cases_that_already_have_a_current_notice_is_refused(db, client_for, csrf_token):
+    from notices_support import issue
+
+    case_ids = _cases_in_three_villages(db)
+    serial, _pdf = issue(db, "demo_clerk", "village_public_notice", case_ids[:2], PHONES)
+    clerk = client_for("demo_clerk")
+    assert clerk.get(KIND_PAGE).get_data(as_text=True).count('name="case_id"') == 4  # covered cases are not due
+    token = csrf_token(clerk, KIND_PAGE)
+    response = clerk.post(f"{KIND_PAGE}/batches", data={"csrf_token": token, "case_id": [str(i) for i in case_ids],
+                                                        **PHONES})
+    assert response.status_code == 422 and serial in response.get_data(as_text=True)
+    with db.uow() as work:
+        assert work.session.scalar(select(func.count(NoticeBatch.id))) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 
 import pdfplumber
 import pytest
@@ -19,12 +20,14 @@ from notices_support import (
     signature_page,
     stored,
     text_lines,
+    today,
 )
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from engine.expressions import CHINA_TZ
 from engine.models import AuditEvent, IssuedNotice
-from engine.notices import RENDERER, load_catalog
+from engine.notices import RENDERER, cn_date, load_catalog
 
 A4 = (595.28, 841.89)
 LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
@@ -34,9 +37,9 @@ LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
 def issued(db):
     """One notice of each kind, with Chinese names: {kind: (serial, pdf, case ids)}."""
     ensure_office_keys(db)
-    village = [case_at(db, db.household(name), 1) for name in ("张德明", "李秀英")]
-    county = [case_at(db, db.household("王建国"), 4)]
-    exited = case_at(db, db.household("刘桂芳"), 5)
+    exited = case_at(db, db.household("刘桂芳"), "exited")  # later stages first: passing a period moves the clock
+    county = [case_at(db, db.household("王建国"), "county_notice")]
+    village = [case_at(db, db.household(name), "village_notice") for name in ("张德明", "李秀英")]
     return {
         "village_public_notice": (*issue(db, "demo_clerk", "village_public_notice", village, PHONES), village),
         "county_announcement": (*issue(db, "demo_county", "county_announcement", county,
@@ -55,23 +58,26 @@ def _text(pdf: bytes) -> str:
 
 EXPECTED_TEXT = {
     "village_public_notice": ["关于冬笋街社区防止返贫监测对象风险消除拟退出的公示", "张德明", "李秀英",
-                              "公示时间：2026年9月1日至2026年9月7日（共7天）", "监督电话：0825-5420000", "冬笋街社区居民委员会"],
+                              "公示时间：{today}至{week_later}（共7天）", "监督电话：0825-5420000", "冬笋街社区居民委员会"],
     "county_announcement": ["蓬溪县关于防止返贫监测对象风险消除的公告", "蓬乡振〔2026〕12号", "王建国", "宝梵镇",
                             "特此公告", "蓬溪县乡村振兴局"],
-    "exit_notice": ["防止返贫监测对象风险消除退出告知书", "刘桂芳户", "退出防止返贫监测", "特此告知", "宝梵镇人民政府"],
+    "exit_notice": ["防止返贫监测对象风险消除退出告知书", "刘桂芳户", "起退出防止返贫监测", "特此告知", "宝梵镇人民政府"],
     "approval_form": ["防止返贫监测对象风险消除退出审批表", "刘桂芳", "入户核查", "民主评议", "镇复核",
-                      "部门审定", "县级公告", "情况属实,同意。", "宝梵镇乡村振兴办(演示)"],
+                      "部门审定", "县级公告", "退出告知", "情况属实,同意。", "宝梵镇乡村振兴办(演示)"],
 }
 
 
-def test_each_notice_kind_renders_chinese_text_with_embedded_subset_fonts_and_no_notdef_glyphs(issued):
+def test_each_notice_kind_renders_chinese_text_with_embedded_subset_fonts_and_no_notdef_glyphs(db, issued):
+    now = db.clock.now().astimezone(CHINA_TZ).date()
+    dates = {"today": cn_date(now), "week_later": cn_date(now + timedelta(days=6))}
+    assert re.fullmatch(r"\d{4}年[1-9]\d?月[1-9]\d?日", dates["today"])  # Arabic numerals, no leading zeros
     for kind, (serial, pdf, _cases) in issued.items():
         text = _text(pdf)
         assert "(cid:" not in text and "\ufffd" not in text, kind
         for expected in EXPECTED_TEXT[kind]:
-            assert expected in text, (kind, expected)
+            assert expected.format(**dates) in text, (kind, expected)
         assert f"编号：{serial}" in text, kind
-        assert "2026年9月1日" in text and "2026年09月" not in text, kind
+        assert dates["today"] in text, kind
 
         used = fonts(pdf)
         assert used, kind
@@ -144,10 +150,11 @@ def test_public_notices_mask_id_numbers_and_the_approval_form_shows_every_level(
     assert "510921198001150041" in form  # internal form: full number
     for who in ("宝梵镇村干部(演示)", "宝梵镇乡村振兴办(演示)", "蓬溪县乡村振兴局(演示)", "蓬溪县领导小组(演示)"):
         assert f"经办人：{who}" in form, who
-    assert form.count("日期：2026年9月1日") == 5
+    assert form.count("经办人：") == 6  # 入户核查, 民主评议, 镇复核, 部门审定, 县级公告, 退出告知
+    assert "日期：2026年9月1日" in form and "日期：2026年9月8日" in form  # before and after the 村级公示 week
 
 
-def _seal_and_issuer(pdf: bytes, issuer: str):
+def _seal_and_issuer(pdf: bytes, issuer: str, date_text: str):
     index, (x1, y1, x2, y2) = signature_page(pdf)
     with pdfplumber.open(io.BytesIO(pdf)) as doc:
         page = doc.pages[index]
@@ -155,16 +162,16 @@ def _seal_and_issuer(pdf: bytes, issuer: str):
         seal = (x1, height - y2, x2, height - y1)  # to pdfplumber's top-down coordinates
         lines = text_lines(page, 16)
         name = next(line for line in lines if "".join(c["text"] for c in line) == issuer)
-        date = next(line for line in lines if "".join(c["text"] for c in line).startswith("2026年"))
+        date = next(line for line in lines if "".join(c["text"] for c in line) == date_text)
         images = [(img["x0"], img["top"], img["x1"], img["bottom"]) for img in page.images]
         others = [line for line in lines if line is not name and line is not date]
         tables = [c for c in page.chars if abs(c["size"] - 14) < 0.3 and c["top"] < TOP + HEIGHT]
         return index, len(doc.pages), seal, name, date, images, others, tables
 
 
-def test_the_seal_sits_over_the_issuer_name_and_date_with_the_signature_widget_on_it(issued):
+def test_the_seal_sits_over_the_issuer_name_and_date_with_the_signature_widget_on_it(db, issued):
     index, _pages, seal, name, date, images, others, _tables = _seal_and_issuer(
-        issued["exit_notice"][1], "宝梵镇人民政府")
+        issued["exit_notice"][1], "宝梵镇人民政府", today(db))
     assert index == 0
     assert any(all(abs(a - b) < 1.5 for a, b in zip(img, seal, strict=True)) for img in images), (images, seal)
     assert abs((seal[2] - seal[0]) - 42 * MM) < 1 and abs((seal[3] - seal[1]) - 42 * MM) < 1
@@ -185,14 +192,15 @@ def test_a_long_village_list_runs_over_pages_and_the_seal_stays_with_text_on_the
     from notices_support import VILLAGE, add_household
 
     ensure_office_keys(db)
-    ids = [case_at(db, add_household(db, f"测试户{i:02d}号", VILLAGE, i), 1) for i in range(36)]
+    ids = [case_at(db, add_household(db, f"测试户{i:02d}号", VILLAGE, i), "village_notice") for i in range(36)]
     serial, pdf = issue(db, "demo_village", "village_public_notice", ids, PHONES)
-    index, pages, _seal, _name, _date, _images, _others, tables = _seal_and_issuer(pdf, "冬笋街社区居民委员会")
+    index, pages, _seal, _name, _date, _images, _others, tables = _seal_and_issuer(pdf, "冬笋街社区居民委员会",
+                                                                                   today(db))
     assert pages >= 2 and index == pages - 1
     with pdfplumber.open(io.BytesIO(pdf)) as doc:
         last = doc.pages[-1]
         body_16 = [line for line in text_lines(last, 16)
-                   if "".join(c["text"] for c in line) not in ("冬笋街社区居民委员会", "2026年9月1日")]
+                   if "".join(c["text"] for c in line) not in ("冬笋街社区居民委员会", today(db))]
         assert body_16 or tables, "text on the seal's page besides the signature"
         second = doc.pages[1]
         number = [c for c in second.chars if abs(c["size"] - 14) < 0.3 and c["top"] > TOP + HEIGHT]

@@ -38,7 +38,7 @@ from engine.pki import KeyStore, office_code
 @pytest.fixture
 def signed(db):
     ensure_office_keys(db)
-    case_id = case_at(db, db.household("张德明"), 1)
+    case_id = case_at(db, db.household("张德明"), "village_notice")
     serial, pdf = issue(db, "demo_clerk", "village_public_notice", [case_id], PHONES)
     return serial, pdf
 
@@ -100,7 +100,7 @@ def test_keygen_retires_the_previous_key_and_new_notices_are_signed_with_the_new
     with db.uow() as work:
         assert work.session.get(OfficeKey, old_id).retired_at == db.clock.now()
         assert work.session.get(OfficeKey, new_id).retired_at is None
-    case_id = case_at(db, db.household("李秀英"), 1)
+    case_id = case_at(db, db.household("李秀英"), "village_notice")
     serial, pdf = issue(db, "demo_clerk", "village_public_notice", [case_id], PHONES)
     assert stored(db, serial).office_key_id == new_id
     assert stored(db, first_serial).office_key_id == old_id
@@ -141,7 +141,7 @@ def test_an_imported_pkcs12_certificate_signs_exit_notices_and_its_root_can_be_t
         key = keys.import_pkcs12(TOWNSHIP, "宝梵镇人民政府", data, b"p12-secret", trust_root=True)
         assert key.source == "imported" and key.subject == "CN=宝梵镇人民政府"
         assert key.trust_root_pem.startswith("-----BEGIN CERTIFICATE-----")
-    case_id = case_at(db, db.household("刘桂芳"), 5)
+    case_id = case_at(db, db.household("刘桂芳"), "exited")
     serial, pdf = issue(db, "demo_clerk", "exit_notice", [case_id], {"contact_phone": "0825-5421234"})
     report = validate_signature(pdf, _roots(db))
     assert report.ok and "宝梵镇人民政府" in report.signer

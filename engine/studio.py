@@ -376,7 +376,7 @@ class _Names:
     """Names an expression of this draft may read, with placeholder values for trial evaluation."""
 
     def __init__(self, manifest: dict[str, Any], forms: dict[str, dict[str, Any]], dmn_outputs: set[str],
-                 script_vars: set[str]):
+                 script_vars: set[str], start_data: set[str]):
         self.values: dict[str, Any] = {
             "case_id": 1, "subject_name": "x", "subject_kind": manifest.get("subject_kind", "household"),
             "region_code": "510921107001", "region_name": "x", "settings": manifest.get("settings") or {},
@@ -386,7 +386,9 @@ class _Names:
         for schema in forms.values():
             for comp in forms_mod.input_components(schema):
                 self.values.setdefault(str(comp.get("key")), _placeholder(comp))
-        self.unknown_value = dmn_outputs | script_vars
+        # values known only when a case runs: DMN outputs, script variables, start data (the manifest's
+        # start_data list, and passData of procedures that start this one)
+        self.unknown_value = dmn_outputs | script_vars | start_data
 
     def known(self, name: str) -> bool:
         return name in self.values or name in self.unknown_value or name.startswith(("subject_", "linked_"))
@@ -409,10 +411,12 @@ def _names_in(expression: str) -> set[str]:
 class DraftChecker:
     """Checks a draft's files against SpiffWorkflow and XiangFlow's rules, problem by element id."""
 
-    def __init__(self, files: dict[str, str], known_roles: set[str], known_procedures: set[str], clock):
+    def __init__(self, files: dict[str, str], known_roles: set[str], known_procedures: set[str], clock,
+                 passed_in: dict[str, set[str]] | None = None):
         self.files = files
         self.known_roles = known_roles
         self.known_procedures = known_procedures
+        self.passed_in = passed_in or {}
         self.clock = clock
         self.problems: list[Problem] = []
         self.names_by_id: dict[str, str] = {}
@@ -441,7 +445,8 @@ class DraftChecker:
         self.names_by_id = {n.get("id"): n.get("name") or "" for n in root.iter() if isinstance(n.tag, str)
                             and n.get("id")}
         script_vars = self._script_vars(root)
-        names = _Names(manifest or {}, forms, dmn_outputs, script_vars)
+        start_data = self._start_data(manifest or {})
+        names = _Names(manifest or {}, forms, dmn_outputs, script_vars, start_data)
         if manifest is not None:
             self._bpmn(bpmn_name, root, manifest, forms, decisions, names)
         for tpl in (k for k in files if k.startswith("template/") and k.endswith(".json")):
@@ -479,6 +484,15 @@ class DraftChecker:
         if not isinstance(manifest.get("process_id"), str) or not manifest.get("process_id"):
             self.add(None, "缺少 process_id", "procedure.json")
         return manifest
+
+    def _start_data(self, manifest: dict[str, Any]) -> set[str]:
+        names = set(self.passed_in.get(str(manifest.get("code")), set()))
+        declared = manifest.get("start_data", [])
+        if not isinstance(declared, list) or not all(isinstance(n, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", n)
+                                                      for n in declared):
+            self.add(None, "start_data 必须是字段名列表(发起案件时可传入的数据)", "procedure.json")
+            return names
+        return names | set(declared)
 
     # -- forms
     def _forms(self, files: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -1250,7 +1264,25 @@ class StudioService:
 
     # -- validation and deploy
     def validate_files(self, files: dict[str, str]) -> list[Problem]:
-        return DraftChecker(files, self.known_roles(), self.known_procedures(), self.clock).run()
+        return DraftChecker(files, self.known_roles(), self.known_procedures(), self.clock, self.passed_in()).run()
+
+    def passed_in(self) -> dict[str, set[str]]:
+        """Procedure code → data keys other procedures pass when they start it (``startsProcedure`` +
+        ``passData`` in their newest versions): names a draft's expressions may read."""
+        found: dict[str, set[str]] = {}
+        for version in self.definitions.list_latest():
+            for name, text in version.files.items():
+                if not name.startswith("bpmn/"):
+                    continue
+                for node in safe_xml(text, name).iter():
+                    if not isinstance(node.tag, str) or not node.get("id"):
+                        continue
+                    props = {p.get("name"): p.get("value") or "" for p in node.findall(
+                        f"{_q('extensionElements')}/{_q('properties', SPIFF_NS)}/{_q('property', SPIFF_NS)}")}
+                    if props.get("startsProcedure"):
+                        keys = {k.strip() for k in props.get("passData", "").split(",") if k.strip()}
+                        found.setdefault(props["startsProcedure"], set()).update(keys)
+        return found
 
     def validate_draft(self, actor: Actor, draft_id: int, client_addr: str | None = None) -> list[Problem]:
         draft = self.get_draft(actor, draft_id)

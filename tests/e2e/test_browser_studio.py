@@ -371,3 +371,35 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
     expect(page.locator("#diagram [data-element-id='county_review']")).to_have_class(re.compile(r"\bxf-done\b"))
     page.screenshot(path="/tmp/xiangflow_studio_case.png", full_page=True)
     assert errors == []
+
+
+def test_a_shipped_procedure_opens_with_its_properties_forms_and_decision_tables(page: Page, live_server):
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(page, "demo_admin")
+    page.goto("/studio/")
+    row = page.locator("[data-procedure='housing_renovation'][data-version='1']")
+    row.get_by_role("button", name="打开为草稿").click()
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("housing_renovation")
+
+    select_element(page, "application")
+    expect(panel(page, "xf-form-key")).to_have_value("housing_renovation/application")
+    expect(panel(page, "xf-action-approve")).to_be_checked()
+    decision = page.evaluate("window.xiangflowStudio.modeler.get('elementRegistry')"
+                             ".filter(e => e.type === 'bpmn:BusinessRuleTask').map(e => e.id)")
+    select_element(page, decision[0])
+    expect(panel(page, "xf-decision")).to_have_value("qualification")
+
+    page.get_by_test_id("tab-forms").click()
+    expect(page.get_by_test_id("form-list").locator("button")).to_have_count(9)
+    expect(page.locator("#form-editor .fjs-form-field").first).to_be_visible()
+    page.get_by_test_id("tab-dmn").click()
+    expect(page.locator("#dmn-editor .tjs-table")).to_be_visible()  # dmn-js decision table editor
+    expect(page.locator("#dmn-editor")).to_contain_text("危房改造对象资格判定")
+    page.get_by_test_id("dmn-list").get_by_role("button", name="renovation_subsidy.dmn").click()
+    expect(page.locator("#dmn-editor")).to_contain_text("改造方式及补助标准")
+
+    page.get_by_test_id("studio-validate").click()  # saved through all three editors, then checked by the server
+    expect(page.get_by_test_id("no-problems")).to_have_text("校验通过:可以发布")
+    assert errors == []

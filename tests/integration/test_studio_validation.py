@@ -206,3 +206,20 @@ def test_a_file_set_of_the_wrong_shape_is_refused(db, files):
     draft_id = draft_with(db, edu_files(code))
     with db.uow() as work, pytest.raises(DefinitionError):
         studio(work).save_draft(admin(db), draft_id, files, None)
+
+
+def test_start_data_and_data_passed_by_other_procedures_are_known_names(db):
+    code = new_code()
+    condition = _with_gateway('risk_cause == "因学"')
+    with db.uow() as work:
+        problems = studio(work).validate_files(edu_files(code, **condition))
+    assert [(p.element_id, "risk_cause" in p.message) for p in problems] == [("Flow_gw_no", True)]
+    declared = edu_files(code, **condition)
+    manifest = json.loads(declared["procedure.json"])
+    manifest["start_data"] = ["risk_cause"]
+    declared["procedure.json"] = json.dumps(manifest, ensure_ascii=False)
+    with db.uow() as work:
+        assert studio(work).validate_files(declared) == []
+        # 监测识别 starts 四步法退出 with passData risk_cause,…: a monitoring_exit draft may read it
+        assert "risk_cause" in studio(work).passed_in()["monitoring_exit"]
+        assert studio(work).validate_files(edu_files("monitoring_exit", **condition)) == []

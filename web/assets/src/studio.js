@@ -427,6 +427,7 @@ function guarded(fn) {
     try {
       return await fn(...args);
     } catch (err) {
+      if (err.data && err.data.problems) renderProblems(err.data.problems);
       message(err.message, 'error');
       return { ok: false, error: err.message };
     }

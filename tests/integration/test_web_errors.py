@@ -111,7 +111,7 @@ def test_return_with_an_opinion_reopens_the_named_earlier_step(db, client_for, e
     (row,) = db.open_tasks(case_id)
     township = client_for("demo_township")
     targets = township.get(f"/api/v1/tasks/{row.id}").get_json()["return_targets"]
-    assert targets == [{"step_id": "village_review", "step": "民主评议及村公示"},
+    assert targets == [{"step_id": "village_review", "step": "民主评议"},
                        {"step_id": "household_check", "step": "入户核查"}]
     done = _complete(township, row.id, action="return", opinion="请补充入户核查材料", return_to="household_check")
     assert done.status_code == 200

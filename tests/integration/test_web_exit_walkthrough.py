@@ -18,7 +18,10 @@ OPINIONS = {
     "township_recheck": "材料齐全,同意退出",
     "dept_decision": "行业数据核实无误",
     "county_announcement": "同意公告退出",
+    "exit_notice": "告知书已送达",
 }
+TITLES = {"household_check": "入户核查", "village_review": "民主评议", "township_recheck": "镇复核",
+          "dept_decision": "部门审定", "county_announcement": "县级公告", "exit_notice": "退出告知"}
 
 
 def _todo_ids(client) -> list[int]:
@@ -47,7 +50,8 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
         {"id": case_id, "title": case["title"], "status": "running", "procedure": "monitoring_exit"}]
 
     moments = {"start": db.clock.now()}
-    for step_id, username, data in exit_steps:
+    expected_history = [("demo_village", "start", None, None, moments["start"])]
+    for step_id, username, data, notice_follows in exit_steps:
         db.clock.advance(timedelta(days=2, hours=3))
         client = client_for(username)
         (task_id,) = [t for t in _todo_ids(client)
@@ -73,6 +77,12 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
         assert (after["status"], after["completed_by"], after["action"], after["opinion"]) == (
             "completed", username, "approve", OPINIONS[step_id])
         assert after["actions"] == []
+        expected_history.append((username, "approve", TITLES[step_id], OPINIONS[step_id], moments[step_id]))
+        if notice_follows:  # a public-notice period holds the case with nobody's task open, then ends
+            held = client.get(f"/api/v1/cases/{case_id}").get_json()
+            assert (held["status"], held["current_steps"]) == ("running", [])
+            assert db.pass_notice() == 1
+            expected_history.append((None, "timer_fired", None, None, db.clock.now()))
 
     final = client_for("demo_village").get(f"/api/v1/cases/{case_id}")
     assert final.status_code == 200
@@ -84,20 +94,19 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
 
     history = [(e["user"], e["action"], e["step"], e["opinion"], datetime.fromisoformat(e["at"]))
                for e in final["history"]]
-    expected = [("demo_village", "start", None, None, moments["start"])] + [
-        (username, "approve", title, OPINIONS[step_id], moments[step_id])
-        for (step_id, username, _data), title in zip(
-            exit_steps, ["入户核查", "民主评议及村公示", "镇复核", "部门审定", "县级公告"], strict=True)]
-    assert history == expected
+    assert history == expected_history
 
     # the six-month follow-up timer waits, in the database and on the case page
     with db.uow() as work:
-        timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id)).all()
-        assert [(t.spec_name, t.status) for t in timers] == [("follow_up_timer", TimerStatus.waiting)]
-        due = timers[0].due_at
-    # five steps of 2 days 3 hours after 2026-09-01 01:00Z: exited 2026-09-11 16:00Z, visit due six months on
-    assert moments["county_announcement"] == datetime(2026, 9, 11, 16, 0, tzinfo=timezone.utc)
-    assert due == datetime(2027, 3, 11, 16, 0, tzinfo=timezone.utc)
+        timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)).all()
+        assert [(t.spec_name, t.status) for t in timers] == [
+            ("village_notice_timer", TimerStatus.fired), ("county_notice_timer", TimerStatus.fired),
+            ("follow_up_timer", TimerStatus.waiting)]
+        due = timers[-1].due_at
+    # six steps of 2 days 3 hours and two notice periods of 7 days 1 hour after 2026-09-01 01:00Z:
+    # exited on 2026-09-27 21:00Z, the follow-up visit is due settings.follow_up_months (6) later
+    assert moments["exit_notice"] == datetime(2026, 9, 27, 21, 0, tzinfo=timezone.utc)
+    assert due == datetime(2027, 3, 27, 21, 0, tzinfo=timezone.utc)
     page = client_for("demo_county").get(f"/cases/{case_id}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

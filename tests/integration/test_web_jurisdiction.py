@@ -17,7 +17,7 @@ USERS = ("demo_village", "demo_township", "demo_dept", "demo_county", "demo_cler
 OUTSIDERS = {"demo_other_village", "demo_other_township"}  # 赤城镇: 宝梵镇 is outside their jurisdiction
 LEVELS = [(0, "household_check", "demo_village"), (1, "village_review", "demo_village"),
           (2, "township_recheck", "demo_township"), (3, "dept_decision", "demo_dept"),
-          (4, "county_announcement", "demo_county")]
+          (4, "county_announcement", "demo_county"), (5, "exit_notice", "demo_village")]
 
 
 @pytest.mark.parametrize("depth, step_id, holder", LEVELS, ids=[lv[1] for lv in LEVELS])

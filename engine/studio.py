@@ -40,7 +40,7 @@ from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock as clock_mod
@@ -1121,12 +1121,14 @@ class StudioService:
 
     # -- overview
     def overview(self, actor: Actor) -> list[ProcedureSummary]:
-        """Every procedure with its versions (deployed = used by new cases, retired = older) and running
-        and total case counts per version, and its open drafts; drafts of new procedures last."""
+        """Every procedure with its versions (deployed = used by new cases, retired = older), running and
+        total case counts per version in the admin's regions, and its open drafts; drafts of new procedures
+        last."""
         self.require_admin(actor)
         counts: dict[tuple[int, str], int] = {}
+        mine = or_(*[Case.region_code.startswith(g.prefix) for g in actor.grants if g.role_code == "admin"])
         for version_id, status, count in self.session.execute(
-                select(Case.procedure_version_id, Case.status, func.count(Case.id))
+                select(Case.procedure_version_id, Case.status, func.count(Case.id)).where(mine)
                 .group_by(Case.procedure_version_id, Case.status)):
             key = (version_id, "running" if status == CaseStatus.running else "other")
             counts[key] = counts.get(key, 0) + count

@@ -55,7 +55,7 @@ def _record(action: str, message: str, detail: dict | None = None) -> None:
 def guard():
     if not current_user.is_authenticated:
         if _is_api():
-            return error_response(401, "请先登录")
+            return _error(401, "请先登录")
         return current_app.login_manager.unauthorized()
     if not actor().is_admin:
         _record("studio_forbidden", "非管理员访问流程设计")

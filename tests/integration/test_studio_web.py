@@ -26,7 +26,7 @@ def actions(db, username="demo_admin") -> list[str]:
 
 def test_only_admins_get_in_and_refusals_are_audited(db, client, client_for):
     assert client.get("/studio/").status_code == 302
-    assert client.get("/studio/api/drafts/1").status_code == 401
+    assert client.get("/studio/api/drafts/1").get_json()["message"] == "请先登录"
     township = client_for("demo_township")
     page = township.get("/studio/")
     assert page.status_code == 403 and "只有管理员" in page.get_data(as_text=True)

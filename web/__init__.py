@@ -14,6 +14,7 @@ from web.services import AppState, load_login_user
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(load_config(config))
+    app.json.ensure_ascii = False  # the API speaks Chinese as UTF-8, not \uXXXX escapes
 
     engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
     app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))

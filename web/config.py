@@ -42,7 +42,6 @@ def load_config(overrides: dict | None = None) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,  # attachments up to 10 MB plus form overhead
         "WTF_CSRF_TIME_LIMIT": None,
-        "JSON_AS_ASCII": False,
     }
     config.update(overrides or {})
     return config

@@ -273,6 +273,9 @@ def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):
     return spec, subprocess_specs
 
 
+_FILES_CACHE: dict[str, dict[str, str]] = {}  # content hash → files; content never changes under a hash
+
+
 class DefinitionService:
     """Deploys and looks up procedure versions."""
 
@@ -339,30 +342,39 @@ class DefinitionService:
 
     @staticmethod
     def specs(version: ProcedureVersion):
-        return SPEC_CACHE.get(version.content_hash, version.spec_json)
+        return SPEC_CACHE.get(version.content_hash, lambda: version.spec_json)
+
+    @staticmethod
+    def files(version: ProcedureVersion) -> dict[str, str]:
+        """The version's files, read from the database once per content hash and process."""
+        found = _FILES_CACHE.get(version.content_hash)
+        if found is None:
+            found = _FILES_CACHE.setdefault(version.content_hash, dict(version.files))
+        return found
 
     @staticmethod
     def manifest(version: ProcedureVersion) -> dict[str, Any]:
-        return json.loads(version.files["procedure.json"])
+        return json.loads(DefinitionService.files(version)["procedure.json"])
 
     @staticmethod
     def bpmn_xml(version: ProcedureVersion) -> str:
-        for name, text in version.files.items():
+        for name, text in DefinitionService.files(version).items():
             if name.startswith("bpmn/"):
                 return text
         raise NotFoundError("BPMN 不存在")
 
     @staticmethod
     def form_schema(version: ProcedureVersion, form_key: str | None) -> dict[str, Any]:
-        if not form_key or f"form/{form_key}" not in version.files:
+        files = DefinitionService.files(version)
+        if not form_key or f"form/{form_key}" not in files:
             return {"type": "default", "components": []}
-        return json.loads(version.files[f"form/{form_key}"])
+        return json.loads(files[f"form/{form_key}"])
 
     @staticmethod
     def field_labels(version: ProcedureVersion) -> dict[str, str]:
         """Form field key → Chinese label, over every form of the version."""
         labels: dict[str, str] = {}
-        for name, text in version.files.items():
+        for name, text in DefinitionService.files(version).items():
             if name.startswith("form/"):
                 for comp in forms_mod.input_components(json.loads(text)):
                     labels.setdefault(comp["key"], comp.get("label") or comp["key"])
@@ -372,7 +384,7 @@ class DefinitionService:
     def id_number_fields(version: ProcedureVersion) -> set[str]:
         """Keys of form fields holding resident ID numbers (``properties.format = cn_id``): shown masked."""
         keys: set[str] = set()
-        for name, text in version.files.items():
+        for name, text in DefinitionService.files(version).items():
             if name.startswith("form/"):
                 for comp in forms_mod.input_components(json.loads(text)):
                     if (comp.get("properties") or {}).get("format") == "cn_id":

@@ -613,7 +613,8 @@ class CaseService:
 
     def _load(self, case: Case) -> BpmnWorkflow:
         version = case.version
-        workflow = load_state(case.state, case.serializer_version, self.definitions.specs(version), version.spec_json)
+        workflow = load_state(case.state, case.serializer_version, self.definitions.specs(version),
+                              lambda: version.spec_json)
         # what was already completed, so _save can tell which elements completed in this action
         workflow._xf_completed_before = {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
         return workflow

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
+from collections.abc import Callable
 from copy import deepcopy
 from typing import Any
 
@@ -92,10 +93,10 @@ class SpecCache:
         self._specs: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, content_hash: str, spec_json: str):
+    def get(self, content_hash: str, spec_json: Callable[[], str]):
         found = self._specs.get(content_hash)
         if found is None:
-            found = spec_from_json(spec_json)
+            found = spec_from_json(spec_json())
             with self._lock:
                 found = self._specs.setdefault(content_hash, found)
         return found
@@ -113,11 +114,15 @@ def dump_state(workflow: BpmnWorkflow) -> str:
         SERIALIZER.registry._encoder_mode = False
 
 
-def load_state(state: str, serializer_version: str, specs: tuple[Any, dict[str, Any]], spec_json: str) -> BpmnWorkflow:
-    """Restore a workflow, migrating state written by an older serializer version."""
+def load_state(state: str, serializer_version: str, specs: tuple[Any, dict[str, Any]],
+               spec_json: Callable[[], str] | str) -> BpmnWorkflow:
+    """Restore a workflow, migrating state written by an older serializer version.
+
+    spec_json (the version's full spec, or a callable returning it) is read only for such a migration.
+    """
     dct = json.loads(state)
     if serializer_version != SERIALIZER_VERSION:
-        full = json.loads(spec_json)
+        full = json.loads(spec_json() if callable(spec_json) else spec_json)
         dct["spec"] = deepcopy(full["spec"])
         dct["subprocess_specs"] = deepcopy(full["subprocess_specs"])
     dct[SERIALIZER.VERSION_KEY] = serializer_version

@@ -1481,7 +1481,7 @@ class StudioService:
                 check.reasons.append(f"步骤 {', '.join(sorted(stale))} 无法对应到新版本")
                 return check, None
             try:
-                load_state(dump_state(workflow), SERIALIZER_VERSION, (new_spec, new_subs), new.spec_json)
+                load_state(dump_state(workflow), SERIALIZER_VERSION, (new_spec, new_subs), lambda: new.spec_json)
             except Exception as exc:  # noqa: BLE001 - a state that cannot round-trip must not be saved
                 check.reasons.append(f"迁移后的状态无法保存: {exc}")
                 return check, None

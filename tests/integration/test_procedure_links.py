@@ -1,0 +1,68 @@
+"""P2 → P3: a follow-up visit that finds a new risk starts 防返贫监测 identification for the same
+household, linked to the exit case; the household's file (一户一档) lists both."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from engine import demo_data as D
+from engine.models import Case, CaseStatus
+from web import create_app
+
+
+def exited_case(db) -> int:
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    for number, (username, data) in enumerate(D.REVIEW_STEPS):
+        db.complete(case_id, username, data=data)
+        if number in (0, 3):
+            db.pass_notice()
+    db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
+    assert db.case(case_id).status == CaseStatus.exited
+    db.clock.advance(timedelta(days=200))
+    with db.uow() as work:
+        assert work.cases.fire_due_timers() == 1
+    return case_id
+
+
+def test_a_new_risk_at_the_follow_up_visit_starts_a_linked_identification_case(db):
+    exit_id = exited_case(db)
+    db.complete(exit_id, "demo_village", data={**D.FOLLOW_UP_VISIT, "new_risk_found": "是", "visit_notes": "突发重病"})
+    with db.uow() as work:
+        exit_case = work.session.get(Case, exit_id)
+        (child,) = work.session.scalars(select(Case).where(Case.parent_case_id == exit_id)).all()
+        assert child.version.procedure.code == "monitoring_identification"
+        assert child.subject_id == exit_case.subject_id and child.region_code == exit_case.region_code
+        assert exit_case.finished_at is not None and exit_case.status == CaseStatus.exited
+        history = [e.action for e in work.inbox.case_history(exit_id)]
+        assert "linked_case_started" in history
+        assert [e.action for e in work.inbox.case_history(child.id)][:1] == ["linked_from"]
+    (first,) = db.open_tasks(child.id)
+    assert first.role_code == "village_cadre"
+
+
+def test_no_new_risk_ends_the_exit_case_without_a_linked_case(db):
+    exit_id = exited_case(db)
+    db.complete(exit_id, "demo_village", data=D.FOLLOW_UP_VISIT)
+    with db.uow() as work:
+        assert work.session.scalars(select(Case).where(Case.parent_case_id == exit_id)).all() == []
+        assert work.session.get(Case, exit_id).finished_at is not None
+
+
+def test_the_household_file_lists_every_case_of_the_household_across_procedures(db):
+    exit_id = exited_case(db)
+    db.complete(exit_id, "demo_village", data={**D.FOLLOW_UP_VISIT, "new_risk_found": "是"})
+    subject_id = db.case(exit_id).subject_id
+    app = create_app({"XIANGFLOW_DATABASE_URL": db.url, "XIANGFLOW_SCHEDULER": False, "XIANGFLOW_CLOCK": db.clock,
+                      "TESTING": True})
+    client = app.test_client()
+    client.post("/api/v1/session", json={"username": "demo_township", "password": "demo12345"})
+    page = client.get(f"/subjects/{subject_id}").get_data(as_text=True)
+    assert page.count('data-testid="subject-case"') == 2
+    assert "监测户风险消除退出(四步法)" in page and "已退出" in page and "防返贫监测" in page
+    assert "510921196503120011" not in page  # masked for the township
+    other = app.test_client()
+    other.post("/api/v1/session", json={"username": "demo_other_township", "password": "demo12345"})
+    assert other.get(f"/subjects/{subject_id}").status_code == 404

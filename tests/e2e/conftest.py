@@ -3,17 +3,22 @@
 The server is the app of ``web.create_app`` (CSRF on, scheduler off, the test's fixed clock)
 served by Werkzeug on 127.0.0.1 in a background thread, on the per-test ``db`` database.
 Playwright drives /usr/bin/chromium; it never downloads a browser of its own.
+There is no timer worker in the server: ``run_out_notice`` moves the shared clock and fires due
+timers in-process, as the worker would.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
+from engine import demo_data as D
+from engine.timers import TimerWorker
 from web import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,6 +54,19 @@ def live_server(db) -> Iterator[str]:
         thread.join(timeout=10)
         server.server_close()
         app.extensions["xiangflow"].engine.dispose()
+
+
+@pytest.fixture
+def run_out_notice(db) -> Callable[[], int]:
+    """Let a public-notice period (村级公示, 县级公告期) run out while the live server runs: move the
+    clock the server shares with the test past settings.notice_days and fire the due timers with
+    engine.timers.TimerWorker, as the worker process would. Returns how many timers fired."""
+
+    def run_out() -> int:
+        db.clock.advance(timedelta(days=D.NOTICE_DAYS, hours=1))
+        return TimerWorker(db.factory, db.clock, name="e2e").run_once()
+
+    return run_out
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,9 @@
 """四步法 exit in a real browser: four levels log in one after another and take the case to 已退出.
 
+入户核查 and 民主评议 by the village, the 村级公示 period, 镇复核, 部门审定, 县级公告, the 县级公告期,
+then 退出告知 by the village. The notice periods run out by moving the clock the live server
+shares with the test and firing the due timers in-process (``run_out_notice``).
+
 Headless Chromium through Playwright against the live app (CSRF on). No sleeps: every wait is
 Playwright's auto-waiting or ``expect``. The final case page is saved to /tmp/xiangflow_case.png.
 """
@@ -7,12 +11,14 @@ Playwright's auto-waiting or ``expect``. The final case page is saved to /tmp/xi
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from engine import demo_data as D
 from engine.bootstrap import DEMO_PASSWORD
+from web.filters import cn_datetime
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +32,7 @@ NAMES = {
     "demo_dept": "蓬溪县乡村振兴局(演示)",
     "demo_county": "蓬溪县领导小组(演示)",
     "demo_other_township": "赤城镇乡村振兴办(演示)",
+    None: "系统",  # timer firings
 }
 CASE_URL = re.compile(r"/cases/(\d+)$")
 
@@ -66,8 +73,27 @@ def open_from_inbox(page: Page, step: str) -> None:
     expect(page.get_by_role("heading", level=1)).to_contain_text(step)
 
 
+def expect_notice_period(page: Page, timer_title: str, due_text: str, objection: str) -> None:
+    """The case page while a public notice is up: no current step, the period's end, the objection form."""
+    expect(page.get_by_test_id("current-steps")).to_have_text("—")
+    expect(page.get_by_test_id("waiting-timer")).to_have_count(1)
+    expect(page.locator("dl.kv dt", has_text=timer_title)).to_be_visible()
+    expect(page.get_by_test_id("waiting-timer")).to_have_text(due_text)
+    expect(page.get_by_test_id(f"event-{objection}")).to_be_visible()
+
+
+def expect_notice_over(page: Page, now_at: str, objection: str) -> None:
+    """After the notice period ran out (reloaded): the next level's step, no timer, no objection form."""
+    page.reload()
+    expect(page.get_by_test_id("current-steps")).to_have_text(now_at)
+    expect(page.get_by_test_id("waiting-timer")).to_have_count(0)
+    expect(page.get_by_test_id(f"event-{objection}")).to_have_count(0)
+
+
 def fill_household_check(page: Page, *, skip: str | None = None) -> None:
     d = D.HOUSEHOLD_CHECK
+    page.get_by_label(d["trigger"], exact=True).check()
+    page.locator("#f_pre_assessment_date").fill(d["pre_assessment_date"])
     page.get_by_label("一查:帮扶措施已精准落实").check()
     page.get_by_label("二查:“两不愁三保障”及饮水安全已实现").check()
     if skip != "industry_employment":
@@ -86,17 +112,23 @@ def fill_village_review(page: Page) -> None:
     page.locator("#f_review_date").fill(d["review_date"])
     page.get_by_label("参会人数").fill(str(d["attendees"]))
     page.get_by_label(d["review_result"], exact=True).check()
-    page.locator("#f_notice_start").fill(d["notice_start"])
-    page.locator("#f_notice_end").fill(d["notice_end"])
-    page.get_by_label(d["objections"], exact=True).check()
-    page.get_by_label("审批意见").fill("民主评议通过,公示七天无异议。")
+    page.get_by_label("审批意见").fill("民主评议通过,进入村级公示。")
 
 
-def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live_server):
+def fill_exit_notice(page: Page) -> None:
+    d = D.EXIT_NOTICE
+    page.locator("#f_notice_delivered_date").fill(d["notice_delivered_date"])
+    page.get_by_label("监测户已签收退出告知书").check()
+    page.get_by_label("已在全国防返贫监测系统标注风险消除").check()
+    page.get_by_label("审批意见").fill("已书面告知农户退出。")
+
+
+def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live_server, db, run_out_notice):
     page_errors: list[str] = []
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    notice = timedelta(days=D.NOTICE_DAYS)
 
-    # ---- 村: start the case, 入户核查 (first with a required field left empty), 民主评议及村公示
+    # ---- 村: start the case, 入户核查 (first with a required field left empty), 民主评议
     log_in(page, "demo_village")
     page.get_by_role("link", name="发起流程").click()
     expect(page).to_have_url(re.compile(r"/cases/new$"))
@@ -124,12 +156,17 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
 
     fill_household_check(page)
     page.get_by_role("button", name="提交").click()
-    expect_submitted(page, case_id, "民主评议及村公示")
+    expect_submitted(page, case_id, "民主评议")
 
-    page.get_by_role("link", name="办理:民主评议及村公示").click()
+    page.get_by_role("link", name="办理:民主评议").click()
     fill_village_review(page)
     page.get_by_role("button", name="通过", exact=True).click()
-    expect_submitted(page, case_id, "镇复核")
+    expect_submitted(page, case_id, "—")
+
+    # ---- 村级公示: no task for anyone for settings.notice_days, the village may object
+    expect_notice_period(page, "村级公示期满", cn_datetime(db.clock.now() + notice), "village_objection")
+    assert run_out_notice() == 1
+    expect_notice_over(page, "镇复核", "village_objection")
     log_out(page)
 
     # ---- 镇 复核
@@ -157,25 +194,43 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     open_from_inbox(page, "县级公告")
     page.get_by_label("公告文号").fill(D.COUNTY_ANNOUNCEMENT["announcement_number"])
     page.locator("#f_announcement_date").fill(D.COUNTY_ANNOUNCEMENT["announcement_date"])
-    page.get_by_label("已在防返贫监测系统标注风险消除").check()
     page.get_by_label("审批意见").fill("同意公告退出。")
     page.get_by_role("button", name="通过", exact=True).click()
+    expect_submitted(page, case_id, "—")
+
+    # ---- 县级公告期: the county leader may object until it runs out
+    expect_notice_period(page, "公告期满", cn_datetime(db.clock.now() + notice), "county_objection")
+    expect(page.get_by_test_id("case-status")).to_have_text("办理中")
+    assert run_out_notice() == 1
+    expect_notice_over(page, "退出告知", "county_objection")
+    log_out(page)
+
+    # ---- 村 退出告知
+    log_in(page, "demo_village")
+    open_from_inbox(page, "退出告知")
+    fill_exit_notice(page)
+    page.get_by_role("button", name="提交").click()
     expect_submitted(page, case_id, "—")
 
     # ---- the finished case page
     expect(page.get_by_test_id("case-status")).to_have_text("已退出")
     expect(page.locator("dl.kv dt", has_text="退出满六个月")).to_be_visible()
     expect(page.get_by_test_id("waiting-timer")).to_have_count(1)
-    expect(page.get_by_test_id("waiting-timer")).to_have_text(re.compile(r"\d{4}"))
+    # told after two notice periods (7 days + the hour the test lets pass, twice): 回访 six months on
+    assert db.clock.now() == datetime(2026, 9, 15, 3, 0, tzinfo=timezone.utc)
+    expect(page.get_by_test_id("waiting-timer")).to_have_text("2027-03-15 11:00")  # China time
 
     history = page.get_by_test_id("history").locator("li")
     expected = [
         ("发起", None, "demo_village"),
         ("通过", "入户核查", "demo_village"),
-        ("通过", "民主评议及村公示", "demo_village"),
+        ("通过", "民主评议", "demo_village"),
+        ("定时触发", None, None),  # 村级公示期满
         ("通过", "镇复核", "demo_township"),
         ("通过", "部门审定", "demo_dept"),
         ("通过", "县级公告", "demo_county"),
+        ("定时触发", None, None),  # 公告期满
+        ("通过", "退出告知", "demo_village"),
     ]
     expect(history).to_have_count(len(expected))
     for item, (action, step, user) in zip(history.all(), expected, strict=True):
@@ -190,7 +245,8 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     expect(diagram.locator("svg").first).to_be_visible()
     expect(diagram.locator(".xf-done").first).to_be_attached()
     assert diagram.locator(".xf-done").count() >= 1
-    expect(diagram.locator('[data-element-id="household_check"]')).to_have_class(re.compile(r"\bxf-done\b"))
+    for done in ("household_check", "village_notice", "county_notice", "exit_notice"):
+        expect(diagram.locator(f'[data-element-id="{done}"]')).to_have_class(re.compile(r"\bxf-done\b"))
     expect(diagram.locator('[data-element-id="follow_up_timer"]')).to_have_class(re.compile(r"\bxf-current\b"))
     page.screenshot(path=SCREENSHOT, full_page=True)
     log_out(page)

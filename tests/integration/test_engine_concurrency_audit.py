@@ -1,8 +1,10 @@
-"""Two writers on one task, and the audit table's append-only guarantee in the database itself."""
+"""Two writers on one task, an objection racing the end of its notice period, and the audit
+table's append-only guarantee in the database itself."""
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -10,8 +12,9 @@ from sqlalchemy.exc import DBAPIError
 
 from engine import demo_data as D
 from engine.errors import ConflictError
-from engine.models import AuditEvent, Case, TaskRow, TaskStatus
+from engine.models import AuditEvent, Case, TaskRow, TaskStatus, TimerRow, TimerStatus
 from engine.runtime import CaseService
+from engine.timers import TimerWorker
 
 VILLAGE = "510921107001"
 
@@ -100,6 +103,126 @@ def test_completing_a_task_that_was_already_completed_is_a_conflict(db):
             work.cases.complete_task(row.id, db.actor("demo_village"), "approve", "再次提交", D.HOUSEHOLD_CHECK)
     (nxt,) = db.open_tasks(case_id)
     assert nxt.spec_name == "village_review"
+
+
+# ----------------------------------------------------------------------------- 村级公示: objection vs deadline
+def _in_village_notice(db) -> int:
+    """A case whose 民主评议 is approved: the 村级公示 period is running."""
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    assert db.open_tasks(case_id) == []
+    return case_id
+
+
+def _notice_timer(db, case_id: int) -> TimerRow:
+    with db.uow() as work:
+        (timer,) = [t for t in work.inbox.case_timers(case_id) if t.spec_name == "village_notice_timer"]
+        return timer
+
+
+def _actions(db, case_id: int) -> list[str]:
+    with db.uow() as work:
+        return [e.action for e in work.inbox.case_history(case_id)]
+
+
+def _assert_exactly_one_took_effect(db, case_id: int, objected: bool, fired: int) -> None:
+    """Either the objection took effect (back to 民主评议, the deadline cancelled and never audited as
+    fired) or the deadline did (on to 镇复核, the objection refused) - never both."""
+    actions = _actions(db, case_id)
+    timer = _notice_timer(db, case_id)
+    open_steps = [r.spec_name for r in db.open_tasks(case_id)]
+    if objected:
+        assert (fired, timer.status, open_steps) == (0, TimerStatus.cancelled, ["village_review"])
+        assert actions.count("event") == 1 and "timer_fired" not in actions, actions
+    else:
+        assert (fired, timer.status, open_steps) == (1, TimerStatus.fired, ["township_recheck"])
+        assert actions.count("timer_fired") == 1 and "event" not in actions, actions
+    with db.uow() as work:
+        assert work.session.scalar(select(func.count(TimerRow.id)).where(
+            TimerRow.case_id == case_id, TimerRow.status == TimerStatus.waiting)) == 0
+
+
+def test_an_objection_after_the_deadline_but_before_the_worker_fired_it_is_either_refused_or_cancels_the_timer(db):
+    """The timer worker claimed the due 村级公示 timer (committed lease) but has not fired it yet when
+    the objection arrives. Whichever the engine decides, the case must not record both: the
+    objection accepted *and* the notice period run out (timer "fired", a 定时触发 entry).
+
+    Fails now (engine bug): raise_event catches the signal and then _advance runs refresh_timers,
+    so the overdue timer completes the 村级公示 subprocess in the same step; the boundary event
+    still fires, the case goes back to 民主评议, and _sync_timers marks the timer fired and audits
+    timer_fired before the objection's event entry.
+    """
+    case_id = _in_village_notice(db)
+    timer = _notice_timer(db, case_id)
+    db.clock.set(timer.due_at + timedelta(minutes=5))
+    with db.uow() as work:
+        assert work.cases.claim_due_timers(db.clock.now(), 10) == [timer.id]
+    try:
+        with db.uow() as work:
+            work.cases.raise_event(case_id, "village_objection", db.actor("demo_village"), "公示期满时收到异议")
+        objected = True
+    except ConflictError:
+        objected = False
+    with db.uow() as work:
+        fired = int(work.cases.fire_timer(timer.id))
+    _assert_exactly_one_took_effect(db, case_id, objected, fired)
+
+
+def test_an_objection_that_read_the_case_before_the_timer_worker_fired_is_a_conflict_and_leaves_no_trace(
+        db, monkeypatch):
+    """The deadline and an objection at the same moment: the objection has read the case as waiting
+    for it, then the worker (engine.timers.TimerWorker, as in production: claim committed, then one
+    transaction per timer) fires the deadline and commits before the objection takes the case
+    lock. The objection must fail as a conflict and leave nothing behind."""
+    case_id = _in_village_notice(db)
+    timer = _notice_timer(db, case_id)
+    db.clock.set(timer.due_at + timedelta(minutes=5))
+    lock_before = db.case(case_id).lock_version
+    village = db.actor("demo_village")
+    with db.uow() as work:
+        assert work.cases.waiting_events(work.session.get(Case, case_id), village)[0]["can_raise"]
+    objection_read, worker_done = threading.Event(), threading.Event()
+    original_lock = CaseService._lock_case
+
+    def objection_locks_after_the_worker(self, locked_case_id):
+        if threading.current_thread().name == "objection":
+            objection_read.set()  # raise_event has read the case (get_case) and comes to lock it
+            assert worker_done.wait(timeout=60)
+        return original_lock(self, locked_case_id)
+
+    monkeypatch.setattr(CaseService, "_lock_case", objection_locks_after_the_worker)
+    results: dict[str, object] = {}
+
+    def object_() -> None:
+        try:
+            with db.uow() as work:
+                work.cases.raise_event(case_id, "village_objection", village, "群众异议")
+            results["objection"] = "ok"
+        except Exception as exc:  # reported through results
+            results["objection"] = exc
+
+    def tick() -> None:
+        try:
+            assert objection_read.wait(timeout=60)
+            results["fired"] = TimerWorker(db.factory, db.clock, name="w").run_once()
+        except Exception as exc:
+            results["fired"] = exc
+        finally:
+            worker_done.set()
+
+    threads = [threading.Thread(target=object_, name="objection"), threading.Thread(target=tick, name="worker")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    monkeypatch.undo()
+
+    assert isinstance(results["objection"], ConflictError), results
+    _assert_exactly_one_took_effect(db, case_id, objected=False, fired=results["fired"])
+    assert db.case(case_id).lock_version == lock_before + 1  # the case advanced exactly once
+    assert _notice_timer(db, case_id).attempts == 0
 
 
 # ----------------------------------------------------------------------------- 11. audit append-only

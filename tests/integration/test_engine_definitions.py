@@ -355,9 +355,12 @@ def test_versions_identical_content_reuses_a_version_and_running_cases_stay_on_t
         assert [v.version for v in work.session.scalars(
             select(ProcedureVersion).join(Procedure).where(Procedure.code == code))] == [1, 2]
 
-    # the case started on v1 keeps running on v1
-    for username, data in D.REVIEW_STEPS:
+    # the case started on v1 keeps running on v1, through both public-notice periods
+    for number, (username, data) in enumerate(D.REVIEW_STEPS):
         db.complete(old_case, username, data=data)
+        if number in (0, 3):  # 民主评议 → 村级公示; 县级公告 → 县级公告期
+            assert db.pass_notice() == 1
+    db.complete(old_case, "demo_village", data=D.EXIT_NOTICE)
     case = db.case(old_case)
     assert case.procedure_version_id == v1.id
     assert case.status == CaseStatus.exited

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine import demo_data as D
 from engine.errors import NotFoundError, ValidationError
-from engine.models import Case, Subject
+from engine.models import Case, CaseStatus, Subject
 
 VILLAGE = "510921107001"  # 宝梵镇, demo_village
 TOWNSHIP = "510921107000"  # 宝梵镇
@@ -37,12 +37,15 @@ BAD_HOUSEHOLD_CHECKS = {
     "bad_select_option": ({**D.HOUSEHOLD_CHECK, "special_category": "富裕户"}, {"special_category"}),
     "invalid_date": ({**D.HOUSEHOLD_CHECK, "check_date": "2026-02-30"}, {"check_date"}),
     "unchecked_required_checkbox": ({**D.HOUSEHOLD_CHECK, "household_signed": False}, {"household_signed"}),
+    "bad_trigger_option": ({**D.HOUSEHOLD_CHECK, "trigger": "上级指定"}, {"trigger"}),
+    "missing_pre_assessment_date": ({k: v for k, v in D.HOUSEHOLD_CHECK.items() if k != "pre_assessment_date"},
+                                    {"pre_assessment_date"}),
     "several_at_once": ({**D.HOUSEHOLD_CHECK, "household_size": 0, "special_category": "x", "check_date": "昨天",
                          "income_spending": ""},
                         {"household_size", "special_category", "check_date", "income_spending"}),
-    "empty": ({}, {"measures_implemented", "basic_needs_secured", "industry_employment", "household_size",
-                   "annual_income_per_capita", "income_spending", "special_category", "check_date",
-                   "household_signed"}),
+    "empty": ({}, {"trigger", "pre_assessment_date", "measures_implemented", "basic_needs_secured",
+                   "industry_employment", "household_size", "annual_income_per_capita", "income_spending",
+                   "special_category", "check_date", "household_signed"}),
 }
 
 
@@ -63,12 +66,52 @@ def test_invalid_form_data_at_a_later_step_is_refused_too(db):
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "village_review"
     before = _fingerprint(db, case_id)
     with pytest.raises(ValidationError) as info:
         _complete(db, row.id, "demo_village",
-                  data={**D.VILLAGE_REVIEW, "attendees": 0, "objections": "不知道", "notice_end": "2026-9-3"})
-    assert set(info.value.errors) == {"attendees", "objections", "notice_end"}
+                  data={**D.VILLAGE_REVIEW, "attendees": 0, "review_result": "不知道", "review_date": "2026-9-3"})
+    assert set(info.value.errors) == {"attendees", "review_result", "review_date"}
     assert _fingerprint(db, case_id) == before
+
+
+def test_the_notice_fields_that_left_village_review_are_dropped_not_stored(db):
+    """民主评议 no longer records the 公示 dates or objections (the 村级公示 period is a timer and the
+    objection an event): such keys are extra keys now."""
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    (row,) = db.open_tasks(case_id)
+    _complete(db, row.id, "demo_village",
+              data={**D.VILLAGE_REVIEW, "notice_start": "2026-09-23", "notice_end": "2026-09-29", "objections": "无异议"})
+    with db.uow() as work:
+        done = work.inbox.case_tasks(case_id)[1]
+        assert (done.spec_name, done.data) == ("village_review", D.VILLAGE_REVIEW)
+
+
+BAD_EXIT_NOTICES = {
+    "empty": ({}, {"notice_delivered_date", "household_acknowledged", "system_marked_removed"}),
+    "not_acknowledged": ({**D.EXIT_NOTICE, "household_acknowledged": False}, {"household_acknowledged"}),
+    "not_marked_in_the_system": ({**D.EXIT_NOTICE, "system_marked_removed": False}, {"system_marked_removed"}),
+    "invalid_date": ({**D.EXIT_NOTICE, "notice_delivered_date": "2026-13-01"}, {"notice_delivered_date"}),
+}
+
+
+@pytest.mark.parametrize(("data", "fields"), list(BAD_EXIT_NOTICES.values()), ids=list(BAD_EXIT_NOTICES))
+def test_invalid_exit_notice_data_is_refused_and_the_case_does_not_exit(db, data, fields):
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    for number, (username, step_data) in enumerate(D.REVIEW_STEPS):
+        db.complete(case_id, username, data=step_data)
+        if number in (0, 3):  # 村级公示 after 民主评议, 县级公告期 after 县级公告
+            assert db.pass_notice() == 1
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "exit_notice"
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError) as info:
+        _complete(db, row.id, "demo_village", data=data)
+    assert set(info.value.errors) == fields
+    assert _fingerprint(db, case_id) == before
+    assert db.case(case_id).status == CaseStatus.running
 
 
 def test_extra_keys_are_dropped_and_the_cleaned_values_are_stored(db):
@@ -129,6 +172,7 @@ def test_a_village_cadre_cannot_complete_the_township_recheck_of_their_own_case(
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    assert db.pass_notice() == 1  # the 村级公示 period
     (row,) = db.open_tasks(case_id)
     assert (row.role_code, row.scope_code) == ("township_officer", TOWNSHIP)
     before = _fingerprint(db, case_id)
@@ -146,6 +190,7 @@ def test_a_county_department_cannot_complete_a_township_task_in_its_county(db):
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    assert db.pass_notice() == 1  # the 村级公示 period
     (row,) = db.open_tasks(case_id)
     with pytest.raises(NotFoundError):
         _complete(db, row.id, "demo_dept", data=D.TOWNSHIP_RECHECK)
@@ -169,6 +214,10 @@ def test_todo_lists_only_tasks_of_the_actors_role_and_scope(db):
     db.complete(baofan, "demo_village", data=D.VILLAGE_REVIEW)
     db.complete(chicheng, "demo_other_village", data=D.HOUSEHOLD_CHECK)
     db.complete(chicheng, "demo_other_village", data=D.VILLAGE_REVIEW)
+    # during the 村级公示 period nobody has anything to do on either case
+    for username in ("demo_village", "demo_other_village", "demo_township", "demo_other_township", "demo_dept"):
+        assert todo(username) == set()
+    assert db.pass_notice() == 2  # both periods run out in the same tick
 
     assert todo("demo_township") == {(baofan, "township_recheck")}
     assert todo("demo_other_township") == {(chicheng, "township_recheck")}

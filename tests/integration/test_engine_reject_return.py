@@ -1,4 +1,8 @@
-"""Reject and return at engine level: reasons, reopened steps, guards, and many return rounds."""
+"""Reject and return at engine level: reasons, reopened steps, guards, and many return rounds.
+
+The 四步法 path has two public-notice periods (村级公示 after 民主评议, 县级公告期 after 县级公告);
+the helpers let them run out with ``db.pass_notice()``.
+"""
 
 from __future__ import annotations
 
@@ -24,18 +28,46 @@ PATH = [
     ("township_recheck", "demo_township", D.TOWNSHIP_RECHECK),
     ("dept_decision", "demo_dept", D.DEPT_DECISION),
     ("county_announcement", "demo_county", D.COUNTY_ANNOUNCEMENT),
+    ("exit_notice", "demo_village", D.EXIT_NOTICE),
 ]
+NOTICE_AFTER = {"village_review": "village_notice_timer", "county_announcement": "county_notice_timer"}
 
 
 def _advance_to(db, case_id: int, bpmn_id: str) -> TaskRow:
-    """Approve steps until bpmn_id is the open task; return its row."""
-    for name, user, data in PATH:
+    """Approve steps from the open one on (letting the notice periods run out) until bpmn_id is the
+    open task; return its row."""
+    names = [name for name, _user, _data in PATH]
+    while True:
         (row,) = db.open_tasks(case_id)
         if row.spec_name == bpmn_id:
             return row
+        assert names.index(row.spec_name) < names.index(bpmn_id), f"{bpmn_id} never opened"
+        _name, user, data = PATH[names.index(row.spec_name)]
+        db.complete(case_id, user, data=data)
+        if row.spec_name in NOTICE_AFTER:
+            assert db.pass_notice() == 1
+
+
+def _approve_from(db, case_id: int, bpmn_id: str) -> None:
+    """Approve every step from bpmn_id (open now) to the end of the path, in order."""
+    names = [name for name, _user, _data in PATH]
+    for name, user, data in PATH[names.index(bpmn_id):]:
+        (row,) = db.open_tasks(case_id)
         assert row.spec_name == name
         db.complete(case_id, user, data=data)
-    raise AssertionError(f"{bpmn_id} never opened")
+        if name in NOTICE_AFTER:
+            assert db.open_tasks(case_id) == []  # the notice period runs first
+            assert db.pass_notice() == 1
+
+
+def _waiting_timers(db, case_id: int) -> list[TimerRow]:
+    with db.uow() as work:
+        return [t for t in work.inbox.case_timers(case_id) if t.status == TimerStatus.waiting]
+
+
+def _raise(db, case_id: int, event_id: str, username: str, reason: str) -> None:
+    with db.uow() as work:
+        work.cases.raise_event(case_id, event_id, db.actor(username), reason)
 
 
 def _ready(db, case_id: int) -> dict[str, dict]:
@@ -72,6 +104,7 @@ def _complete(db, row_id: int, username: str, action: str, opinion, data=None, *
 
 # ----------------------------------------------------------------------------- 4. reject
 REJECT_LEVELS = [
+    ("village_review", "demo_village", "民主评议"),
     ("township_recheck", "demo_township", "镇复核"),
     ("dept_decision", "demo_dept", "部门审定"),
     ("county_announcement", "demo_county", "县级公告"),
@@ -121,12 +154,15 @@ def test_reject_without_an_opinion_is_refused_and_changes_nothing(db, opinion):
     assert db.case(case_id).status == CaseStatus.running
 
 
-def test_reject_is_refused_at_a_step_that_does_not_allow_it(db):
+@pytest.mark.parametrize("action", ["reject", "return"])
+@pytest.mark.parametrize("bpmn_id", ["household_check", "exit_notice"])  # actions: approve
+def test_reject_or_return_is_refused_at_a_step_that_does_not_allow_it(db, bpmn_id, action):
     case_id = db.start_case()
-    row = _advance_to(db, case_id, "village_review")  # actions: approve,return
+    row = _advance_to(db, case_id, bpmn_id)
+    assert row.actions == "approve"
     before = _fingerprint(db, case_id)
     with pytest.raises(ValidationError) as info:
-        _complete(db, row.id, "demo_village", "reject", "不同意")
+        _complete(db, row.id, "demo_village", action, "不同意")
     assert "action" in info.value.errors
     assert _fingerprint(db, case_id) == before
 
@@ -136,7 +172,7 @@ def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_
     case_id = db.start_case()
     row = _advance_to(db, case_id, "township_recheck")
     db.clock.advance(timedelta(days=1))
-    reason = "公示材料缺少签字页,请补充"
+    reason = "评议材料缺少签字页,请补充"
     _complete(db, row.id, "demo_township", "return", reason)
 
     (reopened,) = db.open_tasks(case_id)
@@ -157,13 +193,16 @@ def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_
         assert (last.action, last.step, last.opinion) == ("return", "镇复核", reason)
         assert work.cases.return_targets(reopened) == [("household_check", "入户核查")]
 
-    # the village resubmits; the case goes back up to 镇复核 and on to the end
+    # the village resubmits: a fresh, full 村级公示 period runs before the case goes back up to 镇复核
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    assert db.open_tasks(case_id) == []
+    (notice,) = _waiting_timers(db, case_id)
+    assert (notice.spec_name, notice.due_at) == ("village_notice_timer", db.clock.now() + timedelta(days=D.NOTICE_DAYS))
+    assert db.pass_notice() == 1
     (again,) = db.open_tasks(case_id)
     assert (again.spec_name, again.role_code, again.scope_code) == ("township_recheck", "township_officer", TOWNSHIP)
     assert again.id != row.id
-    for _name, user, data in PATH[2:]:
-        db.complete(case_id, user, data=data)
+    _approve_from(db, case_id, "township_recheck")
     assert db.case(case_id).status == CaseStatus.exited
 
 
@@ -182,15 +221,13 @@ def test_return_to_household_check_from_department_decision_goes_back_to_the_vil
     assert ready["household_check"]["returned_from"] == "部门审定"
     assert db.case(case_id).return_count == 1
 
-    # every later step has to be done again, in order
-    for name, user, data in PATH:
-        (open_row,) = db.open_tasks(case_id)
-        assert open_row.spec_name == name
-        db.complete(case_id, user, data=data)
+    # every later step has to be done again, in order, with the 村级公示 period again
+    _approve_from(db, case_id, "household_check")
     assert db.case(case_id).status == CaseStatus.exited
 
 
-@pytest.mark.parametrize("target", ["county_announcement", "no_such_step", "dept_decision"])
+@pytest.mark.parametrize("target", ["county_announcement", "exit_notice", "no_such_step", "dept_decision",
+                                    "village_notice", "village_notice_timer", "village_objection"])
 def test_return_to_a_step_not_on_the_case_path_is_refused_and_changes_nothing(db, target):
     case_id = db.start_case()
     row = _advance_to(db, case_id, "dept_decision")
@@ -222,6 +259,8 @@ def test_return_one_step_from_county_announcement_crosses_the_decision_table_bac
     db.complete(case_id, "demo_dept", data=D.DEPT_DECISION)
     (again,) = db.open_tasks(case_id)
     assert again.spec_name == "county_announcement"
+    _approve_from(db, case_id, "county_announcement")
+    assert db.case(case_id).status == CaseStatus.exited
 
 
 def test_a_household_recategorised_after_a_return_is_decided_again_by_the_decision_table(db):
@@ -229,13 +268,14 @@ def test_a_household_recategorised_after_a_return_is_decided_again_by_the_decisi
     row = _advance_to(db, case_id, "county_announcement")  # 无 → normal path so far
     _complete(db, row.id, "demo_county", "return", "该户实为低保户,请重新核查", return_to="household_check")
     db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "special_category": "低保"})
-    for _name, user, data in PATH[1:4]:
-        db.complete(case_id, user, data=data)
+    _advance_to(db, case_id, "dept_decision")
+    db.complete(case_id, "demo_dept", data=D.DEPT_DECISION)
     case = db.case(case_id)
     assert case.status == CaseStatus.delayed_exit
     assert db.open_tasks(case_id) == []
-    with db.uow() as work:
-        assert work.inbox.case_timers(case_id) == []
+    with db.uow() as work:  # the 村级公示 ran twice; no 县级公告期, no follow-up
+        assert [(t.spec_name, t.status) for t in work.inbox.case_timers(case_id)] == [
+            ("village_notice_timer", TimerStatus.fired), ("village_notice_timer", TimerStatus.fired)]
 
 
 class _Undo(Exception):
@@ -266,7 +306,79 @@ def test_every_step_offered_as_a_return_target_is_accepted_by_complete_task(db):
         except ValidationError as exc:
             refused[target] = exc.errors
     assert refused == {}, f"offered {offered}, but complete_task refused {refused}"
-    assert offered == ["household_check"]  # the only step before 村公示 on the current path
+    assert offered == ["household_check"]  # the only step before 民主评议 on the current path
+
+
+def _offered_and_refused(db, row: TaskRow, username: str) -> tuple[list[str], dict]:
+    """The return targets offered for row, and those that complete_task then refuses (each probe undone)."""
+    with db.uow() as work:
+        offered = [bpmn_id for bpmn_id, _title in work.cases.return_targets(row)]
+    refused = {}
+    for target in offered:
+        try:
+            with db.uow() as work:
+                work.cases.complete_task(row.id, db.actor(username), "return", "退回", {}, return_to=target)
+                raise _Undo
+        except _Undo:
+            pass
+        except ValidationError as exc:
+            refused[target] = exc.errors
+    return offered, refused
+
+
+def test_after_the_village_notice_every_earlier_step_is_offered_nearest_first_and_accepted(db):
+    """From 县级公告 the whole path is offered, nearest first; the notice periods are not steps."""
+    case_id = db.start_case()
+    announcement = _advance_to(db, case_id, "county_announcement")
+    offered, refused = _offered_and_refused(db, announcement, "demo_county")
+    assert refused == {}, f"offered {offered}, but complete_task refused {refused}"
+    assert offered == ["dept_decision", "township_recheck", "village_review", "household_check"]
+    db.complete(case_id, "demo_county", data=D.COUNTY_ANNOUNCEMENT)
+    assert db.pass_notice() == 1
+    (notice,) = db.open_tasks(case_id)
+    assert notice.spec_name == "exit_notice"
+    with db.uow() as work:
+        assert work.cases.return_targets(notice) == []  # 退出告知 only allows approve
+
+
+# ----------------------------------------------------------------------------- returns after a 公示异议
+def test_after_a_village_notice_objection_village_review_offers_and_returns_to_household_check_not_itself(db):
+    """Engine bug: the objection's boundary flow back to 民主评议 leaves the earlier, completed 民主评议
+    on the new task's ancestor path (CaseService._earlier_user_steps walks task.parent), so
+    return_targets offers 民主评议 itself, return_to="village_review" is accepted, and a one-step
+    return reopens 民主评议 instead of 入户核查."""
+    case_id = db.start_case()
+    _advance_to(db, case_id, "village_review")
+    db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    _raise(db, case_id, "village_objection", "demo_village", "村民对评议结果有异议")
+    (review,) = db.open_tasks(case_id)
+    assert review.spec_name == "village_review"
+    with db.uow() as work:
+        assert work.cases.return_targets(review) == [("household_check", "入户核查")]
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError):  # as from any step: not back to itself
+        _complete(db, review.id, "demo_village", "return", "退回本步", return_to="village_review")
+    assert _fingerprint(db, case_id) == before
+    _complete(db, review.id, "demo_village", "return", "需重新入户核查")
+    (reopened,) = db.open_tasks(case_id)
+    assert reopened.spec_name == "household_check"
+
+
+def test_after_a_county_notice_objection_county_announcement_returns_one_step_to_department_decision(db):
+    """Same engine bug at 县级公告: after a 县级公告期异议 the step offers itself and a one-step return
+    reopens 县级公告 instead of 部门审定."""
+    case_id = db.start_case()
+    _advance_to(db, case_id, "county_announcement")
+    db.complete(case_id, "demo_county", data=D.COUNTY_ANNOUNCEMENT)
+    _raise(db, case_id, "county_objection", "demo_county", "公告期内收到异议")
+    (announcement,) = db.open_tasks(case_id)
+    assert announcement.spec_name == "county_announcement"
+    with db.uow() as work:
+        assert [t for t, _n in work.cases.return_targets(announcement)] == [
+            "dept_decision", "township_recheck", "village_review", "household_check"]
+    _complete(db, announcement.id, "demo_county", "return", "部门审定意见需补充")
+    (reopened,) = db.open_tasks(case_id)
+    assert reopened.spec_name == "dept_decision"
 
 
 ROUNDS = 300
@@ -302,16 +414,19 @@ def test_three_hundred_return_rounds_keep_the_task_tree_shallow_and_the_case_sti
     assert (case.status, case.return_count) == (CaseStatus.running, ROUNDS)
     assert _ready(db, case_id).keys() == {"village_review"}
 
-    for _name, user, data in PATH[1:]:
-        db.complete(case_id, user, data=data)
+    _approve_from(db, case_id, "village_review")
     case = db.case(case_id)
     assert case.status == CaseStatus.exited
     with db.uow() as work:
         actions = work.session.execute(
             select(AuditEvent.action, func.count()).where(AuditEvent.case_id == case_id)
             .group_by(AuditEvent.action)).all()
-        assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 4}
+        assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 5, "timer_fired": 2}
         assert work.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.case_id == case_id)) == (
-            1 + 2 * ROUNDS + 4)
-        waiting = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id)).all()
-        assert [t.status for t in waiting] == [TimerStatus.waiting]
+            1 + 2 * ROUNDS + 5)
+        timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)).all()
+        assert [(t.spec_name, t.status) for t in timers] == [
+            ("village_notice_timer", TimerStatus.fired),
+            ("county_notice_timer", TimerStatus.fired),
+            ("follow_up_timer", TimerStatus.waiting),
+        ]

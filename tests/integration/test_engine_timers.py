@@ -24,14 +24,27 @@ def _private_spec_cache(monkeypatch):
     monkeypatch.setattr(SPEC_CACHE, "_specs", {})
 
 
-def _exited_cases(db, n: int) -> list[int]:
+def _in_village_notice(db, n: int) -> list[int]:
+    """n cases whose 民主评议 is approved: each waits out its 村级公示 period."""
     ids = []
     for _ in range(n):
         case_id = db.start_case()
         db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
-        for username, data in D.REVIEW_STEPS:
-            db.complete(case_id, username, data=data)
+        db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
         ids.append(case_id)
+    return ids
+
+
+def _exited_cases(db, n: int) -> list[int]:
+    """n cases taken through both notice periods and 退出告知: each waits for its six-month follow-up."""
+    ids = _in_village_notice(db, n)
+    assert db.pass_notice() == n
+    for username, data in D.REVIEW_STEPS[1:]:
+        for case_id in ids:
+            db.complete(case_id, username, data=data)
+    assert db.pass_notice() == n
+    for case_id in ids:
+        db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
     return ids
 
 
@@ -55,16 +68,19 @@ def _in_threads(fn, n: int = 2) -> list[object]:
     return results
 
 
-def _assert_each_fired_once(db, case_ids: list[int]) -> None:
+def _assert_each_fired_once(db, case_ids: list[int], timer_name: str = "follow_up_timer",
+                            title: str = "退出满六个月", next_step: str = "follow_up_visit") -> None:
     with db.uow() as work:
         for case_id in case_ids:
-            (timer,) = work.inbox.case_timers(case_id)
+            (timer,) = [t for t in work.inbox.case_timers(case_id) if t.spec_name == timer_name]
             assert timer.status == TimerStatus.fired
-            events = [e for e in work.inbox.case_history(case_id) if e.action == "timer_fired"]
+            assert not [t for t in work.inbox.case_timers(case_id) if t.status == TimerStatus.waiting]
+            events = [e for e in work.inbox.case_history(case_id)
+                      if e.action == "timer_fired" and e.data_diff == {"timer": title}]
             assert len(events) == 1
     for case_id in case_ids:
-        (row,) = db.open_tasks(case_id)
-        assert row.spec_name == "follow_up_visit"
+        (row,) = db.open_tasks(case_id)  # exactly one task: the next step was not opened twice
+        assert row.spec_name == next_step
 
 
 def test_two_simultaneous_ticks_in_one_transaction_each_fire_every_due_timer_exactly_once(db):
@@ -79,6 +95,24 @@ def test_two_simultaneous_ticks_in_one_transaction_each_fire_every_due_timer_exa
     assert all(isinstance(r, int) for r in results), results
     assert sum(results) == 3
     _assert_each_fired_once(db, case_ids)
+
+
+def test_two_timer_workers_at_the_end_of_the_village_notice_fire_every_notice_timer_exactly_once(db):
+    case_ids = _in_village_notice(db, 3)
+    db.clock.advance(timedelta(days=D.NOTICE_DAYS, hours=1))
+    workers = [TimerWorker(db.factory, db.clock, name=f"w{i}") for i in range(2)]
+    it = iter(workers)
+    lock = threading.Lock()
+
+    def run() -> int:
+        with lock:
+            worker = next(it)
+        return worker.run_once()
+
+    results = _in_threads(run)
+    assert all(isinstance(r, int) for r in results), results
+    assert sum(results) == 3
+    _assert_each_fired_once(db, case_ids, "village_notice_timer", "村级公示期满", "township_recheck")
 
 
 def test_two_timer_workers_running_at_once_fire_every_due_timer_exactly_once(db):

@@ -76,11 +76,39 @@ def test_validate_returns_cleaned_values_of_the_schema_fields_only():
     ("check_date", "2026-13-45"),  # not a date
     ("check_date", "明天"),
     ("household_signed", False),  # required checkbox
+    ("trigger", "上级指定"),  # 农户提出 or 季度集中预判 only
+    ("trigger", ""),
+    ("pre_assessment_date", "2026-02-30"),
 ])
 def test_validate_names_the_failing_field(field, value):
     with pytest.raises(ValidationError) as info:
         validate(_schema("household_check"), {**D.HOUSEHOLD_CHECK, field: value})
     assert list(info.value.errors) == [field]
+
+
+@pytest.mark.parametrize(("form", "data"), [
+    ("household_check", D.HOUSEHOLD_CHECK),
+    ("village_review", D.VILLAGE_REVIEW),
+    ("township_recheck", D.TOWNSHIP_RECHECK),
+    ("dept_decision", D.DEPT_DECISION),
+    ("county_announcement", D.COUNTY_ANNOUNCEMENT),
+    ("exit_notice", D.EXIT_NOTICE),
+    ("follow_up_visit", D.FOLLOW_UP_VISIT),
+])
+def test_the_demo_data_of_every_exit_step_is_exactly_what_its_form_accepts(form, data):
+    assert validate(_schema(form), data) == data
+
+
+def test_village_review_no_longer_records_the_notice_and_county_announcement_no_system_mark():
+    """The 村级公示 is a timer period and its objection an event; marking the system moved to 退出告知."""
+    review = validate(_schema("village_review"), {**D.VILLAGE_REVIEW, "notice_start": "2026-09-23",
+                                                  "notice_end": "2026-09-29", "objections": "无异议"})
+    assert review == D.VILLAGE_REVIEW
+    announcement = validate(_schema("county_announcement"), {**D.COUNTY_ANNOUNCEMENT, "system_marked": True})
+    assert announcement == D.COUNTY_ANNOUNCEMENT
+    with pytest.raises(ValidationError) as info:
+        validate(_schema("exit_notice"), {**D.EXIT_NOTICE, "system_marked_removed": False})
+    assert list(info.value.errors) == ["system_marked_removed"]
 
 
 def test_a_schema_without_components_or_with_a_bad_key_is_refused():

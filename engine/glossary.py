@@ -26,6 +26,21 @@ ACTION_LABELS = {
     "reject": "不通过",
     "return": "退回",
     "timer_fired": "定时触发",
+    "event": "提出异议",
+    "withdraw": "撤回",
+    "claim": "认领",
+    "unclaim": "取消认领",
+    "transfer": "转办",
+    "cc": "抄送",
+    "urge": "催办",
+    "attachment_added": "上传附件",
+    "linked_case_started": "发起关联案件",
+    "linked_from": "由关联案件发起",
+    "timer_incident": "定时器故障",
+    "timer_retry": "定时器重试",
+    "timer_skipped": "定时器跳过",
+    "notice_issued": "签发公示公告",
+    "migrated": "迁移到新版本",
 }
 
 CASE_STATUS_LABELS = {

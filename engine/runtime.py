@@ -390,12 +390,18 @@ class CaseService:
 
     @staticmethod
     def _earlier_user_steps(task) -> list:
-        """Completed user tasks on the path to task, nearest first (what 退回 may go back to)."""
-        earlier = []
+        """Completed user tasks on the path to task, nearest first (what 退回 may go back to).
+
+        After a loop (an objection sending the case back) the path holds an earlier round of
+        the same steps: each step counts once, at its latest round, and never the task's own step.
+        """
+        earlier, seen = [], {task.task_spec.name}
         node = task.parent
         while node is not None:
-            if isinstance(node.task_spec, UserTask) and node.state == TaskState.COMPLETED:
+            if isinstance(node.task_spec, UserTask) and node.state == TaskState.COMPLETED \
+                    and node.task_spec.name not in seen:
                 earlier.append(node)
+                seen.add(node.task_spec.name)
             node = node.parent
         return earlier
 
@@ -503,10 +509,13 @@ class CaseService:
         expected = case.lock_version
         with self._context():
             workflow = self._load(case)
+            # a period that has already run out ends first: an objection after it is too late,
+            # even if no worker has fired the timer yet
+            self._advance(workflow, case)
             task = next((t for t in workflow.get_tasks(state=TaskState.WAITING)
                          if _is_raisable(t) and t.task_spec.bpmn_id == event_id), None)
             if task is None:
-                raise ConflictError("案件当前不等待该事件")
+                raise ConflictError("案件当前不等待该事件(公示期可能已满)")
             role = role_of_lane(task.task_spec.lane)
             level = self.role_levels.get(role or "")
             if level is None or not actor.holds(role, scope_for(case.region_code, level)):

@@ -1209,7 +1209,7 @@ class StudioService:
         """A draft holding a copy of a deployed version (shipped procedures included), plus the notice
         templates of its folder when it has one."""
         version = self.version(actor, version_id)
-        files = dict(version.files)
+        files = dict(self.definitions.files(version))
         files.update(self._folder_templates(version.procedure.code))
         draft = self._new_draft(actor, version.procedure.code, version.procedure.name, files, "version", version)
         self.audit(actor, "studio_draft_opened", f"{version.procedure.name} v{version.version}",
@@ -1273,7 +1273,7 @@ class StudioService:
         ``passData`` in their newest versions): names a draft's expressions may read."""
         found: dict[str, set[str]] = {}
         for version in self.definitions.list_latest():
-            for name, text in version.files.items():
+            for name, text in self.definitions.files(version).items():
                 if not name.startswith("bpmn/"):
                     continue
                 for node in safe_xml(text, name).iter():
@@ -1324,7 +1324,7 @@ class StudioService:
     def export_version(self, actor: Actor, version_id: int, client_addr: str | None = None) -> tuple[str, bytes]:
         version = self.version(actor, version_id)
         code = version.procedure.code
-        files = {**version.files, **self._folder_templates(code)}
+        files = {**self.definitions.files(version), **self._folder_templates(code)}
         self.audit(actor, "studio_exported", f"{version.procedure.name}({code}) v{version.version}",
                    {"version_id": version.id}, client_addr=client_addr)
         return f"{code}-v{version.version}.zip", write_zip(code, files)

@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003t
 Create Date: 2026-11-22
 
-0003 (signed notices) also descends from 0003t; the app and the tests upgrade to "heads".
+0003 (signed notices) also descends from 0003t; 0006 merges this branch with 0005.
 """
 import sqlalchemy as sa
 from alembic import op

@@ -9,7 +9,7 @@ PORT ?= 5000
 APT_PACKAGES := chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils libnss3-tools
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-sqlite test-postgres lint bench clean system-deps assets
+.PHONY: help setup run test test-postgres lint bench clean system-deps assets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,10 +32,13 @@ web/assets/node_modules/.installed: web/assets/package.json web/assets/package-l
 	cd web/assets && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-web/static/dist/viewer.js: web/assets/node_modules/.installed $(wildcard web/assets/src/*)
-	cd web/assets && npm run --silent build
+ASSET_SOURCES := $(shell find web/assets/src -type f) web/assets/build.mjs web/assets/.bpmnlintrc
 
-assets: web/static/dist/viewer.js ## build the front-end bundles from npm packages
+web/static/dist/.built: web/assets/node_modules/.installed $(ASSET_SOURCES)
+	cd web/assets && npm run --silent build
+	touch $@
+
+assets: web/static/dist/.built ## build the front-end bundles (case viewer, studio) from npm packages
 
 setup: $(VENV)/.installed system-deps assets ## install everything (idempotent)
 
@@ -52,8 +55,10 @@ test-postgres: setup ## run the suite on the local PostgreSQL (database test)
 lint: $(VENV)/.installed ## ruff (includes the rule that engine/ never imports Flask)
 	$(PY) -m ruff check .
 
-bench: setup ## print engine throughput figures (see README, Performance)
+bench: setup ## print the benchmark figures (see README, Performance)
 	$(PY) bench/engine.py
+	$(PY) bench/timers.py
+	$(PY) bench/notices.py
 
 clean: ## remove the venv, bundles and the local database
 	rm -rf $(VENV) web/assets/node_modules web/static/dist instance

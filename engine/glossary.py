@@ -40,7 +40,7 @@ ACTION_LABELS = {
     "timer_retry": "定时器重试",
     "timer_skipped": "定时器跳过",
     "notice_issued": "签发公示公告",
-    "migrated": "迁移到新版本",
+    "version_migrated": "迁移到新版本",
 }
 
 CASE_STATUS_LABELS = {

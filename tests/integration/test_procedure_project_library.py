@@ -229,9 +229,10 @@ def test_procedure_is_deployed_for_projects_with_a_shape_or_edge_for_every_eleme
         version = work.definitions.latest(PROCEDURE)
         manifest = work.definitions.manifest(version)
         xml = work.definitions.bpmn_xml(version)
+        files = set(work.definitions.files(version))
     assert manifest["subject_kind"] == "project"
     assert manifest["settings"]["notice_days"] == 7
-    assert {"dmn/project_screening.dmn", "dmn/spending_checkpoint.dmn"} <= set(version.files)
+    assert {"dmn/project_screening.dmn", "dmn/spending_checkpoint.dmn"} <= files
     root = etree.fromstring(xml.encode("utf-8"))
     ns = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI"}
     drawn = {e.get("bpmnElement") for e in root.iterfind(".//bpmndi:BPMNShape", ns)}

@@ -143,8 +143,11 @@ class CaseService:
 
     @contextlib.contextmanager
     def _context(self):
-        """The clock and working-day calendar that SpiffWorkflow and expressions see."""
-        with clock_mod.using(self.clock), workcalendar.using(self.calendar):
+        """The clock and working-day calendar that SpiffWorkflow and expressions see.
+
+        The calendar's overrides are read from the database only if an expression asks for a working day.
+        """
+        with clock_mod.using(self.clock), workcalendar.using(workcalendar.LazyCalendar(lambda: self.calendar)):
             yield
 
     @property
@@ -669,14 +672,17 @@ class CaseService:
             self.session.flush()
         else:
             try:
-                res = self.session.execute(
-                    update(Case)
-                    .where(Case.id == case.id, Case.lock_version == expected_lock)
-                    .values(state=state, updated_at=now, lock_version=expected_lock + 1,
-                            status=case.status, outcome_reason=case.outcome_reason,
-                            finished_at=case.finished_at, return_count=case.return_count, path=case.path)
-                    .execution_options(synchronize_session=False)
-                )
+                # the attribute changes above travel in this one compare-and-set statement; no autoflush
+                # of them first, and expire() below discards them from the identity map
+                with self.session.no_autoflush:
+                    res = self.session.execute(
+                        update(Case)
+                        .where(Case.id == case.id, Case.lock_version == expected_lock)
+                        .values(state=state, updated_at=now, lock_version=expected_lock + 1,
+                                status=case.status, outcome_reason=case.outcome_reason,
+                                finished_at=case.finished_at, return_count=case.return_count, path=case.path)
+                        .execution_options(synchronize_session=False)
+                    )
             except OperationalError as exc:
                 raise ConflictError("案件正被他人处理,请稍后重试") from exc
             if res.rowcount != 1:

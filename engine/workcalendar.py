@@ -61,6 +61,26 @@ class WorkCalendar:
         return [y for y in years if not self.official_known(y) and not any(d.year == y for d in self.overrides)]
 
 
+class LazyCalendar(WorkCalendar):
+    """A calendar whose overrides are loaded on first use (most units of work never need them)."""
+
+    def __init__(self, load):
+        super().__init__()
+        self._load = load
+        self._real: WorkCalendar | None = None
+
+    def _calendar(self) -> WorkCalendar:
+        if self._real is None:
+            self._real = self._load()
+        return self._real
+
+    def is_workday(self, day: date) -> bool:
+        return self._calendar().is_workday(day)
+
+    def missing_years(self, today: date) -> list[int]:
+        return self._calendar().missing_years(today)
+
+
 _current: contextvars.ContextVar[WorkCalendar | None] = contextvars.ContextVar("xiangflow_calendar", default=None)
 _DEFAULT = WorkCalendar()
 

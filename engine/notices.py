@@ -415,6 +415,21 @@ class NoticeRenderer:
 RENDERER = NoticeRenderer()
 
 
+def _outside_event_loop(fn, *args, **kwargs):
+    """Call fn, from a helper thread if this thread already runs an asyncio loop: pyHanko's sync API
+    calls asyncio.run(), which refuses to nest (e.g. inside an async server or a Playwright test)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args, **kwargs)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 def sign_pdf(pdf: bytes, office, *, page: int | None, box: tuple[float, float, float, float] | None,
              reason: str, location: str) -> bytes:
     """Sign pdf with the office's key: PAdES B-B, the signature widget over the seal (if any)."""
@@ -434,7 +449,7 @@ def sign_pdf(pdf: bytes, office, *, page: int | None, box: tuple[float, float, f
     signer = PdfSigner(meta, office.signer, stamp_style=StaticStampStyle(border_width=0),
                        new_field_spec=spec)
     reserve = 4096 + 2 * office.chain_der_bytes
-    return signer.sign_pdf(writer, bytes_reserved=reserve).getvalue()
+    return _outside_event_loop(signer.sign_pdf, writer, bytes_reserved=reserve).getvalue()
 
 
 # ---------------------------------------------------------------------------- verification
@@ -489,7 +504,7 @@ def validate_signature(pdf: bytes, trust_roots: list) -> SignatureReport:
     signature = signatures[0]
     context = ValidationContext(trust_roots=trust_roots, allow_fetching=False, revocation_mode="soft-fail")
     try:
-        status = validate_pdf_signature(signature, context)
+        status = _outside_event_loop(validate_pdf_signature, signature, context)
     except (SignatureValidationError, PdfError, ValueError, KeyError, TypeError) as exc:
         return SignatureReport(True, problem=f"签名无法验证: {exc}")
     subject = status.signing_cert.subject.human_friendly if status.signing_cert else ""

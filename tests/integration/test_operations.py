@@ -168,9 +168,16 @@ def test_an_attachment_too_large_or_of_a_wrong_type_is_refused_and_nothing_is_st
     assert not db.storage_dir.exists() or not any(db.storage_dir.rglob("*"))
 
 
-def test_the_operations_work_through_the_json_api(db):
+@pytest.fixture
+def api_app(db):
     app = create_app({"XIANGFLOW_DATABASE_URL": db.url, "XIANGFLOW_SCHEDULER": False, "XIANGFLOW_CLOCK": db.clock,
                       "XIANGFLOW_STORAGE_DIR": str(db.storage_dir), "TESTING": True})
+    yield app
+    app.extensions["xiangflow"].engine.dispose()
+
+
+def test_the_operations_work_through_the_json_api(db, api_app):
+    app = api_app
     case_id = at_township(db)
     (row,) = db.open_tasks(case_id)
     village, township = app.test_client(), app.test_client()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from engine import demo_data as D
@@ -51,12 +52,19 @@ def test_no_new_risk_ends_the_exit_case_without_a_linked_case(db):
         assert work.session.get(Case, exit_id).finished_at is not None
 
 
-def test_the_household_file_lists_every_case_of_the_household_across_procedures(db):
+@pytest.fixture
+def web_app(db):
+    app = create_app({"XIANGFLOW_DATABASE_URL": db.url, "XIANGFLOW_SCHEDULER": False, "XIANGFLOW_CLOCK": db.clock,
+                      "TESTING": True})
+    yield app
+    app.extensions["xiangflow"].engine.dispose()
+
+
+def test_the_household_file_lists_every_case_of_the_household_across_procedures(db, web_app):
     exit_id = exited_case(db)
     db.complete(exit_id, "demo_village", data={**D.FOLLOW_UP_VISIT, "new_risk_found": "是"})
     subject_id = db.case(exit_id).subject_id
-    app = create_app({"XIANGFLOW_DATABASE_URL": db.url, "XIANGFLOW_SCHEDULER": False, "XIANGFLOW_CLOCK": db.clock,
-                      "TESTING": True})
+    app = web_app
     client = app.test_client()
     client.post("/api/v1/session", json={"username": "demo_township", "password": "demo12345"})
     page = client.get(f"/subjects/{subject_id}").get_data(as_text=True)

@@ -194,19 +194,28 @@ def _check_dmn(name: str, root: etree._Element, problems: list[tuple[str, str]])
             problems.append((f"{name}", str(exc)))
     for tag in ("inputEntry", "outputEntry"):
         for node in root.iterfind(f".//dmn:{tag}/dmn:text", dmn_ns):
-            text = (node.text or "").strip()
-            if not text or text == "-":
-                continue
-            candidates = [text.replace("?", "dmninputexpr"), f"v {text}"]
-            errors = []
-            for candidate in candidates:
-                try:
-                    check_expression(candidate)
-                    break
-                except UnsafeExpressionError as exc:
-                    errors.append(str(exc))
-            else:
-                problems.append((f"{name}", errors[0]))
+            problem = dmn_entry_problem(node.text or "")
+            if problem:
+                problems.append((f"{name}", problem))
+
+
+def dmn_entry_problem(text: str) -> str | None:
+    """Why a DMN input/output entry is not allowed, or None.
+
+    An entry is either a whole expression ("低保", 6500) or a test completing ``input <entry>``
+    (``< 6500``); ``?`` stands for the input value, as SpiffWorkflow's DMN engine reads it.
+    """
+    text = text.strip()
+    if not text or text == "-":
+        return None
+    errors = []
+    for candidate in (text.replace("?", "dmninputexpr"), f"v {text}"):
+        try:
+            check_expression(candidate)
+            return None
+        except UnsafeExpressionError as exc:
+            errors.append(str(exc))
+    return errors[0]
 
 
 def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:

@@ -57,6 +57,7 @@ from engine.definitions import (
     ProcedureBundle,
     bundle_from_files,
     compile_bundle,
+    dmn_entry_problem,
     role_of_lane,
     safe_xml,
 )
@@ -547,19 +548,9 @@ class DraftChecker:
                 self._dmn_expression(key, node, node.text or "", ns)
             for tag in ("inputEntry", "outputEntry"):
                 for node in root.iterfind(f".//dmn:{tag}/dmn:text", ns):
-                    text = (node.text or "").strip()
-                    if not text or text == "-":
-                        continue
-                    candidates = [text.replace("?", "dmninputexpr"), f"v {text}"]
-                    errors = []
-                    for candidate in candidates:
-                        try:
-                            check_expression(candidate)
-                            break
-                        except UnsafeExpressionError as exc:
-                            errors.append(str(exc))
-                    else:
-                        self._dmn_problem(key, node, errors[0], ns)
+                    problem = dmn_entry_problem(node.text or "")
+                    if problem:
+                        self._dmn_problem(key, node, problem, ns)
         return roots, decisions, outputs
 
     def _dmn_expression(self, key, node, text, ns) -> None:

@@ -156,10 +156,12 @@ def _check_one(comp: dict[str, Any], raw: Any) -> tuple[Any, str | None]:
     return value, None
 
 
-def validate(schema: dict[str, Any], submitted: dict[str, Any]) -> dict[str, Any]:
+def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the cleaned values of the schema's fields from submitted data.
 
-    Keys not in the schema are dropped; disabled and read-only fields keep no new value.
+    Keys not in the schema are dropped; disabled and read-only fields keep no new value. A date
+    field's custom ``properties.notBefore`` names another date (in this form or an earlier step's
+    data, ``earlier``) that it may not precede: dates stay in order across the steps of a case.
 
     :raises ValidationError: with one message per failing field.
     """
@@ -176,6 +178,19 @@ def validate(schema: dict[str, Any], submitted: dict[str, Any]) -> dict[str, Any
             errors[key] = error
         elif value is not None:
             cleaned[key] = value
+    _check_date_order(schema, cleaned, earlier or {}, errors)
     if errors:
         raise ValidationError("表单填写有误", errors)
     return cleaned
+
+
+def _check_date_order(schema: dict[str, Any], cleaned: dict[str, Any], earlier: dict[str, Any],
+                      errors: dict[str, str]) -> None:
+    for comp in input_components(schema):
+        other = (comp.get("properties") or {}).get("notBefore")
+        key = comp["key"]
+        if comp["type"] != "datetime" or not other or key in errors or key not in cleaned:
+            continue
+        before = cleaned.get(other, earlier.get(other))
+        if isinstance(before, str) and str(cleaned[key]) < before[:10]:
+            errors[key] = f"{comp.get('label') or key}: 不能早于 {before[:10]}"

@@ -339,7 +339,14 @@ class CaseService:
 
         version = case.version
         schema = self.definitions.form_schema(version, row.form_key)
-        cleaned = forms.validate(schema, data or {}) if action == "approve" else {}
+        if action == "approve":
+            from engine.queries import merged_data
+
+            earlier = merged_data(list(self.session.scalars(
+                select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))
+            cleaned = forms.validate(schema, data or {}, earlier)
+        else:
+            cleaned = {}
 
         with self._context():
             workflow = self._load(case)

@@ -118,3 +118,24 @@ def test_a_schema_without_components_or_with_a_bad_key_is_refused():
         parse_schema(json.dumps({"components": [{"type": "textfield", "key": "a-b; drop"}]}))
     with pytest.raises(DefinitionError):
         parse_schema("{not json")
+
+
+def test_a_date_may_not_precede_the_date_it_names_in_this_form_or_an_earlier_step():
+    from engine.errors import ValidationError as FormError
+    from engine.forms import validate as validate_form
+
+    schema = {"components": [
+        {"type": "datetime", "key": "start_date", "label": "开工日期", "subtype": "date"},
+        {"type": "datetime", "key": "completion_date", "label": "竣工日期", "subtype": "date",
+         "properties": {"notBefore": "start_date"}},
+        {"type": "datetime", "key": "acceptance_date", "label": "验收日期", "subtype": "date",
+         "properties": {"notBefore": "approval_date"}},
+    ]}
+    ok = validate_form(schema, {"start_date": "2026-05-01", "completion_date": "2026-05-01",
+                                "acceptance_date": "2026-06-01"}, {"approval_date": "2026-04-01"})
+    assert ok["completion_date"] == "2026-05-01"
+    with pytest.raises(FormError) as info:
+        validate_form(schema, {"start_date": "2026-05-02", "completion_date": "2026-05-01",
+                               "acceptance_date": "2026-03-01"}, {"approval_date": "2026-04-01"})
+    assert info.value.errors == {"completion_date": "竣工日期: 不能早于 2026-05-02",
+                                 "acceptance_date": "验收日期: 不能早于 2026-04-01"}

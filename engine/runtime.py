@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -88,7 +89,7 @@ def _timer_due(task) -> datetime | None:
 def _find_task(workflow: BpmnWorkflow, spiff_id: str):
     """The task with that id in the workflow or its subprocesses, or None if a reset removed it."""
     try:
-        return workflow.get_task_from_id(_uuid(spiff_id))
+        return workflow.get_task_from_id(UUID(spiff_id))
     except TaskNotFoundException:
         return None
 
@@ -104,9 +105,9 @@ def _prune_event_manager(workflow: BpmnWorkflow) -> None:
             workflow.event_manager.tasks.pop(task_id, None)
 
 
-def _completed_path(workflow: BpmnWorkflow) -> list[str]:
+def _completed_path(completed: list) -> list[str]:
     """BPMN ids of the diagram elements completed so far, in completion order (for the case diagram)."""
-    done = [t for t in workflow.get_tasks(state=TaskState.COMPLETED) if getattr(t.task_spec, "bpmn_id", None)]
+    done = [t for t in completed if getattr(t.task_spec, "bpmn_id", None)]
     done.sort(key=lambda t: t.last_state_change)
     seen: dict[str, None] = {}
     for task in done:
@@ -645,13 +646,13 @@ class CaseService:
         except (SpiffWorkflowException, UnsafeExpressionError, NameError, TypeError, ValueError) as exc:
             raise CaseExecutionError(f"流程无法继续: {exc}") from exc
 
-    def _case_status(self, workflow: BpmnWorkflow, case: Case) -> None:
+    def _case_status(self, workflow: BpmnWorkflow, case: Case, completed: list) -> None:
         if case.status in (CaseStatus.rejected, CaseStatus.withdrawn):
             return
         latest = latest_task = None
         latest_time = -1.0
         complete = workflow.is_completed()
-        for task in workflow.get_tasks(state=TaskState.COMPLETED):
+        for task in completed:
             value = _props(task.task_spec).get("caseStatus")
             if value and isinstance(task.task_spec, EndEvent) and not complete:
                 continue  # one branch ended while others still run: the case is not finished yet
@@ -669,8 +670,9 @@ class CaseService:
 
     def _save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None) -> None:
         now = self.clock.now()
-        self._case_status(workflow, case)
-        case.path = _completed_path(workflow)
+        completed = workflow.get_tasks(state=TaskState.COMPLETED)  # walked once, used three times
+        self._case_status(workflow, case, completed)
+        case.path = _completed_path(completed)
         state = dump_state(workflow)
         if expected_lock is None:
             case.state = state
@@ -697,16 +699,16 @@ class CaseService:
             self.session.expire(case)
         self._sync_tasks(case, workflow, now)
         self._sync_timers(case, workflow, now)
-        self._start_linked_cases(case, workflow)
+        self._start_linked_cases(case, workflow, completed)
 
-    def _start_linked_cases(self, case: Case, workflow: BpmnWorkflow) -> None:
+    def _start_linked_cases(self, case: Case, workflow: BpmnWorkflow, completed: list) -> None:
         """Start the procedures named by ``startsProcedure`` on elements completed in this action.
 
         The new case is for the same subject, linked to this one, and receives the data keys
         listed in the element's ``passData`` property.
         """
         before = getattr(workflow, "_xf_completed_before", set())
-        for task in workflow.get_tasks(state=TaskState.COMPLETED):
+        for task in completed:
             code = _props(task.task_spec).get("startsProcedure")
             if not code or task.id in before:
                 continue
@@ -733,6 +735,7 @@ class CaseService:
             else:
                 row.status = TaskStatus.cancelled
                 row.completed_at = now
+        day_kind = self.definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
         for spiff_id, task in ready.items():
             spec = task.task_spec
             props = _props(spec)
@@ -740,7 +743,6 @@ class CaseService:
             level = self.role_levels.get(role or "")
             if level is None:
                 raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
-            day_kind = self.definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
             due_at = self._due_at(props.get("dueIn"), now, day_kind)
             if props.get("dueAt"):  # an expression giving an ISO datetime, e.g. calendar_date(11, 30, plan_year)
                 try:
@@ -866,7 +868,3 @@ def _checked_start_data(data: dict[str, Any] | None) -> dict[str, Any]:
     return dict(data or {})
 
 
-def _uuid(value: str):
-    from uuid import UUID
-
-    return UUID(value)

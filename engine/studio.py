@@ -1038,7 +1038,7 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
             failed = getattr(exc, "task", None) or current
             result.error = f"流程无法继续: {exc}"
             result.error_element = getattr(getattr(failed, "task_spec", None), "bpmn_id", None)
-        result.path = _completed_path(workflow)
+        result.path = _completed_path(workflow.get_tasks(state=TaskState.COMPLETED))
         result.status = _sandbox_status(workflow, result.completed)
         result.ended_at = clock.now()
     return result

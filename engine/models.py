@@ -142,6 +142,8 @@ class Procedure(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(120))
+    # the region whose admins may change it (studio); NULL for procedures shipped with XiangFlow
+    owner_region_code: Mapped[str | None] = mapped_column(String(12), index=True)
     versions: Mapped[list[ProcedureVersion]] = relationship(
         back_populates="procedure", order_by="ProcedureVersion.version"
     )
@@ -225,6 +227,14 @@ class TaskRow(Base):
     action: Mapped[str | None] = mapped_column(String(16))
     opinion: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # 委派: the person who delegated the task and gets it back to confirm; delegation = pending|resolved
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    delegation: Mapped[str | None] = mapped_column(String(16))
+    # 加签: a co-signer's row points at the task it was added to; sign_position = before|after
+    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"), index=True)
+    sign_position: Mapped[str | None] = mapped_column(String(8))
+    # what waits to be applied: the owner's decision held for after-signers, or a delegate's draft
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     case: Mapped[Case] = relationship(lazy="joined")
     completed_by: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[completed_by_id])

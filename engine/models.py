@@ -489,6 +489,9 @@ class ProcedureDraft(Base):
     name: Mapped[str] = mapped_column(String(120))
     status: Mapped[str] = mapped_column(String(16), default="editing")
     source: Mapped[str] = mapped_column(String(16), default="new")
+    # the region a draft of a new procedure code belongs to (NULL: system-wide); a draft of an existing
+    # procedure follows that procedure's owner (engine/studio.py StudioService.draft_owner)
+    owner_region_code: Mapped[str | None] = mapped_column(String(12), index=True)
     files: Mapped[dict[str, str]] = mapped_column(JSON)
     base_version_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_version.id"))
     deployed_version_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_version.id"))

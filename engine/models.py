@@ -235,6 +235,10 @@ class TaskRow(Base):
     sign_position: Mapped[str | None] = mapped_column(String(8))
     # what waits to be applied: the owner's decision held for after-signers, or a delegate's draft
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # 会签/或签: the multi-instance activity (SpiffWorkflow id) this row is one signer's instance of,
+    # and the step's signMode (all, any, ratio); NULL for ordinary steps (engine/countersign.py)
+    instance_group: Mapped[str | None] = mapped_column(String(36), index=True)
+    multi_sign: Mapped[str | None] = mapped_column(String(8))
 
     case: Mapped[Case] = relationship(lazy="joined")
     completed_by: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[completed_by_id])

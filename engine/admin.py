@@ -24,7 +24,7 @@ class AdminService:
             raise ForbiddenError("只有管理员可以执行此操作")
 
     def _admin_covers(self, actor: Actor, region_code: str) -> bool:
-        return any(g.role_code == "admin" and region_code.startswith(g.prefix) for g in actor.grants)
+        return actor.admin_covers(region_code)
 
     def incidents(self, actor: Actor) -> list[TimerRow]:
         """Timers that failed every attempt, in the admin's regions."""

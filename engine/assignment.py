@@ -3,14 +3,24 @@
 A lane names a role; a role lives at one region level. A task of a case in region R,
 in a lane of role X at level L, goes to the users holding X at R's ancestor on level L
 (its *scope*). A user sees a case when one of their grants' regions contains the case.
+
+Procedures have an owner region (``Procedure.owner_region_code``): the region of the admin grant
+used to create it in the studio, or NULL for the procedures shipped in ``workflows/`` (system-wide).
+``may_change_procedure`` is the one rule for who may change a procedure in the studio, and
+``procedure_serves`` the one rule for where its cases may be started.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine.models import RegionLevel, User
-from engine.regions import PREFIX_LENGTH, ancestor_at
+from engine.regions import PREFIX_LENGTH, ancestor_at, level_of
+
+# roles that may use the admin pages and the studio: a county admin (``admin``) and a province-level
+# system admin (``system_admin``); what each may change follows from their grants' regions
+ADMIN_ROLES = frozenset({"admin", "system_admin"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,27 @@ class Actor:
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.role_codes
+        return bool(self.role_codes & ADMIN_ROLES)
+
+    @property
+    def admin_grants(self) -> tuple[Grant, ...]:
+        return tuple(g for g in self.grants if g.role_code in ADMIN_ROLES)
+
+    def admin_covers(self, region_code: str) -> bool:
+        """True if region_code lies inside the region of one of the actor's admin grants."""
+        return any(region_code.startswith(g.prefix) for g in self.admin_grants)
+
+    def admin_covers_all(self, root_codes: Iterable[str]) -> bool:
+        """True if the actor's admin grants cover every top-level region (the whole region table)."""
+        roots = list(root_codes)
+        return bool(roots) and all(self.admin_covers(code) for code in roots)
+
+    def may_use_procedure(self, owner_region_code: str | None) -> bool:
+        """True if a procedure with this owner serves some region of the actor's grants."""
+        if owner_region_code is None:
+            return True
+        owner = region_prefix(owner_region_code)
+        return any(g.prefix.startswith(owner) or owner.startswith(g.prefix) for g in self.grants)
 
 
 def actor_for(user: User, role_levels: dict[str, RegionLevel]) -> Actor:
@@ -71,3 +101,27 @@ def actor_for(user: User, role_levels: dict[str, RegionLevel]) -> Actor:
 def scope_for(region_code: str, role_level: RegionLevel) -> str:
     """The scope code of a task of a case in region_code for a role at role_level."""
     return ancestor_at(region_code, role_level)
+
+
+def region_prefix(code: str) -> str:
+    """The code prefix shared by every region inside code (``510921`` for 蓬溪县 510921000000)."""
+    return code[: PREFIX_LENGTH[level_of(code)]]
+
+
+def procedure_serves(owner_region_code: str | None, region_code: str) -> bool:
+    """True if a case in region_code may run on a procedure owned by owner_region_code (NULL: anywhere)."""
+    return owner_region_code is None or region_code.startswith(region_prefix(owner_region_code))
+
+
+def may_change_procedure(actor: Actor, owner_region_code: str | None, root_codes: Iterable[str]) -> bool:
+    """Whether actor may change (save, deploy, migrate, export, retire) a procedure with this owner.
+
+    A region-owned procedure: the owner region must lie inside one of the actor's admin grants (so a
+    county admin changes their county's procedures, a province admin those of the counties in the
+    province). A shipped, system-wide procedure (owner NULL): only an admin whose grants cover every
+    top-level region (``root_codes``, the provinces of the region table) — a county admin adapts it
+    by copying it under a new code owned by their county.
+    """
+    if owner_region_code is None:
+        return actor.admin_covers_all(root_codes)
+    return actor.admin_covers(owner_region_code)

@@ -104,6 +104,8 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
         return {}
     village = first_village(work, DEMO_TOWNSHIP)
     other_village = first_village(work, OTHER_TOWNSHIP)
+    # the system admin holds system_admin in every province of the region table: it covers all regions
+    provinces = work.session.scalars(select(Region.code).where(Region.parent_code.is_(None)).order_by(Region.code)).all()
     users = {
         "demo_village": ("宝梵镇村干部(演示)", [("village_cadre", village)]),
         "demo_township": ("宝梵镇乡村振兴办(演示)", [("township_officer", DEMO_TOWNSHIP)]),
@@ -111,6 +113,7 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
         "demo_county": ("蓬溪县领导小组(演示)", [("county_leader", DEMO_COUNTY)]),
         "demo_clerk": ("宝梵镇办公室(演示)", [("office_clerk", DEMO_TOWNSHIP)]),
         "demo_admin": ("蓬溪县管理员(演示)", [("admin", DEMO_COUNTY)]),
+        "demo_sysadmin": ("系统管理员(演示)", [("system_admin", code) for code in provinces]),
         "demo_other_village": ("赤城镇村干部(演示)", [("village_cadre", other_village)]),
         "demo_other_township": ("赤城镇乡村振兴办(演示)", [("township_officer", OTHER_TOWNSHIP)]),
     }

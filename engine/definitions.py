@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import forms as forms_mod
+from engine.assignment import Actor
 from engine.errors import DefinitionError, NotFoundError, UnsafeExpressionError
 from engine.expressions import check_expression, parse_script
 from engine.models import Procedure, ProcedureVersion
@@ -348,6 +349,11 @@ class DefinitionService:
     def list_latest(self) -> list[ProcedureVersion]:
         procedures = self.session.scalars(select(Procedure).order_by(Procedure.code)).all()
         return [p.versions[-1] for p in procedures if p.versions]
+
+    def available_to(self, actor: Actor) -> list[ProcedureVersion]:
+        """The newest versions of the procedures that serve some region of the actor's grants (the
+        shipped ones and those owned by a region overlapping a grant): what the actor may start."""
+        return [v for v in self.list_latest() if actor.may_use_procedure(v.procedure.owner_region_code)]
 
     @staticmethod
     def specs(version: ProcedureVersion):

@@ -25,6 +25,9 @@ ROLES: tuple[tuple[str, str, RegionLevel], ...] = (
     ("county_department", "县级行业部门", RegionLevel.county),
     ("county_leader", "县领导小组", RegionLevel.county),
     ("admin", "管理员", RegionLevel.county),
+    # a province-level admin; one holding it in every province of the region table is the system admin
+    # who may change the shipped procedures (engine/assignment.py may_change_procedure)
+    ("system_admin", "系统管理员", RegionLevel.province),
 )
 
 

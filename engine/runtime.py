@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock as clock_mod
 from engine import forms, workcalendar
-from engine.assignment import Actor, scope_for
+from engine.assignment import Actor, procedure_serves, scope_for
 from engine.definitions import DefinitionService, role_of_lane
 from engine.errors import (
     CaseExecutionError,
@@ -241,13 +241,15 @@ class CaseService:
         """Start a case of the newest version of a procedure for a subject.
 
         :raises NotFoundError: unknown procedure or subject, or a subject outside jurisdiction.
-        :raises ForbiddenError: the actor does not hold the starting lane's role there.
+        :raises ForbiddenError: the actor does not hold the starting lane's role there, or the procedure
+            belongs to another region (``procedure_serves``).
         :raises CaseExecutionError: the diagram could not run to its first wait state.
         """
         version = self.definitions.latest(procedure_code)
         subject = self.session.get(Subject, subject_id)
         if subject is None or not actor.covers(subject.region_code):
             raise NotFoundError("对象不存在")
+        self._require_served(version, subject.region_code)
         manifest = self.definitions.manifest(version)
         if subject.kind != manifest.get("subject_kind", "household"):
             raise ValidationError("对象类型不符", {"subject": "此流程不适用于该对象"})
@@ -261,6 +263,14 @@ class CaseService:
         case = self._create_case(version, subject, actor.user_id, _checked_start_data(data))
         self._record(case, None, actor, "start", None, {"data": data or {}}, client_addr)
         return case
+
+    def _require_served(self, version, region_code: str) -> None:
+        """:raises ForbiddenError: the procedure is owned by a region that does not contain region_code."""
+        owner = version.procedure.owner_region_code
+        if not procedure_serves(owner, region_code):
+            region = self.session.get(Region, owner)
+            raise ForbiddenError(f"流程「{version.procedure.name}」是{region.name if region else owner}制定的流程,"
+                                 "只能在该地区发起案件")
 
     def _create_case(self, version, subject: Subject, started_by_id: int, data: dict[str, Any],
                      parent: Case | None = None) -> Case:
@@ -719,6 +729,9 @@ class CaseService:
                 version = self.definitions.latest(code)
             except NotFoundError as exc:
                 raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 不存在") from exc
+            if not procedure_serves(version.procedure.owner_region_code, case.region_code):
+                raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 属于其他地区,"
+                                         "不能用于本案件")
             child = self._create_case(version, case.subject, case.started_by_id, data, parent=case)
             self._record(case, None, None, "linked_case_started", None,
                          {"case_id": child.id, "procedure": code}, None)

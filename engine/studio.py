@@ -13,9 +13,16 @@ SpiffWorkflow's diff/migration (``migration_preview`` / ``migrate_cases``), each
 in the case's history. A dry run executes a draft in memory under a ``FixedClock``: no case,
 task, timer or notification rows, only the audit record that it happened.
 
-Every studio action requires an admin grant (``Actor.is_admin``); migration only touches cases
-inside the admin's regions. Every action is recorded in ``audit_event`` (``case_id`` NULL
-unless it concerns a case).
+Every studio action requires an admin grant (``Actor.is_admin``), and changing a procedure
+(opening, saving, validating, dry-running, deploying, exporting a draft or version, migrating its
+cases) requires ``may_change_procedure`` (engine/assignment.py) on the procedure's owner region:
+a procedure created in the studio belongs to the region of the admin grant used (chosen from
+``owner_choices``), a shipped one (owner NULL) only to an admin covering every province. A draft
+of an existing procedure follows that procedure's owner; a draft of a new code carries its own
+(``ProcedureDraft.owner_region_code``). Any admin may copy a shipped procedure (or one they may
+change) under a new code owned by their region. Migration only touches cases inside the admin's
+regions. Every action is recorded in ``audit_event`` (``case_id`` NULL unless it concerns a case)
+with the acting admin and, in ``data_diff["owner_region_code"]``, the procedure's owner region.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from engine import clock as clock_mod
 from engine import forms as forms_mod
 from engine import settings as settings_mod
 from engine import workcalendar
-from engine.assignment import Actor, scope_for
+from engine.assignment import Actor, may_change_procedure, scope_for
 from engine.clock import FixedClock
 from engine.definitions import (
     ALLOWED_ACTIONS,
@@ -78,6 +85,7 @@ from engine.models import (
     Procedure,
     ProcedureDraft,
     ProcedureVersion,
+    Region,
     Role,
     TaskRow,
     TaskStatus,
@@ -104,6 +112,7 @@ FILE_KEY_RE = re.compile(
     rf"|template/{NAME_RE}\.(html|css|json|md)"
 )
 SUBJECT_KINDS = ("household", "project")
+SYSTEM_OWNER_NAME = "全省/系统"  # how the owner of a shipped (system-wide) procedure is shown
 DAY_KINDS = ("natural", "working")
 DRAFT_STATUSES = ("editing", "deployed", "discarded")
 CASE_STATUS_VALUES = tuple(s.value for s in CaseStatus)
@@ -230,6 +239,9 @@ class ProcedureSummary:
     procedure: Procedure
     versions: list[VersionSummary]
     drafts: list[ProcedureDraft]
+    owner_name: str = SYSTEM_OWNER_NAME
+    may_change: bool = False  # open as draft, export, migrate (may_change_procedure)
+    may_copy: bool = False  # copy under a new code owned by the admin's region
 
 
 # ----------------------------------------------------------------------------- empty diagram
@@ -1083,6 +1095,7 @@ class StudioService:
         self.clock = clock
         self.definitions = definitions or DefinitionService(session, clock)
         self.cases = cases or CaseService(session, clock, self.definitions)
+        self._roots: list[str] | None = None
 
     # -- access and audit
     @staticmethod
@@ -1092,7 +1105,62 @@ class StudioService:
 
     @staticmethod
     def admin_covers(actor: Actor, region_code: str) -> bool:
-        return any(g.role_code == "admin" and region_code.startswith(g.prefix) for g in actor.grants)
+        return actor.admin_covers(region_code)
+
+    # -- ownership (the rule itself is engine/assignment.py may_change_procedure)
+    def root_regions(self) -> list[str]:
+        if self._roots is None:
+            self._roots = list(self.session.scalars(select(Region.code).where(Region.parent_code.is_(None))))
+        return self._roots
+
+    def may_change(self, actor: Actor, owner_region_code: str | None) -> bool:
+        return actor.is_admin and may_change_procedure(actor, owner_region_code, self.root_regions())
+
+    def owner_name(self, owner_region_code: str | None) -> str:
+        if owner_region_code is None:
+            return SYSTEM_OWNER_NAME
+        region = self.session.get(Region, owner_region_code)
+        return region.name if region else owner_region_code
+
+    def owner_choices(self, actor: Actor) -> list[tuple[str, str]]:
+        """(owner code, name) a new procedure of this admin may belong to: the region of each admin grant,
+        preceded by system-wide (code "") for an admin covering all regions. The first is the default."""
+        self.require_admin(actor)
+        choices = [("", SYSTEM_OWNER_NAME)] if self.may_change(actor, None) else []
+        for grant in actor.admin_grants:
+            if grant.region_code not in {c for c, _n in choices}:
+                choices.append((grant.region_code, self.owner_name(grant.region_code)))
+        return choices
+
+    def _new_owner(self, actor: Actor, owner_region_code: str | None) -> str | None:
+        """The owner of a new procedure code: the chosen one of ``owner_choices`` (default the first).
+
+        :raises ValidationError: not one of the admin's choices.
+        """
+        choices = [code for code, _name in self.owner_choices(actor)]
+        chosen = choices[0] if owner_region_code is None else owner_region_code.strip()
+        if chosen not in choices:
+            raise ValidationError("归属地区无效", {"owner_region_code": "只能选择您有管理员权限的地区"})
+        return chosen or None
+
+    def procedure_owner(self, code: str) -> tuple[bool, str | None]:
+        """(whether a procedure with this code exists, its owner region)."""
+        procedure = self.session.scalar(select(Procedure).where(Procedure.code == code))
+        return (procedure is not None, procedure.owner_region_code if procedure else None)
+
+    def draft_owner(self, draft: ProcedureDraft) -> str | None:
+        """A draft's scope: its procedure's owner when the code is deployed, else the draft's own."""
+        exists, owner = self.procedure_owner(draft.code)
+        return owner if exists else draft.owner_region_code
+
+    def _require_change(self, actor: Actor, owner_region_code: str | None, what: str) -> None:
+        """:raises ForbiddenError: actor may not change a procedure with this owner."""
+        self.require_admin(actor)
+        if not self.may_change(actor, owner_region_code):
+            if owner_region_code is None:
+                raise ForbiddenError(f"{what}是系统内置流程,只有系统管理员可以修改;"
+                                     "如需调整,请用“复制为新流程”复制为本地区的新流程")
+            raise ForbiddenError(f"{what}属于{self.owner_name(owner_region_code)},您没有修改它的权限")
 
     def audit(self, actor: Actor | None, action: str, step: str | None = None, detail: dict[str, Any] | None = None,
               opinion: str | None = None, case_id: int | None = None, client_addr: str | None = None) -> None:
@@ -1112,12 +1180,13 @@ class StudioService:
 
     # -- overview
     def overview(self, actor: Actor) -> list[ProcedureSummary]:
-        """Every procedure with its versions (deployed = used by new cases, retired = older), running and
-        total case counts per version in the admin's regions, and its open drafts; drafts of new procedures
-        last."""
+        """The procedures this admin may change or whose cases run in their regions (shipped ones included),
+        each with its owner, what the admin may do with it, its versions (deployed = used by new cases,
+        retired = older), running and total case counts per version in the admin's regions, and the open
+        drafts the admin may change; drafts of new procedures last."""
         self.require_admin(actor)
         counts: dict[tuple[int, str], int] = {}
-        mine = or_(*[Case.region_code.startswith(g.prefix) for g in actor.grants if g.role_code == "admin"])
+        mine = or_(*[Case.region_code.startswith(g.prefix) for g in actor.admin_grants])
         for version_id, status, count in self.session.execute(
                 select(Case.procedure_version_id, Case.status, func.count(Case.id)).where(mine)
                 .group_by(Case.procedure_version_id, Case.status)):
@@ -1126,28 +1195,44 @@ class StudioService:
         drafts = self.drafts(actor)
         summaries = []
         for procedure in self.session.scalars(select(Procedure).order_by(Procedure.code)):
+            owner = procedure.owner_region_code
+            may_change = self.may_change(actor, owner)
+            if not (may_change or actor.may_use_procedure(owner)):
+                continue  # another region's procedure: not this admin's business
             versions = []
             for index, version in enumerate(reversed(procedure.versions)):
                 running = counts.get((version.id, "running"), 0)
                 versions.append(VersionSummary(version, "deployed" if index == 0 else "retired", running,
                                                running + counts.get((version.id, "other"), 0)))
-            summaries.append(ProcedureSummary(procedure, versions, [d for d in drafts if d.code == procedure.code]))
+            summaries.append(ProcedureSummary(procedure, versions, [d for d in drafts if d.code == procedure.code],
+                                              self.owner_name(owner), may_change, may_change or owner is None))
         known = {s.procedure.code for s in summaries}
         for code in sorted({d.code for d in drafts} - known):
-            summaries.append(ProcedureSummary(Procedure(code=code, name=next(d.name for d in drafts if d.code == code)),
-                                              [], [d for d in drafts if d.code == code]))
+            first = next(d for d in drafts if d.code == code)
+            summaries.append(ProcedureSummary(Procedure(code=code, name=first.name), [],
+                                              [d for d in drafts if d.code == code],
+                                              self.owner_name(first.owner_region_code), True, False))
         return summaries
 
     def drafts(self, actor: Actor) -> list[ProcedureDraft]:
+        """The open drafts this admin may change (each draft's scope is ``draft_owner``)."""
         self.require_admin(actor)
-        return list(self.session.scalars(select(ProcedureDraft).where(ProcedureDraft.status != "discarded")
-                                         .order_by(ProcedureDraft.updated_at.desc(), ProcedureDraft.id.desc())))
+        rows = self.session.scalars(select(ProcedureDraft).where(ProcedureDraft.status != "discarded")
+                                    .order_by(ProcedureDraft.updated_at.desc(), ProcedureDraft.id.desc()))
+        return [d for d in rows if self.may_change(actor, self.draft_owner(d))]
 
     def version(self, actor: Actor, version_id: int) -> ProcedureVersion:
+        """A version of a procedure this admin may change.
+
+        :raises NotFoundError: no such version.
+        :raises ForbiddenError: the procedure belongs to another region, or is shipped and the admin
+            does not cover all regions.
+        """
         self.require_admin(actor)
         version = self.session.get(ProcedureVersion, version_id)
         if version is None:
             raise NotFoundError("流程版本不存在")
+        self._require_change(actor, version.procedure.owner_region_code, f"流程「{version.procedure.name}」")
         return version
 
     # -- drafts
@@ -1156,12 +1241,14 @@ class StudioService:
         draft = self.session.get(ProcedureDraft, draft_id)
         if draft is None or draft.status == "discarded":
             raise NotFoundError("草稿不存在")
+        self._require_change(actor, self.draft_owner(draft), f"草稿「{draft.name}」({draft.code})")
         return draft
 
     def _new_draft(self, actor: Actor, code: str, name: str, files: dict[str, str], source: str,
-                   base: ProcedureVersion | None = None) -> ProcedureDraft:
+                   base: ProcedureVersion | None = None, owner_region_code: str | None = None) -> ProcedureDraft:
         now = self.clock.now()
         draft = ProcedureDraft(code=code, name=name[:120], status="editing", source=source, files=files,
+                               owner_region_code=owner_region_code,
                                base_version_id=base.id if base else None, lock_version=1,
                                created_by_id=actor.user_id, updated_by_id=actor.user_id,
                                created_at=now, updated_at=now)
@@ -1169,31 +1256,69 @@ class StudioService:
         self.session.flush()
         return draft
 
-    def create_draft(self, actor: Actor, code: str, name: str, subject_kind: str = "household",
-                     client_addr: str | None = None) -> ProcedureDraft:
-        """A new procedure from an empty diagram.
-
-        :raises ValidationError: bad code or name, or a procedure with that code exists (open it instead).
-        """
-        self.require_admin(actor)
-        code, name = (code or "").strip(), (name or "").strip()
-        errors = {}
+    def _check_new_code(self, code: str, name: str, errors: dict[str, str]) -> None:
         if not CODE_RE.fullmatch(code):
             errors["code"] = "流程代码只能是小写字母开头的字母、数字、下划线(2–64 位)"
         elif code in self.known_procedures():
-            errors["code"] = "已有此代码的流程:请在列表中打开它的版本来修改"
+            errors["code"] = "已有此代码的流程:请在列表中打开它的版本来修改,或换一个代码"
         if not name or len(name) > 120:
             errors["name"] = "请填写流程名称(不超过 120 字)"
+
+    def create_draft(self, actor: Actor, code: str, name: str, subject_kind: str = "household",
+                     client_addr: str | None = None, owner_region_code: str | None = None) -> ProcedureDraft:
+        """A new procedure from an empty diagram, owned by owner_region_code (one of ``owner_choices``).
+
+        :raises ValidationError: bad code, name or owner, or a procedure with that code exists (open it instead).
+        """
+        self.require_admin(actor)
+        code, name = (code or "").strip(), (name or "").strip()
+        errors: dict[str, str] = {}
+        self._check_new_code(code, name, errors)
         if subject_kind not in SUBJECT_KINDS:
             errors["subject_kind"] = "办理对象只能是农户或项目"
         if errors:
             raise ValidationError("无法新建流程", errors)
+        owner = self._new_owner(actor, owner_region_code)
         manifest = {"code": code, "name": name, "subject_kind": subject_kind, "process_id": code,
                     "description": "", "settings": {"day_kind": "natural"}}
         files = {"procedure.json": json.dumps(manifest, ensure_ascii=False, indent=2),
                  f"bpmn/{code}.bpmn": empty_bpmn(code, name)}
-        draft = self._new_draft(actor, code, name, files, "new")
-        self.audit(actor, "studio_draft_created", f"{name}({code})", {"draft_id": draft.id}, client_addr=client_addr)
+        draft = self._new_draft(actor, code, name, files, "new", owner_region_code=owner)
+        self.audit(actor, "studio_draft_created", f"{name}({code})",
+                   {"draft_id": draft.id, "owner_region_code": owner}, client_addr=client_addr)
+        return draft
+
+    def copy_version(self, actor: Actor, version_id: int, code: str, name: str, client_addr: str | None = None,
+                     owner_region_code: str | None = None) -> ProcedureDraft:
+        """A draft of a new procedure (code, name, owned by one of ``owner_choices``) holding a copy of a
+        deployed version: how a county admin adapts a shipped procedure.
+
+        The copy keeps the diagram, forms, decisions and the notice templates of the source's folder;
+        only ``procedure.json`` gets the new code and name.
+
+        :raises NotFoundError: no such version.
+        :raises ForbiddenError: the version belongs to a region the admin may not change.
+        :raises ValidationError: bad code, name or owner, or the code is taken.
+        """
+        self.require_admin(actor)
+        version = self.session.get(ProcedureVersion, version_id)
+        if version is None:
+            raise NotFoundError("流程版本不存在")
+        source_owner = version.procedure.owner_region_code
+        if source_owner is not None:
+            self._require_change(actor, source_owner, f"流程「{version.procedure.name}」")
+        code, name = (code or "").strip(), (name or "").strip()
+        errors: dict[str, str] = {}
+        self._check_new_code(code, name, errors)
+        if errors:
+            raise ValidationError("无法复制流程", errors)
+        owner = self._new_owner(actor, owner_region_code)
+        files = {**self.definitions.files(version), **self._folder_templates(version.procedure.code)}
+        files = copy_files(files, code, name)
+        draft = self._new_draft(actor, code, name, files, "version", version, owner_region_code=owner)
+        self.audit(actor, "studio_copied", f"{version.procedure.name} v{version.version} → {name}({code})",
+                   {"draft_id": draft.id, "version_id": version.id, "from": version.procedure.code,
+                    "from_owner_region_code": source_owner, "owner_region_code": owner}, client_addr=client_addr)
         return draft
 
     def open_version(self, actor: Actor, version_id: int, client_addr: str | None = None) -> ProcedureDraft:
@@ -1202,9 +1327,12 @@ class StudioService:
         version = self.version(actor, version_id)
         files = dict(self.definitions.files(version))
         files.update(self._folder_templates(version.procedure.code))
-        draft = self._new_draft(actor, version.procedure.code, version.procedure.name, files, "version", version)
+        owner = version.procedure.owner_region_code
+        draft = self._new_draft(actor, version.procedure.code, version.procedure.name, files, "version", version,
+                                owner_region_code=owner)
         self.audit(actor, "studio_draft_opened", f"{version.procedure.name} v{version.version}",
-                   {"draft_id": draft.id, "version_id": version.id}, client_addr=client_addr)
+                   {"draft_id": draft.id, "version_id": version.id, "owner_region_code": owner},
+                   client_addr=client_addr)
         return draft
 
     @staticmethod
@@ -1244,16 +1372,16 @@ class StudioService:
         draft.updated_at = self.clock.now()
         self.session.flush()
         self.audit(actor, "studio_draft_saved", f"{draft.name}({draft.code})",
-                   {"draft_id": draft.id, "lock_version": draft.lock_version, "files": sorted(files)},
-                   client_addr=client_addr)
+                   {"draft_id": draft.id, "lock_version": draft.lock_version, "files": sorted(files),
+                    "owner_region_code": self.draft_owner(draft)}, client_addr=client_addr)
         return draft
 
     def discard_draft(self, actor: Actor, draft_id: int, client_addr: str | None = None) -> None:
         draft = self.get_draft(actor, draft_id)
         draft.status = "discarded"
         draft.updated_at = self.clock.now()
-        self.audit(actor, "studio_draft_discarded", f"{draft.name}({draft.code})", {"draft_id": draft.id},
-                   client_addr=client_addr)
+        self.audit(actor, "studio_draft_discarded", f"{draft.name}({draft.code})",
+                   {"draft_id": draft.id, "owner_region_code": self.draft_owner(draft)}, client_addr=client_addr)
 
     # -- validation and deploy
     def validate_files(self, files: dict[str, str]) -> list[Problem]:
@@ -1281,7 +1409,8 @@ class StudioService:
         draft = self.get_draft(actor, draft_id)
         problems = self.validate_files(draft.files)
         self.audit(actor, "studio_validated", f"{draft.name}({draft.code})",
-                   {"draft_id": draft.id, "problems": len(problems)}, client_addr=client_addr)
+                   {"draft_id": draft.id, "problems": len(problems), "owner_region_code": self.draft_owner(draft)},
+                   client_addr=client_addr)
         return problems
 
     def deploy_draft(self, actor: Actor, draft_id: int, client_addr: str | None = None) -> tuple[ProcedureVersion, bool]:
@@ -1294,22 +1423,27 @@ class StudioService:
         if problems:
             raise DraftProblems("草稿未通过校验,不能发布", problems)
         bundle = bundle_from_files(deployable_files(draft.files))
+        exists, owner = self.procedure_owner(draft.code)
+        if not exists:
+            owner = draft.owner_region_code
         before = self.session.scalar(select(func.count(ProcedureVersion.id)))
         version = self.definitions.deploy(bundle, actor.username, self.known_roles())
+        if not exists:  # a new procedure belongs to its draft's region
+            version.procedure.owner_region_code = owner
         created = self.session.scalar(select(func.count(ProcedureVersion.id))) != before
         draft.status = "deployed"
         draft.deployed_version_id = version.id
         draft.updated_at = self.clock.now()
         self.audit(actor, "studio_deployed", f"{bundle.name}({bundle.code}) v{version.version}",
                    {"draft_id": draft.id, "version_id": version.id, "version": version.version, "created": created,
-                    "content_hash": version.content_hash}, client_addr=client_addr)
+                    "content_hash": version.content_hash, "owner_region_code": owner}, client_addr=client_addr)
         return version, created
 
     # -- zip
     def export_draft(self, actor: Actor, draft_id: int, client_addr: str | None = None) -> tuple[str, bytes]:
         draft = self.get_draft(actor, draft_id)
-        self.audit(actor, "studio_exported", f"{draft.name}({draft.code}) 草稿", {"draft_id": draft.id},
-                   client_addr=client_addr)
+        self.audit(actor, "studio_exported", f"{draft.name}({draft.code}) 草稿",
+                   {"draft_id": draft.id, "owner_region_code": self.draft_owner(draft)}, client_addr=client_addr)
         return f"{draft.code}-draft{draft.id}.zip", write_zip(draft.code, draft.files)
 
     def export_version(self, actor: Actor, version_id: int, client_addr: str | None = None) -> tuple[str, bytes]:
@@ -1317,13 +1451,19 @@ class StudioService:
         code = version.procedure.code
         files = {**self.definitions.files(version), **self._folder_templates(code)}
         self.audit(actor, "studio_exported", f"{version.procedure.name}({code}) v{version.version}",
-                   {"version_id": version.id}, client_addr=client_addr)
+                   {"version_id": version.id, "owner_region_code": version.procedure.owner_region_code},
+                   client_addr=client_addr)
         return f"{code}-v{version.version}.zip", write_zip(code, files)
 
-    def import_zip(self, actor: Actor, data: bytes, client_addr: str | None = None) -> tuple[ProcedureDraft, list[Problem]]:
-        """Import a shared procedure zip as a new draft and validate it like any draft.
+    def import_zip(self, actor: Actor, data: bytes, client_addr: str | None = None,
+                   owner_region_code: str | None = None) -> tuple[ProcedureDraft, list[Problem]]:
+        """Import a shared procedure zip as a new draft and validate it like any draft. A zip of an existing
+        code becomes a draft of that procedure (the admin must be allowed to change it); a new code is owned
+        by owner_region_code (one of ``owner_choices``).
 
         :raises DefinitionError: the zip or a file in it is refused outright; nothing is stored.
+        :raises ForbiddenError: the code is another region's procedure, or shipped and the admin does not
+            cover all regions; nothing is stored.
         """
         self.require_admin(actor)
         files = read_zip(data)
@@ -1334,10 +1474,17 @@ class StudioService:
         code = str(manifest.get("code", "")) if isinstance(manifest, dict) else ""
         if not CODE_RE.fullmatch(code):
             raise DefinitionError("压缩包被拒绝", [("procedure.json", "流程代码无效")])
-        draft = self._new_draft(actor, code, str(manifest.get("name") or code), files, "import")
+        exists, owner = self.procedure_owner(code)
+        if exists:
+            self._require_change(actor, owner, f"压缩包中的流程代码 {code} 对应的流程")
+        else:
+            owner = self._new_owner(actor, owner_region_code)
+        draft = self._new_draft(actor, code, str(manifest.get("name") or code), files, "import",
+                                owner_region_code=owner)
         problems = self.validate_files(files)
         self.audit(actor, "studio_imported", f"{draft.name}({code})",
-                   {"draft_id": draft.id, "files": sorted(files), "problems": len(problems)}, client_addr=client_addr)
+                   {"draft_id": draft.id, "files": sorted(files), "problems": len(problems),
+                    "owner_region_code": owner}, client_addr=client_addr)
         return draft, problems
 
     # -- dry run
@@ -1356,15 +1503,19 @@ class StudioService:
         spec, subprocess_specs = compile_bundle(bundle, self.known_roles())
         result = run_sandbox(bundle, spec, subprocess_specs, sample, self.clock.now(), self.cases.calendar)
         self.audit(actor, "studio_dry_run", f"{draft.name}({draft.code})",
-                   {"draft_id": draft.id, "path": result.path, "status": result.status, "error": result.error},
-                   client_addr=client_addr)
+                   {"draft_id": draft.id, "path": result.path, "status": result.status, "error": result.error,
+                    "owner_region_code": self.draft_owner(draft)}, client_addr=client_addr)
         return result
 
     # -- moving running cases between versions
     def _versions_pair(self, actor: Actor, from_id: int, to_id: int) -> tuple[ProcedureVersion, ProcedureVersion]:
-        old, new = self.version(actor, from_id), self.version(actor, to_id)
+        self.require_admin(actor)
+        old, new = self.session.get(ProcedureVersion, from_id), self.session.get(ProcedureVersion, to_id)
+        if old is None or new is None:
+            raise NotFoundError("流程版本不存在")
         if old.procedure_id != new.procedure_id or old.id == new.id:
             raise ValidationError("版本无效", {"to": "只能迁移到同一流程的另一个版本"})
+        self._require_change(actor, old.procedure.owner_region_code, f"流程「{old.procedure.name}」")
         return old, new
 
     def _running_cases(self, actor: Actor, version: ProcedureVersion) -> list[Case]:
@@ -1421,7 +1572,8 @@ class StudioService:
             results.append(check)
         self.audit(actor, "studio_migrated", f"{new.procedure.name} v{old.version} → v{new.version}",
                    {"moved": [r.case_id for r in results if r.moved],
-                    "refused": {str(r.case_id): r.reasons for r in results if not r.moved}},
+                    "refused": {str(r.case_id): r.reasons for r in results if not r.moved},
+                    "owner_region_code": new.procedure.owner_region_code},
                    opinion=reason, client_addr=client_addr)
         self.session.flush()
         return results
@@ -1504,6 +1656,14 @@ class StudioService:
 
 
 # ----------------------------------------------------------------------------- helpers
+def copy_files(files: dict[str, str], code: str, name: str) -> dict[str, str]:
+    """A version's files as a new procedure: procedure.json with the new code and name (form keys and the
+    process id may keep the source's names; nothing requires them to match the code)."""
+    manifest = json.loads(files["procedure.json"])
+    manifest.update(code=code, name=name)
+    return {**files, "procedure.json": json.dumps(manifest, ensure_ascii=False, indent=2)}
+
+
 def _sync_process_id(files: dict[str, str]) -> dict[str, str]:
     """Keep procedure.json's process_id pointing at the diagram's process when there is exactly one
     (bpmn-js keeps the process id when a pool is drawn, but an imported diagram may differ)."""

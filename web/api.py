@@ -193,7 +193,7 @@ def procedures():
         return jsonify({"procedures": [
             {"code": v.procedure.code, "name": v.procedure.name, "version": v.version,
              "content_hash": v.content_hash, "deployed_at": v.deployed_at.isoformat()}
-            for v in w.definitions.list_latest()]})
+            for v in w.definitions.available_to(actor())]})
 
 
 @bp.route("/subjects")

@@ -33,7 +33,7 @@ def index():
 def _start_page(errors: dict, status: int = 200):
     me = actor()
     with work() as w:
-        return render_template("start.html", procedures=w.definitions.list_latest(),
+        return render_template("start.html", procedures=w.definitions.available_to(me),
                                subjects=w.directory.subjects_for(me, "household"), errors=errors), status
 
 

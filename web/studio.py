@@ -6,8 +6,10 @@ panel and bpmnlint, form-js editor, dmn-js; bundle ``static/dist/studio.js``), m
 The editor talks to ``/studio/api/...`` with JSON; those requests carry the page's CSRF token in
 the ``X-CSRFToken`` header. Views only call ``engine.studio`` and render.
 
-Only admins get in (``Actor.is_admin``); a refused visit, every action and every refusal is
-recorded in the audit log (case_id NULL unless the action concerns a case).
+Only admins get in (``Actor.is_admin``); which procedures and drafts an admin may change is the
+engine's rule (``may_change_procedure``): a forbidden action is not offered on the pages and a forged
+request gets 403. A refused visit, every action and every refusal is recorded in the audit log
+(case_id NULL unless the action concerns a case).
 """
 
 from __future__ import annotations
@@ -105,29 +107,53 @@ def _refusing(action: str):
 
 
 # ----------------------------------------------------------------------------- pages
+def _index(errors: dict, form: dict, copy_for: int | None = None, status: int = 200):
+    with work() as w:
+        service = studio(w)
+        return render_template("studio/index.html", summaries=service.overview(actor()), errors=errors, form=form,
+                               owners=service.owner_choices(actor()), copy_for=copy_for), status
+
+
+def _owner_field() -> str | None:
+    """The chosen owner region of a new procedure; absent means the admin's default."""
+    return request.form.get("owner_region_code") if "owner_region_code" in request.form else None
+
+
 @bp.route("/")
 def index():
-    with work() as w:
-        return render_template("studio/index.html", summaries=studio(w).overview(actor()), errors={}, form={})
+    return _index({}, {})
 
 
 @bp.route("/drafts", methods=["POST"])
 def create_draft():
-    form = {k: request.form.get(k, "") for k in ("code", "name", "subject_kind")}
+    form = {k: request.form.get(k, "") for k in ("code", "name", "subject_kind", "owner_region_code")}
     try:
         with work() as w:
             draft = studio(w).create_draft(actor(), form["code"], form["name"], form["subject_kind"] or "household",
-                                           client_addr=client_addr())
+                                           client_addr=client_addr(), owner_region_code=_owner_field())
             draft_id = draft.id
     except ValidationError as exc:
-        with work() as w:
-            return render_template("studio/index.html", summaries=studio(w).overview(actor()),
-                                   errors=exc.errors, form=form), 422
+        return _index(exc.errors, form, status=422)
     flash("已新建流程草稿", "success")
     return redirect(url_for("studio.editor", draft_id=draft_id))
 
 
+@bp.route("/versions/<int:version_id>/copy", methods=["POST"])
+@_refusing("copy")
+def copy_version(version_id: int):
+    form = {k: request.form.get(k, "") for k in ("code", "name", "owner_region_code")}
+    try:
+        with work() as w:
+            draft_id = studio(w).copy_version(actor(), version_id, form["code"], form["name"],
+                                              client_addr=client_addr(), owner_region_code=_owner_field()).id
+    except ValidationError as exc:
+        return _index({f"copy_{k}": v for k, v in exc.errors.items()}, form, copy_for=version_id, status=422)
+    flash("已复制为新流程的草稿", "success")
+    return redirect(url_for("studio.editor", draft_id=draft_id))
+
+
 @bp.route("/versions/<int:version_id>/open", methods=["POST"])
+@_refusing("open")
 def open_version(version_id: int):
     with work() as w:
         draft_id = studio(w).open_version(actor(), version_id, client_addr=client_addr()).id
@@ -136,6 +162,7 @@ def open_version(version_id: int):
 
 
 @bp.route("/drafts/<int:draft_id>")
+@_refusing("open")
 def editor(draft_id: int):
     with work() as w:
         service = studio(w)
@@ -158,6 +185,7 @@ def editor(draft_id: int):
 
 
 @bp.route("/drafts/<int:draft_id>/discard", methods=["POST"])
+@_refusing("discard")
 def discard(draft_id: int):
     with work() as w:
         studio(w).discard_draft(actor(), draft_id, client_addr=client_addr())
@@ -171,6 +199,7 @@ def _zip_response(name: str, data: bytes) -> Response:
 
 
 @bp.route("/drafts/<int:draft_id>/export.zip")
+@_refusing("export")
 def export_draft(draft_id: int):
     with work() as w:
         name, data = studio(w).export_draft(actor(), draft_id, client_addr=client_addr())
@@ -178,6 +207,7 @@ def export_draft(draft_id: int):
 
 
 @bp.route("/versions/<int:version_id>/export.zip")
+@_refusing("export")
 def export_version(version_id: int):
     with work() as w:
         name, data = studio(w).export_version(actor(), version_id, client_addr=client_addr())
@@ -195,7 +225,8 @@ def import_zip():
     finally:
         upload.close()
     with work() as w:
-        draft, problems = studio(w).import_zip(actor(), data, client_addr=client_addr())
+        draft, problems = studio(w).import_zip(actor(), data, client_addr=client_addr(),
+                                               owner_region_code=_owner_field())
         draft_id = draft.id
     flash(f"已导入为草稿;校验发现 {len(problems)} 个问题" if problems else "已导入为草稿,校验通过",
           "error" if problems else "success")
@@ -236,6 +267,7 @@ def _json_body() -> dict:
 
 
 @bp.route("/api/drafts/<int:draft_id>", methods=["GET"])
+@_refusing("open")
 def api_draft(draft_id: int):
     with work() as w:
         draft = studio(w).get_draft(actor(), draft_id)
@@ -256,6 +288,7 @@ def api_save(draft_id: int):
 
 
 @bp.route("/api/drafts/<int:draft_id>/validate", methods=["POST"])
+@_refusing("validate")
 def api_validate(draft_id: int):
     with work() as w:
         problems = studio(w).validate_draft(actor(), draft_id, client_addr=client_addr())

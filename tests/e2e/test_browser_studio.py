@@ -40,6 +40,7 @@ def _studio_bundle():
 
 NAMES = {
     "demo_admin": "蓬溪县管理员(演示)",
+    "demo_sysadmin": "系统管理员(演示)",
     "demo_village": "宝梵镇村干部(演示)",
     "demo_township": "宝梵镇乡村振兴办(演示)",
     "demo_dept": "蓬溪县乡村振兴局(演示)",
@@ -332,6 +333,12 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
     assert survey["components"][3]["label"] == "摸底日期"
     page.goto("/studio/")
     expect(page.locator(f"[data-procedure='{code}'][data-version='1']")).to_contain_text("在用")
+    # the new procedure belongs to the county admin's county; a shipped one is only copied, not opened
+    expect(page.locator(f"[data-procedure='{code}'] [data-testid='procedure-owner']")).to_have_text("蓬溪县")
+    shipped = page.locator("[data-procedure='housing_renovation'][data-version='1']")
+    expect(shipped.locator("[data-testid='procedure-owner']")).to_have_text("全省/系统")
+    expect(shipped.get_by_role("button", name="打开为草稿")).to_have_count(0)
+    expect(shipped.get_by_text("复制为新流程")).to_be_visible()
     log_out(page)
 
     # ---- 学校 (demo_township) starts a case and does 学校摸底
@@ -381,10 +388,10 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
     assert errors == []
 
 
-def test_a_shipped_procedure_opens_with_its_properties_forms_and_decision_tables(page: Page, live_server):
+def test_a_shipped_procedure_opens_for_the_system_admin_with_its_properties_forms_and_decision_tables(page: Page, live_server):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    log_in(page, "demo_admin")
+    log_in(page, "demo_sysadmin")  # a shipped procedure is changed by the system admin only
     page.goto("/studio/")
     row = page.locator("[data-procedure='housing_renovation'][data-version='1']")
     row.get_by_role("button", name="打开为草稿").click()

@@ -205,7 +205,13 @@ def new_code(prefix: str = "edu") -> str:
 
 
 def admin(db):
+    """The county admin of 蓬溪县: changes the procedures owned by the county."""
     return db.actor("demo_admin")
+
+
+def sysadmin(db):
+    """The system admin (system_admin in every province): changes the shipped procedures."""
+    return db.actor("demo_sysadmin")
 
 
 def studio(work) -> StudioService:

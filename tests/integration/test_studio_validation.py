@@ -26,6 +26,7 @@ from tests.integration.studio_support import (
     form_json,
     new_code,
     studio,
+    sysadmin,
 )
 
 STEP = {s.id: s for s in EDU_STEPS}
@@ -122,13 +123,13 @@ def test_the_valid_draft_has_no_problems_and_every_shipped_procedure_validates(d
     draft_id = draft_with(db, edu_files(code))
     with db.uow() as work:
         assert studio(work).validate_draft(admin(db), draft_id) == []
-        shipped = [v.id for v in work.definitions.list_latest()]
+        shipped = [v.id for v in work.definitions.list_latest() if v.procedure.owner_region_code is None]
     assert len(shipped) >= 3
     for version_id in shipped:
         with db.uow() as work:
             service = studio(work)
-            draft = service.open_version(admin(db), version_id)
-            assert service.validate_draft(admin(db), draft.id) == [], draft.code
+            draft = service.open_version(sysadmin(db), version_id)
+            assert service.validate_draft(sysadmin(db), draft.id) == [], draft.code
 
 
 def test_business_rule_task_must_name_an_existing_decision(db):

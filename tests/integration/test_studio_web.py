@@ -106,10 +106,12 @@ def test_new_draft_save_validate_deploy_through_http(db, client_for):
 
 
 def test_every_shipped_procedure_opens_in_the_editor_and_validates(db, client_for):
-    admin = client_for("demo_admin")
+    admin = client_for("demo_sysadmin")  # shipped procedures are changed by the system admin only
     csrf = token(admin)
     with db.uow() as work:
-        shipped = [(v.id, v.procedure.code) for v in work.definitions.list_latest()]
+        shipped = [(v.id, v.procedure.code) for v in work.definitions.list_latest()
+                   if v.procedure.owner_region_code is None]
+    assert {"monitoring_exit", "housing_renovation"} <= {code for _v, code in shipped}
     for version_id, code in shipped:
         opened = admin.post(f"/studio/versions/{version_id}/open", data={"csrf_token": csrf})
         assert opened.status_code == 302, code

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from engine.errors import DefinitionError
 from engine.models import AuditEvent, ProcedureDraft
 from engine.studio import MAX_ZIP_BYTES, read_zip
-from tests.integration.studio_support import admin, deploy, draft_with, edu_files, new_code, studio, zip_of
+from tests.integration.studio_support import admin, deploy, draft_with, edu_files, new_code, studio, sysadmin, zip_of
 
 
 def _folder(code: str) -> dict[str, str]:
@@ -45,11 +45,11 @@ def test_export_then_import_round_trips_a_procedure(db):
 def test_exported_shipped_procedure_carries_its_notice_templates(db):
     with db.uow() as work:
         version = work.definitions.latest("monitoring_exit")
-        _name, data = studio(work).export_version(admin(db), version.id)
+        _name, data = studio(work).export_version(sysadmin(db), version.id)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert "monitoring_exit/notices/notices.json" in names
     with db.uow() as work:
-        draft, problems = studio(work).import_zip(admin(db), data)
+        draft, problems = studio(work).import_zip(sysadmin(db), data)
         assert problems == []
         assert "template/notices.json" in draft.files
 

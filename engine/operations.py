@@ -32,6 +32,7 @@ from engine.notify import NotificationService
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 URGE_INTERVAL = timedelta(hours=1)
+READ_ONLY = "抄送给您的案件只能查看,不能办理、抄送或催办"
 # type → (extensions, magic-byte check); the content decides, never the name alone
 ALLOWED_TYPES = {
     "image/jpeg": ((".jpg", ".jpeg"), lambda b: b.startswith(b"\xff\xd8\xff")),
@@ -96,6 +97,8 @@ class OperationsService:
     def cc(self, case_id: int, actor: Actor, usernames: list[str], opinion: str | None = None) -> int:
         """抄送: give users a read-only view of a case; return how many were added."""
         case = self.cases.get_case(case_id, actor)
+        if not self.cases.takes_part(case, actor):
+            raise ForbiddenError(READ_ONLY)
         users = self.session.scalars(select(User).where(User.username.in_(usernames), User.is_active.is_(True))).all()
         missing = set(usernames) - {u.username for u in users}
         if missing or not usernames:
@@ -118,6 +121,8 @@ class OperationsService:
         row = self.session.get(TaskRow, task_id)
         if row is None or not self.cases.may_view_case(row.case, actor):
             raise NotFoundError("任务不存在")
+        if not self.cases.takes_part(row.case, actor):
+            raise ForbiddenError(READ_ONLY)
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
         if actor.holds(row.role_code, row.scope_code):

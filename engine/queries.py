@@ -107,3 +107,16 @@ def diagram_marks(case: Case, tasks: list[TaskRow], timers: list[TimerRow]) -> d
     current |= {t.spec_name for t in timers if t.status == TimerStatus.waiting}
     returned = {r.spec_name for r in tasks if r.action == "return"}
     return {"done": sorted(done - current), "current": sorted(current), "returned": sorted(returned - current)}
+
+
+def returned_by(tasks: list[TaskRow], row: TaskRow) -> TaskRow | None:
+    """The 退回 that reopened row (its step, who, and the reason), or None if row arrived otherwise.
+
+    The last step completed before row was created decides: a return there sent the case to row.
+    """
+    before = [t for t in tasks if t.status == TaskStatus.completed and t.id < row.id
+              and t.completed_at is not None and t.completed_at <= row.created_at]
+    if not before:
+        return None
+    last = max(before, key=lambda t: (t.completed_at, t.id))
+    return last if last.action == "return" else None

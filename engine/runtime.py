@@ -188,10 +188,15 @@ class CaseService:
 
     def may_view_case(self, case: Case, actor: Actor) -> bool:
         """The starter, anyone whose jurisdiction contains the case, and those it was 抄送 to."""
-        if case.started_by_id == actor.user_id or actor.covers(case.region_code):
+        if self.takes_part(case, actor):
             return True
         return self.session.scalar(
             select(CaseCc.id).where(CaseCc.case_id == case.id, CaseCc.user_id == actor.user_id)) is not None
+
+    @staticmethod
+    def takes_part(case: Case, actor: Actor) -> bool:
+        """The starter and anyone whose jurisdiction contains the case; those only 抄送 to just read it."""
+        return case.started_by_id == actor.user_id or actor.covers(case.region_code)
 
     def get_task(self, task_id: int, actor: Actor) -> TaskRow:
         """A task row the actor may see: assigned to them, done by them, or in a visible case.
@@ -459,6 +464,8 @@ class CaseService:
         if not acted or acted[-1].completed_by_id != actor.user_id or acted[-1].action != "approve":
             return None
         last = acted[-1]
+        if any(r.status == TaskStatus.open and r.spiff_task_id == last.spiff_task_id for r in rows):
+            return None  # already withdrawn: the step is open again
         case = self.session.get(Case, case_id)
         if case.status != CaseStatus.running:
             return None

@@ -7,8 +7,8 @@ from urllib.parse import quote
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.errors import ValidationError
-from engine.queries import diagram_marks, merged_data
+from engine.errors import ConflictError, ValidationError
+from engine.queries import diagram_marks, merged_data, returned_by
 from web.services import actor, client_addr, work
 
 bp = Blueprint("cases", __name__)
@@ -22,6 +22,9 @@ def show(case_id: int):
         case = w.cases.get_case(case_id, me)
         tasks = w.inbox.case_tasks(case_id)
         timers = w.inbox.case_timers(case_id)
+        open_tasks = [t for t in tasks if t.status.value == "open"]
+        # tasks claimed by (or transferred to) a colleague are theirs, not mine
+        my_tasks = [t for t in open_tasks if me.holds(t.role_code, t.scope_code) and t.assignee_id in (None, me.user_id)]
         return render_template(
             "case.html", case=case, tasks=tasks, timers=timers,
             history=w.inbox.case_history(case_id),
@@ -32,7 +35,9 @@ def show(case_id: int):
             bpmn_xml=w.definitions.bpmn_xml(case.version),
             region_path=w.directory.region_path(case.region_code),
             show_full_id=me.may_see_full_id(case.subject.region_code),
-            my_tasks=[t for t in tasks if t.status.value == "open" and me.holds(t.role_code, t.scope_code)],
+            my_tasks=my_tasks,
+            urgeable=[t.id for t in open_tasks if not me.holds(t.role_code, t.scope_code)],
+            read_only=not w.cases.takes_part(case, me),
             events=w.cases.waiting_events(case, me),
             linked=w.inbox.linked_cases(case),
             attachments=w.operations.attachments(case_id),
@@ -47,6 +52,9 @@ def _act(case_id: int, operation, done: str):
             operation(w)
     except ValidationError as exc:
         flash("未成功:" + ";".join(exc.errors.values()), "error")
+        return redirect(url_for("cases.show", case_id=case_id))
+    except ConflictError as exc:  # e.g. 催办 again within the hour, 撤回 after the next step acted
+        flash(f"未成功:{exc}", "error")
         return redirect(url_for("cases.show", case_id=case_id))
     flash(done, "success")
     return redirect(url_for("cases.show", case_id=case_id))
@@ -151,9 +159,11 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
         schema, data = w.cases.task_form(row)
         if submitted is not None:
             data = {**data, **submitted}
+        is_open = row.status.value == "open"
         return render_template(
             "task.html", task=row, case=row.case, schema=schema, data=data, errors=errors or {},
-            can_act=row.status.value == "open" and me.holds(row.role_code, row.scope_code),
+            can_act=is_open and me.holds(row.role_code, row.scope_code) and row.assignee_id in (None, me.user_id),
+            returned=returned_by(w.inbox.case_tasks(row.case_id), row) if is_open else None,
             actions=row.actions.split(","), return_targets=w.cases.return_targets(row),
             opinion=(submitted or {}).get("_opinion", ""),
         ), status

@@ -9,15 +9,19 @@ timers in-process, as the worker would.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from engine import demo_data as D
+from engine.bootstrap import DEMO_PASSWORD
+from engine.models import User
 from engine.timers import TimerWorker
 from web import create_app
 
@@ -43,6 +47,7 @@ def live_server(db) -> Iterator[str]:
         "XIANGFLOW_DATABASE_URL": db.url,
         "XIANGFLOW_SCHEDULER": False,
         "XIANGFLOW_CLOCK": db.clock,
+        "XIANGFLOW_STORAGE_DIR": str(db.storage_dir),  # per test: a refused upload must leave it empty
     })
     server = make_server("127.0.0.1", 0, app, threaded=True)  # port 0: the OS picks a free port
     thread = threading.Thread(target=server.serve_forever, name="xiangflow-live-server", daemon=True)
@@ -94,3 +99,100 @@ def page(browser, live_server):
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def new_page(browser, live_server) -> Iterator[Callable[[], object]]:
+    """``new_page()``: another fresh browser context and page, for a second user working at the same time."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def login(db) -> Callable[[object, str], None]:
+    """``login(page, username, password=DEMO_PASSWORD)``: log in through the login form and land on 待办."""
+    from playwright.sync_api import expect
+
+    def log_in(page, username: str, password: str = DEMO_PASSWORD) -> None:
+        with db.uow() as work:
+            display_name = work.session.scalar(select(User.display_name).where(User.username == username))
+        page.goto("/login")
+        page.get_by_label("用户名").fill(username)
+        page.get_by_label("密码").fill(password)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_test_id("current-user")).to_have_text(display_name)
+        expect(page.get_by_test_id("tab-todo")).to_have_class(re.compile(r"\bactive\b"))
+
+    return log_in
+
+
+@pytest.fixture
+def user_page(new_page, login) -> Callable[[str], object]:
+    """``user_page(username)``: a page of its own browser context, logged in as username."""
+
+    def make(username: str):
+        page = new_page()
+        login(page, username)
+        return page
+
+    return make
+
+
+# 农村危房改造 (housing_renovation, P1), whose path no one is changing: a case driven through the
+# engine to the step a browser test starts from. (bpmn id, user, data) in path order; 村级公示 follows 村级评议.
+HOUSING_STEPS = (
+    ("application", "demo_village", {
+        "head_name": "张德明", "head_id_number": "510921196503120011", "phone": "13800001111",
+        "household_size": 4, "members": "张德明(户主)、李兰(配偶)、张伟(子)、张丽(女)",
+        "household_category": "低保", "house_condition": "D", "only_house": True, "voluntary": True,
+        "application_date": "2026-09-01", "photos": "PX-WG-2026-001"}),
+    ("village_review", "demo_village", {
+        "review_date": "2026-09-03", "attendees": 21, "votes_for": 20,
+        "review_opinion": "唯一住房墙体开裂严重,同意纳入危房改造", "notice_start": "2026-09-04",
+        "notice_place": "村委会公示栏", "complaint_phone": "0825-5411234"}),
+    ("township_audit", "demo_township", {
+        "materials_complete": True, "appraisal_date": "2026-09-14", "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
+        "appraisal_grade": "D", "appraisal_report_no": "JD-2026-0315", "audit_date": "2026-09-15"}),
+    ("county_approval", "demo_dept", {
+        "plan_year": 2026, "approval_number": "蓬住建〔2026〕41号", "approval_date": "2026-09-18"}),
+)
+
+
+def _approve_housing_step(db, case_id: int, step: str) -> None:
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == step, (row.spec_name, step)
+    username, data = next((user, data) for bpmn_id, user, data in HOUSING_STEPS if bpmn_id == step)
+    db.complete(case_id, username, data=data)
+    if step == "village_review":
+        assert db.pass_notice() == 1
+
+
+@pytest.fixture
+def housing_case(db) -> Callable[[str], int]:
+    """``housing_case(stop)``: a 危房改造 case of 张德明 started by demo_village, every step before stop
+    approved through the engine (the 村级公示 period run out), so it waits at stop; returns its id."""
+
+    def make(stop: str) -> int:
+        case_id = db.start_case("demo_village", procedure="housing_renovation", subject_id=db.household("张德明"))
+        for step, _username, _data in HOUSING_STEPS:
+            if step == stop:
+                return case_id
+            _approve_housing_step(db, case_id, step)
+        raise AssertionError(f"{stop!r} is not a step of HOUSING_STEPS")
+
+    return make
+
+
+@pytest.fixture
+def approve_housing_step(db) -> Callable[[int, str], None]:
+    """``approve_housing_step(case_id, step)``: its holder approves the open step through the engine."""
+    return lambda case_id, step: _approve_housing_step(db, case_id, step)

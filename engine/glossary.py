@@ -7,7 +7,10 @@
 | 待办 / 已办 / 我发起的 | todo / done / started |
 | 通过 / 不通过 / 退回 | approve / reject / return |
 | 审批意见 | opinion |
+| 委派 / 处理完成并交还 | delegate / resolve |
+| 加签(前加签 / 后加签) | add_sign (before / after), 加签人 co-signer |
 | 公示 | public_notice |
+| 出具(公示、公告) | issue (a step with ``noticeKind``) |
 | 入户核查 | household_check |
 | 民主评议 | village_review |
 | 镇复核 | township_recheck |
@@ -25,12 +28,17 @@ ACTION_LABELS = {
     "approve": "通过",
     "reject": "不通过",
     "return": "退回",
+    "issue": "出具",
     "timer_fired": "定时触发",
     "event": "提出异议",
     "withdraw": "撤回",
     "claim": "认领",
     "unclaim": "取消认领",
     "transfer": "转办",
+    "delegate": "委派",
+    "resolve": "委派处理完成",
+    "add_sign": "加签",
+    "sign_approve": "加签人同意",
     "cc": "抄送",
     "urge": "催办",
     "attachment_added": "上传附件",
@@ -54,4 +62,4 @@ CASE_STATUS_LABELS = {
     "withdrawn": "已撤回",
 }
 
-TASK_STATUS_LABELS = {"open": "待办", "completed": "已办", "cancelled": "已取消"}
+TASK_STATUS_LABELS = {"open": "待办", "completed": "已办", "cancelled": "已取消", "waiting": "等待加签人"}

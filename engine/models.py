@@ -71,6 +71,7 @@ class TaskStatus(str, enum.Enum):
     open = "open"
     completed = "completed"
     cancelled = "cancelled"
+    waiting = "waiting"  # 加签: held (not in any inbox) while its co-signers act
 
 
 class TimerStatus(str, enum.Enum):

@@ -56,7 +56,8 @@ class NotificationService:
                                   TaskRow.due_at.is_not(None), TaskRow.due_at <= now + window)).all()
         for row in rows:
             overdue = row.due_at <= now
-            self.notify(self.holders(row.role_code, row.scope_code), "overdue" if overdue else "reminder",
+            people = [row.assignee_id] if row.assignee_id else self.holders(row.role_code, row.scope_code)
+            self.notify(people, "overdue" if overdue else "reminder",
                         f"{'已超期' if overdue else '即将超期'}:{row.title}", row.case.title,
                         case_id=row.case_id, task_id=row.id)
             row.reminded_at = now

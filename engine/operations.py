@@ -1,8 +1,17 @@
-"""Approval operations around a task: claim/unclaim, 转办, 抄送, 催办 and attachments.
+"""Approval operations around a task: claim/unclaim, 转办, 委派, 加签, 抄送, 催办 and attachments.
 
 Operations that change the workflow itself (approve, reject, 退回, 撤回) live in runtime.py;
 these only change who holds a task, who may read a case, and what is attached to it.
 Every one is recorded in the audit log.
+
+委派 (delegate): the task's holder hands it to someone whose jurisdiction contains the case; the
+delegate may only resolve it (opinion + a form draft, 处理完成并交还), then the task is back with its
+holder (owner), prefilled, to approve, reject or return. 加签 (add co-signers, anyone whose
+jurisdiction contains the case): before (前加签) — the co-signers agree first and the task then
+reopens for its holder; after (后加签) — the holder approves now, the decision waits in the task's
+``pending`` until every co-signer agrees, and the engine then runs the step with it (runtime.py,
+``_co_signer_approved``). A co-signer may approve, reject or return as the step allows; the holder of a
+task waiting on co-signers may still reject or return it, which cancels the co-signers' rows.
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.assignment import Actor
+from engine import forms
+from engine.assignment import Actor, actor_for
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import (
     Attachment,
@@ -29,9 +39,12 @@ from engine.models import (
     UserRole,
 )
 from engine.notify import NotificationService
+from engine.runtime import checked_opinion
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 URGE_INTERVAL = timedelta(hours=1)
+MAX_CO_SIGNERS = 10
+SIGN_POSITIONS = ("before", "after")
 READ_ONLY = "抄送给您的案件只能查看,不能办理、抄送或催办"
 # type → (extensions, magic-byte check); the content decides, never the name alone
 ALLOWED_TYPES = {
@@ -58,6 +71,8 @@ class OperationsService:
             raise ConflictError("该任务已被处理")
         if not actor.holds(row.role_code, row.scope_code):
             raise ForbiddenError("您无权处理此任务")
+        if row.parent_task_id is not None or row.delegation == "pending":
+            raise ForbiddenError("委派或加签中的任务不能认领或转办")
         return row
 
     def claim(self, task_id: int, actor: Actor) -> None:
@@ -93,6 +108,145 @@ class OperationsService:
         self.notifications.notify([target.id], "task", f"转办给您:{row.title}", f"{actor.display_name}:{opinion or ''}",
                                   case_id=row.case_id, task_id=row.id)
 
+    # --------------------------------------------------------------- 委派 / 加签
+    def _task_in_hand(self, task_id: int, actor: Actor) -> TaskRow:
+        """The open task the actor holds (may approve now), under the case lock.
+
+        :raises NotFoundError, ConflictError, ForbiddenError: as ``CaseService.check_may_complete``.
+        """
+        row = self.cases.get_task(task_id, actor)
+        self.cases._lock_case(row.case_id)
+        self.session.refresh(row)
+        self.cases.check_may_complete(row, actor, "approve")
+        if row.parent_task_id is not None:
+            raise ForbiddenError("加签人不能再委派或加签")
+        return row
+
+    def _eligible(self, username: str, case: Case, actor: Actor, field: str) -> User:
+        """An active user other than the actor whose jurisdiction contains the case (so may see all of it).
+
+        :raises ValidationError: unknown, inactive, oneself, or outside the case's region.
+        """
+        user = self.session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
+        if user is None:
+            raise ValidationError("人员无效", {field: f"用户不存在或已停用:{username or '未填写'}"})
+        if user.id == actor.user_id:
+            raise ValidationError("人员无效", {field: "不能选择自己"})
+        if not actor_for(user, self.cases.role_levels).covers(case.region_code):
+            raise ValidationError("人员无效", {field: f"{user.display_name}的辖区不包含本案件"})
+        return user
+
+    def delegate(self, task_id: int, actor: Actor, to_username: str, opinion: str | None) -> None:
+        """委派: hand one's task to someone to work on; it comes back to the actor to decide.
+
+        :raises ForbiddenError: the actor does not hold the task (or it is a co-signer's).
+        :raises ValidationError: the delegate is not eligible, or the opinion is too long.
+        """
+        row = self._task_in_hand(task_id, actor)
+        opinion = checked_opinion(opinion)
+        target = self._eligible(to_username, row.case, actor, "to")
+        row.owner_id = actor.user_id
+        row.assignee_id = target.id
+        row.delegation = "pending"
+        row.pending = {k: v for k, v in (row.pending or {}).items() if k != "draft"} or None
+        self._audit(row.case, row, actor, "delegate", opinion or None, {"to": target.username})
+        self.notifications.notify([target.id], "task", f"委派给您:{row.title}", f"{actor.display_name}:{opinion}",
+                                  case_id=row.case_id, task_id=row.id)
+
+    def resolve(self, task_id: int, actor: Actor, opinion: str | None, data: dict | None = None) -> None:
+        """处理完成并交还: the delegate gives an opinion and a form draft; the task returns to its owner.
+
+        :raises ConflictError: the task is not (or no longer) delegated.
+        :raises ForbiddenError: the actor is not the delegate.
+        :raises ValidationError: no opinion.
+        """
+        row = self.cases.get_task(task_id, actor)
+        self.cases._lock_case(row.case_id)
+        self.session.refresh(row)
+        if row.status != TaskStatus.open or row.delegation != "pending":
+            raise ConflictError("该任务不在委派处理中")
+        if row.assignee_id != actor.user_id:
+            raise ForbiddenError("只有被委派人可以处理完成")
+        opinion = checked_opinion(opinion, "请填写处理意见")
+        draft = self._draft(row, data or {})
+        row.assignee_id = row.owner_id
+        row.delegation = "resolved"
+        row.pending = {**(row.pending or {}), "draft": {
+            "by": actor.user_id, "by_name": actor.display_name, "opinion": opinion, "data": draft,
+            "at": self.clock.now().isoformat()}}
+        self._audit(row.case, row, actor, "resolve", opinion, {"data": draft} if draft else None)
+        self.notifications.notify([row.owner_id], "task", f"委派任务已处理完成,请确认:{row.title}",
+                                  f"{actor.display_name}:{opinion}", case_id=row.case_id, task_id=row.id)
+
+    def _draft(self, row: TaskRow, data: dict) -> dict:
+        """The delegate's draft: only the form's own fields, plain values (the owner's approval validates it)."""
+        if not isinstance(data, dict):
+            raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+        schema = self.cases.definitions.form_schema(row.case.version, row.form_key)
+        keys = {c["key"] for c in forms.input_components(schema)}
+        plain = (str, int, float, bool)
+        return {k: v for k, v in data.items() if k in keys and (
+            (isinstance(v, plain) and len(str(v)) <= 4000)
+            or (isinstance(v, list) and len(v) <= 50 and all(isinstance(i, plain) for i in v)))}
+
+    def add_sign(self, task_id: int, actor: Actor, usernames: list[str], position: str, opinion: str | None,
+                 data: dict | None = None) -> list[TaskRow]:
+        """加签: add co-signers before (they agree first) or after (the actor approves now with data,
+        applied once they all agree) oneself; return the co-signers' new task rows.
+
+        :raises ForbiddenError: the actor does not hold the task (or it is a co-signer's).
+        :raises ValidationError: bad position, no or ineligible co-signers, bad form data (after).
+        """
+        if position not in SIGN_POSITIONS:
+            raise ValidationError("加签方式无效", {"position": "只能是 before(前加签)或 after(后加签)"})
+        row = self._task_in_hand(task_id, actor)
+        names = list(dict.fromkeys(n.strip() for n in usernames if isinstance(n, str) and n.strip()))
+        if not names or len(names) > MAX_CO_SIGNERS:
+            raise ValidationError("加签人无效", {"to": f"请填写 1 到 {MAX_CO_SIGNERS} 位加签人"})
+        users = [self._eligible(name, row.case, actor, "to") for name in names]
+        opinion = checked_opinion(opinion)
+        diff: dict = {"position": position, "to": names}
+        if position == "after":
+            if "approve" not in row.actions.split(","):
+                raise ValidationError("无法后加签", {"position": "此步骤不能通过,不能后加签"})
+            cleaned = self.cases.validated_data(row, data)
+            self.cases.check_signed(row)
+            row.pending = {**(row.pending or {}), "decision": {
+                "action": "approve", "by": actor.user_id, "opinion": opinion, "data": cleaned}}
+            diff["data"] = cleaned
+        row.status = TaskStatus.waiting
+        row.assignee_id = actor.user_id  # it comes back to the one who added the co-signers
+        now = self.clock.now()
+        children = [TaskRow(
+            case_id=row.case_id, spiff_task_id=row.spiff_task_id, spec_name=row.spec_name, title=row.title,
+            lane=row.lane, role_code=row.role_code, region_code=row.region_code, scope_code=row.scope_code,
+            form_key=row.form_key, actions=row.actions, status=TaskStatus.open, created_at=now, due_at=row.due_at,
+            day_kind=row.day_kind, assignee_id=user.id, parent_task_id=row.id, sign_position=position,
+        ) for user in users]
+        self.session.add_all(children)
+        self.session.flush()
+        self._audit(row.case, row, actor, "add_sign", opinion or None, diff)
+        label = "前加签" if position == "before" else "后加签"
+        for child in children:
+            self.notifications.notify([child.assignee_id], "task", f"加签({label}):{row.title}",
+                                      f"{actor.display_name}:{opinion}", case_id=row.case_id, task_id=child.id)
+        return children
+
+    def co_signers(self, row: TaskRow) -> list[TaskRow]:
+        """The co-signers' rows added to a task (any round), oldest first."""
+        return list(self.session.scalars(select(TaskRow).where(TaskRow.parent_task_id == row.id)
+                                         .order_by(TaskRow.id)))
+
+    def task_operations(self, row: TaskRow, actor: Actor) -> set[str]:
+        """What actor may do to this task besides approve/reject/return: delegate, add_sign, resolve."""
+        if row.status == TaskStatus.open and row.delegation == "pending" and row.assignee_id == actor.user_id:
+            return {"resolve"}
+        try:
+            self.cases.check_may_complete(row, actor, "approve")
+        except (ConflictError, ForbiddenError):
+            return set()
+        return set() if row.parent_task_id is not None else {"delegate", "add_sign"}
+
     # --------------------------------------------------------------- 抄送 / 催办
     def cc(self, case_id: int, actor: Actor, usernames: list[str], opinion: str | None = None) -> int:
         """抄送: give users a read-only view of a case; return how many were added."""
@@ -125,7 +279,7 @@ class OperationsService:
             raise ForbiddenError(READ_ONLY)
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
-        if actor.holds(row.role_code, row.scope_code):
+        if row.assignee_id == actor.user_id or (row.assignee_id is None and actor.holds(row.role_code, row.scope_code)):
             raise ValidationError("无需催办", {"task": "这是您自己的待办"})
         since = self.clock.now() - URGE_INTERVAL
         recent = self.session.scalar(select(func.count(Notification.id)).where(
@@ -150,6 +304,9 @@ class OperationsService:
         case = self.cases.get_case(case_id, actor)
         if not self._works_on(case, actor):
             raise ForbiddenError("只有办理本案的人员可以上传附件")
+        row = self.session.get(TaskRow, task_id) if task_id is not None else None
+        if task_id is not None and (row is None or row.case_id != case.id):
+            raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
         name = re.sub(r"[\\/\x00-\x1f]", "_", (file_name or "").strip())[-200:] or "附件"
         if not content:
             raise ValidationError("附件为空", {"file": "文件为空"})
@@ -170,7 +327,8 @@ class OperationsService:
                                 created_at=self.clock.now())
         self.session.add(attachment)
         self.session.flush()
-        self._audit(case, None, actor, "attachment_added", None, {"file": name, "sha256": digest, "kind": kind})
+        self._audit(case, row, actor, "attachment_added", None,
+                    {"file": name, "sha256": digest, "kind": kind, "attachment_id": attachment.id})
         return attachment
 
     def attachments(self, case_id: int) -> list[Attachment]:
@@ -192,7 +350,8 @@ class OperationsService:
         if case.started_by_id == actor.user_id:
             return True
         rows = self.session.scalars(select(TaskRow).where(TaskRow.case_id == case.id)).all()
-        return any(actor.holds(r.role_code, r.scope_code) or r.completed_by_id == actor.user_id for r in rows)
+        return any(actor.holds(r.role_code, r.scope_code) or actor.user_id in (r.completed_by_id, r.assignee_id)
+                   for r in rows)
 
     def _audit(self, case: Case, row: TaskRow | None, actor: Actor, action: str, opinion: str | None = None,
                diff: dict | None = None) -> None:

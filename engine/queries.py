@@ -2,28 +2,208 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from engine import regions
 from engine.assignment import Actor
-from engine.models import AuditEvent, Case, CaseCc, TaskRow, TaskStatus, TimerRow, TimerStatus
+from engine.errors import ValidationError
+from engine.expressions import CHINA_TZ
+from engine.forms import valid_cn_id
+from engine.models import (
+    AuditEvent,
+    Case,
+    CaseCc,
+    CaseStatus,
+    Procedure,
+    ProcedureVersion,
+    Region,
+    Subject,
+    TaskRow,
+    TaskStatus,
+    TimerRow,
+    TimerStatus,
+)
+from engine.regions import PREFIX_LENGTH
 
 VIEWS = ("todo", "done", "started", "cc")
+SEARCH_FIELDS = ("name", "id_number", "region", "procedure", "status", "date_from", "date_to", "due")
+DUE_FILTERS = ("soon", "overdue")
+MAX_NAME_LENGTH = 40
+PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class InboxSearch:
+    """The inbox's search form: every field narrows all four tabs (``due`` only 待办)."""
+
+    name: str = ""  # household/subject name contains
+    id_number: str = ""  # exact 18-character resident ID number
+    region: str = ""  # a region code: that region and everything inside it
+    procedure: str = ""  # procedure code
+    status: str = ""  # case status
+    date_from: date | None = None  # task arrival (待办/已办) or case start (我发起的/抄送我的), China dates
+    date_to: date | None = None
+    due: str | None = None
+
+    def params(self) -> dict[str, str]:
+        """The non-empty fields as query parameters (kept across tabs and pages)."""
+        out = {k: getattr(self, k) for k in SEARCH_FIELDS}
+        return {k: (v.isoformat() if isinstance(v, date) else str(v)) for k, v in out.items() if v}
 
 
 class InboxQueries:
     def __init__(self, session: Session):
         self.session = session
 
+    # ------------------------------------------------------------------ search
+    def parse_search(self, args: Mapping[str, Any], actor: Actor) -> InboxSearch:
+        """The search fields from query parameters, checked.
+
+        :raises ValidationError: field → message for an invalid ID number, a region outside the
+            actor's jurisdiction, an unknown procedure or status, a bad date or an inverted range.
+        """
+        def text(key: str) -> str:
+            value = args.get(key)
+            return value.strip() if isinstance(value, str) else ""
+
+        errors: dict[str, str] = {}
+        name = text("name")
+        if len(name) > MAX_NAME_LENGTH:
+            errors["name"] = f"姓名不能超过 {MAX_NAME_LENGTH} 字"
+        id_number = text("id_number").upper()
+        if id_number and not valid_cn_id(id_number):
+            errors["id_number"] = "身份证号应为 18 位,且出生日期和校验位正确"
+        region = text("region")
+        if region:
+            try:
+                region = regions.normalize(region)
+            except ValueError:
+                errors["region"] = "地区代码无效"
+            else:
+                if not actor.covers(region) or self.session.get(Region, region) is None:
+                    errors["region"] = "只能选择本辖区内的地区"
+        procedure = text("procedure")
+        if procedure and self.session.scalar(select(Procedure.id).where(Procedure.code == procedure)) is None:
+            errors["procedure"] = "事项不存在"
+        status = text("status")
+        if status and status not in {s.value for s in CaseStatus}:
+            errors["status"] = "状态无效"
+        dates: dict[str, date | None] = {}
+        for key in ("date_from", "date_to"):
+            raw = text(key)
+            try:
+                dates[key] = date.fromisoformat(raw) if raw else None
+            except ValueError:
+                errors[key] = "日期格式应为 YYYY-MM-DD"
+        if dates.get("date_from") and dates.get("date_to") and dates["date_from"] > dates["date_to"]:
+            errors["date_to"] = "结束日期不能早于开始日期"
+        due = text("due") or None
+        if due is not None and due not in DUE_FILTERS:
+            errors["due"] = "期限筛选只能是 soon 或 overdue"
+        if errors:
+            raise ValidationError("查询条件有误", errors)
+        return InboxSearch(name, id_number, region, procedure, status, dates.get("date_from"),
+                           dates.get("date_to"), due)
+
+    def search_regions(self, actor: Actor) -> list[Region]:
+        """Regions the actor may search by: their grants' regions and every region inside them."""
+        prefixes = sorted({g.prefix for g in actor.grants})
+        if not prefixes:
+            return []
+        return list(self.session.scalars(select(Region).where(or_(*[Region.code.startswith(p) for p in prefixes]))
+                                         .order_by(Region.code)))
+
     def _todo_filter(self, actor: Actor):
+        # a task assigned to the actor (claimed, 转办, 委派, a 加签 co-signer's) is theirs even outside their
+        # roles: the permission follows the task; a task waiting on its co-signers is in nobody's inbox
+        mine = TaskRow.assignee_id == actor.user_id
         scopes = actor.scopes
         if not scopes:
-            return None
+            return and_(TaskRow.status == TaskStatus.open, mine)
         return and_(
             TaskRow.status == TaskStatus.open,
-            or_(*[and_(TaskRow.role_code == r, TaskRow.scope_code == s) for r, s in sorted(scopes)]),
-            or_(TaskRow.assignee_id.is_(None), TaskRow.assignee_id == actor.user_id),
+            or_(mine, and_(
+                TaskRow.assignee_id.is_(None),
+                or_(*[and_(TaskRow.role_code == r, TaskRow.scope_code == s) for r, s in sorted(scopes)]))),
         )
+
+    def _tab(self, view: str, actor: Actor, search: InboxSearch, now: datetime | None, soon: timedelta | None,
+             count: bool = False):
+        """The one query builder behind every tab: its rows (or their COUNT) under the search.
+
+        Visibility comes first (my roles' open tasks, tasks I completed, cases I started, cases copied to
+        me); the search only narrows it, so it never reveals anything the tab would not show.
+        """
+        if view in ("todo", "done"):
+            entity, date_col = TaskRow, TaskRow.created_at
+            if view == "todo":
+                visible = self._todo_filter(actor)
+                if visible is None:
+                    return None
+                if search.due == "overdue":
+                    visible = and_(visible, TaskRow.due_at < now)
+                elif search.due == "soon":
+                    visible = and_(visible, TaskRow.due_at >= now, TaskRow.due_at <= now + soon)
+                order = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.created_at, TaskRow.id)
+            else:
+                visible = TaskRow.completed_by_id == actor.user_id
+                order = (TaskRow.completed_at.desc(), TaskRow.id.desc())
+            stmt = select(func.count(TaskRow.id) if count else TaskRow).where(visible)
+            if search.name or search.id_number or search.procedure or search.status:
+                stmt = stmt.join(Case, Case.id == TaskRow.case_id)
+        else:
+            entity, date_col = Case, Case.created_at
+            stmt = select(func.count(Case.id) if count else Case)
+            if view == "started":
+                stmt = stmt.where(Case.started_by_id == actor.user_id)
+                order = (Case.created_at.desc(), Case.id.desc())
+            else:
+                stmt = stmt.join(CaseCc, CaseCc.case_id == Case.id).where(CaseCc.user_id == actor.user_id)
+                order = (CaseCc.created_at.desc(), Case.id.desc())
+        # task tabs filter the task's own region (a copy of its case's); case filters go through the join
+        region_col = TaskRow.region_code if entity is TaskRow else Case.region_code
+        if search.name or search.id_number:
+            subjects = select(Subject.id)
+            if search.name:
+                subjects = subjects.where(Subject.name.contains(search.name, autoescape=True))
+            if search.id_number:
+                subjects = subjects.where(Subject.id_number == search.id_number)
+            stmt = stmt.where(Case.subject_id.in_(subjects))
+        if search.region:
+            stmt = stmt.where(region_col.startswith(search.region[:PREFIX_LENGTH[regions.level_of(search.region)]]))
+        if search.procedure:
+            versions = select(ProcedureVersion.id).join(Procedure).where(Procedure.code == search.procedure)
+            stmt = stmt.where(Case.procedure_version_id.in_(versions))
+        if search.status:
+            stmt = stmt.where(Case.status == CaseStatus(search.status))
+        if search.date_from:
+            stmt = stmt.where(date_col >= datetime.combine(search.date_from, time(0), CHINA_TZ))
+        if search.date_to:
+            stmt = stmt.where(date_col < datetime.combine(search.date_to + timedelta(days=1), time(0), CHINA_TZ))
+        return stmt if count else stmt.order_by(*order)
+
+    def page(self, view: str, actor: Actor, search: InboxSearch | None = None, page: int = 1,
+             per_page: int = PER_PAGE, now: datetime | None = None, soon: timedelta | None = None) -> list:
+        """One page of a tab (task rows for 待办/已办, cases for 我发起的/抄送我的) under the search."""
+        stmt = self._tab(view, actor, search or InboxSearch(), now, soon)
+        if stmt is None:
+            return []
+        return list(self.session.scalars(stmt.limit(per_page).offset((max(page, 1) - 1) * per_page)))
+
+    def counts(self, actor: Actor, search: InboxSearch | None = None, now: datetime | None = None,
+               soon: timedelta | None = None) -> dict[str, int]:
+        """How many rows each tab holds under the search: one COUNT query per tab."""
+        out = {}
+        for view in VIEWS:
+            stmt = self._tab(view, actor, search or InboxSearch(), now, soon, count=True)
+            out[view] = (self.session.scalar(stmt) or 0) if stmt is not None else 0
+        return out
 
     def todo(self, actor: Actor, limit: int = 200, due: str | None = None, now=None,
              soon=None) -> list[TaskRow]:
@@ -31,40 +211,41 @@ class InboxQueries:
 
         due="overdue" keeps tasks past their due time; due="soon" those due within soon of now.
         """
-        flt = self._todo_filter(actor)
-        if flt is None:
-            return []
-        if due == "overdue":
-            flt = and_(flt, TaskRow.due_at < now)
-        elif due == "soon":
-            flt = and_(flt, TaskRow.due_at >= now, TaskRow.due_at <= now + soon)
-        stmt = (select(TaskRow).where(flt)
-                .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.created_at).limit(limit))
-        return list(self.session.scalars(stmt))
+        return self.page("todo", actor, InboxSearch(due=due), 1, limit, now, soon)
 
     def done(self, actor: Actor, limit: int = 200) -> list[TaskRow]:
-        stmt = (select(TaskRow).where(TaskRow.completed_by_id == actor.user_id)
-                .order_by(TaskRow.completed_at.desc()).limit(limit))
-        return list(self.session.scalars(stmt))
+        return self.page("done", actor, None, 1, limit)
 
     def started(self, actor: Actor, limit: int = 200) -> list[Case]:
-        stmt = (select(Case).where(Case.started_by_id == actor.user_id)
-                .order_by(Case.created_at.desc()).limit(limit))
-        return list(self.session.scalars(stmt))
+        return self.page("started", actor, None, 1, limit)
 
     def cc(self, actor: Actor, limit: int = 200) -> list[Case]:
         """抄送我的: cases copied to the actor."""
-        stmt = (select(Case).join(CaseCc, CaseCc.case_id == Case.id).where(CaseCc.user_id == actor.user_id)
-                .order_by(CaseCc.created_at.desc()).limit(limit))
-        return list(self.session.scalars(stmt))
+        return self.page("cc", actor, None, 1, limit)
 
-    def counts(self, actor: Actor) -> dict[str, int]:
-        flt = self._todo_filter(actor)
-        todo = self.session.scalar(select(func.count(TaskRow.id)).where(flt)) if flt is not None else 0
-        done = self.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.completed_by_id == actor.user_id))
-        started = self.session.scalar(select(func.count(Case.id)).where(Case.started_by_id == actor.user_id))
-        cc = self.session.scalar(select(func.count(CaseCc.id)).where(CaseCc.user_id == actor.user_id))
-        return {"todo": todo or 0, "done": done or 0, "started": started or 0, "cc": cc or 0}
+    def instance_progress(self, rows: list[TaskRow]) -> dict[int, dict[str, Any]]:
+        """会签/或签 rows → their step's progress: mode, label (e.g. "会签 2/3"), signer, done, total.
+
+        Counts the rows of each row's activation (``instance_group``) in one grouped query.
+        """
+        from engine.countersign import progress_label
+
+        groups = {r.instance_group for r in rows if r.instance_group}
+        if not groups:
+            return {}
+        done: dict[str, int] = dict.fromkeys(groups, 0)
+        total: dict[str, int] = dict.fromkeys(groups, 0)
+        for group, status, count in self.session.execute(
+                select(TaskRow.instance_group, TaskRow.status, func.count(TaskRow.id))
+                .where(TaskRow.instance_group.in_(groups)).group_by(TaskRow.instance_group, TaskRow.status)):
+            total[group] += count
+            if status == TaskStatus.completed:
+                done[group] += count
+        return {r.id: {"mode": r.multi_sign, "label": progress_label(r.multi_sign, done[r.instance_group],
+                                                                     total[r.instance_group]),
+                       "signer": r.assignee.username if r.assignee else None,
+                       "done": done[r.instance_group], "total": total[r.instance_group]}
+                for r in rows if r.instance_group}
 
     def case_tasks(self, case_id: int) -> list[TaskRow]:
         return list(self.session.scalars(select(TaskRow).where(TaskRow.case_id == case_id).order_by(TaskRow.id)))

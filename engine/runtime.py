@@ -21,7 +21,6 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
-from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
@@ -29,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine import clock as clock_mod
-from engine import forms, workcalendar
+from engine import countersign, forms, workcalendar
 from engine.assignment import Actor, procedure_serves, scope_for
 from engine.definitions import DefinitionService, role_of_lane
 from engine.errors import (
@@ -61,10 +60,26 @@ from engine.models import (
 )
 from engine.notify import NotificationService
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.signatures import require_signature
 
 MAX_OPINION_LENGTH = 2000
 MAX_TIMER_ATTEMPTS = 5
 TIMER_BACKOFF = timedelta(minutes=1)
+ISSUE_ACTION = "issue"
+ISSUE_ELSEWHERE = "请在“公示公告”页面出具公示,出具后本步骤自动完成"
+
+
+def checked_opinion(opinion: str | None, required: str | None = None) -> str:
+    """An opinion (审批意见) stripped and length-checked; required names why it may not be empty.
+
+    :raises ValidationError: too long, or empty when required.
+    """
+    opinion = (opinion or "").strip()
+    if len(opinion) > MAX_OPINION_LENGTH:
+        raise ValidationError("审批意见过长", {"opinion": f"不能超过 {MAX_OPINION_LENGTH} 字"})
+    if required and not opinion:
+        raise ValidationError("请填写意见", {"opinion": required})
+    return opinion
 
 
 def _props(task_spec) -> dict[str, str]:
@@ -72,7 +87,13 @@ def _props(task_spec) -> dict[str, str]:
 
 
 def task_actions(task_spec) -> list[str]:
-    """The actions a user step allows, from its ``actions`` property (default approve)."""
+    """The actions a user step allows, from its ``actions`` property (default approve).
+
+    A step with a ``noticeKind`` property is an issuance step (出具公示/公告): its one action is
+    ``issue``, taken by issuing that notice (engine/notices.py), never from the task page.
+    """
+    if _props(task_spec).get("noticeKind"):
+        return [ISSUE_ACTION]
     raw = _props(task_spec).get("actions", "approve")
     return [a.strip() for a in raw.split(",") if a.strip()]
 
@@ -148,8 +169,37 @@ class CaseService:
 
         The calendar's overrides are read from the database only if an expression asks for a working day.
         """
-        with clock_mod.using(self.clock), workcalendar.using(workcalendar.LazyCalendar(lambda: self.calendar)):
+        with clock_mod.using(self.clock), workcalendar.using(workcalendar.LazyCalendar(lambda: self.calendar)), \
+                countersign.using(self.role_members_at):
             yield
+
+    def role_members_at(self, role_code: str, region_code: str) -> list[str]:
+        """Usernames of the active holders of role_code in the jurisdiction of a case in region_code (会签)."""
+        level = self.role_levels.get(role_code)
+        if level is None:
+            raise ValueError(f"角色 {role_code!r} 不存在")
+        return list(self.session.scalars(
+            select(User.username).join(UserRole, UserRole.user_id == User.id)
+            .where(UserRole.role_code == role_code, UserRole.region_code == scope_for(region_code, level),
+                   User.is_active.is_(True)).order_by(User.username)))
+
+    def _check_signers(self, case: Case, cleaned: dict[str, Any]) -> None:
+        """Refuse form data naming 会签 signers who do not hold the signing step's role for the case.
+
+        :raises ValidationError: a field feeding a multi-instance step's signers is not acceptable.
+        """
+        if not cleaned:
+            return
+        spec, subprocess_specs = self.definitions.specs(case.version)
+        errors = {}
+        for key, step in countersign.signer_inputs([spec, *subprocess_specs.values()]).items():
+            if key in cleaned:
+                members = self.role_members_at(role_of_lane(step.lane) or "", case.region_code)
+                problem = countersign.signer_problem(cleaned[key], members)
+                if problem:
+                    errors[key] = problem
+        if errors:
+            raise ValidationError("会签人员无效", errors)
 
     @property
     def calendar(self) -> workcalendar.WorkCalendar:
@@ -190,6 +240,10 @@ class CaseService:
         """The starter, anyone whose jurisdiction contains the case, and those it was 抄送 to."""
         if self.takes_part(case, actor):
             return True
+        if self.session.scalar(select(TaskRow.id).where(  # 委派/加签: the permission follows the task
+                TaskRow.case_id == case.id, (TaskRow.assignee_id == actor.user_id) | (TaskRow.owner_id == actor.user_id))
+                .limit(1)) is not None:
+            return True
         return self.session.scalar(
             select(CaseCc.id).where(CaseCc.case_id == case.id, CaseCc.user_id == actor.user_id)) is not None
 
@@ -206,7 +260,8 @@ class CaseService:
         row = self.session.get(TaskRow, task_id)
         if row is None:
             raise NotFoundError("任务不存在")
-        if actor.holds(row.role_code, row.scope_code) or row.completed_by_id == actor.user_id:
+        if actor.holds(row.role_code, row.scope_code) or actor.user_id in (
+                row.completed_by_id, row.assignee_id, row.owner_id):  # 委派/加签: the permission follows the task
             return row
         raise NotFoundError("任务不存在")
 
@@ -217,6 +272,8 @@ class CaseService:
         schema = self.definitions.form_schema(row.case.version, row.form_key)
         tasks = self.session.scalars(select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)).all()
         data = merged_data(list(tasks))
+        if row.pending and row.pending.get("draft"):  # what the delegate (委派) filled in, for the owner to confirm
+            data.update(row.pending["draft"].get("data") or {})
         keys = {c["key"] for c in forms.input_components(schema)}
         return schema, {k: v for k, v in data.items() if k in keys}
 
@@ -332,52 +389,31 @@ class CaseService:
         :raises CaseExecutionError: the workflow could not advance; nothing is saved.
         """
         row = self.get_task(task_id, actor)
-        if row.status != TaskStatus.open:
-            raise ConflictError("该任务已被处理")
-        if not actor.holds(row.role_code, row.scope_code):
-            raise ForbiddenError("您无权处理此任务")
-        if row.assignee_id not in (None, actor.user_id):
-            raise ForbiddenError("该任务已由他人认领或转办给他人")
+        self.check_may_complete(row, actor, action)
         case = self._lock_case(row.case_id)
         self.session.refresh(row)
-        if row.status != TaskStatus.open:
-            raise ConflictError("该任务已被处理")
+        self.check_may_complete(row, actor, action)
         expected_lock = case.lock_version
 
         allowed = row.actions.split(",")
+        if ISSUE_ACTION in allowed:
+            raise ValidationError(ISSUE_ELSEWHERE, {"action": ISSUE_ELSEWHERE})
         if action not in allowed:
             raise ValidationError("不允许的操作", {"action": f"此步骤只允许: {'、'.join(ACTION_LABELS.get(a, a) for a in allowed)}"})
-        opinion = (opinion or "").strip()
-        if len(opinion) > MAX_OPINION_LENGTH:
-            raise ValidationError("审批意见过长", {"opinion": f"不能超过 {MAX_OPINION_LENGTH} 字"})
-        if action in ("reject", "return") and not opinion:
-            raise ValidationError("请填写意见", {"opinion": "不通过或退回时必须填写意见"})
+        opinion = checked_opinion(opinion, "不通过或退回时必须填写意见" if action in ("reject", "return") else None)
+        if row.parent_task_id is not None and action == "approve":  # a 加签 co-signer agrees: no form data
+            return self._co_signer_approved(case, row, actor, opinion, expected_lock, client_addr)
 
-        version = case.version
-        schema = self.definitions.form_schema(version, row.form_key)
-        if action == "approve":
-            from engine.queries import merged_data
-
-            earlier = merged_data(list(self.session.scalars(
-                select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))
-            cleaned = forms.validate(schema, data or {}, earlier)
-        else:
-            cleaned = {}
+        cleaned = self.validated_data(row, data) if action == "approve" else {}
 
         with self._context():
             workflow = self._load(case)
             task = self._ready_task(workflow, row)
             if action == "approve":
-                task.data.update(cleaned)
-                task.data["decision"] = action
-                task.data["last_opinion"] = opinion
-                task.data.setdefault("opinions", {})
-                task.data["opinions"] = {**task.data["opinions"], row.spec_name: opinion}
-                try:
-                    task.run()
-                except Exception as exc:  # any failure of the diagram's own logic
-                    raise CaseExecutionError(f"流程无法继续: {exc}") from exc
-                self._advance(workflow, case)
+                self._approve(workflow, case, row, task, opinion, cleaned)
+            elif action == "reject" and countersign.instance_parent(task) is not None:
+                # 会签/或签: 不同意 is this signer's vote; the step's completionCondition decides
+                self._approve(workflow, case, row, task, opinion, cleaned, decision="reject")
             elif action == "reject":
                 workflow.cancel()
                 case.status = CaseStatus.rejected
@@ -389,15 +425,16 @@ class CaseService:
                 target = self._return_target(workflow, task, return_to)
                 workflow.reset_from_task_id(target.id)
                 _prune_event_manager(workflow)
-                target.data["return_reason"] = opinion
-                target.data["returned_from"] = row.title
+                for node in [target, *countersign.instances(target)]:  # a 会签 target: each new instance too
+                    node.data["return_reason"] = opinion
+                    node.data["returned_from"] = row.title
                 case.return_count += 1
                 self._advance(workflow, case)
 
         now = self.clock.now()
         done = self.session.execute(
             update(TaskRow)
-            .where(TaskRow.id == row.id, TaskRow.status == TaskStatus.open)
+            .where(TaskRow.id == row.id, TaskRow.status == row.status)  # open, or waiting on its co-signers
             .values(status=TaskStatus.completed, completed_at=now, completed_by_id=actor.user_id,
                     action=action, opinion=opinion, data=cleaned)
         )
@@ -406,6 +443,181 @@ class CaseService:
         self._save(case, workflow, expected_lock=expected_lock)
         self._record(case, row, actor, action, opinion, {"data": cleaned} if cleaned else None, client_addr)
         return case
+
+    def validated_data(self, row: TaskRow, data: dict[str, Any] | None) -> dict[str, Any]:
+        """The task's form data checked against its form and the case's earlier steps.
+
+        :raises ValidationError: a field is missing or invalid.
+        """
+        from engine.queries import merged_data
+
+        schema = self.definitions.form_schema(row.case.version, row.form_key)
+        earlier = merged_data(list(self.session.scalars(
+            select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))
+        cleaned = forms.validate(schema, data or {}, earlier)
+        self._check_signers(row.case, cleaned)
+        return cleaned
+
+    def _approve(self, workflow: BpmnWorkflow, case: Case, row: TaskRow, task, opinion: str,
+                 cleaned: dict[str, Any], decision: str = "approve") -> None:
+        """Run the user task with its validated data and let the diagram decide what follows."""
+        require_signature(self.session, row, task.task_spec)
+        task.data.update(cleaned)
+        task.data["decision"] = decision
+        task.data["last_opinion"] = opinion
+        if countersign.instance_parent(task) is not None:
+            countersign.record_vote(task, decision, opinion)
+        task.data.setdefault("opinions", {})
+        task.data["opinions"] = {**task.data["opinions"], row.spec_name: opinion}
+        try:
+            task.run()
+        except Exception as exc:  # any failure of the diagram's own logic
+            raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+        self._advance(workflow, case)
+
+    # ------------------------------------------------------------------ 委派 / 加签: who completes what
+    def check_may_complete(self, row: TaskRow, actor: Actor, action: str) -> None:
+        """Check that actor may approve, reject or return this task row now (one rule for engine and pages).
+
+        A group task: a holder of its role at its scope, unless someone else claimed it. A 加签
+        co-signer's row: only that co-signer. A delegated (委派) task not yet handed back: nobody (the
+        delegate may only resolve it). A task waiting on its co-signers: only its holder, to reject or return.
+
+        :raises ConflictError: the task is done, or waits on its co-signers.
+        :raises ForbiddenError: the actor may see the task but not act on it.
+        """
+        mine = row.assignee_id == actor.user_id
+        if row.status == TaskStatus.waiting:
+            if not mine:
+                raise ForbiddenError("您无权处理此任务")
+            if action not in ("reject", "return"):
+                raise ConflictError("该任务正在等待加签人处理,只能退回或不通过")
+            return
+        if row.status != TaskStatus.open:
+            raise ConflictError("该任务已被处理")
+        if row.delegation == "pending":
+            raise ForbiddenError("委派给您的任务只能“处理完成并交还”" if mine else "任务已委派,等待被委派人处理后交还")
+        if row.parent_task_id is not None:
+            if not mine:
+                raise ForbiddenError("您无权处理此任务")
+            return
+        if not actor.holds(row.role_code, row.scope_code):
+            raise ForbiddenError("您无权处理此任务")
+        if row.assignee_id not in (None, actor.user_id):
+            raise ForbiddenError("该任务已由他人认领或转办给他人")
+
+    def allowed_actions(self, row: TaskRow, actor: Actor) -> list[str]:
+        """The step's actions (approve, reject, return) that actor may take on this row now."""
+        allowed = []
+        for action in row.actions.split(","):
+            try:
+                self.check_may_complete(row, actor, action)
+            except (ConflictError, ForbiddenError):
+                continue
+            allowed.append(action)
+        return allowed
+
+    def check_signed(self, row: TaskRow) -> None:
+        """Check the step's required signature before a decision is held for later (后加签).
+
+        :raises ConflictError: the task is no longer ready.
+        :raises ValidationError: the required signature is missing.
+        """
+        with self._context():
+            task = self._ready_task(self._load(row.case), row)
+        require_signature(self.session, row, task.task_spec)
+
+    def _co_signer_approved(self, case: Case, row: TaskRow, actor: Actor, opinion: str, expected_lock: int,
+                            client_addr: str | None) -> Case:
+        """A 加签 co-signer agrees. When the last one has: a before-sign hands the task back to its
+        holder; an after-sign runs the task with the holder's decision kept in the parent's ``pending``."""
+        now = self.clock.now()
+        done = self.session.execute(
+            update(TaskRow).where(TaskRow.id == row.id, TaskRow.status == TaskStatus.open)
+            .values(status=TaskStatus.completed, completed_at=now, completed_by_id=actor.user_id,
+                    action="approve", opinion=opinion)
+        )
+        if done.rowcount != 1:
+            raise ConflictError("该任务已被处理")
+        self._record(case, row, actor, "sign_approve", opinion, {"sign_position": row.sign_position}, client_addr)
+        parent = self.session.get(TaskRow, row.parent_task_id)
+        self.session.refresh(parent)
+        others = self.session.scalar(select(TaskRow.id).where(
+            TaskRow.parent_task_id == parent.id, TaskRow.status == TaskStatus.open).limit(1))
+        if others is not None or parent.status != TaskStatus.waiting:
+            return case
+        if row.sign_position == "before":
+            parent.status = TaskStatus.open
+            self.session.flush()
+            self.notifications.notify([parent.assignee_id], "task", f"加签人已全部同意:{parent.title}",
+                                      case.title, case_id=case.id, task_id=parent.id)
+            return case
+        decision = (parent.pending or {}).get("decision") or {}
+        with self._context():
+            workflow = self._load(case)
+            task = self._ready_task(workflow, parent)
+            self._approve(workflow, case, parent, task, decision.get("opinion", ""), decision.get("data") or {})
+        done = self.session.execute(
+            update(TaskRow).where(TaskRow.id == parent.id, TaskRow.status == TaskStatus.waiting)
+            .values(status=TaskStatus.completed, completed_at=now, completed_by_id=decision.get("by"),
+                    action="approve", opinion=decision.get("opinion", ""), data=decision.get("data") or {})
+        )
+        if done.rowcount != 1:
+            raise ConflictError("该任务已被处理")
+        self._save(case, workflow, expected_lock=expected_lock)
+        self.session.add(AuditEvent(  # the holder's approval takes effect now, in the holder's name
+            case_id=case.id, task_id=parent.id, user_id=decision.get("by"), action="approve", step=parent.title,
+            opinion=decision.get("opinion") or None,
+            data_diff={"data": decision.get("data") or {}, "after_sign": True}, created_at=now))
+        self.session.flush()
+        return case
+
+    def complete_issuance(self, case_id: int, notice_kind: str, actor: Actor,
+                          serial: str) -> tuple[TaskRow, list[TimerRow]] | None:
+        """Complete the case's open step that issues notice_kind (action issue, the serial in its data).
+
+        Returns the completed row and the timers the step started (a 公示 period), or None when no
+        such step is open. The caller (NoticeService.issue) has checked that actor may issue the
+        notice, and records the issuance in the case history.
+        """
+        case = self._lock_case(case_id)
+        expected = case.lock_version
+        with self._context():
+            workflow = self._load(case)
+            task = next((t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                         if _props(t.task_spec).get("noticeKind") == notice_kind), None)
+            row = task and self.session.scalar(select(TaskRow).where(
+                TaskRow.case_id == case.id, TaskRow.spiff_task_id == str(task.id), TaskRow.status == TaskStatus.open))
+            if row is None:
+                return None
+            task.data["notice_serial"] = serial
+            try:
+                task.run()
+            except Exception as exc:  # any failure of the diagram's own logic
+                raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+            self._advance(workflow, case)
+        before = set(self.session.scalars(select(TimerRow.id).where(TimerRow.case_id == case.id)))
+        done = self.session.execute(
+            update(TaskRow).where(TaskRow.id == row.id, TaskRow.status == TaskStatus.open)
+            .values(status=TaskStatus.completed, completed_at=self.clock.now(), completed_by_id=actor.user_id,
+                    action=ISSUE_ACTION, data={"notice_serial": serial}))
+        if done.rowcount != 1:
+            raise ConflictError("该任务已被处理")
+        self._save(case, workflow, expected_lock=expected)
+        started = self.session.scalars(select(TimerRow).where(
+            TimerRow.case_id == case.id, TimerRow.status == TimerStatus.waiting, TimerRow.id.not_in(before))).all()
+        return row, list(started)
+
+    def issuance_kind(self, row: TaskRow) -> str | None:
+        """The notice kind an open task row is completed by issuing (its step's ``noticeKind``), if any."""
+        if ISSUE_ACTION not in row.actions.split(","):
+            return None
+        spec, subprocess_specs = self.definitions.specs(row.case.version)
+        for process in (spec, *subprocess_specs.values()):
+            for task_spec in process.task_specs.values():
+                if getattr(task_spec, "bpmn_id", None) == row.spec_name and _props(task_spec).get("noticeKind"):
+                    return _props(task_spec)["noticeKind"]
+        return None
 
     def _ready_task(self, workflow: BpmnWorkflow, row: TaskRow):
 
@@ -420,14 +632,19 @@ class CaseService:
 
         After a loop (an objection sending the case back) the path holds an earlier round of
         the same steps: each step counts once, at its latest round, and never the task's own step.
+        A 会签 step counts as one step (its multi-instance task, whose reset re-creates every instance).
+        An issuance step (出具公示) is no decision to go back to: returning past it re-runs it anyway.
         """
-        earlier, seen = [], {task.task_spec.name}
+        earlier, seen = [], {task.task_spec.bpmn_id}
         node = task.parent
         while node is not None:
-            if isinstance(node.task_spec, UserTask) and node.state == TaskState.COMPLETED \
-                    and node.task_spec.name not in seen:
+            if _props(node.task_spec).get("noticeKind"):
+                node = node.parent
+                continue
+            if countersign.user_step_spec(node.task_spec) and node.state == TaskState.COMPLETED \
+                    and node.task_spec.bpmn_id not in seen:
                 earlier.append(node)
-                seen.add(node.task_spec.name)
+                seen.add(node.task_spec.bpmn_id)
             node = node.parent
         return earlier
 
@@ -445,7 +662,7 @@ class CaseService:
 
     def return_targets(self, row: TaskRow) -> list[tuple[str, str]]:
         """Earlier user steps (bpmn id, name) that a return from this open task may go back to."""
-        if row.status != TaskStatus.open or "return" not in row.actions.split(","):
+        if row.status not in (TaskStatus.open, TaskStatus.waiting) or "return" not in row.actions.split(","):
             return []
         with self._context():
             task = _find_task(self._load(row.case), row.spiff_task_id)
@@ -453,7 +670,7 @@ class CaseService:
             return []
         seen: dict[str, str] = {}
         for node in self._earlier_user_steps(task):
-            seen.setdefault(node.task_spec.bpmn_id, node.task_spec.bpmn_name or node.task_spec.bpmn_id)
+            seen.setdefault(node.task_spec.bpmn_id, countersign.step_name(node.task_spec))
         return list(seen.items())
 
     # ------------------------------------------------------------------ withdraw (撤回)
@@ -463,7 +680,11 @@ class CaseService:
         acted = [r for r in rows if r.status == TaskStatus.completed]
         if not acted or acted[-1].completed_by_id != actor.user_id or acted[-1].action != "approve":
             return None
+        if acted[-1].parent_task_id is not None or any(r.status == TaskStatus.waiting for r in rows):
+            return None  # a 加签 agreement is not withdrawn; a step waiting on co-signers has been acted on
         last = acted[-1]
+        if last.instance_group is not None:
+            return None  # a 会签 vote is not withdrawn: the step's tallies have counted it
         if any(r.status == TaskStatus.open and r.spiff_task_id == last.spiff_task_id for r in rows):
             return None  # already withdrawn: the step is open again
         case = self.session.get(Case, case_id)
@@ -747,11 +968,14 @@ class CaseService:
     def _sync_tasks(self, case: Case, workflow: BpmnWorkflow, now: datetime) -> None:
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
         open_rows = self.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == case.id, TaskRow.status == TaskStatus.open)
+            select(TaskRow).where(TaskRow.case_id == case.id,
+                                  TaskRow.status.in_((TaskStatus.open, TaskStatus.waiting)))
         ).all()
+        still_ready = set(ready)
         for row in open_rows:
-            if row.spiff_task_id in ready:
-                ready.pop(row.spiff_task_id)
+            # a 加签 parent (waiting) and its co-signers' rows share one spiff task: kept or cancelled together
+            if row.spiff_task_id in still_ready:
+                ready.pop(row.spiff_task_id, None)
             else:
                 row.status = TaskStatus.cancelled
                 row.completed_at = now
@@ -787,6 +1011,13 @@ class CaseService:
             )
             if props.get("assigneeKey"):  # a named person, e.g. the household's 帮扶责任人
                 row.assignee_id = self._named_assignee(task.data.get(props["assigneeKey"]), role, row.scope_code)
+            parent = countersign.instance_parent(task)
+            if parent is not None:  # 会签/或签: one row per signer, for that signer only
+                signer = countersign.signer_of(task)
+                row.assignee_id = self._named_assignee(signer, role, row.scope_code)
+                if row.assignee_id is None:
+                    raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的会签人 {signer!r} 不是本辖区的 {role}")
+                row.instance_group, row.multi_sign = countersign.group_of(parent), countersign.sign_mode(spec)
             self.session.add(row)
             self.session.flush()
             if row.assignee_id:

@@ -16,10 +16,10 @@ from flask_login import current_user, logout_user
 
 from engine.errors import ValidationError
 from engine.models import Case, TaskRow
-from engine.queries import VIEWS, merged_data
+from engine.queries import PER_PAGE, VIEWS, merged_data
 from web.auth import LoginRefused, login_with_password
 from web.errors import error_response
-from web.services import actor, client_addr, work
+from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 OPENAPI_PATH = Path(__file__).parent / "static" / "openapi.json"
@@ -46,7 +46,7 @@ def body() -> dict:
     return payload
 
 
-def task_json(row: TaskRow, brief: bool = True) -> dict:
+def task_json(row: TaskRow, brief: bool = True, countersign: dict | None = None) -> dict:
     out = {
         "id": row.id,
         "case_id": row.case_id,
@@ -59,6 +59,11 @@ def task_json(row: TaskRow, brief: bool = True) -> dict:
         "due_at": row.due_at.isoformat() if row.due_at else None,
         "case_title": row.case.title,
         "procedure": row.case.version.procedure.code,
+        "assignee": row.assignee.username if row.assignee else None,
+        "delegation": row.delegation,
+        "parent_task_id": row.parent_task_id,
+        "sign_position": row.sign_position,
+        "countersign": countersign,  # 会签/或签: mode, label, signer, done, total (None for other steps)
     }
     if row.status.value != "open":
         out.update(completed_at=row.completed_at.isoformat() if row.completed_at else None,
@@ -117,15 +122,27 @@ def tasks():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         raise ValidationError("view 无效", {"view": f"只能是 {', '.join(VIEWS)}"})
+    try:
+        page = int(request.args.get("page", "1"))
+        per_page = int(request.args.get("per_page", str(PER_PAGE)))
+    except ValueError:
+        raise ValidationError("分页参数无效", {"page": "page 与 per_page 必须是整数"}) from None
+    if page < 1 or not 1 <= per_page <= 200:
+        raise ValidationError("分页参数无效", {"page": "page ≥ 1,per_page 在 1 到 200 之间"})
     me = actor()
+    now, soon = clock().now(), due_soon()
     with work() as w:
+        search = w.inbox.parse_search(request.args, me)
+        out = {"view": view, "filters": search.params(), "counts": w.inbox.counts(me, search, now, soon),
+               "page": page, "per_page": per_page}
+        items = w.inbox.page(view, me, search, page, per_page, now, soon)
         if view in ("started", "cc"):
-            cases = w.inbox.started(me) if view == "started" else w.inbox.cc(me)
-            return jsonify({"view": view, "cases": [
-                {"id": c.id, "title": c.title, "status": c.status.value, "procedure": c.version.procedure.code}
-                for c in cases]})
-        rows = w.inbox.todo(me) if view == "todo" else w.inbox.done(me)
-        return jsonify({"view": view, "tasks": [task_json(r) for r in rows]})
+            out["cases"] = [{"id": c.id, "title": c.title, "status": c.status.value,
+                             "procedure": c.version.procedure.code} for c in items]
+        else:
+            progress = w.inbox.instance_progress(items)
+            out["tasks"] = [task_json(r, countersign=progress.get(r.id)) for r in items]
+        return jsonify(out)
 
 
 @bp.route("/tasks/<int:task_id>")
@@ -134,10 +151,15 @@ def task(task_id: int):
     with work() as w:
         row = w.cases.get_task(task_id, me)
         schema, data = w.cases.task_form(row)
-        out = task_json(row)
-        can_act = row.status.value == "open" and me.holds(row.role_code, row.scope_code)
-        out.update(form=schema, data=data, actions=row.actions.split(",") if can_act else [],
+        out = task_json(row, countersign=w.inbox.instance_progress([row]).get(row.id))
+        out.update(form=schema, data=data, actions=w.cases.allowed_actions(row, me),
+                   operations=sorted(w.operations.task_operations(row, me)),
                    return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)])
+        rule = w.signatures.rule_for(row)
+        if rule is not None:
+            latest = w.signatures.latest(row.id)
+            out["signature"] = {"mode": rule.mode, "label": rule.label,
+                                "latest": attachment_json(latest) if latest else None}
         return jsonify(out)
 
 
@@ -272,7 +294,7 @@ def withdraw(case_id: int):
 
 def attachment_json(a) -> dict:
     return {"id": a.id, "file_name": a.file_name, "content_type": a.content_type, "size_bytes": a.size_bytes,
-            "sha256": a.sha256, "kind": a.kind, "uploaded_by": a.uploaded_by.username,
+            "sha256": a.sha256, "kind": a.kind, "task_id": a.task_id, "uploaded_by": a.uploaded_by.username,
             "created_at": a.created_at.isoformat()}
 
 
@@ -289,8 +311,51 @@ def upload_attachment(case_id: int):
     if upload is None:
         raise ValidationError("缺少文件", {"file": "请以 multipart/form-data 的 file 字段上传"})
     with work() as w:
-        attachment = w.operations.add_attachment(case_id, actor(), upload.filename or "", upload.read(),
-                                                 upload.mimetype or "", kind=request.form.get("kind", "file")
-                                                 if request.form.get("kind") in ("file", "signature") else "file")
+        if request.form.get("kind") == "signature":  # a handwritten signature on one of the case's open tasks
+            task_id = request.form.get("task_id", "")
+            if not task_id.isdigit():
+                raise ValidationError("缺少任务", {"task_id": "签字必须指明所属任务 task_id"})
+            if w.cases.get_task(int(task_id), actor()).case_id != case_id:
+                raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
+            attachment = w.signatures.add_signature(int(task_id), actor(), upload.read())
+        else:
+            attachment = w.operations.add_attachment(case_id, actor(), upload.filename or "", upload.read(),
+                                                     upload.mimetype or "")
         return jsonify(attachment_json(attachment)), 201
 
+
+# ------------------------------------------------------------------ 委派 / 加签
+@bp.route("/tasks/<int:task_id>/delegate", methods=["POST"])
+def delegate(task_id: int):
+    payload = body()
+    with work() as w:
+        w.operations.delegate(task_id, actor(), _text(payload, "to") or "", _text(payload, "opinion"))
+        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
+    return _ok(case_id)
+
+
+@bp.route("/tasks/<int:task_id>/resolve", methods=["POST"])
+def resolve(task_id: int):
+    payload = body()
+    data = payload.get("data", {})
+    if not isinstance(data, dict):
+        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+    with work() as w:
+        w.operations.resolve(task_id, actor(), _text(payload, "opinion"), data)
+        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
+    return _ok(case_id)
+
+
+@bp.route("/tasks/<int:task_id>/add-sign", methods=["POST"])
+def add_sign(task_id: int):
+    payload = body()
+    names, data = payload.get("to"), payload.get("data", {})
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValidationError("to 必须是用户名列表", {"to": "to 必须是用户名列表"})
+    if not isinstance(data, dict):
+        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+    with work() as w:
+        w.operations.add_sign(task_id, actor(), names, _text(payload, "position") or "", _text(payload, "opinion"),
+                              data)
+        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
+    return _ok(case_id)

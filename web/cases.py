@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine.errors import ConflictError, ValidationError
@@ -23,8 +23,9 @@ def show(case_id: int):
         tasks = w.inbox.case_tasks(case_id)
         timers = w.inbox.case_timers(case_id)
         open_tasks = [t for t in tasks if t.status.value == "open"]
-        # tasks claimed by (or transferred to) a colleague are theirs, not mine
-        my_tasks = [t for t in open_tasks if me.holds(t.role_code, t.scope_code) and t.assignee_id in (None, me.user_id)]
+        # tasks claimed by (or transferred to) a colleague are theirs, not mine; delegated (委派) to me or
+        # added to me as a co-signer (加签) are mine
+        my_tasks = [t for t in open_tasks if w.cases.allowed_actions(t, me) or w.operations.task_operations(t, me)]
         return render_template(
             "case.html", case=case, tasks=tasks, timers=timers,
             history=w.inbox.case_history(case_id),
@@ -41,6 +42,7 @@ def show(case_id: int):
             events=w.cases.waiting_events(case, me),
             linked=w.inbox.linked_cases(case),
             attachments=w.operations.attachments(case_id),
+            signatures=w.signatures.latest_by_task(case_id),
             can_withdraw=w.cases.withdrawable(case_id, me) is not None,
         )
 
@@ -160,13 +162,35 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
         if submitted is not None:
             data = {**data, **submitted}
         is_open = row.status.value == "open"
+        actions = w.cases.allowed_actions(row, me)
+        notice_kind = w.cases.issuance_kind(row) if is_open else None  # 出具公示: done by issuing the notice
+        issue_url = url_for("notices.kind_page", procedure_code=row.case.version.procedure.code,
+                            kind_code=notice_kind, case=row.case_id) if notice_kind else None
         return render_template(
-            "task.html", task=row, case=row.case, schema=schema, data=data, errors=errors or {},
-            can_act=is_open and me.holds(row.role_code, row.scope_code) and row.assignee_id in (None, me.user_id),
+            "task.html", task=row, case=row.case, schema=schema, data=data, errors=errors or {}, issue_url=issue_url,
+            can_act=bool(actions), operations=w.operations.task_operations(row, me),
+            co_signers=w.operations.co_signers(row), owner=w.directory.get_user(row.owner_id) if row.owner_id else None,
             returned=returned_by(w.inbox.case_tasks(row.case_id), row) if is_open else None,
-            actions=row.actions.split(","), return_targets=w.cases.return_targets(row),
+            actions=actions, return_targets=w.cases.return_targets(row),
             opinion=(submitted or {}).get("_opinion", ""),
+            signature=w.signatures.rule_for(row), signed=w.signatures.latest(row.id),
+            progress=w.inbox.instance_progress([row]).get(row.id),
         ), status
+
+
+@bp.route("/tasks/<int:task_id>/signature", methods=["POST"])
+@login_required
+def sign(task_id: int):
+    """The task page's signature pad posts the drawn PNG here (multipart ``signature``); answers JSON."""
+    upload_file = request.files.get("signature")
+    try:
+        with work() as w:
+            attachment = w.signatures.add_signature(task_id, actor(), upload_file.read() if upload_file else b"")
+            out = {"id": attachment.id, "url": url_for("cases.download", attachment_id=attachment.id),
+                   "created_at": attachment.created_at.isoformat()}
+    except ValidationError as exc:
+        return jsonify({"error": "无法处理", "message": str(exc), "errors": exc.errors}), 422
+    return jsonify(out), 201
 
 
 @bp.route("/tasks/<int:task_id>")
@@ -179,7 +203,7 @@ def form_values(form) -> dict:
     """Submitted form fields as the engine expects them (checklists as lists)."""
     values = {}
     for key in form:
-        if key in ("csrf_token", "action", "opinion", "return_to"):
+        if key in ("csrf_token", "action", "opinion", "return_to", "sign_to", "sign_position", "delegate_to"):
             continue
         items = form.getlist(key)
         values[key] = items if len(items) > 1 or key.endswith("[]") else items[0]
@@ -201,4 +225,49 @@ def complete(task_id: int):
     except ValidationError as exc:
         return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
     flash("已提交", "success")
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+# ------------------------------------------------------------------ 委派 / 加签 (task page forms)
+def _usernames(text: str) -> list[str]:
+    return [n for n in text.replace(",", " ").replace("，", " ").replace("、", " ").split() if n]
+
+
+@bp.route("/tasks/<int:task_id>/delegate", methods=["POST"])
+@login_required
+def delegate(task_id: int):
+    return _act(_case_of_task(task_id), lambda w: w.operations.delegate(
+        task_id, actor(), request.form.get("delegate_to", "").strip(), request.form.get("opinion")), "已委派")
+
+
+@bp.route("/tasks/<int:task_id>/resolve", methods=["POST"])
+@login_required
+def resolve(task_id: int):
+    opinion = request.form.get("opinion", "")
+    data = form_values(request.form)
+    case_id = _case_of_task(task_id)
+    try:
+        with work() as w:
+            w.operations.resolve(task_id, actor(), opinion, data)
+    except ValidationError as exc:
+        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
+    flash("已处理完成,任务已交还委派人", "success")
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+@bp.route("/tasks/<int:task_id>/add-sign", methods=["POST"])
+@login_required
+def add_sign(task_id: int):
+    """加签 from the task page: 前加签 ignores the form; 后加签 submits it as the holder's approval."""
+    opinion = request.form.get("opinion", "")
+    position = request.form.get("sign_position", "")
+    data = form_values(request.form)
+    case_id = _case_of_task(task_id)
+    try:
+        with work() as w:
+            w.operations.add_sign(task_id, actor(), _usernames(request.form.get("sign_to", "")), position, opinion,
+                                  data if position == "after" else None)
+    except ValidationError as exc:
+        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
+    flash("已加签" + ("(前加签),等待加签人处理" if position == "before" else "(后加签),加签人同意后生效"), "success")
     return redirect(url_for("cases.show", case_id=case_id))

@@ -143,10 +143,14 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
     """
     from engine import demo_data as d
     from engine.clock import FixedClock
+    from engine.operations import OperationsService
     from engine.runtime import CaseService
+    from engine.signatures import SignatureService
 
     clock = FixedClock(work.clock.now() - timedelta(days=9))
     cases = CaseService(work.session, clock, work.definitions)
+    signatures = SignatureService(work.session, clock, cases,
+                                  OperationsService(work.session, clock, cases, work.storage_dir))
     actor = {name: work.directory.actor(user) for name, user in users.items()}
     households = work.session.scalars(
         select(Subject).where(Subject.kind == "household", Subject.name.in_(
@@ -155,6 +159,8 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
 
     def step(name: str, who: str, data: dict) -> None:
         row = next(t for t in work.inbox.case_tasks(by_name[name]) if t.status.value == "open")
+        if signatures.rule_for(row) is not None:  # 入户核查: the household signs on the cadre's tablet
+            signatures.add_signature(row.id, actor[who], d.signature_png(row.case_id))
         cases.complete_task(row.id, actor[who], "approve", "情况属实,同意。", data)
 
     for name in by_name:

@@ -222,6 +222,8 @@ def dmn_entry_problem(text: str) -> str | None:
 def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
     from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
+    from engine.signatures import signature_property_problem
+
     all_specs = [spec, *subprocess_specs.values()]
     for process in all_specs:
         for task_spec in process.task_specs.values():
@@ -248,6 +250,9 @@ def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
             bad = [a for a in actions if a not in ALLOWED_ACTIONS]
             if bad or not actions:
                 problems.append((label, f"actions 只能是 {','.join(ALLOWED_ACTIONS)}"))
+            signature_problem = signature_property_problem(task_spec)
+            if signature_problem:
+                problems.append((label, signature_problem))
 
 
 def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):

@@ -35,3 +35,20 @@ REVIEW_STEPS = [
     ("demo_dept", DEPT_DECISION),
     ("demo_county", COUNTY_ANNOUNCEMENT),
 ]
+
+
+def signature_png(seed: int = 0) -> bytes:
+    """A handwritten-looking signature (PNG, 400×150) for the household check's 农户签字."""
+    import io
+    import math
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (400, 150), (255, 255, 255, 0))
+    draw = ImageDraw.Draw(img)
+    points = [(30 + x * 3.4, 75 + 35 * math.sin((x + seed) / 9) * math.cos(x / 23)) for x in range(100)]
+    draw.line(points, fill=(20, 20, 60, 255), width=4, joint="curve")
+    draw.line([(60, 40), (90, 115), (130, 50)], fill=(20, 20, 60, 255), width=4, joint="curve")
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()

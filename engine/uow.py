@@ -16,6 +16,7 @@ from engine.operations import OperationsService
 from engine.queries import InboxQueries
 from engine.reports import ReportService
 from engine.runtime import CaseService
+from engine.signatures import SignatureService
 
 
 class UnitOfWork:
@@ -36,6 +37,7 @@ class UnitOfWork:
         self.admin = AdminService(self.session, self.clock)
         self.reports = ReportService(self.session, self.clock)
         self.operations = OperationsService(self.session, self.clock, self.cases, self.storage_dir)
+        self.signatures = SignatureService(self.session, self.clock, self.cases, self.operations)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

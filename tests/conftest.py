@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 from engine.bootstrap import load_demo, setup_database
 from engine.clock import FixedClock
 from engine.db import make_engine, make_session_factory
+from engine.demo_data import signature_png
 from engine.models import Case, Subject, TaskRow, TaskStatus, User
 from engine.settings import database_url
 from engine.uow import UnitOfWork
@@ -72,10 +73,21 @@ class Database:
                 .order_by(TaskRow.id)))
 
     def complete(self, case_id: int, username: str, action: str = "approve", opinion: str = "同意",
-                 data: dict | None = None, **kwargs) -> None:
+                 data: dict | None = None, sign: bool = True, **kwargs) -> None:
+        """Complete the case's one open task; approving a step that takes a signature signs it first."""
         (row,) = self.open_tasks(case_id)
+        if sign and action == "approve":
+            self.sign_if_asked(row.id, username)
         with self.uow() as work:
             work.cases.complete_task(row.id, self.actor(username), action, opinion, data or {}, **kwargs)
+
+    def sign_if_asked(self, task_id: int, username: str) -> int | None:
+        """Capture the household's signature (a demo PNG) if the task's step takes one; the attachment id."""
+        with self.uow() as work:
+            row = work.session.get(TaskRow, task_id)
+            if work.signatures.rule_for(row) is None:
+                return None
+            return work.signatures.add_signature(task_id, self.actor(username), signature_png(task_id)).id
 
     def pass_notice(self, days: int = 7) -> int:
         """Let a public-notice period (村级公示, 县级公告) run out: move the clock and fire due timers."""

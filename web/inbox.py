@@ -6,7 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine.errors import ValidationError
-from engine.queries import VIEWS
+from engine.models import CaseStatus
+from engine.queries import PER_PAGE, VIEWS, InboxSearch
 from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("inbox", __name__)
@@ -18,16 +19,25 @@ def index():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         view = "todo"
-    due = request.args.get("due") if request.args.get("due") in ("soon", "overdue") else None
+    try:
+        page = max(int(request.args.get("page", "1")), 1)
+    except ValueError:
+        page = 1
     me = actor()
+    now, soon = clock().now(), due_soon()
     with work() as w:
-        counts = w.inbox.counts(me)
-        if view == "todo":
-            items = w.inbox.todo(me, due=due, now=clock().now(), soon=due_soon())
-        else:
-            items = {"done": w.inbox.done, "started": w.inbox.started, "cc": w.inbox.cc}[view](me)
-        return render_template("inbox.html", view=view, counts=counts, items=items, due=due,
-                               soon_limit=clock().now() + due_soon())
+        errors, status = {}, 200
+        try:
+            search = w.inbox.parse_search(request.args, me)
+        except ValidationError as exc:
+            errors, status, search = exc.errors, 422, None
+        counts = w.inbox.counts(me, search, now, soon) if search else dict.fromkeys(VIEWS, 0)
+        items = w.inbox.page(view, me, search, page, PER_PAGE, now, soon) if search else []
+        return render_template("inbox.html", view=view, counts=counts, items=items, page=page, per_page=PER_PAGE,
+                               search=search or InboxSearch(), params=(search.params() if search else {}),
+                               form=request.args, errors=errors, due=search.due if search else None,
+                               regions=w.inbox.search_regions(me), procedures=w.definitions.list_latest(),
+                               statuses=list(CaseStatus), soon_limit=now + soon), status
 
 
 def _start_page(errors: dict, status: int = 200):

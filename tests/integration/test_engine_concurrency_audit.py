@@ -68,6 +68,7 @@ def test_two_cadres_completing_the_same_task_at_once_exactly_one_wins_the_other_
     _second_village_cadre(db)
     case_id = db.start_case()
     (row,) = db.open_tasks(case_id)
+    db.sign_if_asked(row.id, "demo_village")  # the household signs once; both cadres then submit
     lock_before = db.case(case_id).lock_version
 
     results = _race(db, row.id, ["demo_village", "engine_test_cadre2"], D.HOUSEHOLD_CHECK, monkeypatch)
@@ -86,10 +87,11 @@ def test_two_cadres_completing_the_same_task_at_once_exactly_one_wins_the_other_
         assert work.session.scalar(select(func.count(TaskRow.id)).where(
             TaskRow.case_id == case_id, TaskRow.spec_name == "household_check")) == 1
         events = work.session.scalars(select(AuditEvent).where(AuditEvent.task_id == row.id)).all()
-        assert [(e.action, e.user_id) for e in events] == [("approve", db.actor(winner).user_id)]
+        assert [(e.action, e.user_id) for e in events] == [("attachment_added", db.actor("demo_village").user_id),
+                                                           ("approve", db.actor(winner).user_id)]
         case = work.session.get(Case, case_id)
         assert case.lock_version == lock_before + 1  # advanced exactly once
-        assert work.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.case_id == case_id)) == 2
+        assert work.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.case_id == case_id)) == 3
     (nxt,) = db.open_tasks(case_id)
     assert nxt.spec_name == "village_review"
 
@@ -240,7 +242,7 @@ def test_the_database_refuses_to_update_or_delete_audit_events(db, statement):
     case_id = db.start_case()
     db.complete(case_id, "demo_village", opinion="核查属实", data=D.HOUSEHOLD_CHECK)
     before = _audit_rows(db, case_id)
-    assert len(before) == 2  # the statement matches rows, so a row trigger must fire
+    assert len(before) == 3  # start, the household's signature, approve: the statement matches rows
 
     with pytest.raises(DBAPIError, match="append-only"):
         with db.uow() as work:
@@ -254,4 +256,4 @@ def test_appending_audit_events_still_works_after_a_refused_change(db):
         with db.uow() as work:
             work.session.execute(text("DELETE FROM audit_event"))
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
-    assert [a for _id, a, _o, _u in _audit_rows(db, case_id)] == ["start", "approve"]
+    assert [a for _id, a, _o, _u in _audit_rows(db, case_id)] == ["start", "attachment_added", "approve"]

@@ -10,6 +10,7 @@ No Flask: everything goes through UnitOfWork services, with the fixed clock move
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from engine import demo_data as D
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.expressions import CHINA_TZ as CHINA
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
 
@@ -167,7 +169,13 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
 
         db.clock.advance(timedelta(days=1, hours=3))  # work takes a while
         opinion = f"{title}:情况属实,同意。"
-        db.complete(case_id, user, opinion=opinion, data=data)
+        signature = db.sign_if_asked(row.id, user)  # 入户核查: the household signs first
+        if signature is not None:
+            expected_events.append(("attachment_added", title, users[user], None, db.clock.now(), {
+                "file": f"农户签字-{title}-{db.clock.now().astimezone(CHINA).strftime('%Y%m%d-%H%M%S')}.png",
+                "sha256": hashlib.sha256(D.signature_png(row.id)).hexdigest(), "kind": "signature",
+                "attachment_id": signature}))
+        db.complete(case_id, user, opinion=opinion, data=data, sign=False)
         completions.append((db.clock.now(), opinion))
         expected_events.append(("approve", title, users[user], opinion, db.clock.now(), {"data": data}))
         step_started = db.clock.now()

@@ -404,6 +404,7 @@ def test_three_hundred_return_rounds_keep_the_task_tree_shallow_and_the_case_sti
             work.cases.complete_task(review.id, village, "return", f"第{i + 1}次退回:核查表填写不全", {})
             check = open_row(work)
             assert check.spec_name == "household_check"
+            work.signatures.add_signature(check.id, village, D.signature_png(i))  # each round is signed anew
             work.cases.complete_task(check.id, village, "approve", "已补充", D.HOUSEHOLD_CHECK)
         if i == 0:
             depth_after_first_round = _max_depth(db, case_id)
@@ -421,7 +422,8 @@ def test_three_hundred_return_rounds_keep_the_task_tree_shallow_and_the_case_sti
         actions = work.session.execute(
             select(AuditEvent.action, func.count()).where(AuditEvent.case_id == case_id)
             .group_by(AuditEvent.action)).all()
-        assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 5, "timer_fired": 2}
+        assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 5, "timer_fired": 2,
+                                 "attachment_added": 1 + ROUNDS}  # every round of 入户核查 signed anew
         assert work.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.case_id == case_id)) == (
             1 + 2 * ROUNDS + 5)
         timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)).all()

@@ -161,11 +161,12 @@ def test_attachments_are_stored_by_hash_shown_to_later_approvers_and_never_repla
 ])
 def test_an_attachment_too_large_or_of_a_wrong_type_is_refused_and_nothing_is_stored(db, name, content, content_type):
     case_id = at_township(db)
+    stored_before = sorted(db.storage_dir.rglob("*"))  # the household's signature of 入户核查
     with db.uow() as work, pytest.raises(ValidationError):
         work.operations.add_attachment(case_id, db.actor("demo_village"), name, content, content_type)
     with db.uow() as work:
-        assert work.session.scalar(select(func.count(Attachment.id))) == 0
-    assert not db.storage_dir.exists() or not any(db.storage_dir.rglob("*"))
+        assert work.session.scalar(select(func.count(Attachment.id)).where(Attachment.kind != "signature")) == 0
+    assert sorted(db.storage_dir.rglob("*")) == stored_before
 
 
 @pytest.fixture
@@ -194,7 +195,8 @@ def test_the_operations_work_through_the_json_api(db, api_app):
                        content_type="multipart/form-data")
     assert res.status_code == 201 and res.json["file_name"] == "评议记录.pdf"
     listed = township.get(f"/api/v1/cases/{case_id}/attachments").json["attachments"]
-    assert [a["sha256"] for a in listed] == [res.json["sha256"]]
+    assert [a["sha256"] for a in listed if a["kind"] == "file"] == [res.json["sha256"]]
+    assert [a["kind"] for a in listed] == ["signature", "file"]  # 入户核查's 农户签字 came first
     res = village.post(f"/api/v1/cases/{case_id}/withdraw", json={"opinion": "补充材料"})
     assert res.status_code == 200 and [s["step_id"] for s in res.json["current_steps"]] == ["village_review"]
     assert village.post(f"/api/v1/cases/{case_id}/withdraw", json={}).status_code == 409

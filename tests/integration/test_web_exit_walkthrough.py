@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -66,6 +67,13 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
         assert set(data) <= keys
         assert isinstance(task["data"], dict) and set(task["data"]) <= keys
         assert "approve" in task["actions"]
+        if task.get("signature"):  # 入户核查: the household signs on the cadre's tablet, uploaded as a PNG
+            assert task["signature"] == {"mode": "required", "label": "农户签字", "latest": None}
+            signed = client.post(f"/api/v1/cases/{case_id}/attachments", content_type="multipart/form-data",
+                                 data={"kind": "signature", "task_id": str(task_id),
+                                       "file": (io.BytesIO(D.signature_png()), "农户签字.png", "image/png")})
+            assert signed.status_code == 201, signed.get_json()
+            expected_history.append((username, "attachment_added", TITLES[step_id], None, db.clock.now()))
 
         done = client.post(f"/api/v1/tasks/{task_id}/complete",
                            json={"action": "approve", "opinion": OPINIONS[step_id], "data": data})

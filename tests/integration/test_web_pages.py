@@ -112,6 +112,7 @@ def test_a_good_form_completes_the_task_with_typed_values_and_redirects_to_the_c
     (row,) = db.open_tasks(case_id)
     village = client_for("demo_village")
     token = csrf_token(village, f"/tasks/{row.id}")
+    db.sign_if_asked(row.id, "demo_village")  # the household signed on the pad (tests/integration/test_signature.py)
     done = village.post(f"/tasks/{row.id}", data={"csrf_token": token, "action": "approve", "opinion": "属实",
                                                   **_form(D.HOUSEHOLD_CHECK)})
     assert done.status_code == 302 and done.headers["Location"] == f"/cases/{case_id}"
@@ -140,10 +141,11 @@ def test_the_case_page_has_the_diagram_xml_the_marks_and_the_history(db, client_
     items = re.findall(r"<li>(.*?)</li>", history, re.S)
     heads = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", item.split('<span class="muted">')[0])).strip()
              for item in items]
-    assert heads == ["发起", "通过 · 入户核查", "通过 · 民主评议", "定时触发", "通过 · 镇复核"]
+    assert heads == ["发起", "上传附件 · 入户核查", "通过 · 入户核查", "通过 · 民主评议", "定时触发", "通过 · 镇复核"]
     assert "宝梵镇村干部(演示) · 2026-09-01 09:00" in items[0]  # who and when, in China time
-    assert "系统" in items[3]  # the 村级公示 period ran out by itself
-    assert "宝梵镇乡村振兴办(演示) · 2026-09-08 10:00" in items[4] and "意见:同意" in items[4]
+    assert 'data-testid="history-signature"' in items[2]  # the household's signature with its step
+    assert "系统" in items[4]  # the 村级公示 period ran out by itself
+    assert "宝梵镇乡村振兴办(演示) · 2026-09-08 10:00" in items[5] and "意见:同意" in items[5]
     assert "家庭年人均纯收入(元)</dt><dd>12800</dd>" in html  # form data with Chinese labels
 
 

@@ -1,0 +1,157 @@
+"""Handwritten signatures (e.g. 农户签字 on the 四步法 household check), captured on a task.
+
+A user task asks for one with its ``signature`` property (``required`` or ``optional``) and
+names it with ``signatureLabel`` (default 农户签字). A signature is a PNG attachment of kind
+``signature`` tied to the task row: append-only like every attachment, so signing again adds
+a new one, the latest counts and all are kept. Approving a step whose signature is required
+is refused until one exists (``require_signature``, called by ``CaseService.complete_task``).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.assignment import Actor
+from engine.errors import ConflictError, ForbiddenError, ValidationError
+from engine.expressions import CHINA_TZ
+from engine.models import Attachment, TaskRow, TaskStatus
+
+SIGNATURE_KIND = "signature"
+SIGNATURE_MODES = ("required", "optional")
+DEFAULT_LABEL = "农户签字"
+MAX_SIGNATURE_BYTES = 512 * 1024
+MIN_SIDE_PX, MAX_SIDE_PX = 100, 4000
+MISSING_MESSAGE = "请先由农户签字"
+
+
+@dataclass(frozen=True)
+class SignatureRule:
+    mode: str  # required | optional
+    label: str
+
+    @property
+    def required(self) -> bool:
+        return self.mode == "required"
+
+
+def signature_rule(task_spec) -> SignatureRule | None:
+    """The signature a task spec asks for, from its ``signature``/``signatureLabel`` properties."""
+    props = getattr(task_spec, "extensions", {}).get("properties", {})
+    mode = (props.get("signature") or "").strip()
+    if mode not in SIGNATURE_MODES:
+        return None
+    return SignatureRule(mode, (props.get("signatureLabel") or "").strip() or DEFAULT_LABEL)
+
+
+def signature_property_problem(task_spec) -> str | None:
+    """Why a task's ``signature`` property is invalid (for deploy checks), or None."""
+    props = getattr(task_spec, "extensions", {}).get("properties", {})
+    if "signature" in props and props["signature"].strip() not in SIGNATURE_MODES:
+        return f"signature 只能是 {' 或 '.join(SIGNATURE_MODES)}"
+    return None
+
+
+def check_signature_png(content: bytes) -> None:
+    """Accept only a real, small PNG of a plausible signature size.
+
+    :raises ValidationError: empty, too large, not a decodable PNG, or odd dimensions.
+    """
+    from PIL import Image
+
+    if not content:
+        raise ValidationError("签字为空", {"signature": "签字图片为空"})
+    if len(content) > MAX_SIGNATURE_BYTES:
+        raise ValidationError("签字图片过大", {"signature": f"签字图片不能超过 {MAX_SIGNATURE_BYTES // 1024} KB"})
+    if not content.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValidationError("签字必须是 PNG 图片", {"signature": "签字必须是 PNG 图片"})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(content)) as img:
+                if img.format != "PNG":
+                    raise ValueError("not a PNG")
+                width, height = img.size
+                if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX // 2 <= height <= MAX_SIDE_PX):
+                    raise ValidationError("签字图片尺寸不合理", {
+                        "signature": f"签字图片尺寸应在 {MIN_SIDE_PX}×{MIN_SIDE_PX // 2} 到 "
+                                     f"{MAX_SIDE_PX}×{MAX_SIDE_PX} 像素之间"})
+                img.load()  # decodes every pixel: a truncated or corrupt stream fails here
+    except ValidationError:
+        raise
+    except Exception as exc:  # Pillow raises many types for a broken file
+        raise ValidationError("签字图片无效", {"signature": "签字图片已损坏或不是有效的 PNG"}) from exc
+
+
+class SignatureService:
+    """Captures signatures on tasks and answers which task has one."""
+
+    def __init__(self, session: Session, clock, cases, operations):
+        self.session = session
+        self.clock = clock
+        self.cases = cases  # CaseService: task visibility and the version's specs
+        self.operations = operations  # OperationsService: storage of attachments, in one place
+
+    def rule_for(self, row: TaskRow) -> SignatureRule | None:
+        """The signature the task's step asks for (read from the version's spec, no case load)."""
+        spec, subprocess_specs = self.cases.definitions.specs(row.case.version)
+        for process in (spec, *subprocess_specs.values()):
+            for task_spec in process.task_specs.values():
+                if getattr(task_spec, "bpmn_id", None) == row.spec_name:
+                    return signature_rule(task_spec)
+        return None
+
+    def add_signature(self, task_id: int, actor: Actor, content: bytes) -> Attachment:
+        """Store a handwritten signature (PNG) for an open task the actor works on.
+
+        :raises NotFoundError: no such task or outside jurisdiction.
+        :raises ForbiddenError: the actor may not act on the task.
+        :raises ConflictError: the task is no longer open.
+        :raises ValidationError: the step takes no signature, or the PNG is refused; nothing is stored.
+        """
+        row = self.cases.get_task(task_id, actor)
+        if row.status != TaskStatus.open:
+            raise ConflictError("该任务已被处理")
+        if not actor.holds(row.role_code, row.scope_code) or row.assignee_id not in (None, actor.user_id):
+            raise ForbiddenError("您无权处理此任务")
+        rule = self.rule_for(row)
+        if rule is None:
+            raise ValidationError("此步骤无需签字", {"signature": "此步骤无需签字"})
+        check_signature_png(content)
+        stamp = self.clock.now().astimezone(CHINA_TZ).strftime("%Y%m%d-%H%M%S")
+        return self.operations.add_attachment(row.case_id, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
+                                              "image/png", task_id=row.id, kind=SIGNATURE_KIND)
+
+    def latest(self, task_id: int) -> Attachment | None:
+        """The signature that counts for a task: its latest."""
+        return self.session.scalar(select(Attachment).where(
+            Attachment.task_id == task_id, Attachment.kind == SIGNATURE_KIND).order_by(Attachment.id.desc()).limit(1))
+
+    def latest_by_task(self, case_id: int) -> dict[int, Attachment]:
+        """Each task of a case → its latest signature."""
+        found: dict[int, Attachment] = {}
+        for att in self.session.scalars(select(Attachment).where(
+                Attachment.case_id == case_id, Attachment.kind == SIGNATURE_KIND).order_by(Attachment.id)):
+            if att.task_id is not None:
+                found[att.task_id] = att
+        return found
+
+
+def require_signature(session: Session, row: TaskRow, task_spec) -> None:
+    """Refuse to approve a step whose signature is required while the task has none.
+
+    :raises ValidationError: with the ``signature`` field (请先由农户签字).
+    """
+    rule = signature_rule(task_spec)
+    if rule is None or not rule.required:
+        return
+    signed = session.scalar(select(Attachment.id).where(
+        Attachment.task_id == row.id, Attachment.kind == SIGNATURE_KIND).limit(1))
+    if signed is None:
+        message = MISSING_MESSAGE if rule.label == DEFAULT_LABEL else f"请先完成{rule.label}"
+        raise ValidationError(message, {"signature": message})
+

@@ -111,6 +111,10 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
         "demo_township": ("宝梵镇乡村振兴办(演示)", [("township_officer", DEMO_TOWNSHIP)]),
         "demo_dept": ("蓬溪县乡村振兴局(演示)", [("county_department", DEMO_COUNTY)]),
         "demo_county": ("蓬溪县领导小组(演示)", [("county_leader", DEMO_COUNTY)]),
+        # three more leading-group members: 项目库 领导小组审定 is a 会签 of all of them (engine/countersign.py)
+        "demo_leader1": ("蓬溪县领导小组成员甲(演示)", [("county_leader", DEMO_COUNTY)]),
+        "demo_leader2": ("蓬溪县领导小组成员乙(演示)", [("county_leader", DEMO_COUNTY)]),
+        "demo_leader3": ("蓬溪县领导小组成员丙(演示)", [("county_leader", DEMO_COUNTY)]),
         "demo_clerk": ("宝梵镇办公室(演示)", [("office_clerk", DEMO_TOWNSHIP)]),
         "demo_admin": ("蓬溪县管理员(演示)", [("admin", DEMO_COUNTY)]),
         "demo_sysadmin": ("系统管理员(演示)", [("system_admin", code) for code in provinces]),

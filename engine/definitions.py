@@ -177,6 +177,12 @@ def _check_expressions(root: etree._Element, problems: list[tuple[str, str]]) ->
     for tag in ("timeDate", "timeDuration", "timeCycle"):
         for node in root.iterfind(f".//bpmn:{tag}", NS):
             check(node, node.text or "", "expr")
+    for node in root.iterfind(".//bpmn:completionCondition", NS):
+        check(node, node.text or "", "expr")
+    for node in root.iterfind(".//bpmn:multiInstanceLoopCharacteristics", NS):
+        problem = multi_instance_problem(node)
+        if problem:
+            problems.append((_element_label(node.getparent()), problem))
     for node in root.iterfind(".//spiffworkflow:property[@name='dueAt']", NS):
         check(node, node.get("value") or "", "expr")
     for node in root.iterfind(".//bpmn:scriptTask/bpmn:script", NS):
@@ -198,6 +204,24 @@ def _check_dmn(name: str, root: etree._Element, problems: list[tuple[str, str]])
             problem = dmn_entry_problem(node.text or "")
             if problem:
                 problems.append((f"{name}", problem))
+
+
+def multi_instance_problem(loop: etree._Element) -> str | None:
+    """Why a user task's multiInstanceLoopCharacteristics cannot run as a 会签/或签, or None.
+
+    Each instance is one signer's task row: the signers come from a collection
+    (``loopDataInputRef``, e.g. ``role_members(...)`` in the preScript or a form's list of
+    usernames) and each instance's signer is its ``inputDataItem``.
+    """
+    if loop.getparent() is None or etree.QName(loop.getparent()).localname != "userTask":
+        return None
+    if loop.find("bpmn:loopCardinality", NS) is not None:
+        return "会签/或签不能用 loopCardinality:请用 loopDataInputRef 指定会签人员名单"
+    if not (getattr(loop.find("bpmn:loopDataInputRef", NS), "text", "") or "").strip():
+        return "会签/或签必须用 loopDataInputRef 指定会签人员名单(用户名列表)"
+    if loop.find("bpmn:inputDataItem", NS) is None:
+        return "会签/或签必须有 inputDataItem(每个实例的会签人)"
+    return None
 
 
 def dmn_entry_problem(text: str) -> str | None:

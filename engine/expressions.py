@@ -20,6 +20,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
 from engine import clock as clock_mod
+from engine import countersign
 from engine.errors import UnsafeExpressionError
 
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -78,11 +79,15 @@ SAFE_FUNCTIONS: dict[str, Any] = {
     "date_add": _date_add,
     "workdays": _workdays,
     "workdays_after": _workdays_after,
+    # bound to the case's region by _evaluator: the holders of a role in the case's jurisdiction (会签)
+    "role_members": countersign.role_members,
 }
 
 
 def _evaluator(names: dict[str, Any]) -> EvalWithCompoundTypes:
-    return EvalWithCompoundTypes(names=names, functions=dict(SAFE_FUNCTIONS))
+    functions = dict(SAFE_FUNCTIONS)
+    functions["role_members"] = lambda role: countersign.role_members(role, names.get("region_code"))
+    return EvalWithCompoundTypes(names=names, functions=functions)
 
 
 def evaluate(expression: str, names: dict[str, Any]) -> Any:

@@ -51,9 +51,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from engine import clock as clock_mod
+from engine import countersign, workcalendar
 from engine import forms as forms_mod
 from engine import settings as settings_mod
-from engine import workcalendar
 from engine.assignment import Actor, may_change_procedure, scope_for
 from engine.clock import FixedClock
 from engine.definitions import (
@@ -65,6 +65,7 @@ from engine.definitions import (
     bundle_from_files,
     compile_bundle,
     dmn_entry_problem,
+    multi_instance_problem,
     role_of_lane,
     safe_xml,
 )
@@ -395,6 +396,7 @@ class _Names:
             "region_code": "510921107001", "region_name": "x", "settings": manifest.get("settings") or {},
             "decision": "approve", "opinions": {}, "last_opinion": "", "return_reason": "", "returned_from": "",
             "last_event_reason": "", "linked_from_case": 1, "linked_from_title": "x",
+            **dict.fromkeys(countersign.TALLY_KEYS, 1),  # what a 会签 step's votes add (engine/countersign.py)
         }
         for schema in forms.values():
             for comp in forms_mod.input_components(schema):
@@ -588,7 +590,12 @@ class DraftChecker:
                 found.update(name for name, _ in parse_script(text))
             except UnsafeExpressionError:
                 pass
-        return found
+        for loop in root.iterfind(".//bpmn:multiInstanceLoopCharacteristics", NS):  # a 会签's signers and votes
+            found.update((n.text or "").strip() for tag in ("loopDataInputRef", "loopDataOutputRef")
+                         for n in loop.iterfind(f"bpmn:{tag}", NS))
+            found.update(n.get("id") or "" for tag in ("inputDataItem", "outputDataItem")
+                         for n in loop.iterfind(f"bpmn:{tag}", NS))
+        return found - {""}
 
     def _bpmn(self, file, root, manifest, forms, decisions, names: _Names) -> None:
         processes = root.findall(_q("process"))
@@ -770,6 +777,14 @@ class DraftChecker:
         for node in process.iter(_q("timerEventDefinition")):
             if not any(node.find(_q(t)) is not None for t in ("timeDuration", "timeDate", "timeCycle")):
                 self.add(node.getparent().get("id"), "定时事件没有设置时间表达式", file)
+        for loop in process.iter(_q("multiInstanceLoopCharacteristics")):  # 会签/或签
+            owner = loop.getparent()
+            problem = multi_instance_problem(loop)
+            if problem:
+                self.add(owner.get("id"), problem, file)
+            cond = loop.find(_q("completionCondition"))
+            if cond is not None and (cond.text or "").strip():
+                self._expr(file, owner.get("id"), cond.text, "会签完成条件", names)
         for node in process.iter(_q("script")):
             owner = node.getparent()
             try:
@@ -1007,7 +1022,8 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
     steps: list[DryRunStep] = []
     result = DryRunResult(False, "running", [], steps, started_at=start)
     settings = bundle.settings
-    with clock_mod.using(clock), workcalendar.using(calendar or workcalendar.WorkCalendar()):
+    with clock_mod.using(clock), workcalendar.using(calendar or workcalendar.WorkCalendar()), \
+            countersign.using(lambda role, _region: [f"试运行{role}{i}" for i in (1, 2, 3)]):
         workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=SCRIPT_ENGINE)
         initial = {"case_id": 0, "subject_name": "试运行对象", "subject_kind": bundle.subject_kind,
                    "region_code": "000000000000", "region_name": "试运行", "settings": settings, **data}
@@ -1066,6 +1082,8 @@ def _sandbox_user_task(bundle: ProcedureBundle, task, data: dict[str, Any], per_
     task.data.update(cleaned)
     task.data["decision"] = "approve"
     task.data["last_opinion"] = "试运行"
+    if countersign.instance_parent(task) is not None:  # each sample signer agrees
+        countersign.record_vote(task, "approve", "试运行")
     task.run()
     role = role_of_lane(spec.lane)
     filled = "、".join(f"{k}={v}" for k, v in cleaned.items())

@@ -37,7 +37,8 @@ def index():
                                search=search or InboxSearch(), params=(search.params() if search else {}),
                                form=request.args, errors=errors, due=search.due if search else None,
                                regions=w.inbox.search_regions(me), procedures=w.definitions.list_latest(),
-                               statuses=list(CaseStatus), soon_limit=now + soon), status
+                               statuses=list(CaseStatus), soon_limit=now + soon,
+                               progress=w.inbox.instance_progress(items) if view in ("todo", "done") else {}), status
 
 
 def _start_page(errors: dict, status: int = 200):

@@ -38,7 +38,8 @@ APPLICATION = {
 TOWNSHIP_REVIEW = {"site_surveyed": True, "link_mechanism_verified": True, "township_review_date": "2026-09-08"}
 DEPT_REVIEW = {"department_name": "蓬溪县农业农村局", "policy_compliant": True, "verified_budget_yuan": 780000,
                "dept_review_date": "2026-09-15"}
-LEADER_DECISION = {"enter_reserve_library": True, "approved_funds_yuan": 780000,
+LEADER_VOTE = {"leader_materials_reviewed": True}
+LEADER_RECORD = {"enter_reserve_library": True, "approved_funds_yuan": 780000,
                    "decision_number": "蓬巩衔组〔2026〕8号", "decision_date": "2026-09-25"}
 PUBLIC_NOTICE = {"arrangement_posted": True, "funds_posted": True, "notice_start": "2026-09-28",
                  "notice_place": "村务公开栏", "complaint_phone": "0825-5412345"}
@@ -52,13 +53,19 @@ SUPERVISION = {"supervision_acknowledged": True, "supervision_measures": "约谈
                "rectify_by": "2027-05-31"}
 OVERDUE = {"overdue_acknowledged": True, "overdue_note": "限期完成"}
 
-# (bpmn id, title, user, role, scope, data) of the application and the three reviews
+# the county's leading group (county_leader holders of 蓬溪县, by username): 领导小组审定 is their 会签,
+# passed once more than half agree (3 of 4), failed once half disagree (2 of 4)
+MEMBERS = ("demo_county", "demo_leader1", "demo_leader2", "demo_leader3")
+LEADERS = MEMBERS[1:]
+# (bpmn id, title, user, role, scope, data) of the application and the reviews; a tuple of users is a 会签
 REVIEWS = [
     ("apply", "村申请", "demo_village", "village_cadre", VILLAGE, APPLICATION),
     ("township_review", "镇初审", "demo_township", "township_officer", TOWNSHIP, TOWNSHIP_REVIEW),
     ("dept_review", "部门审核", "demo_dept", "county_department", COUNTY, DEPT_REVIEW),
-    ("leader_decision", "领导小组审定", "demo_county", "county_leader", COUNTY, LEADER_DECISION),
+    ("leader_decision", "领导小组审定", LEADERS, "county_leader", COUNTY, LEADER_VOTE),
+    ("leader_record", "审定结果登记", "demo_county", "county_leader", COUNTY, LEADER_RECORD),
 ]
+ACTIONS = {"apply": "approve", "leader_record": "approve,return"}
 # (suffix, label, month, day, target %) of the four spending checkpoints (seed 002 二(七)1)
 CHECKPOINTS = [("q1", "4月底", 4, 30, 30), ("q2", "6月底", 6, 30, 50), ("q3", "9月底", 9, 30, 75),
                ("q4", "12月底", 12, 31, 100)]
@@ -87,15 +94,22 @@ def _start(db, project: int = 0) -> int:
 
 
 def _open(db, case_id: int) -> dict[str, TaskRow]:
+    """Open rows by step; only the signers' rows of a 会签 step share one."""
     rows = db.open_tasks(case_id)
-    names = [r.spec_name for r in rows]
+    names = [r.spec_name for r in rows if r.instance_group is None]
     assert len(names) == len(set(names)), names
     return {r.spec_name: r for r in rows}
 
 
-def _do(db, case_id: int, step: str, username: str, action: str = "approve", opinion: str = "同意",
+def _do(db, case_id: int, step: str, username: str | tuple, action: str = "approve", opinion: str = "同意",
         data: dict | None = None, **kwargs) -> None:
-    row = _open(db, case_id)[step]
+    """Act on the step's open row; a tuple of usernames signs a 会签 step one signer after the other."""
+    if isinstance(username, tuple):
+        for user in username:
+            _do(db, case_id, step, user, action, opinion, data, **kwargs)
+        return
+    (row,) = [r for r in db.open_tasks(case_id)
+              if r.spec_name == step and (r.instance_group is None or r.assignee.username == username)]
     with db.uow() as work:
         work.cases.complete_task(row.id, db.actor(username), action, opinion, data or {}, **kwargs)
 
@@ -163,10 +177,16 @@ def test_project_runs_straight_through_reviews_notice_checkpoints_and_handover_t
     assert case.status == CaseStatus.running
 
     for step, title, user, role, scope, data in REVIEWS:
-        (row,) = db.open_tasks(case_id)
-        assert (row.spec_name, row.title, row.role_code, row.scope_code) == (step, title, role, scope)
-        assert row.form_key == f"{PROCEDURE}/{'application' if step == 'apply' else step}"
-        assert row.actions == ("approve" if step == "apply" else "approve,reject,return")
+        rows = db.open_tasks(case_id)
+        for row in rows:
+            assert (row.spec_name, row.title, row.role_code, row.scope_code) == (step, title, role, scope)
+            assert row.form_key == f"{PROCEDURE}/{'application' if step == 'apply' else step}"
+            assert row.actions == ACTIONS.get(step, "approve,reject,return")
+        if step == "leader_decision":  # one row per member of the county's leading group, for that member only
+            assert sorted(r.assignee.username for r in rows) == list(MEMBERS)
+            assert {r.multi_sign for r in rows} == {"ratio"} and len({r.instance_group for r in rows}) == 1
+        else:
+            assert len(rows) == 1 and rows[0].instance_group is None
         _do(db, case_id, step, user, data=data)
         db.clock.advance(timedelta(days=1))
 
@@ -215,7 +235,11 @@ def test_project_runs_straight_through_reviews_notice_checkpoints_and_handover_t
     assert case.finished_at == db.clock.now()
     assert db.open_tasks(case_id) == [] and _timers(db, case_id) == {}
     done = [r.spec_name for r in _history(db, case_id)]
-    assert done == ["apply", "township_review", "dept_review", "leader_decision", "public_notice",
+    signed = [(r.assignee.username, r.status, r.action) for r in _history(db, case_id) if r.spec_name == "leader_decision"]
+    assert signed == [("demo_county", TaskStatus.cancelled, None)] + [
+        (u, TaskStatus.completed, "approve") for u in LEADERS]  # 3 of 4 agreed: the fourth need not act
+    assert done == ["apply", "township_review", "dept_review", *["leader_decision"] * 4, "leader_record",
+                    "public_notice",
                     "completion_report", "spending_report_q1", "spending_report_q2", "spending_report_q3",
                     "acceptance", "asset_handover", "spending_report_q4"]
     assert started < case.finished_at
@@ -240,7 +264,7 @@ def test_procedure_is_deployed_for_projects_with_a_shape_or_edge_for_every_eleme
     process = root.find("bpmn:process", ns)
     elements = {e.get("id") for e in process.iter() if e.get("id") and e is not process and etree.QName(e).localname not in (
         "laneSet", "timerEventDefinition", "signalEventDefinition", "conditionExpression", "timeDate",
-        "timeDuration")}
+        "timeDuration", "inputDataItem", "outputDataItem")}  # a 会签's data items are not drawn
     assert elements - drawn == set()
     for edge in root.iterfind(".//bpmndi:BPMNEdge", ns):
         assert len(edge.findall("{http://www.omg.org/spec/DD/20100524/DI}waypoint")) >= 2
@@ -265,6 +289,8 @@ def test_rejection_at_each_review_level_ends_the_case_as_rejected(db, level):
     for step, _title, user, _role, _scope, data in REVIEWS[:level]:
         _do(db, case_id, step, user, data=data)
     step, title, user, *_rest = REVIEWS[level]
+    if step == "leader_decision":  # 不同意 is one member's vote: two of four make a pass impossible
+        user = LEADERS[:2]
     _do(db, case_id, step, user, action="reject", opinion=f"{title}:项目不符合衔接资金支持方向")
     case = db.case(case_id)
     assert case.status == CaseStatus.rejected
@@ -272,7 +298,7 @@ def test_rejection_at_each_review_level_ends_the_case_as_rejected(db, level):
     assert case.finished_at == db.clock.now()
     assert db.open_tasks(case_id) == []
     assert _timers(db, case_id) == {}  # the 入库 deadline timer of 镇初审 is gone too
-    last = _history(db, case_id)[-1]
+    last = [r for r in _history(db, case_id) if r.status == TaskStatus.completed][-1]
     assert (last.spec_name, last.action) == (step, "reject")
 
 
@@ -282,6 +308,7 @@ def test_return_goes_back_one_step_and_the_resubmitted_case_continues(db, level)
     for step, _title, user, _role, _scope, data in REVIEWS[:level]:
         _do(db, case_id, step, user, data=data)
     step, _title, user, *_rest = REVIEWS[level]
+    user = user[0] if isinstance(user, tuple) else user  # one member's 退回 returns the whole 会签
     prev_step, _prev_title, prev_user, prev_role, prev_scope, prev_data = REVIEWS[level - 1]
     with pytest.raises(ValidationError):  # a return needs an opinion
         _do(db, case_id, step, user, action="return", opinion="  ")
@@ -293,8 +320,7 @@ def test_return_goes_back_one_step_and_the_resubmitted_case_continues(db, level)
 
     resubmitted = {**prev_data, "budget_yuan": 760000} if prev_step == "apply" else prev_data
     _do(db, case_id, prev_step, prev_user, data=resubmitted)
-    (row,) = db.open_tasks(case_id)
-    assert row.spec_name == step
+    assert {r.spec_name for r in db.open_tasks(case_id)} == {step}
     for step_, _t, user_, _r, _s, data_ in REVIEWS[level:]:
         _do(db, case_id, step_, user_, data=data_)
     assert set(_open(db, case_id)) == {"public_notice"}
@@ -659,8 +685,8 @@ def test_a_return_from_acceptance_to_the_notice_reposts_it_and_restarts_implemen
 # ----------------------------------------------------------------------------- 9. save/restore between steps
 def _snapshot(workflow) -> dict[str, object]:
     ready = sorted(
-        (t.task_spec.name, json.dumps(t.data, sort_keys=True, ensure_ascii=False, default=str))
-        for t in workflow.get_tasks(state=TaskState.READY)
+        (t.task_spec.name.removesuffix(" [child]"), json.dumps(t.data, sort_keys=True, ensure_ascii=False, default=str))
+        for t in workflow.get_tasks(state=TaskState.READY)  # a 会签 step's instances: one per signer
     )
     waiting = sorted(
         (t.task_spec.name, str(t.internal_data.get("event_value")))
@@ -691,7 +717,7 @@ def _round_trip(db, case_id: int) -> dict[str, object]:
                 "data": {n: json.loads(d) for n, d in after["ready"]}}
 
 
-_USER_STEPS = {"apply", "township_review", "dept_review", "leader_decision", "public_notice", "completion_report",
+_USER_STEPS = {"apply", "township_review", "dept_review", "leader_decision", "leader_record", "public_notice", "completion_report",
                "acceptance", "asset_handover"} | {f"spending_report_{c[0]}" for c in CHECKPOINTS}
 
 
@@ -704,11 +730,11 @@ def test_straight_through_survives_an_explicit_spiff_save_and_restore_between_ev
     assert snap["data"]["apply"]["subject_name"] == "村道硬化及安全防护项目"
     assert snap["data"]["apply"]["subject_project_type"] == "基础设施"
 
-    expected = ["township_review", "dept_review", "leader_decision", "public_notice"]
+    expected = ["township_review", "dept_review", "leader_decision", "leader_record", "public_notice"]
     for (step, title, user, *_rest, data), nxt in zip(REVIEWS, expected, strict=True):
         _do(db, case_id, step, user, opinion=f"{title}同意", data=road if step == "apply" else data)
         snap = _round_trip(db, case_id)
-        assert snap["ready"] == [nxt]
+        assert snap["ready"] == [nxt] * (len(MEMBERS) if nxt == "leader_decision" else 1)
         carried = snap["data"][nxt]
         assert carried["link_mode"] == "务工就业" and carried["plan_year"] == PLAN_YEAR
         assert carried["last_opinion"] == f"{title}同意"

@@ -21,6 +21,7 @@ DEMO_PASSWORD = "demo12345"
 DEMO_COUNTY = "510921000000"  # 四川省遂宁市蓬溪县
 DEMO_TOWNSHIP = "510921107000"  # 宝梵镇
 OTHER_TOWNSHIP = "510921100000"  # 赤城镇, for jurisdiction tests and demo contrast
+DEMO_OFFICES = ((DEMO_TOWNSHIP, "宝梵镇人民政府"), (DEMO_COUNTY, "蓬溪县乡村振兴局"))  # and the demo village's committee
 
 
 def migrate(engine: Engine) -> None:
@@ -134,19 +135,34 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
     for name, attrs in DEMO_PROJECTS:
         work.session.add(Subject(kind="project", region_code=village, name=name, id_number=None, attrs=attrs))
     work.session.flush()
+    demo_office_keys(work, village)
     if with_cases:
         _demo_cases(work, created)
     return {u: g[0][1] for u, (d, g) in users.items()}
+
+
+def demo_office_keys(work: UnitOfWork, village: str) -> None:
+    """A demo-CA signing key for each demo office that has none (the village committee, 宝梵镇, 蓬溪县),
+    so the demo's notices can be issued at once."""
+    from engine.pki import KeyStore, office_code
+
+    keys = KeyStore(work.session, work.clock)
+    village_name = work.session.get(Region, village).name
+    for region_code, name in ((village, village_name), *DEMO_OFFICES):
+        if keys.active(office_code(region_code, name)) is None:
+            keys.keygen(region_code, name)
 
 
 def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
     """四步法 exit cases waiting at each level: 民主评议, 村级公示, 镇复核, 部门审定, 县级公告.
 
     They are run on a clock that starts nine days ago so that the 村级公示 period of the
-    cases past it has really ended; the one still in its notice period ends in six days.
+    cases past it has really ended (their village issued one notice for the three of them); the
+    one still in its notice period (its notice issued yesterday) ends in six days.
     """
     from engine import demo_data as d
     from engine.clock import FixedClock
+    from engine.notices import NoticeService
     from engine.operations import OperationsService
     from engine.runtime import CaseService
     from engine.signatures import SignatureService
@@ -169,11 +185,19 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
 
     for name in by_name:
         step(name, "demo_village", d.HOUSEHOLD_CHECK)
+    notices = NoticeService(work.session, clock, cases=cases)
+
+    def issue_village_notice(names: list[str]) -> None:  # 出具村级公示: the period starts now
+        notices.issue(actor["demo_village"], "monitoring_exit", "village_public_notice",
+                      [by_name[n] for n in names], d.VILLAGE_NOTICE_FIELDS)
+
     for name in ("刘桂芳", "陈永福", "周玉兰"):
         step(name, "demo_village", d.VILLAGE_REVIEW)
+    issue_village_notice(["刘桂芳", "陈永福", "周玉兰"])
     clock.advance(timedelta(days=8))
     cases.fire_due_timers()
-    step("王建国", "demo_village", d.VILLAGE_REVIEW)  # in its 村级公示 period
+    step("王建国", "demo_village", d.VILLAGE_REVIEW)
+    issue_village_notice(["王建国"])  # in its 村级公示 period
     for name in ("陈永福", "周玉兰"):
         step(name, "demo_township", d.TOWNSHIP_RECHECK)
     step("周玉兰", "demo_dept", d.DEPT_DECISION)

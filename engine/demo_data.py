@@ -25,10 +25,14 @@ DEPT_DECISION = {"sector_data_verified": True, "department_name": "蓬溪县乡�
 COUNTY_ANNOUNCEMENT = {"announcement_number": "蓬乡振〔2026〕12号", "announcement_date": "2026-10-20"}
 EXIT_NOTICE = {"notice_delivered_date": "2026-10-30", "household_acknowledged": True, "system_marked_removed": True}
 NOTICE_DAYS = 7  # monitoring_exit's settings.notice_days: 村级公示 and 县级公告 hold the case this long
+# what the issuer fills in on the two notices whose issuing starts those periods (出具村级公示, 出具县级公告)
+VILLAGE_NOTICE_FIELDS = {"contact_phone": "0825-5421234", "complaint_phone": "0825-5420000"}
+COUNTY_NOTICE_FIELDS = {"contact_phone": "0825-5400000", "document_number": "蓬乡振〔2026〕12号"}
+NOTICE_FIELDS = {"village_public_notice": VILLAGE_NOTICE_FIELDS, "county_announcement": COUNTY_NOTICE_FIELDS}
 FOLLOW_UP_VISIT = {"visit_date": "2027-04-25", "new_risk_found": "否", "visit_notes": "收入稳定"}
 
-# (username, data) for 民主评议, 镇复核, 部门审定, 县级公告 after 入户核查; the 村级公示 period runs after
-# 民主评议 and the 县级公告 period after 县级公告 (see tests/conftest.py Database.pass_notice)
+# (username, data) for 民主评议, 镇复核, 部门审定, 县级公告 after 入户核查; 出具村级公示 and its period follow
+# 民主评议, 出具县级公告 and its period follow 县级公告 (see tests/conftest.py Database.pass_notice)
 REVIEW_STEPS = [
     ("demo_village", VILLAGE_REVIEW),
     ("demo_township", TOWNSHIP_RECHECK),

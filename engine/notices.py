@@ -13,6 +13,12 @@ their CSS (GB/T 9704-2012 layout). Issuing one notice:
 4. store the PDF and its SHA-256 in ``issued_notice`` (immutable: database triggers refuse
    UPDATE/DELETE) and record ``notice_issued`` in each covered case's history.
 
+A kind that a BPMN user task names in its ``noticeKind`` property is issued at that step (出具村级公示,
+出具县级公告): a case is due while that step is open, and issuing the notice completes the step of
+every covered case through CaseService.complete_issuance, in the same transaction (a savepoint:
+if rendering or signing fails, no step is completed and nothing is stored). The 公示 period the step
+starts is printed on the notice from the timer rows it started, so the notice and the timer agree.
+
 Reissuing makes a new serial that names the notice it supersedes. Batches of many groups run as a
 background job (``run_batch``), one transaction per notice, with their progress in
 ``notice_batch``. No Flask here; the web layer and the CLI call this module.
@@ -57,18 +63,19 @@ from engine.models import (
     NoticeBatchStatus,
     OfficeKey,
     Procedure,
+    ProcedureVersion,
     Region,
     RegionLevel,
     Role,
     TaskRow,
     TaskStatus,
     TimerRow,
-    TimerStatus,
     User,
 )
 from engine.pki import SOURCE_DEMO, KeyStore
 from engine.queries import merged_data
 from engine.regions import PREFIX_LENGTH, ancestor_at
+from engine.runtime import ISSUE_ACTION, CaseService
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,7 @@ SERIAL_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, 
 MAX_REASON_LENGTH = 500
 BATCH_LEASE = timedelta(minutes=5)
 CSS_PX_TO_PT = 0.75
+PERIOD_KEYS = ("period_start", "period_end", "period_days", "period_until")
 
 
 def public_url() -> str:
@@ -144,7 +152,6 @@ class NoticeKind:
     office_level: RegionLevel
     issuer_roles: tuple[str, ...]
     due_open_steps: tuple[str, ...] = ()
-    due_waiting_timers: tuple[str, ...] = ()
     due_statuses: tuple[str, ...] = ()
     fields: tuple[NoticeField, ...] = ()
     description: str = ""
@@ -215,7 +222,6 @@ def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) ->
                 title=str(raw["title"]), group_by=str(raw["group_by"]), public=bool(raw["public"]),
                 office_level=RegionLevel(raw["office_level"]), issuer_roles=tuple(raw["issuer_roles"]),
                 due_open_steps=tuple(raw.get("due", {}).get("open_steps", [])),
-                due_waiting_timers=tuple(raw.get("due", {}).get("waiting_timers", [])),
                 due_statuses=tuple(raw.get("due", {}).get("statuses", [])),
                 fields=tuple(NoticeField(**f) for f in raw.get("fields", [])),
                 description=str(raw.get("description", "")),
@@ -548,9 +554,10 @@ class NoticeService:
     """Issues, stores and verifies notices. Takes its session and clock; never commits."""
 
     def __init__(self, session: Session, clock, keys: KeyStore | None = None, base_url: str | None = None,
-                 renderer: NoticeRenderer | None = None):
+                 renderer: NoticeRenderer | None = None, cases: CaseService | None = None):
         self.session = session
         self.clock = clock
+        self.cases = cases or CaseService(session, clock)
         self.keys = keys or KeyStore(session, clock)
         self.base_url = (base_url or public_url()).rstrip("/")
         self.renderer = renderer or RENDERER
@@ -578,6 +585,19 @@ class NoticeService:
     def may_issue(self, actor: Actor, kind: NoticeKind) -> bool:
         return any(g.role_code in kind.issuer_roles for g in actor.grants)
 
+    def issuance_steps(self, kind: NoticeKind) -> set[str]:
+        """BPMN ids of the user steps, in any version of the kind's procedure, that issue this kind (``noticeKind``)."""
+        steps: set[str] = set()
+        versions = self.session.scalars(select(ProcedureVersion).join(Procedure)
+                                        .where(Procedure.code == kind.procedure_code))
+        for version in versions:
+            spec, subprocess_specs = self.cases.definitions.specs(version)
+            for process in (spec, *subprocess_specs.values()):
+                for task_spec in process.task_specs.values():
+                    if getattr(task_spec, "extensions", {}).get("properties", {}).get("noticeKind") == kind.code:
+                        steps.add(task_spec.bpmn_id)
+        return steps
+
     # ------------------------------------------------------------------ which cases
     def due_cases(self, actor: Actor, kind: NoticeKind, region_code: str | None = None,
                   include_covered: bool = False) -> list[Case]:
@@ -593,7 +613,8 @@ class NoticeService:
         conditions = self._due_conditions(kind)
         if conditions:
             stmt = stmt.where(or_(*conditions))
-        if not include_covered:
+        if not include_covered and not self.issuance_steps(kind):  # an open issuance step is due even after
+            # an earlier notice (an objection sent the case back, and a new period needs a new notice)
             superseding = aliased(IssuedNotice)
             current = (select(IssuedNoticeCase.case_id).join(IssuedNotice)
                        .where(IssuedNotice.procedure_code == kind.procedure_code, IssuedNotice.kind == kind.code)
@@ -601,16 +622,13 @@ class NoticeService:
             stmt = stmt.where(Case.id.not_in(current))
         return list(self.session.scalars(stmt.order_by(Case.region_code, Case.id)))
 
-    @staticmethod
-    def _due_conditions(kind: NoticeKind) -> list:
-        """When a case needs this notice: at an open step, in a waiting timer (a 公示 period), or in a status."""
+    def _due_conditions(self, kind: NoticeKind) -> list:
+        """When a case needs this notice: at its open issuance step (or another open step), or in a status."""
         conditions = []
-        if kind.due_open_steps:
+        steps = self.issuance_steps(kind) | set(kind.due_open_steps)
+        if steps:
             conditions.append(exists().where(TaskRow.case_id == Case.id, TaskRow.status == TaskStatus.open,
-                                             TaskRow.spec_name.in_(kind.due_open_steps)))
-        if kind.due_waiting_timers:
-            conditions.append(exists().where(TimerRow.case_id == Case.id, TimerRow.status == TimerStatus.waiting,
-                                             TimerRow.spec_name.in_(kind.due_waiting_timers)))
+                                             TaskRow.spec_name.in_(steps)))
         if kind.due_statuses:
             conditions.append(Case.status.in_(kind.due_statuses))
         return conditions
@@ -657,21 +675,30 @@ class NoticeService:
             raise ForbiddenError(f"您无权以 {office.office_name} 的名义签发{kind.name}")
 
     def _check_due(self, kind: NoticeKind, cases: list[Case]) -> None:
-        """A new notice only for cases at the right point, and not for one already covered (reissue instead)."""
+        """A new notice only for cases at the right point, and not for one already covered (reissue instead).
+
+        For a kind issued at a BPMN step, the open step is the rule (a case sent back by an objection
+        needs a new notice although an earlier one covers it); completing that step under the case
+        lock refuses a second issue.
+        """
         ids = [c.id for c in cases]
-        conditions = self._due_conditions(kind)
-        if conditions:
-            due = set(self.session.scalars(select(Case.id).where(Case.id.in_(ids), or_(*conditions))))
-            not_due = [c for c in cases if c.id not in due]
-            if not_due:
-                raise ValidationError("案件尚未到出具该公文的环节", {
-                    "cases": f"{'、'.join(c.subject.name for c in not_due)} 当前不需要{kind.name}"})
+        at_step = bool(self.issuance_steps(kind))
         superseding = aliased(IssuedNotice)
         covered = self.session.execute(
             select(IssuedNoticeCase.case_id, IssuedNotice.serial).join(IssuedNotice)
             .where(IssuedNoticeCase.case_id.in_(ids), IssuedNotice.procedure_code == kind.procedure_code,
                    IssuedNotice.kind == kind.code)
             .where(~exists().where(superseding.supersedes_id == IssuedNotice.id))).all()
+        conditions = self._due_conditions(kind)
+        if conditions:
+            due = set(self.session.scalars(select(Case.id).where(Case.id.in_(ids), or_(*conditions))))
+            not_due = [c for c in cases if c.id not in due]
+            if at_step:  # at its open step a case is due even if covered; past it, a covered case needs a reissue
+                covered = [(case_id, serial) for case_id, serial in covered if case_id not in due]
+                not_due = [c for c in not_due if c.id not in {case_id for case_id, _serial in covered}]
+            if not_due:
+                raise ValidationError("案件尚未到出具该公文的环节", {
+                    "cases": f"{'、'.join(c.subject.name for c in not_due)} 当前不需要{kind.name}"})
         if covered:
             serials = "、".join(sorted({serial for _case, serial in covered}))
             raise ConflictError(f"所选案件已有{kind.name}(编号 {serials});如需更正请重新签发该份")
@@ -749,9 +776,25 @@ class NoticeService:
             self._check_due(kind, cases)
         manifest_settings = _procedure_settings(cases[0])
         params = self._validated_fields(kind, values or {}, manifest_settings)
+        if supersedes is not None:  # a correction keeps the period of the notice it replaces
+            params.update({k: v for k, v in supersedes.params.items() if k in PERIOD_KEYS})
+        with self.session.begin_nested():  # a failure below leaves no step completed and nothing stored
+            return self._issue(actor, kind, catalog, cases, group, office, params, manifest_settings,
+                               client_addr, supersedes, reason, batch_id, group_key)
 
+    def _issue(self, actor: Actor, kind: NoticeKind, catalog: NoticeCatalog, cases: list[Case], group: Group,
+               office: OfficeKey, params: dict[str, Any], manifest_settings: dict[str, Any], client_addr: str | None,
+               supersedes: IssuedNotice | None, reason: str | None, batch_id: int | None,
+               group_key: str | None) -> IssuedNotice:
         now = self.clock.now()
         serial = self._new_serial(now)
+        steps = {} if supersedes is not None else self._complete_steps(actor, kind, cases, serial)
+        due = [t.due_at for _row, timers in steps.values() for t in timers]
+        if due:  # the 公示 period the step started, as its timers hold it
+            start = now.astimezone(CHINA_TZ).date()
+            end = max(due).astimezone(CHINA_TZ).date() - timedelta(days=1)
+            params.update(period_start=start.isoformat(), period_end=end.isoformat(),
+                          period_days=(end - start).days + 1, period_until=max(due).isoformat())
         context = self._context(kind, group, office, params, serial, now, manifest_settings)
         title = self.renderer.jinja(catalog.folder).from_string(kind.title).render(**context).strip()
         context["notice"]["title"] = title
@@ -762,7 +805,7 @@ class NoticeService:
                           reason=f"{kind.name} {serial}", location=region.name if region else office.region_code)
 
         notice = IssuedNotice(
-            serial=serial, procedure_code=procedure_code, kind=kind.code, kind_name=kind.name[:40],
+            serial=serial, procedure_code=kind.procedure_code, kind=kind.code, kind_name=kind.name[:40],
             title=title[:300], public=kind.public, region_code=group.region_code, office_key_id=office.id,
             office_name=office.office_name, issued_by_id=actor.user_id, issued_at=now,
             document_date=context["notice"]["date"].isoformat(), params=params,
@@ -774,16 +817,34 @@ class NoticeService:
         self.session.add(notice)
         self.session.flush()
         for case in cases:
+            row = steps[case.id][0] if case.id in steps else None
             self.session.add(IssuedNoticeCase(notice_id=notice.id, case_id=case.id))
             self.session.add(AuditEvent(
-                case_id=case.id, task_id=None, user_id=actor.user_id, action=NOTICE_ACTION, step=kind.name,
-                opinion=reason, created_at=now, client_addr=client_addr,
+                case_id=case.id, task_id=row.id if row else None, user_id=actor.user_id, action=NOTICE_ACTION,
+                step=row.title if row else kind.name, opinion=reason, created_at=now, client_addr=client_addr,
                 data_diff={"serial": serial, "kind": kind.code, "title": title, "sha256": notice.sha256,
                            "office": office.office_name,
+                           **({"period": [params["period_start"], params["period_end"]]} if due else {}),
                            **({"supersedes": supersedes.serial} if supersedes else {})},
             ))
         self.session.flush()
         return notice
+
+    def _complete_steps(self, actor: Actor, kind: NoticeKind, cases: list[Case],
+                        serial: str) -> dict[int, tuple[TaskRow, list[TimerRow]]]:
+        """Complete the open issuance step of each case (none for a kind no step issues).
+
+        :raises ConflictError: a case's step was completed meanwhile (someone else issued it).
+        """
+        if not self.issuance_steps(kind):
+            return {}
+        done = {}
+        for case in cases:
+            completed = self.cases.complete_issuance(case.id, kind.code, actor, serial)
+            if completed is None:
+                raise ConflictError(f"{case.subject.name} 的{kind.name}已由他人出具,请刷新后重试")
+            done[case.id] = completed
+        return done
 
     def reissue(self, actor: Actor, serial: str, reason: str, values: dict[str, Any] | None = None,
                 client_addr: str | None = None) -> IssuedNotice:
@@ -837,7 +898,7 @@ class NoticeService:
         regions = self._region_names({c.region_code for c in group.cases} | {group.region_code, office.region_code})
         case_rows = [self._case_context(c, kind, regions) for c in group.cases]
         derived = dict(params)
-        if "period_start" in params and "period_days" in params:
+        if "period_start" in params and "period_days" in params and "period_end" not in params:
             start = date.fromisoformat(params["period_start"])
             derived["period_end"] = (start + timedelta(days=int(params["period_days"]) - 1)).isoformat()
         verify_url = f"{self.base_url}/verify/{serial}"
@@ -882,7 +943,7 @@ class NoticeService:
             "opinion": t.opinion or "", "by": users.get(t.completed_by_id or 0, ""),
             "date": t.completed_at.astimezone(CHINA_TZ).date() if t.completed_at else None,
             "date_text": cn_date(t.completed_at),
-        } for t in tasks if t.status == TaskStatus.completed]
+        } for t in tasks if t.status == TaskStatus.completed and t.action != ISSUE_ACTION]  # opinions only
         subject = case.subject
         attrs = subject.attrs or {}
         return {

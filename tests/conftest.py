@@ -20,8 +20,9 @@ from sqlalchemy import select, text
 from engine.bootstrap import load_demo, setup_database
 from engine.clock import FixedClock
 from engine.db import make_engine, make_session_factory
-from engine.demo_data import signature_png
-from engine.models import Case, Subject, TaskRow, TaskStatus, User
+from engine.demo_data import NOTICE_FIELDS, signature_png
+from engine.models import Case, Region, Subject, TaskRow, TaskStatus, User
+from engine.regions import ancestor_at
 from engine.settings import database_url
 from engine.uow import UnitOfWork
 
@@ -89,8 +90,39 @@ class Database:
                 return None
             return work.signatures.add_signature(task_id, self.actor(username), signature_png(task_id)).id
 
-    def pass_notice(self, days: int = 7) -> int:
-        """Let a public-notice period (村级公示, 县级公告) run out: move the clock and fire due timers."""
+    def issue_notices(self, case_id: int | None = None) -> list[str]:
+        """Issue the notice of every open 出具公示/公告 step (of one case, or of all cases), one per village
+        or county, each by a user of the kind's first issuer role there (the village cadre, the county
+        leader), with a demo-CA key made for an office that has none; the serials. Issuing completes those steps."""
+        from engine.notices import NoticeService
+        from engine.pki import KeyStore
+
+        serials = []
+        with self.uow() as work:
+            stmt = select(TaskRow).where(TaskRow.status == TaskStatus.open, TaskRow.actions == "issue")
+            rows = work.session.scalars(stmt.where(TaskRow.case_id == case_id) if case_id else stmt).all()
+            notices = NoticeService(work.session, self.clock, base_url="http://xf.test", cases=work.cases)
+            actors = [work.directory.actor(u) for u in work.session.scalars(select(User).order_by(User.id))]
+            by_kind: dict[tuple[str, str], list] = {}
+            for row in rows:
+                key = (row.case.version.procedure.code, work.cases.issuance_kind(row))
+                by_kind.setdefault(key, []).append(row.case)
+            for (procedure, kind_code), cases in by_kind.items():
+                kind = notices.kind(procedure, kind_code)
+                for group in notices.groups(kind, cases):
+                    if not notices.offices_for(kind, group.region_code):
+                        office = ancestor_at(group.region_code, kind.office_level)
+                        KeyStore(work.session, self.clock).keygen(office, work.session.get(Region, office).name)
+                    issuer = next(a for role in kind.issuer_roles for a in actors if any(
+                        g.role_code == role and group.region_code.startswith(g.prefix) for g in a.grants))
+                    serials.append(notices.issue(issuer, procedure, kind_code, [c.id for c in group.cases],
+                                                 NOTICE_FIELDS[kind_code]).serial)
+        return serials
+
+    def pass_notice(self, days: int = 7, case_id: int | None = None) -> int:
+        """Let a public-notice period (村级公示, 县级公告) run out: issue the notices of the open 出具 steps
+        (which starts their periods), move the clock and fire due timers."""
+        self.issue_notices(case_id)
         self.clock.advance(timedelta(days=days, hours=1))
         with self.uow() as work:
             return work.cases.fire_due_timers()

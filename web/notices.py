@@ -136,6 +136,9 @@ def _kind_page(procedure_code: str, kind_code: str, errors: dict | None = None, 
         if region and (not region.isdigit() or len(region) != 12):
             abort(400)
         cases = service.due_cases(me, kind, region_code=region)
+        preselect = request.args.get("case", type=int)  # from a 出具 task page: that case (and its group) only
+        if selected is None and preselect in {c.id for c in cases}:
+            selected = {preselect}
         groups = service.groups(kind, cases)
         regions = {r.code: r for r in w.session.scalars(
             select(Region).where(Region.code.in_({g.region_code for g in groups})))}

@@ -1,7 +1,8 @@
 """四步法 exit in a real browser: four levels log in one after another and take the case to 已退出.
 
-入户核查 and 民主评议 by the village, the 村级公示 period, 镇复核, 部门审定, 县级公告, the 县级公告期,
-then 退出告知 by the village. The notice periods run out by moving the clock the live server
+入户核查 and 民主评议 by the village, 出具村级公示 (the village signs the notice on the 公示公告 page,
+reached from the step's task page) and the 村级公示 period, 镇复核, 部门审定, 县级公告, 出具县级公告 and
+the 县级公告期, then 退出告知 by the village. The notice periods run out by moving the clock the live server
 shares with the test and firing the due timers in-process (``run_out_notice``).
 
 Headless Chromium through Playwright against the live app (CSRF on). No sleeps: every wait is
@@ -18,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 from engine import demo_data as D
 from engine.bootstrap import DEMO_PASSWORD
+from tests.e2e.signature_support import sign_on_pad
 from web.filters import cn_datetime
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +75,22 @@ def open_from_inbox(page: Page, step: str) -> None:
     expect(page.get_by_role("heading", level=1)).to_contain_text(step)
 
 
+def issue_notice(page: Page, case_id: int, step: str, fields: dict[str, str]) -> None:
+    """Open the 出具 step, follow its link to the 公示公告 page (this case preselected), fill in the
+    notice and sign it; then back to the case page."""
+    page.get_by_role("link", name=f"办理:{step}").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(step)
+    expect(page.get_by_test_id("issue-step-note")).to_contain_text("签发")
+    page.get_by_test_id("issue-notice-link").click()
+    expect(page.locator(f"#c{case_id}")).to_be_checked()
+    for label, value in fields.items():
+        page.get_by_label(label).fill(value)
+    page.get_by_test_id("issue-one").click()
+    expect(page.get_by_role("status")).to_contain_text("已签发")
+    page.goto(f"/cases/{case_id}")
+    expect(page.get_by_test_id("current-steps")).to_have_text("—")
+
+
 def expect_notice_period(page: Page, timer_title: str, due_text: str, objection: str) -> None:
     """The case page while a public notice is up: no current step, the period's end, the objection form."""
     expect(page.get_by_test_id("current-steps")).to_have_text("—")
@@ -105,6 +123,8 @@ def fill_household_check(page: Page, *, skip: str | None = None) -> None:
     page.locator("#f_check_date").fill(d["check_date"])
     page.get_by_label("核查结果已经监测户签字认可").check()
     page.get_by_label("审批意见").fill("入户核查完毕,四查情况属实。")
+    if skip is None:  # the household signs on the pad (农户签字) before the check is submitted
+        sign_on_pad(page)
 
 
 def fill_village_review(page: Page) -> None:
@@ -161,7 +181,10 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     page.get_by_role("link", name="办理:民主评议").click()
     fill_village_review(page)
     page.get_by_role("button", name="通过", exact=True).click()
-    expect_submitted(page, case_id, "—")
+    expect_submitted(page, case_id, "出具村级公示")
+
+    # ---- 出具村级公示: the village signs the notice; its period starts then
+    issue_notice(page, case_id, "出具村级公示", {"村委会联系电话": "0825-5421234", "乡镇监督电话": "0825-5420000"})
 
     # ---- 村级公示: no task for anyone for settings.notice_days, the village may object
     expect_notice_period(page, "村级公示期满", cn_datetime(db.clock.now() + notice), "village_objection")
@@ -196,7 +219,9 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     page.locator("#f_announcement_date").fill(D.COUNTY_ANNOUNCEMENT["announcement_date"])
     page.get_by_label("审批意见").fill("同意公告退出。")
     page.get_by_role("button", name="通过", exact=True).click()
-    expect_submitted(page, case_id, "—")
+    expect_submitted(page, case_id, "出具县级公告")
+    issue_notice(page, case_id, "出具县级公告", {"文号": D.COUNTY_ANNOUNCEMENT["announcement_number"],
+                                            "监督电话": "0825-5400000"})
 
     # ---- 县级公告期: the county leader may object until it runs out
     expect_notice_period(page, "公告期满", cn_datetime(db.clock.now() + notice), "county_objection")
@@ -223,12 +248,15 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     history = page.get_by_test_id("history").locator("li")
     expected = [
         ("发起", None, "demo_village"),
+        ("上传附件", "入户核查", "demo_village"),  # 农户签字
         ("通过", "入户核查", "demo_village"),
         ("通过", "民主评议", "demo_village"),
+        ("签发公示公告", "出具村级公示", "demo_village"),
         ("定时触发", None, None),  # 村级公示期满
         ("通过", "镇复核", "demo_township"),
         ("通过", "部门审定", "demo_dept"),
         ("通过", "县级公告", "demo_county"),
+        ("签发公示公告", "出具县级公告", "demo_county"),
         ("定时触发", None, None),  # 公告期满
         ("通过", "退出告知", "demo_village"),
     ]
@@ -238,14 +266,16 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
         if step:
             expect(item).to_contain_text(f"· {step}")
         expect(item).to_contain_text(NAMES[user])
-    expect(history.nth(1)).to_contain_text("意见:入户核查完毕,四查情况属实。")
+    expect(history.nth(2)).to_contain_text("意见:入户核查完毕,四查情况属实。")
+    expect(history.nth(2).get_by_test_id("history-signature").locator("img")).to_have_js_property("naturalWidth", 600)
 
     diagram = page.locator("#diagram")
     expect(diagram).to_have_attribute("data-rendered", "true")
     expect(diagram.locator("svg").first).to_be_visible()
     expect(diagram.locator(".xf-done").first).to_be_attached()
     assert diagram.locator(".xf-done").count() >= 1
-    for done in ("household_check", "village_notice", "county_notice", "exit_notice"):
+    for done in ("household_check", "issue_village_notice", "village_notice", "issue_county_notice", "county_notice",
+                 "exit_notice"):
         expect(diagram.locator(f'[data-element-id="{done}"]')).to_have_class(re.compile(r"\bxf-done\b"))
     expect(diagram.locator('[data-element-id="follow_up_timer"]')).to_have_class(re.compile(r"\bxf-current\b"))
     page.screenshot(path=SCREENSHOT, full_page=True)

@@ -86,10 +86,10 @@ STAGES = ("village_notice", "county_notice", "exit_notice", "exited")
 def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> int:
     """Start an exit case and take it to a stage of the 四步法:
 
-    ``village_notice`` — 民主评议 done, in the 村级公示 period; ``county_notice`` — 县级公告 done, in the
-    公告 period; ``exit_notice`` — the 退出告知 step is open; ``exited``.
-    Passing a period moves the shared clock a week and fires every due timer, so make cases of later
-    stages first.
+    ``village_notice`` — 民主评议 done, 出具村级公示 open (its notice is due); ``county_notice`` — 县级公告
+    done, 出具县级公告 open; ``exit_notice`` — the 退出告知 step is open; ``exited``.
+    Passing a period issues this case's notice, moves the shared clock a week and fires every due timer,
+    so make cases of later stages first.
     """
     assert stage in STAGES, stage
     with db.uow() as work:
@@ -98,12 +98,12 @@ def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> i
     db.complete(case_id, starter, opinion="评议通过。", data=D.VILLAGE_REVIEW)
     if stage == "village_notice":
         return case_id
-    db.pass_notice()
+    db.pass_notice(case_id=case_id)
     for who, data in D.REVIEW_STEPS[1:]:
         db.complete(case_id, who, opinion="情况属实,同意。", data=data)
     if stage == "county_notice":
         return case_id
-    db.pass_notice()
+    db.pass_notice(case_id=case_id)
     if stage == "exit_notice":
         return case_id
     db.complete(case_id, starter, opinion="已送达告知书。", data=D.EXIT_NOTICE)

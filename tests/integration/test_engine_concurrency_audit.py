@@ -109,10 +109,11 @@ def test_completing_a_task_that_was_already_completed_is_a_conflict(db):
 
 # ----------------------------------------------------------------------------- 村级公示: objection vs deadline
 def _in_village_notice(db) -> int:
-    """A case whose 民主评议 is approved: the 村级公示 period is running."""
+    """A case whose 民主评议 is approved and its notice issued: the 村级公示 period is running."""
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    db.issue_notices(case_id)
     assert db.open_tasks(case_id) == []
     return case_id
 

@@ -7,6 +7,7 @@ means the deploy itself wrote nothing, not merely that a rollback hid it.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
 from xml.sax.saxutils import escape
@@ -330,6 +331,9 @@ def test_a_user_task_with_an_unknown_action_is_refused(db):
 def test_versions_identical_content_reuses_a_version_and_running_cases_stay_on_theirs(db):
     code = _code("t_version")
     files_v1 = _monitoring_exit_files(code)
+    # this copy has no notice templates on disk: its 出具 steps become plain approvals (no noticeKind)
+    files_v1["bpmn/monitoring_exit.bpmn"] = re.sub(r'\s*<spiffworkflow:property name="noticeKind" value="[a-z_]+" />', "",
+                                                   files_v1["bpmn/monitoring_exit.bpmn"])
     v1 = _deploy(db, bundle_from_files(files_v1))
     again = _deploy(db, bundle_from_files(dict(files_v1)))
     assert (again.id, again.version) == (v1.id, 1)
@@ -358,7 +362,8 @@ def test_versions_identical_content_reuses_a_version_and_running_cases_stay_on_t
     # the case started on v1 keeps running on v1, through both public-notice periods
     for number, (username, data) in enumerate(D.REVIEW_STEPS):
         db.complete(old_case, username, data=data)
-        if number in (0, 3):  # 民主评议 → 村级公示; 县级公告 → 县级公告期
+        if number in (0, 3):  # 民主评议 → 出具村级公示 → 村级公示; 县级公告 → 出具县级公告 → 县级公告期
+            db.complete(old_case, username)
             assert db.pass_notice() == 1
     db.complete(old_case, "demo_village", data=D.EXIT_NOTICE)
     case = db.case(old_case)

@@ -1,9 +1,10 @@
 """四步法 exit (monitoring_exit) end to end at engine level: task rows, audit, DMN, timers.
 
-The path: 入户核查 → 民主评议 → 村级公示 period (a timer of settings.notice_days; a 村级公示异议
-sends the case back to 民主评议) → 镇复核 → 部门审定 → exit_mode DMN (低保/特困/残疾: 缓退) →
-县级公告 → 县级公告期 (same timer; a 县级公告期异议 sends it back to 县级公告) → 退出告知 → 已退出 →
-回访 after settings.follow_up_months.
+The path: 入户核查 → 民主评议 → 出具村级公示 (completed by issuing the signed notice) → 村级公示
+period (a timer of settings.notice_days from the issue; a 村级公示异议 sends the case back to 民主评议)
+→ 镇复核 → 部门审定 → exit_mode DMN (低保/特困/残疾: 缓退) → 县级公告 → 出具县级公告 → 县级公告期
+(same timer; a 县级公告期异议 sends it back to 县级公告) → 退出告知 → 已退出 → 回访 after
+settings.follow_up_months.
 
 No Flask: everything goes through UnitOfWork services, with the fixed clock moved by hand.
 """
@@ -52,6 +53,13 @@ NOTICES = {
                        "village_cadre", "demo_village", "township_recheck"),
     "county_announcement": ("county_notice_timer", "公告期满", "county_objection", "县级公告期异议",
                             "county_leader", "demo_county", "exit_notice"),
+}
+# the step that issues the notice starting that period: (bpmn id, title, role, scope, issuer, notice kind)
+ISSUANCE = {
+    "village_review": ("issue_village_notice", "出具村级公示", "village_cadre", VILLAGE, "demo_village",
+                       "village_public_notice"),
+    "county_announcement": ("issue_county_notice", "出具县级公告", "county_leader", COUNTY, "demo_county",
+                            "county_announcement"),
 }
 NOTICE = timedelta(days=D.NOTICE_DAYS)
 
@@ -107,13 +115,32 @@ def _approve_from(db, case_id: int, bpmn_id: str) -> None:
             assert db.pass_notice() == 1
 
 
+def _notice_is_issued(db, case_id: int, after: str) -> tuple[datetime, TaskRow]:
+    """The case just passed step after: its issuance step is open, no period runs yet, a plain approve
+    is refused; two hours later the notice is issued, which completes the step. The issue time and row."""
+    step_id, title, role, scope, issuer, _kind = ISSUANCE[after]
+    opened_at = db.clock.now()
+    (row,) = db.open_tasks(case_id)
+    assert (row.spec_name, row.title, row.role_code, row.scope_code, row.actions) == (step_id, title, role, scope, "issue")
+    assert (row.created_at, row.due_at) == (opened_at, opened_at + timedelta(days=3))
+    assert _waiting_timers(db, case_id) == [] and _waiting_events(db, case_id, issuer) == []
+    with pytest.raises(ValidationError, match="请在“公示公告”页面出具公示"), db.uow() as work:
+        work.cases.complete_task(row.id, db.actor(issuer), "approve", "同意", {})
+    db.clock.advance(timedelta(hours=2))
+    (serial,) = db.issue_notices(case_id)
+    (done,) = [r for r in _case_tasks(db, case_id) if r.id == row.id]
+    assert (done.status, done.action, done.completed_by_id, done.completed_at, done.data) == (
+        TaskStatus.completed, "issue", db.actor(issuer).user_id, db.clock.now(), {"notice_serial": serial})
+    return db.clock.now(), done
+
+
 def _notice_period_runs_out(db, case_id: int, after: str) -> datetime:
-    """The case just passed step after: check the public-notice period, then let it run out.
+    """The notice of the step after was just issued: check the public-notice period, then let it run out.
 
     Returns the moment the period's timer fired.
     """
     timer_id, timer_title, event_id, event_name, role, username, next_step = NOTICES[after]
-    approved_at = db.clock.now()
+    approved_at = db.clock.now()  # the issue
     # nothing to do for anyone while the notice is up; the next level's task does not exist yet
     assert db.open_tasks(case_id) == []
     assert next_step not in {r.spec_name for r in _case_tasks(db, case_id)}
@@ -121,7 +148,7 @@ def _notice_period_runs_out(db, case_id: int, after: str) -> datetime:
     assert (case.status, case.finished_at) == (CaseStatus.running, None)
     (timer,) = _waiting_timers(db, case_id)
     assert (timer.spec_name, timer.title) == (timer_id, timer_title)
-    assert timer.due_at == approved_at + NOTICE  # exactly settings.notice_days after the step
+    assert timer.due_at == approved_at + NOTICE  # exactly settings.notice_days after the notice was issued
     assert _waiting_events(db, case_id, username) == [
         {"event_id": event_id, "name": event_name, "role": role, "can_raise": True}]
 
@@ -180,6 +207,9 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
         expected_events.append(("approve", title, users[user], opinion, db.clock.now(), {"data": data}))
         step_started = db.clock.now()
         if bpmn_id in NOTICES:
+            issued_at, issuance = _notice_is_issued(db, case_id, bpmn_id)
+            expected_events.append(("notice_issued", issuance.title, issuance.completed_by_id, None, issued_at,
+                                    issuance.data["notice_serial"]))
             fired_at = _notice_period_runs_out(db, case_id, bpmn_id)
             expected_events.append(("timer_fired", None, None, None, fired_at, {"timer": NOTICES[bpmn_id][1]}))
             step_started = fired_at  # the next level's task opens when the period ends
@@ -190,8 +220,11 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
     assert case.finished_at is None  # the six-month follow-up timer is still waiting
     assert case.return_count == 0
 
-    rows = _case_tasks(db, case_id)
-    assert [r.spec_name for r in rows] == STEP_NAMES
+    all_rows = _case_tasks(db, case_id)
+    assert [r.spec_name for r in all_rows] == [
+        "household_check", "village_review", "issue_village_notice", "township_recheck", "dept_decision",
+        "county_announcement", "issue_county_notice", "exit_notice"]
+    rows = [r for r in all_rows if r.action != "issue"]
     for r, (_bpmn_id, _title, user, *_rest, data), (done_at, opinion) in zip(rows, STEPS, completions, strict=True):
         assert r.status == TaskStatus.completed
         assert r.completed_by_id == users[user]
@@ -202,22 +235,24 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
     assert db.open_tasks(case_id) == []
 
     events = _history(db, case_id)
-    assert [(e.action, e.step, e.user_id, e.opinion, e.created_at, e.data_diff) for e in events] == [
+    assert [(e.action, e.step, e.user_id, e.opinion, e.created_at,
+             e.data_diff["serial"] if e.action == "notice_issued" else e.data_diff) for e in events] == [
         ("start", None, users["demo_village"], None, started_at, {"data": {}}),
         *expected_events,
     ]
     assert [e.task_id for e in events if e.action == "approve"] == [r.id for r in rows]
+    assert [e.task_id for e in events if e.action == "notice_issued"] == [r.id for r in all_rows if r.action == "issue"]
     assert all(e.task_id is None for e in events if e.action == "timer_fired")
 
     # the 已退出 mark came with 退出告知; six months later the 回访
     exit_noticed_at = completions[-1][0]
-    assert exit_noticed_at == datetime(2026, 9, 21, 19, 2, tzinfo=timezone.utc)
+    assert exit_noticed_at == datetime(2026, 9, 21, 23, 2, tzinfo=timezone.utc)  # two notices issued 2 h after their step
     assert [(t.spec_name, t.status) for t in _timers(db, case_id)] == [
         ("village_notice_timer", TimerStatus.fired),
         ("county_notice_timer", TimerStatus.fired),
         ("follow_up_timer", TimerStatus.waiting),
     ]
-    assert _timers(db, case_id)[-1].due_at == datetime(2027, 3, 21, 19, 2, tzinfo=timezone.utc)
+    assert _timers(db, case_id)[-1].due_at == datetime(2027, 3, 21, 23, 2, tzinfo=timezone.utc)
 
 
 # ----------------------------------------------------------------------------- 2. explicit save/restore
@@ -253,8 +288,8 @@ def _round_trip_case_state(db, case_id: int) -> dict[str, object]:
         assert second.is_completed() == first.is_completed()
         open_names = sorted(r.spec_name for r in work.session.scalars(
             select(TaskRow).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)))
-        assert sorted(name for name, _data in after["ready"]
-                      if name in {s[0] for s in STEPS} | {"follow_up_visit"}) == open_names
+        assert sorted(name for name, _data in after["ready"] if name in {s[0] for s in STEPS}
+                      | {"follow_up_visit"} | {i[0] for i in ISSUANCE.values()}) == open_names
         case.state = saved
         return {**after, "data": {name: json.loads(data) for name, data in after["ready"]}}
 
@@ -275,6 +310,10 @@ def test_exit_case_survives_an_explicit_spiff_save_and_restore_between_every_ste
         snap = _round_trip_case_state(db, case_id)
         if bpmn_id in NOTICES:
             timer_id, _t, event_id, *_rest2 = NOTICES[bpmn_id]
+            assert [n for n, _d in snap["ready"]] == [ISSUANCE[bpmn_id][0]] and snap["waiting"] == []
+            db.clock.advance(timedelta(hours=1))
+            db.issue_notices(case_id)
+            snap = _round_trip_case_state(db, case_id)
             assert snap["ready"] == []
             due = db.clock.now() + NOTICE
             assert snap["waiting"] == sorted([(timer_id, due.isoformat()), (event_id, "None")])
@@ -326,7 +365,7 @@ def test_special_category_household_ends_as_delayed_exit_after_department_decisi
     assert case.finished_at == db.clock.now()
     assert db.open_tasks(case_id) == []
     names = [r.spec_name for r in _case_tasks(db, case_id)]
-    assert names == ["household_check", "village_review", "township_recheck", "dept_decision"]
+    assert names == ["household_check", "village_review", "issue_village_notice", "township_recheck", "dept_decision"]
     assert "county_announcement" not in names and "exit_notice" not in names
     # only the 村级公示 period ran: no 县级公告期, no follow-up
     assert [(t.spec_name, t.status) for t in _timers(db, case_id)] == [("village_notice_timer", TimerStatus.fired)]
@@ -368,9 +407,11 @@ def test_a_village_notice_objection_sends_the_case_back_to_village_review_and_ca
     _run_to(db, case_id, 1)
     db.clock.advance(timedelta(days=1))
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
-    reviewed_at = db.clock.now()
+    db.clock.advance(timedelta(hours=5))  # the notice is issued later the same day: the period starts then
+    db.issue_notices(case_id)
+    issued_at = db.clock.now()
     (timer,) = _waiting_timers(db, case_id)
-    assert (timer.spec_name, timer.due_at) == ("village_notice_timer", reviewed_at + NOTICE)
+    assert (timer.spec_name, timer.due_at) == ("village_notice_timer", issued_at + NOTICE)
     _round_trip_case_state(db, case_id)  # the objection is raised on an explicitly restored state
 
     db.clock.advance(timedelta(days=3))  # an objection on the fourth day of the notice
@@ -383,7 +424,8 @@ def test_a_village_notice_objection_sends_the_case_back_to_village_review_and_ca
         "village_review", "民主评议", "village_cadre", VILLAGE, "monitoring_exit/village_review")
     assert row.created_at == objected_at
     assert row.due_at == objected_at + timedelta(days=15)
-    assert [r.spec_name for r in _case_tasks(db, case_id)] == ["household_check", "village_review", "village_review"]
+    assert [r.spec_name for r in _case_tasks(db, case_id)] == [
+        "household_check", "village_review", "issue_village_notice", "village_review"]
     assert _new_task_notes(db, "demo_village", row.id) == ["新待办:民主评议"]
     (cancelled,) = _timers(db, case_id)
     assert (cancelled.id, cancelled.status) == (timer.id, TimerStatus.cancelled)
@@ -404,12 +446,16 @@ def test_a_village_notice_objection_sends_the_case_back_to_village_review_and_ca
         assert work.cases.fire_due_timers() == 0
     assert [r.id for r in db.open_tasks(case_id)] == [row.id]
 
-    # a new 民主评议 starts a fresh, full 村级公示 period
+    # a new 民主评议 and a new notice (the first one covers the case, but the step is open again)
+    # start a fresh, full 村级公示 period
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
-    re_reviewed_at = db.clock.now()
+    assert [r.spec_name for r in db.open_tasks(case_id)] == ["issue_village_notice"]
+    db.clock.advance(timedelta(hours=1))
+    db.issue_notices(case_id)
+    reissued_at = db.clock.now()
     (fresh,) = _waiting_timers(db, case_id)
     assert fresh.id != timer.id
-    assert (fresh.spec_name, fresh.due_at) == ("village_notice_timer", re_reviewed_at + NOTICE)
+    assert (fresh.spec_name, fresh.due_at) == ("village_notice_timer", reissued_at + NOTICE)
     assert db.open_tasks(case_id) == []
     assert db.pass_notice() == 1
     _approve_from(db, case_id, "township_recheck")
@@ -427,6 +473,7 @@ def test_a_county_notice_objection_sends_the_case_back_to_county_announcement_an
     case_id = db.start_case()
     _run_to(db, case_id, 4)
     db.complete(case_id, "demo_county", data=D.COUNTY_ANNOUNCEMENT)
+    db.issue_notices(case_id)
     announced_at = db.clock.now()
     (timer,) = _waiting_timers(db, case_id)
     assert (timer.spec_name, timer.title, timer.due_at) == ("county_notice_timer", "公告期满", announced_at + NOTICE)
@@ -443,7 +490,8 @@ def test_a_county_notice_objection_sends_the_case_back_to_county_announcement_an
     assert (row.created_at, row.due_at) == (objected_at, objected_at + timedelta(days=5))
     assert _new_task_notes(db, "demo_county", row.id) == ["新待办:县级公告"]
     names = [r.spec_name for r in _case_tasks(db, case_id)]
-    assert names == STEP_NAMES[:5] + ["county_announcement"]  # no 退出告知 was ever opened
+    assert names == ["household_check", "village_review", "issue_village_notice", "township_recheck", "dept_decision",
+                     "county_announcement", "issue_county_notice", "county_announcement"]  # no 退出告知 was ever opened
     assert [(t.spec_name, t.status) for t in _timers(db, case_id)] == [
         ("village_notice_timer", TimerStatus.fired),
         ("county_notice_timer", TimerStatus.cancelled),  # and no follow-up timer either
@@ -463,6 +511,7 @@ def test_a_county_notice_objection_sends_the_case_back_to_county_announcement_an
     assert [r.id for r in db.open_tasks(case_id)] == [row.id]
 
     db.complete(case_id, "demo_county", data={**D.COUNTY_ANNOUNCEMENT, "announcement_number": "蓬乡振〔2026〕15号"})
+    db.issue_notices(case_id)
     (fresh,) = _waiting_timers(db, case_id)
     assert (fresh.spec_name, fresh.due_at) == ("county_notice_timer", db.clock.now() + NOTICE)
     assert db.open_tasks(case_id) == []
@@ -477,6 +526,7 @@ def _in_village_notice(db) -> int:
     case_id = db.start_case()
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    db.issue_notices(case_id)
     return case_id
 
 

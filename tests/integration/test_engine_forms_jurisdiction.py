@@ -216,7 +216,10 @@ def test_todo_lists_only_tasks_of_the_actors_role_and_scope(db):
     db.complete(baofan, "demo_village", data=D.VILLAGE_REVIEW)
     db.complete(chicheng, "demo_other_village", data=D.HOUSEHOLD_CHECK)
     db.complete(chicheng, "demo_other_village", data=D.VILLAGE_REVIEW)
-    # during the 村级公示 period nobody has anything to do on either case
+    # each village issues its 村级公示; during the period nobody has anything to do on either case
+    assert todo("demo_village") == {(baofan, "issue_village_notice")}
+    assert todo("demo_other_village") == {(chicheng, "issue_village_notice")}
+    assert len(db.issue_notices()) == 2
     for username in ("demo_village", "demo_other_village", "demo_township", "demo_other_township", "demo_dept"):
         assert todo(username) == set()
     assert db.pass_notice() == 2  # both periods run out in the same tick

@@ -56,7 +56,7 @@ def _approve_from(db, case_id: int, bpmn_id: str) -> None:
         assert row.spec_name == name
         db.complete(case_id, user, data=data)
         if name in NOTICE_AFTER:
-            assert db.open_tasks(case_id) == []  # the notice period runs first
+            assert [r.actions for r in db.open_tasks(case_id)] == ["issue"]  # the notice is issued first
             assert db.pass_notice() == 1
 
 
@@ -193,8 +193,11 @@ def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_
         assert (last.action, last.step, last.opinion) == ("return", "镇复核", reason)
         assert work.cases.return_targets(reopened) == [("household_check", "入户核查")]
 
-    # the village resubmits: a fresh, full 村级公示 period runs before the case goes back up to 镇复核
+    # the village resubmits and issues a new notice (the first one still covers the case): a fresh, full
+    # 村级公示 period runs before the case goes back up to 镇复核
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    assert [r.spec_name for r in db.open_tasks(case_id)] == ["issue_village_notice"]
+    db.issue_notices(case_id)
     assert db.open_tasks(case_id) == []
     (notice,) = _waiting_timers(db, case_id)
     assert (notice.spec_name, notice.due_at) == ("village_notice_timer", db.clock.now() + timedelta(days=D.NOTICE_DAYS))
@@ -350,6 +353,7 @@ def test_after_a_village_notice_objection_village_review_offers_and_returns_to_h
     case_id = db.start_case()
     _advance_to(db, case_id, "village_review")
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    db.issue_notices(case_id)
     _raise(db, case_id, "village_objection", "demo_village", "村民对评议结果有异议")
     (review,) = db.open_tasks(case_id)
     assert review.spec_name == "village_review"
@@ -370,6 +374,7 @@ def test_after_a_county_notice_objection_county_announcement_returns_one_step_to
     case_id = db.start_case()
     _advance_to(db, case_id, "county_announcement")
     db.complete(case_id, "demo_county", data=D.COUNTY_ANNOUNCEMENT)
+    db.issue_notices(case_id)
     _raise(db, case_id, "county_objection", "demo_county", "公告期内收到异议")
     (announcement,) = db.open_tasks(case_id)
     assert announcement.spec_name == "county_announcement"
@@ -423,9 +428,10 @@ def test_three_hundred_return_rounds_keep_the_task_tree_shallow_and_the_case_sti
             select(AuditEvent.action, func.count()).where(AuditEvent.case_id == case_id)
             .group_by(AuditEvent.action)).all()
         assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 5, "timer_fired": 2,
-                                 "attachment_added": 1 + ROUNDS}  # every round of 入户核查 signed anew
+                                 "attachment_added": 1 + ROUNDS,  # every round of 入户核查 signed anew
+                                 "notice_issued": 2}  # 出具村级公示, 出具县级公告
         assert work.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.case_id == case_id)) == (
-            1 + 2 * ROUNDS + 5)
+            1 + 2 * ROUNDS + 5 + 2)
         timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)).all()
         assert [(t.spec_name, t.status) for t in timers] == [
             ("village_notice_timer", TimerStatus.fired),

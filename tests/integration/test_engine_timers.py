@@ -25,13 +25,15 @@ def _private_spec_cache(monkeypatch):
 
 
 def _in_village_notice(db, n: int) -> list[int]:
-    """n cases whose 民主评议 is approved: each waits out its 村级公示 period."""
+    """n cases whose 民主评议 is approved and whose village issued one notice for them all: each waits
+    out its 村级公示 period."""
     ids = []
     for _ in range(n):
         case_id = db.start_case()
         db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
         db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
         ids.append(case_id)
+    assert len(db.issue_notices()) == 1
     return ids
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from engine.expressions import CHINA_TZ
-from engine.models import AuditEvent, IssuedNotice
+from engine.models import AuditEvent, IssuedNotice, TaskRow
 from engine.notices import RENDERER, cn_date, load_catalog
 
 A4 = (595.28, 841.89)
@@ -216,7 +216,14 @@ def test_issuing_records_notice_issued_in_each_case_history_and_the_stored_rows_
         events = work.session.scalars(select(AuditEvent).where(AuditEvent.action == "notice_issued",
                                                                AuditEvent.case_id.in_(cases))).all()
         assert sorted(e.case_id for e in events) == sorted(cases)
-        assert all(e.data_diff["serial"] == serial and e.step == "村级公示" for e in events)
+        # issuing completed each case's 出具村级公示 step: the event names it and the period the notice prints
+        assert all(e.data_diff["serial"] == serial and e.step == "出具村级公示" for e in events)
+        steps = [work.session.get(TaskRow, e.task_id) for e in events]
+        assert all((t.spec_name, t.action, t.data) == ("issue_village_notice", "issue", {"notice_serial": serial})
+                   for t in steps)
+        start = db.clock.now().astimezone(CHINA_TZ).date()
+        assert all(e.data_diff["period"] == [start.isoformat(), (start + timedelta(days=6)).isoformat()]
+                   for e in events)
         assert all(e.user.username == "demo_clerk" for e in events)
     notice = stored(db, serial)
     import hashlib

@@ -31,14 +31,16 @@ def audit(db, action: str) -> list[AuditEvent]:
 
 
 def test_the_last_approver_withdraws_while_the_next_step_is_untouched(db):
-    case_id = at_township(db)
-    (township,) = db.open_tasks(case_id)
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    (issuance,) = db.open_tasks(case_id)  # 出具村级公示: the notice is not issued yet
     with db.uow() as work:
         work.cases.withdraw(case_id, db.actor("demo_village"), "评议材料需补充")
     (reopened,) = db.open_tasks(case_id)
     assert reopened.spec_name == "village_review"
     with db.uow() as work:
-        assert work.session.get(type(township), township.id).status == TaskStatus.cancelled
+        assert work.session.get(type(issuance), issuance.id).status == TaskStatus.cancelled
     assert [e.opinion for e in audit(db, "withdraw")] == ["评议材料需补充"]
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
     db.pass_notice()
@@ -197,6 +199,11 @@ def test_the_operations_work_through_the_json_api(db, api_app):
     listed = township.get(f"/api/v1/cases/{case_id}/attachments").json["attachments"]
     assert [a["sha256"] for a in listed if a["kind"] == "file"] == [res.json["sha256"]]
     assert [a["kind"] for a in listed] == ["signature", "file"]  # 入户核查's 农户签字 came first
-    res = village.post(f"/api/v1/cases/{case_id}/withdraw", json={"opinion": "补充材料"})
+    # 民主评议 can be withdrawn until its notice is issued (here: already issued, so refused)
+    assert village.post(f"/api/v1/cases/{case_id}/withdraw", json={"opinion": "补充材料"}).status_code == 409
+    fresh = db.start_case()
+    db.complete(fresh, "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.complete(fresh, "demo_village", data=D.VILLAGE_REVIEW)
+    res = village.post(f"/api/v1/cases/{fresh}/withdraw", json={"opinion": "补充材料"})
     assert res.status_code == 200 and [s["step_id"] for s in res.json["current_steps"]] == ["village_review"]
-    assert village.post(f"/api/v1/cases/{case_id}/withdraw", json={}).status_code == 409
+    assert village.post(f"/api/v1/cases/{fresh}/withdraw", json={}).status_code == 409

@@ -21,6 +21,13 @@ OPINIONS = {
     "county_announcement": "同意公告退出",
     "exit_notice": "告知书已送达",
 }
+# the notice whose issue starts the period after a step: (kind, issuer, fields, issuing step, its title)
+NOTICE_STEPS = {
+    "village_review": ("village_public_notice", "demo_village", D.VILLAGE_NOTICE_FIELDS, "issue_village_notice",
+                       "出具村级公示"),
+    "county_announcement": ("county_announcement", "demo_county", D.COUNTY_NOTICE_FIELDS, "issue_county_notice",
+                            "出具县级公告"),
+}
 TITLES = {"household_check": "入户核查", "village_review": "民主评议", "township_recheck": "镇复核",
           "dept_decision": "部门审定", "county_announcement": "县级公告", "exit_notice": "退出告知"}
 
@@ -33,7 +40,7 @@ def _todo_ids(client) -> list[int]:
 
 
 def test_an_exit_case_goes_through_village_township_department_and_county_to_exited_over_the_api(
-        db, client_for, exit_steps):
+        db, client_for, csrf_token, exit_steps):
     village = client_for("demo_village")
     subjects = village.get("/api/v1/subjects?kind=household").get_json()["subjects"]
     subject = next(s for s in subjects if s["name"] == "张德明")
@@ -86,7 +93,18 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
             "completed", username, "approve", OPINIONS[step_id])
         assert after["actions"] == []
         expected_history.append((username, "approve", TITLES[step_id], OPINIONS[step_id], moments[step_id]))
-        if notice_follows:  # a public-notice period holds the case with nobody's task open, then ends
+        if notice_follows:  # the step's office issues the signed notice on the 公示公告 page, which starts
+            # the public-notice period: it holds the case with nobody's task open, then ends
+            kind, issuer, fields, issue_step, issue_title = NOTICE_STEPS[step_id]
+            waiting = client.get(f"/api/v1/cases/{case_id}").get_json()
+            assert [s["step_id"] for s in waiting["current_steps"]] == [issue_step]
+            db.clock.advance(timedelta(hours=4))
+            office = client_for(issuer)
+            page = f"/notices/monitoring_exit/{kind}"
+            issued = office.post(f"{page}/issue", data={"csrf_token": csrf_token(office, page),
+                                                        "case_id": [str(case_id)], **fields})
+            assert issued.status_code == 302, issued.get_data(as_text=True)[:500]
+            expected_history.append((issuer, "notice_issued", issue_title, None, db.clock.now()))
             held = client.get(f"/api/v1/cases/{case_id}").get_json()
             assert (held["status"], held["current_steps"]) == ("running", [])
             assert db.pass_notice() == 1
@@ -113,8 +131,8 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
         due = timers[-1].due_at
     # six steps of 2 days 3 hours and two notice periods of 7 days 1 hour after 2026-09-01 01:00Z:
     # exited on 2026-09-27 21:00Z, the follow-up visit is due settings.follow_up_months (6) later
-    assert moments["exit_notice"] == datetime(2026, 9, 27, 21, 0, tzinfo=timezone.utc)
-    assert due == datetime(2027, 3, 27, 21, 0, tzinfo=timezone.utc)
+    assert moments["exit_notice"] == datetime(2026, 9, 28, 5, 0, tzinfo=timezone.utc)  # two notices, each issued 4 h on
+    assert due == datetime(2027, 3, 28, 5, 0, tzinfo=timezone.utc)
     page = client_for("demo_county").get(f"/cases/{case_id}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

@@ -30,11 +30,11 @@ def _json_script(html: str, element_id: str):
 
 def test_the_inbox_shows_todo_done_and_started_tabs_with_counts(db, client_for, exit_case):
     exit_case(0)  # waits for demo_village at 入户核查
-    exit_case(2)  # demo_village did 入户核查 and 村公示; waits for demo_township
+    exit_case(2)  # demo_village did 入户核查, 民主评议 and 出具村级公示; waits for demo_township
     village = client_for("demo_village").get("/")
     assert village.status_code == 200
     html = village.get_data(as_text=True)
-    assert [_tab(html, k) for k in ("todo", "done", "started")] == [("待办", 1), ("已办", 2), ("我发起的", 2)]
+    assert [_tab(html, k) for k in ("todo", "done", "started")] == [("待办", 1), ("已办", 3), ("我发起的", 2)]
     assert html.count('data-testid="task-row"') == 1 and "入户核查" in html
 
     township = client_for("demo_township").get("/").get_data(as_text=True)
@@ -42,8 +42,8 @@ def test_the_inbox_shows_todo_done_and_started_tabs_with_counts(db, client_for, 
     assert "镇复核" in township
 
     done = client_for("demo_village").get("/?view=done").get_data(as_text=True)
-    assert done.count('data-testid="task-row"') == 2
-    assert "民主评议" in done and "通过:同意" in done
+    assert done.count('data-testid="task-row"') == 3
+    assert "民主评议" in done and "通过:同意" in done and "出具村级公示" in done
     started = client_for("demo_village").get("/?view=started").get_data(as_text=True)
     assert started.count("监测户风险消除退出(四步法)</a>") == 2
 
@@ -141,11 +141,13 @@ def test_the_case_page_has_the_diagram_xml_the_marks_and_the_history(db, client_
     items = re.findall(r"<li>(.*?)</li>", history, re.S)
     heads = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", item.split('<span class="muted">')[0])).strip()
              for item in items]
-    assert heads == ["发起", "上传附件 · 入户核查", "通过 · 入户核查", "通过 · 民主评议", "定时触发", "通过 · 镇复核"]
+    assert heads == ["发起", "上传附件 · 入户核查", "通过 · 入户核查", "通过 · 民主评议", "签发公示公告 · 出具村级公示",
+                     "定时触发", "通过 · 镇复核"]
     assert "宝梵镇村干部(演示) · 2026-09-01 09:00" in items[0]  # who and when, in China time
     assert 'data-testid="history-signature"' in items[2]  # the household's signature with its step
-    assert "系统" in items[4]  # the 村级公示 period ran out by itself
-    assert "宝梵镇乡村振兴办(演示) · 2026-09-08 10:00" in items[5] and "意见:同意" in items[5]
+    assert "宝梵镇村干部(演示) · 2026-09-01 09:00" in items[4]  # the village issued the notice at once
+    assert "系统" in items[5]  # the 村级公示 period ran out by itself
+    assert "宝梵镇乡村振兴办(演示) · 2026-09-08 10:00" in items[6] and "意见:同意" in items[6]
     assert "家庭年人均纯收入(元)</dt><dd>12800</dd>" in html  # form data with Chinese labels
 
 

@@ -1,7 +1,7 @@
 // XiangFlow properties provider for bpmn-js-properties-panel: the group "乡流设置" holds what the
 // engine reads from a diagram (README, "BPMN properties XiangFlow reads"):
 //   lane            → role          (lane name "中文名 (role_code)")
-//   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind
+//   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind (an issuance step)
 //   business rule   → calledDecisionId (a decision of the draft's DMN files)
 //   timer event     → days in natural days ("P15D") or working days (workdays(15))
 //   sequence flow   → condition expression (out of exclusive/inclusive gateways)
@@ -368,8 +368,8 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
       ACTIONS.forEach(([action, label]) => entries.push(actionEntry(action, label)));
       entries.push(spiffText('xf-due-in', 'dueIn', '办理时限(ISO 时长)', '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
         (v) => (!v || ISO_DURATION.test(v) ? null : '应为 ISO 时长,如 P5D')));
-      entries.push(spiffSelect('xf-notice-kind', 'noticeKind', '通知模板', () => config.noticeKinds().map((k) => ({ value: k.code, label: `${k.name} (${k.code})` })),
-        '公文模板见 notices/notices.json'));
+      entries.push(spiffSelect('xf-notice-kind', 'noticeKind', '出具公文(签发即完成本步骤)', () => config.noticeKinds().map((k) => ({ value: k.code, label: `${k.name} (${k.code})` })),
+        '选择后本步骤只能在“公示公告”页面签发该公文来完成,其后的公示期自签发起算;公文模板见 notices/notices.json'));
     }
     if (is(element, 'bpmn:BusinessRuleTask')) entries.push(decisionEntry(config));
     if (is(element, 'bpmn:ScriptTask')) entries.push(scriptEntry());

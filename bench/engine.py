@@ -174,6 +174,8 @@ class XiangFlowPath:
             ).first()
             if row is None:
                 raise RuntimeError(f"case {case_id}: no open task at step {step + 1}")
+            if step == 0:  # 入户核查: the household's signature (农户签字) is required before approval
+                work.signatures.add_signature(row.id, self.actors[username], demo_data.signature_png(row.id))
             work.cases.complete_task(row.id, self.actors[username], "approve", OPINION, data)
             return row.title
 

@@ -91,6 +91,8 @@ def exited_cases(factory, clock, village: str, n: int) -> list[int]:
                 with UnitOfWork(factory, clock) as work:
                     row = work.session.scalar(select(TaskRow).where(TaskRow.case_id == case_id,
                                                                     TaskRow.status == TaskStatus.open))
+                    if work.signatures.rule_for(row) is not None:  # 入户核查: 农户签字 first
+                        work.signatures.add_signature(row.id, actors[who], D.signature_png(row.id))
                     work.cases.complete_task(row.id, actors[who], "approve", "情况属实,同意。", data)
 
     def pass_period():

@@ -711,6 +711,8 @@ class CaseService:
             workflow.reset_from_task_id(task.id)
             _prune_event_manager(workflow)
             self._advance(workflow, case)
+        # the taken-back approval no longer counts: not in the case data, 已办 shows it as 撤回
+        row.action = "withdraw"
         self._save(case, workflow, expected_lock=expected)
         self._record(case, row, actor, "withdraw", (opinion or "").strip() or None, None, client_addr)
         return case

@@ -10,7 +10,8 @@ from sqlalchemy import func, select, text
 
 from engine import demo_data as D
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from engine.models import Attachment, AuditEvent, TaskStatus
+from engine.models import Attachment, AuditEvent, TaskRow, TaskStatus
+from engine.queries import merged_data
 from web import create_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -42,6 +43,12 @@ def test_the_last_approver_withdraws_while_the_next_step_is_untouched(db):
     with db.uow() as work:
         assert work.session.get(type(issuance), issuance.id).status == TaskStatus.cancelled
     assert [e.opinion for e in audit(db, "withdraw")] == ["评议材料需补充"]
+    with db.uow() as work:  # the taken-back approval is shown as 撤回 and its data no longer counts
+        rows = list(work.session.scalars(select(TaskRow).where(TaskRow.case_id == case_id).order_by(TaskRow.id)))
+        (withdrawn,) = [r for r in rows if r.spec_name == "village_review" and r.status == TaskStatus.completed]
+        assert withdrawn.action == "withdraw"
+        assert "review_result" not in merged_data(rows)
+        assert work.cases.withdrawable(case_id, db.actor("demo_village")) is None
     db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
     db.pass_notice()
     assert [t.spec_name for t in db.open_tasks(case_id)] == ["township_recheck"]

@@ -2,8 +2,11 @@
 
 A procedure folder in ``workflows/<code>/`` holds ``procedure.json`` (code, Chinese name,
 subject kind, process id, settings), its BPMN and DMN files; the forms its user tasks name
-(``formKey``) live in ``forms/``. Deploying content that changed makes a new version
-(content-hashed); identical content returns the existing version.
+(``formKey``) live in ``forms/``. Its ``notices/notices.json`` (the notice kinds it issues) is part
+of the version as ``template/notices.json``, so that deploy can check each issuance step's
+``noticeKind``; the templates themselves are read from the folder when a notice is issued.
+Deploying content that changed makes a new version (content-hashed); identical content returns the
+existing version.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ NS = {
     "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
 }
 _LANE_ROLE = re.compile(r"\(([a-z][a-z0-9_]*)\)\s*$")
+NOTICES_FILE = "template/notices.json"  # a bundle's notice catalog (workflows/<code>/notices/notices.json)
 
 
 @dataclass
@@ -100,6 +104,9 @@ def read_folder(folder: Path, forms_root: Path) -> ProcedureBundle:
             files[f"bpmn/{path.name}"] = path.read_text(encoding="utf-8")
         elif path.suffix == ".dmn":
             files[f"dmn/{path.name}"] = path.read_text(encoding="utf-8")
+    notices = folder / "notices" / "notices.json"
+    if notices.is_file():
+        files[NOTICES_FILE] = notices.read_text(encoding="utf-8")
     bundle = bundle_from_files(files)
     for key in _form_keys(bundle):
         form_path = forms_root / f"{key}.json"
@@ -243,6 +250,24 @@ def dmn_entry_problem(text: str) -> str | None:
     return errors[0]
 
 
+def declared_notice_kinds(files: dict[str, str]) -> set[str]:
+    """The notice kinds a bundle's ``notices.json`` declares (none without one, or when it is malformed)."""
+    try:
+        kinds = json.loads(files.get(NOTICES_FILE) or "{}").get("kinds", [])
+    except (ValueError, AttributeError):
+        return set()
+    if not isinstance(kinds, list):
+        return set()
+    return {str(k["code"]) for k in kinds if isinstance(k, dict) and k.get("code")}
+
+
+def notice_kind_problem(kind: str, files: dict[str, str]) -> str | None:
+    """Why a user task's ``noticeKind`` cannot be issued, or None: the bundle's notices.json must declare it."""
+    if kind in declared_notice_kinds(files):
+        return None
+    return f"通知模板 {kind!r} 未在 notices.json 中声明"
+
+
 def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
     from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
@@ -277,6 +302,9 @@ def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
             signature_problem = signature_property_problem(task_spec)
             if signature_problem:
                 problems.append((label, signature_problem))
+            notice_problem = props.get("noticeKind") and notice_kind_problem(props["noticeKind"], bundle.files)
+            if notice_problem:
+                problems.append((label, notice_problem))
 
 
 def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):

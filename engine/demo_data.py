@@ -28,7 +28,10 @@ NOTICE_DAYS = 7  # monitoring_exit's settings.notice_days: 村级公示 and 县�
 # what the issuer fills in on the two notices whose issuing starts those periods (出具村级公示, 出具县级公告)
 VILLAGE_NOTICE_FIELDS = {"contact_phone": "0825-5421234", "complaint_phone": "0825-5420000"}
 COUNTY_NOTICE_FIELDS = {"contact_phone": "0825-5400000", "document_number": "蓬乡振〔2026〕12号"}
-NOTICE_FIELDS = {"village_public_notice": VILLAGE_NOTICE_FIELDS, "county_announcement": COUNTY_NOTICE_FIELDS}
+# project_library's 出具项目公示: the complaint phone defaults to its settings.complaint_phone (12317)
+PROJECT_NOTICE_FIELDS = {"contact_phone": "0825-5421234"}
+NOTICE_FIELDS = {"village_public_notice": VILLAGE_NOTICE_FIELDS, "county_announcement": COUNTY_NOTICE_FIELDS,
+                 "project_public_notice": PROJECT_NOTICE_FIELDS}
 FOLLOW_UP_VISIT = {"visit_date": "2027-04-25", "new_risk_found": "否", "visit_notes": "收入稳定"}
 
 # (username, data) for 民主评议, 镇复核, 部门审定, 县级公告 after 入户核查; 出具村级公示 and its period follow

@@ -734,7 +734,8 @@ class NoticeService:
                         continue
                 elif f.type == "phone":
                     value = str(raw)
-                    if not re.fullmatch(r"[0-9][0-9\- ]{5,19}", value):
+                    # five digits at least: the service hotlines 12317 (乡村振兴) and 12345 are numbers too
+                    if not re.fullmatch(r"[0-9][0-9\- ]{4,19}", value):
                         errors[f.key] = f"{f.label}格式不正确"
                         continue
                 else:

@@ -59,6 +59,7 @@ from engine.clock import FixedClock
 from engine.definitions import (
     ALLOWED_ACTIONS,
     MAX_FILE_BYTES,
+    NOTICES_FILE,
     NS,
     DefinitionService,
     ProcedureBundle,
@@ -66,6 +67,7 @@ from engine.definitions import (
     compile_bundle,
     dmn_entry_problem,
     multi_instance_problem,
+    notice_kind_problem,
     role_of_lane,
     safe_xml,
 )
@@ -352,8 +354,9 @@ def parse_well_formed(files: dict[str, str]) -> None:
 
 
 def deployable_files(files: dict[str, str]) -> dict[str, str]:
-    """The files that make a version (templates stay with the draft and the zip)."""
-    return {k: v for k, v in files.items() if not k.startswith("template/")}
+    """The files that make a version: templates stay with the draft and the zip, except the notice
+    catalog (``template/notices.json``), which deploy checks the steps' ``noticeKind`` against."""
+    return {k: v for k, v in files.items() if not k.startswith("template/") or k == NOTICES_FILE}
 
 
 def _regex_problem(pattern: Any) -> str | None:
@@ -735,18 +738,9 @@ class DraftChecker:
                 for key in (k.strip() for k in props.get("passData", "").split(",")):
                     if key and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key):
                         self.add(node_id, f"passData 中的字段名 {key!r} 无效", file)
-            if props.get("noticeKind") and not self._notice_kind_known(props["noticeKind"]):
-                self.add(node_id, f"通知模板 {props['noticeKind']!r} 未在 notices.json 中声明", file)
-
-    def _notice_kind_known(self, kind: str) -> bool:
-        text = self.files.get("template/notices.json")
-        if text is None:
-            return False
-        try:
-            kinds = json.loads(text).get("kinds", [])
-        except (ValueError, AttributeError):
-            return False
-        return any(isinstance(k, dict) and k.get("code") == kind for k in kinds)
+            notice_problem = props.get("noticeKind") and notice_kind_problem(props["noticeKind"], self.files)
+            if notice_problem:
+                self.add(node_id, notice_problem, file)
 
     def _expr(self, file, element_id, text, what, names: _Names | None = None) -> bool:
         try:

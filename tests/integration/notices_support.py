@@ -117,11 +117,12 @@ def today(db) -> str:
     return cn_date(db.clock.now())
 
 
-def issue(db, username: str, kind: str, case_ids: list[int], values: dict | None = None, **kwargs) -> tuple[str, bytes]:
-    """Issue a notice through the engine; return its serial and PDF."""
+def issue(db, username: str, kind: str, case_ids: list[int], values: dict | None = None,
+          procedure: str = "monitoring_exit", **kwargs) -> tuple[str, bytes]:
+    """Issue a notice of procedure through the engine; return its serial and PDF."""
     with db.uow() as work:
         service = NoticeService(work.session, db.clock, base_url="http://xf.test")
-        notice = service.issue(db.actor(username), "monitoring_exit", kind, case_ids, values, **kwargs)
+        notice = service.issue(db.actor(username), procedure, kind, case_ids, values, **kwargs)
         return notice.serial, service.pdf(notice)
 
 

@@ -41,8 +41,7 @@ DEPT_REVIEW = {"department_name": "蓬溪县农业农村局", "policy_compliant"
 LEADER_VOTE = {"leader_materials_reviewed": True}
 LEADER_RECORD = {"enter_reserve_library": True, "approved_funds_yuan": 780000,
                    "decision_number": "蓬巩衔组〔2026〕8号", "decision_date": "2026-09-25"}
-PUBLIC_NOTICE = {"arrangement_posted": True, "funds_posted": True, "notice_start": "2026-09-28",
-                 "notice_place": "村务公开栏", "complaint_phone": "0825-5412345"}
+PUBLIC_NOTICE = {"arrangement_posted": True, "funds_posted": True, "notice_place": "村务公开栏"}
 COMPLETION = {"completion_date": "2027-10-20", "works_summary": "冷藏库及分拣线全部建成", "actual_investment_yuan": 776000}
 ACCEPTANCE = {"acceptance_date": "2027-10-28", "acceptance_passed": True, "final_cost_yuan": 775500,
               "acceptance_unit": "蓬溪县农业农村局、宝梵镇人民政府"}
@@ -148,15 +147,23 @@ def _history(db, case_id: int) -> list[TaskRow]:
 
 
 def _to_notice(db, case_id: int) -> None:
-    """Approve 村申请 and the three reviews: the case waits at 项目公示."""
+    """Approve 村申请 and the three reviews: the case waits at 项目公示准备."""
     for step, _title, user, _role, _scope, data in REVIEWS:
         _do(db, case_id, step, user, data=data)
+
+
+def _post(db, case_id: int, data: dict = PUBLIC_NOTICE) -> str:
+    """项目公示准备, then 出具项目公示: the village issues the signed notice, which starts the period; its serial."""
+    _do(db, case_id, "public_notice", "demo_village", data=data)
+    assert set(_open(db, case_id)) == {"issue_project_notice"}
+    (serial,) = db.issue_notices(case_id)
+    return serial
 
 
 def _to_implementation(db, case_id: int) -> None:
     """Through the reviews and an uncontested 公示: implementation has started."""
     _to_notice(db, case_id)
-    _do(db, case_id, "public_notice", "demo_village", data=PUBLIC_NOTICE)
+    _post(db, case_id)
     db.clock.advance(timedelta(days=7, minutes=1))
     assert _fire(db) == 1
 
@@ -193,9 +200,17 @@ def test_project_runs_straight_through_reviews_notice_checkpoints_and_handover_t
     assert db.case(case_id).status == CaseStatus.running  # 审定, but not in the library before 公示 ends
     assert "library_deadline" not in _timers(db, case_id)  # decided before November
     (row,) = db.open_tasks(case_id)
-    assert (row.spec_name, row.role_code, row.scope_code) == ("public_notice", "village_cadre", VILLAGE)
+    assert (row.spec_name, row.title, row.role_code, row.scope_code) == (
+        "public_notice", "项目公示准备", "village_cadre", VILLAGE)
     _do(db, case_id, "public_notice", "demo_village", data=PUBLIC_NOTICE)
+    (row,) = db.open_tasks(case_id)  # the notice is issued, signed, by the village: the period starts then
+    assert (row.spec_name, row.title, row.role_code, row.scope_code, row.actions) == (
+        "issue_project_notice", "出具项目公示", "village_cadre", VILLAGE, "issue")
+    assert _timers(db, case_id) == {}
+    db.clock.advance(timedelta(hours=5))
+    (serial,) = db.issue_notices(case_id)
     posted = db.clock.now()
+    assert serial.startswith("XF2026-")
     timers = _timers(db, case_id)
     assert set(timers) == {"notice_expired"}
     assert timers["notice_expired"].due_at == posted + timedelta(days=7)
@@ -239,7 +254,7 @@ def test_project_runs_straight_through_reviews_notice_checkpoints_and_handover_t
     assert signed == [("demo_county", TaskStatus.cancelled, None)] + [
         (u, TaskStatus.completed, "approve") for u in LEADERS]  # 3 of 4 agreed: the fourth need not act
     assert done == ["apply", "township_review", "dept_review", *["leader_decision"] * 4, "leader_record",
-                    "public_notice",
+                    "public_notice", "issue_project_notice",
                     "completion_report", "spending_report_q1", "spending_report_q2", "spending_report_q3",
                     "acceptance", "asset_handover", "spending_report_q4"]
     assert started < case.finished_at
@@ -345,7 +360,7 @@ def test_return_to_a_named_earlier_step_from_the_leading_group(db):
 def test_objection_during_the_notice_goes_back_to_posting_and_the_new_notice_runs_its_full_period(db):
     case_id = _start(db)
     _to_notice(db, case_id)
-    _do(db, case_id, "public_notice", "demo_village", data=PUBLIC_NOTICE)
+    first = _post(db, case_id)
     first_due = _timers(db, case_id)["notice_expired"].due_at
     db.clock.advance(timedelta(days=3))
 
@@ -364,8 +379,9 @@ def test_objection_during_the_notice_goes_back_to_posting_and_the_new_notice_run
     db.clock.set(first_due + timedelta(hours=1))
     assert _fire(db) == 0  # the old period no longer ends anything
 
-    reposted = {**PUBLIC_NOTICE, "notice_start": "2026-09-12", "objection_handling": "经核实选址为村集体建设用地,异议不成立"}
-    _do(db, case_id, "public_notice", "demo_village", data=reposted)
+    reposted = {**PUBLIC_NOTICE, "objection_handling": "经核实选址为村集体建设用地,异议不成立"}
+    second = _post(db, case_id, reposted)  # a new notice (new serial) for the new period
+    assert second != first
     second_due = _timers(db, case_id)["notice_expired"].due_at
     assert second_due == db.clock.now() + timedelta(days=7)
     db.clock.set(second_due - timedelta(minutes=1))
@@ -379,6 +395,7 @@ def test_objection_during_the_notice_goes_back_to_posting_and_the_new_notice_run
         work.cases.raise_event(case_id, "notice_objection", db.actor("demo_village"), "迟到的异议")
     history = [(r.spec_name, r.action) for r in _history(db, case_id)]
     assert history.count(("public_notice", "approve")) == 2
+    assert history.count(("issue_project_notice", "issue")) == 2
 
 
 # ----------------------------------------------------------------------------- 5. screening DMN
@@ -675,7 +692,7 @@ def test_a_return_from_acceptance_to_the_notice_reposts_it_and_restarts_implemen
         return_to="public_notice")
     assert set(_open(db, case_id)) == {"public_notice"}
     assert _timers(db, case_id) == {}
-    _do(db, case_id, "public_notice", "demo_village", data=PUBLIC_NOTICE)
+    _post(db, case_id)
     db.clock.advance(timedelta(days=7, seconds=1))
     assert _fire(db) == 1
     assert set(_open(db, case_id)) == {"completion_report", "spending_report_q1"}
@@ -717,7 +734,8 @@ def _round_trip(db, case_id: int) -> dict[str, object]:
                 "data": {n: json.loads(d) for n, d in after["ready"]}}
 
 
-_USER_STEPS = {"apply", "township_review", "dept_review", "leader_decision", "leader_record", "public_notice", "completion_report",
+_USER_STEPS = {"apply", "township_review", "dept_review", "leader_decision", "leader_record", "public_notice",
+               "issue_project_notice", "completion_report",
                "acceptance", "asset_handover"} | {f"spending_report_{c[0]}" for c in CHECKPOINTS}
 
 
@@ -741,6 +759,9 @@ def test_straight_through_survives_an_explicit_spiff_save_and_restore_between_ev
         assert snap["waiting"] == (["library_deadline"] if nxt == "township_review" else [])
 
     _do(db, case_id, "public_notice", "demo_village", data=PUBLIC_NOTICE)
+    snap = _round_trip(db, case_id)
+    assert snap["ready"] == ["issue_project_notice"] and snap["waiting"] == []
+    db.issue_notices(case_id)
     snap = _round_trip(db, case_id)
     assert snap["ready"] == [] and "notice_expired" in snap["waiting"] and "notice_objection" in snap["waiting"]
     db.clock.advance(timedelta(days=7))

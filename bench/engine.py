@@ -13,6 +13,10 @@ step for all cases at a time, one transaction per completion, with the form data
 ``engine.demo_data``: 入户核查 (HOUSEHOLD_CHECK), the four-step chain (REVIEW_STEPS), and
 退出告知 (EXIT_NOTICE) where the procedure has it. Where a public-notice period (a timer)
 separates two steps, the clock is moved and due timers fired between the timed rounds.
+The issuance steps that start those periods (出具村级公示, 出具县级公告: ``noticeKind`` steps) are
+completed between the rounds too, not timed: XiangFlow by ``CaseService.complete_issuance`` with
+a bench serial (what ``NoticeService.issue`` does for each covered case, without rendering and
+signing the PDF), the naive path by running the ready issuance task with the same serial.
 Only the completion rounds are measured ("completions/s", latencies, CPU per completion);
 the processes meet at a barrier before and after each round so their rounds overlap.
 
@@ -27,6 +31,10 @@ the processes meet at a barrier before and after each round so their rounds over
 
 ``--profile`` additionally runs each path once more in this process under cProfile (process
 CPU time; not counted in the figures) and prints the top functions.
+
+``--sql`` additionally runs the XiangFlow path once more in this process with an SQLAlchemy
+``before_cursor_execute`` listener and prints the SQL statements per completion, by kind (verb and
+first table; "+join" when the statement joins) and by step. Only the timed completions count.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
-from sqlalchemy import Integer, Text, func, select, text  # noqa: E402
+from sqlalchemy import Integer, Text, event, func, select, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
@@ -92,6 +100,7 @@ if hasattr(demo_data, "EXIT_NOTICE"):
     STEPS.append(("demo_village", demo_data.EXIT_NOTICE))
 MAX_RETRIES = 5
 MAX_NOTICE_DAYS = 60  # how far the clock may move to let a public-notice period run out
+BENCH_SERIAL = "BENCH-NOTICE"  # the notice serial an issuance step records (no PDF is made)
 
 
 class NaiveBase(DeclarativeBase):
@@ -179,6 +188,18 @@ class XiangFlowPath:
             work.cases.complete_task(row.id, self.actors[username], "approve", OPINION, data)
             return row.title
 
+    def issue_notices(self, case_ids: list[int]) -> int:
+        """Complete the open issuance steps (出具公示/公告) of these cases; return how many (not timed)."""
+        with UnitOfWork(self.factory, self.clock) as work:
+            rows = work.session.scalars(select(TaskRow).where(
+                TaskRow.case_id.in_(case_ids), TaskRow.status == TaskStatus.open, TaskRow.actions == "issue")).all()
+            pending = [(row.case_id, work.cases.issuance_kind(row)) for row in rows]
+        for case_id, kind in pending:
+            with UnitOfWork(self.factory, self.clock) as work:
+                if work.cases.complete_issuance(case_id, kind, self.actors["demo_village"], BENCH_SERIAL) is None:
+                    raise RuntimeError(f"case {case_id}: no open issuance step {kind}")
+        return len(pending)
+
     def waiting(self, case_ids: list[int]) -> set[int]:
         """The cases without an open task (a public-notice period is running)."""
         with UnitOfWork(self.factory, self.clock) as work:
@@ -221,6 +242,7 @@ class NaivePath:
             self.spec, self.subprocess_specs = spec_from_json(version.spec_json)
             self.settings = json.loads(version.files["procedure.json"]).get("settings", {})
         self._waiting: dict[int, datetime | None] = {}  # case id → next timer due, while no user task is ready
+        self._issuing: set[int] = set()  # cases whose ready user task is an issuance step (noticeKind)
 
     def start(self, subject_id: int) -> int:
         with Session(self.engine) as session:
@@ -265,11 +287,42 @@ class NaivePath:
                 task.data["opinions"] = {**task.data.get("opinions", {}), task.task_spec.bpmn_id: OPINION}
                 task.run()
                 wf.do_engine_steps()
-                if not wf.get_tasks(state=TaskState.READY, manual=True):
-                    self._waiting[case_id] = _next_due(wf)
+                self._note(case_id, wf)
             row.blob = FULL_SERIALIZER.serialize_json(wf)
             session.commit()
             return task.task_spec.bpmn_name or task.task_spec.bpmn_id
+
+    def _note(self, case_id: int, wf) -> None:
+        """Remember whether the case now waits for a timer or for an issuance step."""
+        ready = wf.get_tasks(state=TaskState.READY, manual=True)
+        if not ready:
+            self._waiting[case_id] = _next_due(wf)
+        else:
+            self._waiting.pop(case_id, None)
+        if any(_notice_kind(t) for t in ready):
+            self._issuing.add(case_id)
+        else:
+            self._issuing.discard(case_id)
+
+    def issue_notices(self, case_ids: list[int]) -> int:
+        """Run the ready issuance steps of these cases with the bench serial (load, run, save; not timed)."""
+        issued = 0
+        for case_id in sorted(self._issuing & set(case_ids)):
+            with Session(self.engine) as session:
+                row = session.get(NaiveCase, case_id)
+                wf = FULL_SERIALIZER.deserialize_json(row.blob)
+                wf.script_engine = SCRIPT_ENGINE
+                with clock_mod.using(self.clock):
+                    for task in wf.get_tasks(state=TaskState.READY, manual=True):
+                        if _notice_kind(task):
+                            task.data["notice_serial"] = BENCH_SERIAL
+                            task.run()
+                            issued += 1
+                    wf.do_engine_steps()
+                    self._note(case_id, wf)
+                row.blob = FULL_SERIALIZER.serialize_json(wf)
+                session.commit()
+        return issued
 
     def waiting(self, case_ids: list[int]) -> set[int]:
         return set(self._waiting) & set(case_ids)
@@ -293,15 +346,16 @@ class NaivePath:
                 with clock_mod.using(self.clock):
                     wf.refresh_timers()
                     wf.do_engine_steps()
-                    if wf.get_tasks(state=TaskState.READY, manual=True):
-                        del self._waiting[case_id]
-                    else:
-                        self._waiting[case_id] = _next_due(wf)
+                    self._note(case_id, wf)
                 row.blob = FULL_SERIALIZER.serialize_json(wf)
                 session.commit()
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _notice_kind(task) -> str | None:
+    return getattr(task.task_spec, "extensions", {}).get("properties", {}).get("noticeKind")
 
 
 def _next_due(wf) -> datetime | None:
@@ -366,6 +420,7 @@ def drive(path, case_ids: list[int], barrier=None, profiler=None) -> dict:
     cpu = 0.0
     for step in range(len(STEPS)):
         if step:
+            path.issue_notices(case_ids)
             notice_days += pass_notice_periods(path, case_ids)
         if barrier is not None:
             barrier.wait()
@@ -525,6 +580,75 @@ def profile(url: str, kind: str, cases: int, top: int) -> str:
     return out.getvalue()
 
 
+# ---------------------------------------------------------------------------------- SQL statements
+_VERB_TABLE = re.compile(r"^\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)"
+                         r"\b(?:.*?\bFROM\s+|\s+)?\"?(\w+)?", re.IGNORECASE | re.DOTALL)
+
+
+def statement_kind(statement: str) -> str:
+    """'SELECT task', 'UPDATE case_instance', 'SELECT task +join', 'SAVEPOINT' … for one SQL statement."""
+    m = _VERB_TABLE.match(statement)
+    if m is None:
+        return statement.split(None, 1)[0].upper() if statement.strip() else "?"
+    verb = m.group(1).upper().replace(" INTO", "").replace(" FROM", "")
+    if "SAVEPOINT" in verb:
+        return verb
+    kind = f"{verb} {m.group(2) or '?'}"
+    return kind + " +join" if re.search(r"\bJOIN\b", statement, re.IGNORECASE) else kind
+
+
+class StatementCounter:
+    """Counts the statements an engine executes while enabled (the same enable/disable as cProfile),
+    per kind and per timed round."""
+
+    def __init__(self, engine):
+        self.by_kind: dict[str, int] = {}
+        self.by_round: list[int] = []
+        self.active = False
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if self.active:
+            kind = statement_kind(statement)
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+            self.by_round[-1] += 1
+
+    def enable(self) -> None:
+        self.by_round.append(0)
+        self.active = True
+
+    def disable(self) -> None:
+        self.active = False
+
+
+def count_statements(url: str, cases: int) -> str:
+    """Run the XiangFlow path once in this process and report its SQL statements per completion."""
+    subject_ids = add_households(url, cases, "sql-")
+    path = XiangFlowPath(url)
+    counter = StatementCounter(path.engine)
+    try:
+        case_ids = [path.start(s) for s in subject_ids]
+        result = drive(path, case_ids, profiler=counter)
+    finally:
+        path.close()
+    completions = len(result["latencies"])
+    total = sum(counter.by_kind.values())
+    out = io.StringIO()
+    out.write(f"SQL statements per completion: {total / completions:.2f} "
+              f"({total} statements, {completions} completions, {cases} cases)\n")
+    out.write("-- by kind (per completion) --\n")
+    for kind, n in sorted(counter.by_kind.items(), key=lambda kv: (-kv[1], kv[0])):
+        out.write(f"{n / completions:8.2f}  {kind}\n")
+    out.write("-- by step (per completion) --\n")
+    for title, n in zip(result["titles"], counter.by_round, strict=True):
+        out.write(f"{n / len(case_ids):8.2f}  {title}\n")
+    summary = {"statements_per_completion": round(total / completions, 2),
+               "by_kind": {k: round(v / completions, 2) for k, v in sorted(counter.by_kind.items())},
+               "by_step": {t: round(n / len(case_ids), 2) for t, n in zip(result["titles"], counter.by_round, strict=True)}}
+    out.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    return out.getvalue()
+
+
 # ---------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -533,6 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also cProfile each path in-process")
     parser.add_argument("--profile-cases", type=int, default=100)
     parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument("--sql", action="store_true",
+                        help="also count the XiangFlow path's SQL statements per completion, by kind and step")
+    parser.add_argument("--sql-cases", type=int, default=50)
     args = parser.parse_args(argv)
     process_counts = [int(p) for p in args.processes.split(",") if p.strip()]
 
@@ -549,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     fresh_database(url)
     print(f"fresh database set up in {time.perf_counter() - t:.1f} s")
 
+    if not process_counts:  # --processes "": only the in-process measurements (--sql, --profile)
+        return _extras(url, args, tmp)
     results = []
     sizes: dict[str, float] = {}
     for procs in process_counts:
@@ -587,11 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     print("load average after: " + " ".join(f"{x:.2f}" for x in load_after))
 
-    if args.profile:
-        for kind in ("xiangflow", "naive"):
-            print(f"\n==== cProfile: {PATHS[kind].name}, {args.profile_cases} cases × {len(STEPS)} completions, "
-                  "1 process ====")
-            print(profile(url, kind, args.profile_cases, args.profile_top))
+    _extras(url, args, None)
 
     summary = {
         "database": dialect,
@@ -604,11 +729,32 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
     }
     print(json.dumps(summary, ensure_ascii=False))
+    _cleanup(tmp)
+    return 0
+
+
+def _extras(url: str, args, tmp: str | None) -> int:
+    """The in-process measurements: SQL statement counts and cProfile."""
+    if args.sql:
+        print(f"\n==== SQL statements: {PATHS['xiangflow'].name}, {args.sql_cases} cases × {len(STEPS)} completions, "
+              "1 process ====")
+        print(count_statements(url, args.sql_cases))
+
+    if args.profile:
+        for kind in ("xiangflow", "naive"):
+            print(f"\n==== cProfile: {PATHS[kind].name}, {args.profile_cases} cases × {len(STEPS)} completions, "
+                  "1 process ====")
+            print(profile(url, kind, args.profile_cases, args.profile_top))
+
+    _cleanup(tmp)
+    return 0
+
+
+def _cleanup(tmp: str | None) -> None:
     if tmp:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from engine.assignment import Actor
 from engine.errors import ForbiddenError, NotFoundError, ValidationError
@@ -30,7 +30,7 @@ class AdminService:
         """Timers that failed every attempt, in the admin's regions."""
         self.require_admin(actor)
         rows = self.session.scalars(select(TimerRow).where(TimerRow.status == TimerStatus.incident)
-                                    .order_by(TimerRow.due_at)).all()
+                                    .order_by(TimerRow.due_at).options(selectinload(TimerRow.case))).all()
         return [r for r in rows if self._admin_covers(actor, r.case.region_code)]
 
     def _incident(self, actor: Actor, timer_id: int) -> TimerRow:

@@ -108,7 +108,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     email: Mapped[str | None] = mapped_column(String(120))
-    grants: Mapped[list[UserRole]] = relationship(back_populates="user", lazy="selectin")
+    # read when an Actor is built (assignment.actor_for), not whenever a user is shown
+    grants: Mapped[list[UserRole]] = relationship(back_populates="user")
 
 
 class UserRole(Base):
@@ -241,7 +242,9 @@ class TaskRow(Base):
     instance_group: Mapped[str | None] = mapped_column(String(36), index=True)
     multi_sign: Mapped[str | None] = mapped_column(String(8))
 
-    case: Mapped[Case] = relationship(lazy="joined")
+    # loaded when used (a case row carries its large state); the inbox loads its tasks' cases in one
+    # query (engine/queries.py InboxQueries.page)
+    case: Mapped[Case] = relationship()
     completed_by: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[completed_by_id])
     assignee: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[assignee_id])
 
@@ -267,7 +270,7 @@ class TimerRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    case: Mapped[Case] = relationship(lazy="joined")
+    case: Mapped[Case] = relationship()
 
 
 class CaseCc(Base):

@@ -8,7 +8,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from engine.models import Notification, TaskRow, TaskStatus, User, UserRole
 
@@ -53,7 +53,8 @@ class NotificationService:
         now = self.clock.now()
         rows = self.session.scalars(
             select(TaskRow).where(TaskRow.status == TaskStatus.open, TaskRow.reminded_at.is_(None),
-                                  TaskRow.due_at.is_not(None), TaskRow.due_at <= now + window)).all()
+                                  TaskRow.due_at.is_not(None), TaskRow.due_at <= now + window)
+            .options(selectinload(TaskRow.case))).all()
         for row in rows:
             overdue = row.due_at <= now
             people = [row.assignee_id] if row.assignee_id else self.holders(row.role_code, row.scope_code)

@@ -269,7 +269,7 @@ class CaseService:
         """The form-js schema of a task and the data to prefill it with (no deserialization)."""
         from engine.queries import merged_data
 
-        schema = self.definitions.form_schema(row.case.version, row.form_key)
+        schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         tasks = self.session.scalars(select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)).all()
         data = merged_data(list(tasks))
         if row.pending and row.pending.get("draft"):  # what the delegate (委派) filled in, for the owner to confirm
@@ -286,6 +286,10 @@ class CaseService:
         return {k: v for k, v in sorted(last.data.items())
                 if k not in RESERVED_KEYS and k not in form_keys and not k.startswith(("subject_", "linked_"))
                 and k not in ("last_event_reason",) and isinstance(v, (str, int, float, bool))}
+
+    def _case_of(self, row: TaskRow) -> Case:
+        """The row's case from this session (no query if already loaded; works for a row of another session)."""
+        return self.session.get(Case, row.case_id)
 
     def task_in_visible_case(self, task_id: int, actor: Actor) -> TaskRow:
         """A task of a case the actor may see (for read-only views and 催办).
@@ -451,11 +455,11 @@ class CaseService:
         """
         from engine.queries import merged_data
 
-        schema = self.definitions.form_schema(row.case.version, row.form_key)
+        schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         earlier = merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))
         cleaned = forms.validate(schema, data or {}, earlier)
-        self._check_signers(row.case, cleaned)
+        self._check_signers(self._case_of(row), cleaned)
         return cleaned
 
     def _approve(self, workflow: BpmnWorkflow, case: Case, row: TaskRow, task, opinion: str,
@@ -524,7 +528,7 @@ class CaseService:
         :raises ValidationError: the required signature is missing.
         """
         with self._context():
-            task = self._ready_task(self._load(row.case), row)
+            task = self._ready_task(self._load(self._case_of(row)), row)
         require_signature(self.session, row, task.task_spec)
 
     def _co_signer_approved(self, case: Case, row: TaskRow, actor: Actor, opinion: str, expected_lock: int,
@@ -612,7 +616,7 @@ class CaseService:
         """The notice kind an open task row is completed by issuing (its step's ``noticeKind``), if any."""
         if ISSUE_ACTION not in row.actions.split(","):
             return None
-        spec, subprocess_specs = self.definitions.specs(row.case.version)
+        spec, subprocess_specs = self.definitions.specs(self._case_of(row).version)
         for process in (spec, *subprocess_specs.values()):
             for task_spec in process.task_specs.values():
                 if getattr(task_spec, "bpmn_id", None) == row.spec_name and _props(task_spec).get("noticeKind"):
@@ -665,7 +669,7 @@ class CaseService:
         if row.status not in (TaskStatus.open, TaskStatus.waiting) or "return" not in row.actions.split(","):
             return []
         with self._context():
-            task = _find_task(self._load(row.case), row.spiff_task_id)
+            task = _find_task(self._load(self._case_of(row)), row.spiff_task_id)
         if task is None:
             return []
         seen: dict[str, str] = {}

@@ -1,0 +1,78 @@
+"""The inbox, the task list API and the case page run a fixed number of SQL statements, however many
+rows they show (no query per row: a listed task's case is loaded for the whole page at once)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event, select
+
+from engine import demo_data as D
+from engine.models import Subject
+
+PAGES = ("/", "/?view=done", "/api/v1/tasks", "/api/v1/tasks?view=done")
+
+
+@contextmanager
+def _counted(app):
+    """Collect the statements the app's engine executes inside the block."""
+    engine = app.extensions["xiangflow"].engine
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _statements(app, client, path: str) -> int:
+    with _counted(app) as statements:
+        response = client.get(path)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return len(statements)
+
+
+def _households(db, count: int) -> list[int]:
+    actor = db.actor("demo_village")
+    with db.uow() as work:
+        ids = [s.id for s in work.session.scalars(select(Subject).where(Subject.kind == "household")
+                                                  .order_by(Subject.id)) if actor.covers(s.region_code)]
+    assert len(ids) >= count
+    return ids[:count]
+
+
+def _case_past_household_check(db, subject_id: int) -> int:
+    case_id = db.start_case(subject_id=subject_id)
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    return case_id
+
+
+def test_inbox_tabs_and_task_api_issue_as_many_statements_for_four_tasks_as_for_one(db, app, client_for):
+    first, *others = _households(db, 4)
+    _case_past_household_check(db, first)
+    client = client_for("demo_village")
+    one = {path: _statements(app, client, path) for path in PAGES}
+    for subject_id in others:
+        _case_past_household_check(db, subject_id)
+    four = {path: _statements(app, client, path) for path in PAGES}
+    assert "已办" in client.get("/?view=done").get_data(as_text=True)
+    assert len(client.get("/api/v1/tasks").get_json()["tasks"]) == 4
+    assert four == one
+
+
+def test_case_page_issues_as_many_statements_after_a_return_and_resubmit_as_before(db, app, client_for):
+    (subject_id,) = _households(db, 1)
+    case_id = _case_past_household_check(db, subject_id)
+    client = client_for("demo_village")
+    before = _statements(app, client, f"/cases/{case_id}")
+    # 民主评议 returns the case to 入户核查, which is done again: two more task rows, events, a signature
+    db.complete(case_id, "demo_village", action="return", opinion="请补充收入证明")
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    assert [t.spec_name for t in db.open_tasks(case_id)] == ["village_review"]
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert page.count("请补充收入证明") >= 1
+    assert _statements(app, client, f"/cases/{case_id}") == before

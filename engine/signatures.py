@@ -80,7 +80,12 @@ def check_signature_png(content: bytes) -> None:
                     raise ValidationError("签字图片尺寸不合理", {
                         "signature": f"签字图片尺寸应在 {MIN_SIDE_PX}×{MIN_SIDE_PX // 2} 到 "
                                      f"{MAX_SIDE_PX}×{MAX_SIDE_PX} 像素之间"})
-                img.load()  # decodes every pixel: a truncated or corrupt stream fails here
+            # verify() checks every chunk's length and CRC up to IEND; load() alone would accept a
+            # truncated file, because WeasyPrint sets Pillow's LOAD_TRUNCATED_IMAGES on import
+            with Image.open(io.BytesIO(content)) as img:
+                img.verify()
+            with Image.open(io.BytesIO(content)) as img:
+                img.load()  # decodes every pixel: a corrupt stream fails here
     except ValidationError:
         raise
     except Exception as exc:  # Pillow raises many types for a broken file

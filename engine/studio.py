@@ -54,7 +54,7 @@ from engine import clock as clock_mod
 from engine import countersign, workcalendar
 from engine import forms as forms_mod
 from engine import settings as settings_mod
-from engine.assignment import Actor, may_change_procedure, scope_for
+from engine.assignment import Actor, may_change_procedure, procedure_serves, scope_for
 from engine.clock import FixedClock
 from engine.definitions import (
     ALLOWED_ACTIONS,
@@ -430,10 +430,12 @@ class DraftChecker:
     """Checks a draft's files against SpiffWorkflow and XiangFlow's rules, problem by element id."""
 
     def __init__(self, files: dict[str, str], known_roles: set[str], known_procedures: set[str], clock,
-                 passed_in: dict[str, set[str]] | None = None):
+                 passed_in: dict[str, set[str]] | None = None, linkable: set[str] | None = None):
         self.files = files
         self.known_roles = known_roles
         self.known_procedures = known_procedures
+        # the procedures this one's cases may start (serving its owner region); None: all known ones
+        self.linkable = known_procedures if linkable is None else linkable
         self.passed_in = passed_in or {}
         self.clock = clock
         self.problems: list[Problem] = []
@@ -735,6 +737,8 @@ class DraftChecker:
                 code = props["startsProcedure"]
                 if code not in self.known_procedures and code != own_code:
                     self.add(node_id, f"要发起的流程 {code!r} 不存在", file)
+                elif code not in self.linkable and code != own_code:
+                    self.add(node_id, f"要发起的流程 {code!r} 属于其他地区,本流程的案件不能发起它", file)
                 for key in (k.strip() for k in props.get("passData", "").split(",")):
                     if key and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key):
                         self.add(node_id, f"passData 中的字段名 {key!r} 无效", file)
@@ -1190,6 +1194,13 @@ class StudioService:
     def known_procedures(self) -> set[str]:
         return set(self.session.scalars(select(Procedure.code)))
 
+    def linkable_procedures(self, owner_region_code: str | None) -> set[str]:
+        """Codes a procedure owned by owner_region_code may start as linked cases: those serving every
+        region it serves (shipped ones; a county's own when the owner lies inside that county)."""
+        rows = self.session.execute(select(Procedure.code, Procedure.owner_region_code)).all()
+        return {code for code, owner in rows
+                if owner is None or (owner_region_code is not None and procedure_serves(owner, owner_region_code))}
+
     # -- overview
     def overview(self, actor: Actor) -> list[ProcedureSummary]:
         """The procedures this admin may change or whose cases run in their regions (shipped ones included),
@@ -1396,8 +1407,10 @@ class StudioService:
                    {"draft_id": draft.id, "owner_region_code": self.draft_owner(draft)}, client_addr=client_addr)
 
     # -- validation and deploy
-    def validate_files(self, files: dict[str, str]) -> list[Problem]:
-        return DraftChecker(files, self.known_roles(), self.known_procedures(), self.clock, self.passed_in()).run()
+    def validate_files(self, files: dict[str, str], owner_region_code: str | None = None) -> list[Problem]:
+        """Problems of a draft's files; ``owner_region_code`` is the draft's scope (None: system-wide)."""
+        return DraftChecker(files, self.known_roles(), self.known_procedures(), self.clock, self.passed_in(),
+                            self.linkable_procedures(owner_region_code)).run()
 
     def passed_in(self) -> dict[str, set[str]]:
         """Procedure code → data keys other procedures pass when they start it (``startsProcedure`` +
@@ -1419,7 +1432,7 @@ class StudioService:
 
     def validate_draft(self, actor: Actor, draft_id: int, client_addr: str | None = None) -> list[Problem]:
         draft = self.get_draft(actor, draft_id)
-        problems = self.validate_files(draft.files)
+        problems = self.validate_files(draft.files, self.draft_owner(draft))
         self.audit(actor, "studio_validated", f"{draft.name}({draft.code})",
                    {"draft_id": draft.id, "problems": len(problems), "owner_region_code": self.draft_owner(draft)},
                    client_addr=client_addr)
@@ -1431,7 +1444,7 @@ class StudioService:
         :raises DefinitionError: the draft has problems (each naming its element); nothing is stored.
         """
         draft = self.get_draft(actor, draft_id)
-        problems = self.validate_files(draft.files)
+        problems = self.validate_files(draft.files, self.draft_owner(draft))
         if problems:
             raise DraftProblems("草稿未通过校验,不能发布", problems)
         bundle = bundle_from_files(deployable_files(draft.files))
@@ -1493,7 +1506,7 @@ class StudioService:
             owner = self._new_owner(actor, owner_region_code)
         draft = self._new_draft(actor, code, str(manifest.get("name") or code), files, "import",
                                 owner_region_code=owner)
-        problems = self.validate_files(files)
+        problems = self.validate_files(files, owner)
         self.audit(actor, "studio_imported", f"{draft.name}({code})",
                    {"draft_id": draft.id, "files": sorted(files), "problems": len(problems),
                     "owner_region_code": owner}, client_addr=client_addr)
@@ -1508,7 +1521,7 @@ class StudioService:
         """
         draft = self.get_draft(actor, draft_id)
         sample = _checked_sample(sample)
-        problems = self.validate_files(draft.files)
+        problems = self.validate_files(draft.files, self.draft_owner(draft))
         if problems:
             raise DraftProblems("草稿未通过校验,不能试运行", problems)
         bundle = bundle_from_files(deployable_files(draft.files))

@@ -179,7 +179,7 @@ def editor(draft_id: int):
             },
             "roles": [{"code": r.code, "name": r.name, "level": r.level.value} for r in service.roles()],
             "caseStatuses": list(CASE_STATUS_VALUES),
-            "procedures": sorted(service.known_procedures()),
+            "procedures": sorted(service.linkable_procedures(service.draft_owner(draft))),
         }
         return render_template("studio/editor.html", draft=draft, config=config, statuses=CaseStatus)
 

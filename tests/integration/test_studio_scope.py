@@ -295,3 +295,25 @@ def test_the_county_admin_copies_a_shipped_procedure_through_the_page(db, client
     with db.uow() as work:
         assert work.session.get(ProcedureDraft, draft_id).owner_region_code == COUNTY_A
         assert work.session.scalar(select(func.count(ProcedureVersion.id))) == versions_before
+
+
+def test_a_procedure_may_link_only_to_procedures_serving_its_own_regions(db, county_b):
+    """startsProcedure to another county's procedure would fail at run time: the draft is refused instead."""
+    county_code = new_code()
+    deploy(db, draft_with(db, edu_files(county_code)))  # owned by county A
+    linking = edu_files(new_code("link"))
+    (bpmn_key,) = [k for k in linking if k.startswith("bpmn/")]
+    link = f'<spiffworkflow:property name="startsProcedure" value="{county_code}" />'
+    linking[bpmn_key] = linking[bpmn_key].replace('<spiffworkflow:property name="formKey"',
+                                                  link + '<spiffworkflow:property name="formKey"', 1)
+    assert link in linking[bpmn_key]
+    with db.uow() as work:
+        service = studio(work)
+        assert county_code in service.linkable_procedures(COUNTY_A)
+        assert "monitoring_exit" in service.linkable_procedures(COUNTY_B)
+        assert county_code not in service.linkable_procedures(COUNTY_B)
+        assert county_code not in service.linkable_procedures(None)  # a system-wide procedure runs everywhere
+        assert not [p for p in service.validate_files(linking, COUNTY_A) if "其他地区" in p.message]
+        for owner in (COUNTY_B, None):
+            refused = [p for p in service.validate_files(linking, owner) if "其他地区" in p.message]
+            assert len(refused) == 1 and county_code in refused[0].message and refused[0].element_id

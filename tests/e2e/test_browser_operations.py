@@ -101,7 +101,7 @@ def test_a_return_to_an_earlier_step_needs_a_reason_which_the_returned_steps_hol
     expect(diagram.locator('[data-element-id="township_audit"]')).to_have_class(has_class("xf-returned"))
     expect(diagram.locator('[data-element-id="application"]')).to_have_class(has_class("xf-current"))
     expect(diagram.locator('[data-element-id="village_review"]')).not_to_have_class(has_class("xf-returned"))
-    expect(township.locator(".legend")).to_contain_text("被退回")
+    expect(township.locator(".legend")).to_contain_text("曾在此退回")
     last = township.get_by_test_id("history").locator("li").last
     expect(last.locator("strong")).to_have_text("退回")
     expect(last).to_contain_text("· 镇(街道)审核")

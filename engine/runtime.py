@@ -23,9 +23,10 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import clock as clock_mod
 from engine import countersign, forms, workcalendar
@@ -924,23 +925,28 @@ class CaseService:
             case.lock_version = 1
             self.session.flush()
         else:
+            values = dict(state=state, updated_at=now, lock_version=expected_lock + 1, status=case.status,
+                          outcome_reason=case.outcome_reason, finished_at=case.finished_at,
+                          return_count=case.return_count, path=case.path)
             try:
                 # the attribute changes above travel in this one compare-and-set statement; no autoflush
-                # of them first, and expire() below discards them from the identity map
+                # of them first
                 with self.session.no_autoflush:
                     res = self.session.execute(
-                        update(Case)
-                        .where(Case.id == case.id, Case.lock_version == expected_lock)
-                        .values(state=state, updated_at=now, lock_version=expected_lock + 1,
-                                status=case.status, outcome_reason=case.outcome_reason,
-                                finished_at=case.finished_at, return_count=case.return_count, path=case.path)
-                        .execution_options(synchronize_session=False)
+                        update(Case).where(Case.id == case.id, Case.lock_version == expected_lock)
+                        .values(**values).execution_options(synchronize_session=False)
                     )
             except OperationalError as exc:
                 raise ConflictError("案件正被他人处理,请稍后重试") from exc
             if res.rowcount != 1:
                 raise ConflictError("案件已被他人更新,请刷新后重试")
-            self.session.expire(case)
+            # the row now holds exactly these values (the case is locked): keep them as loaded instead of
+            # reading the row (and its large state) back; any other change is discarded as expire() did
+            for key, value in values.items():
+                set_committed_value(case, key, value)
+            unsaved = [a.key for a in inspect(case).attrs if a.history.has_changes()]
+            if unsaved:
+                self.session.expire(case, unsaved)
         self._sync_tasks(case, workflow, now)
         self._sync_timers(case, workflow, now)
         self._start_linked_cases(case, workflow, completed)
@@ -1048,10 +1054,10 @@ class CaseService:
                 due = _timer_due(task)
                 if due is not None:
                     waiting[str(task.id)] = (task, due)
-        rows = self.session.scalars(
-            select(TimerRow).where(TimerRow.case_id == case.id, TimerRow.status == TimerStatus.waiting)
-        ).all()
-        for row in rows:
+        # every timer row of the case in one query: the waiting ones are synced, the others re-armed if waiting again
+        all_rows = self.session.scalars(select(TimerRow).where(TimerRow.case_id == case.id)).all()
+        existing = {row.spiff_task_id for row in all_rows}
+        for row in [r for r in all_rows if r.status == TimerStatus.waiting]:
             if row.spiff_task_id in waiting:
                 task, due = waiting.pop(row.spiff_task_id)
                 if due != row.due_at and row.due_at <= now:  # a cycle timer fired and re-armed
@@ -1066,9 +1072,6 @@ class CaseService:
                 row.claimed_until = None
                 if fired:
                     self._record(case, None, None, "timer_fired", None, {"timer": row.title}, None)
-        existing = set(self.session.scalars(
-            select(TimerRow.spiff_task_id).where(TimerRow.case_id == case.id)
-        ))
         for spiff_id, (task, due) in waiting.items():
             if spiff_id in existing:  # a cycle timer that waits again: re-arm the same row
                 self.session.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -35,6 +37,38 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+# role code → level per database. Roles are only ever added (ensure_roles, from ROLES), never changed or
+# removed, so a process keeps them and reads them again only when it meets a code it does not know.
+_ROLE_LEVELS: dict[str, dict[str, RegionLevel]] = {}
+
+
+class RoleLevels(Mapping[str, RegionLevel]):
+    """The role levels of the session's database, read once per process; an unknown code reads them again."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self._key = session.get_bind().url.render_as_string(hide_password=True)
+
+    def _levels(self, reload: bool = False) -> dict[str, RegionLevel]:
+        levels = _ROLE_LEVELS.get(self._key)
+        if levels is None or reload:
+            levels = {r.code: r.level for r in self.session.scalars(select(Role))}
+            _ROLE_LEVELS[self._key] = levels
+        return levels
+
+    def __getitem__(self, code: str) -> RegionLevel:
+        levels = self._levels()
+        if code not in levels:
+            levels = self._levels(reload=True)
+        return levels[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._levels())
+
+    def __len__(self) -> int:
+        return len(self._levels())
+
+
 class DirectoryService:
     def __init__(self, session: Session):
         self.session = session
@@ -57,7 +91,7 @@ class DirectoryService:
         return self.session.get(User, user_id)
 
     def actor(self, user: User) -> Actor:
-        return actor_for(user, self.role_levels())
+        return actor_for(user, RoleLevels(self.session))
 
     def ensure_roles(self) -> None:
         for code, name, level in ROLES:

@@ -14,6 +14,7 @@ keeps working; a modelled loop would deepen the tree each round, SpiffWorkflow i
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -32,6 +33,7 @@ from engine import clock as clock_mod
 from engine import countersign, forms, workcalendar
 from engine.assignment import Actor, procedure_serves, scope_for
 from engine.definitions import DefinitionService, role_of_lane
+from engine.directory import RoleLevels
 from engine.errors import (
     CaseExecutionError,
     ConflictError,
@@ -50,7 +52,6 @@ from engine.models import (
     HolidayOverride,
     Region,
     RegionLevel,
-    Role,
     Subject,
     TaskRow,
     TaskStatus,
@@ -62,6 +63,7 @@ from engine.models import (
 from engine.notify import NotificationService
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
 from engine.signatures import require_signature
+from engine.step_rules import missing_opinion_message, step_properties
 
 MAX_OPINION_LENGTH = 2000
 MAX_TIMER_ATTEMPTS = 5
@@ -160,7 +162,6 @@ class CaseService:
         self.clock = clock
         self.definitions = definitions or DefinitionService(session, clock)
         self.timer_lease = timer_lease
-        self._role_levels: dict[str, RegionLevel] | None = None
         self._calendar: workcalendar.WorkCalendar | None = None
         self.notifications = NotificationService(session, clock)
 
@@ -222,10 +223,8 @@ class CaseService:
 
     # ------------------------------------------------------------------ lookups
     @property
-    def role_levels(self) -> dict[str, RegionLevel]:
-        if self._role_levels is None:
-            self._role_levels = {r.code: r.level for r in self.session.scalars(select(Role))}
-        return self._role_levels
+    def role_levels(self) -> Mapping[str, RegionLevel]:
+        return RoleLevels(self.session)
 
     def get_case(self, case_id: int, actor: Actor) -> Case:
         """A case the actor may see.
@@ -287,6 +286,10 @@ class CaseService:
         return {k: v for k, v in sorted(last.data.items())
                 if k not in RESERVED_KEYS and k not in form_keys and not k.startswith(("subject_", "linked_"))
                 and k not in ("last_event_reason",) and isinstance(v, (str, int, float, bool))}
+
+    def step_properties(self, row: TaskRow) -> dict[str, str]:
+        """The properties of the row's user step (``opinionRequired``, ``attachments`` …), from the version's spec."""
+        return step_properties(self.definitions, self._case_of(row).version, row.spec_name)
 
     def _case_of(self, row: TaskRow) -> Case:
         """The row's case from this session (no query if already loaded; works for a row of another session)."""
@@ -405,7 +408,7 @@ class CaseService:
             raise ValidationError(ISSUE_ELSEWHERE, {"action": ISSUE_ELSEWHERE})
         if action not in allowed:
             raise ValidationError("不允许的操作", {"action": f"此步骤只允许: {'、'.join(ACTION_LABELS.get(a, a) for a in allowed)}"})
-        opinion = checked_opinion(opinion, "不通过或退回时必须填写意见" if action in ("reject", "return") else None)
+        opinion = checked_opinion(opinion, missing_opinion_message(self.step_properties(row), action))
         if row.parent_task_id is not None and action == "approve":  # a 加签 co-signer agrees: no form data
             return self._co_signer_approved(case, row, actor, opinion, expected_lock, client_addr)
 

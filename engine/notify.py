@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from engine.models import Notification, TaskRow, TaskStatus, User, UserRole
@@ -38,10 +38,10 @@ class NotificationService:
                task_id: int | None = None) -> int:
         now = self.clock.now()
         ids = sorted(set(user_ids))
-        for user_id in ids:
-            self.session.add(Notification(user_id=user_id, case_id=case_id, task_id=task_id, kind=kind,
-                                          title=title[:200], body=body, created_at=now))
-        self.session.flush()
+        if ids:  # one multi-row INSERT for every holder, not one statement each
+            self.session.execute(insert(Notification), [
+                {"user_id": user_id, "case_id": case_id, "task_id": task_id, "kind": kind, "title": title[:200],
+                 "body": body, "created_at": now} for user_id in ids])
         return len(ids)
 
     def task_opened(self, row: TaskRow) -> None:

@@ -581,8 +581,9 @@ def profile(url: str, kind: str, cases: int, top: int) -> str:
 
 
 # ---------------------------------------------------------------------------------- SQL statements
-_VERB_TABLE = re.compile(r"^\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)"
-                         r"\b(?:.*?\bFROM\s+|\s+)?\"?(\w+)?", re.IGNORECASE | re.DOTALL)
+_VERB_TABLE = re.compile(r"^\s*(?:(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b"
+                         r"|(INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)"
+                         r"|(SELECT)\b.*?\bFROM\s+\"?(\w+))", re.IGNORECASE | re.DOTALL)
 
 
 def statement_kind(statement: str) -> str:
@@ -590,10 +591,10 @@ def statement_kind(statement: str) -> str:
     m = _VERB_TABLE.match(statement)
     if m is None:
         return statement.split(None, 1)[0].upper() if statement.strip() else "?"
-    verb = m.group(1).upper().replace(" INTO", "").replace(" FROM", "")
-    if "SAVEPOINT" in verb:
-        return verb
-    kind = f"{verb} {m.group(2) or '?'}"
+    if m.group(1):
+        return m.group(1).upper()
+    verb, table = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
+    kind = f"{verb.upper().replace(' INTO', '').replace(' FROM', '')} {table}"
     return kind + " +join" if re.search(r"\bJOIN\b", statement, re.IGNORECASE) else kind
 
 

@@ -272,6 +272,7 @@ def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
     from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
     from engine.signatures import signature_property_problem
+    from engine.step_rules import step_rule_problems
 
     all_specs = [spec, *subprocess_specs.values()]
     for process in all_specs:
@@ -302,6 +303,7 @@ def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
             signature_problem = signature_property_problem(task_spec)
             if signature_problem:
                 problems.append((label, signature_problem))
+            problems.extend((label, problem) for problem in step_rule_problems(props))
             notice_problem = props.get("noticeKind") and notice_kind_problem(props["noticeKind"], bundle.files)
             if notice_problem:
                 problems.append((label, notice_problem))

@@ -32,6 +32,7 @@ from engine.models import (
     AuditEvent,
     Case,
     CaseCc,
+    CaseStatus,
     Notification,
     TaskRow,
     TaskStatus,
@@ -40,6 +41,8 @@ from engine.models import (
 )
 from engine.notify import NotificationService
 from engine.runtime import checked_opinion
+from engine.signatures import SIGNATURE_KIND
+from engine.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 URGE_INTERVAL = timedelta(hours=1)
@@ -204,7 +207,9 @@ class OperationsService:
         if not names or len(names) > MAX_CO_SIGNERS:
             raise ValidationError("加签人无效", {"to": f"请填写 1 到 {MAX_CO_SIGNERS} 位加签人"})
         users = [self._eligible(name, row.case, actor, "to") for name in names]
-        opinion = checked_opinion(opinion)
+        # 后加签 holds the holder's decision now: the step's opinion rule is checked now, as for approve
+        opinion = checked_opinion(opinion, missing_opinion_message(self.cases.step_properties(row), "approve")
+                                  if position == "after" else None)
         diff: dict = {"position": position, "to": names}
         if position == "after":
             if "approve" not in row.actions.split(","):
@@ -294,19 +299,66 @@ class OperationsService:
         return told
 
     # --------------------------------------------------------------- attachments
-    def add_attachment(self, case_id: int, actor: Actor, file_name: str, content: bytes, content_type: str,
-                       task_id: int | None = None, kind: str = "file") -> Attachment:
-        """Attach a file to a case: checked type and size, stored once by SHA-256, never replaced.
+    def accepted_kinds(self, row: TaskRow) -> list[str]:
+        """The attachment kinds the row's step accepts ([] for ``attachments="none"``; engine/step_rules.py)."""
+        return attachment_kinds(self.cases.step_properties(row))
 
-        :raises ValidationError: too large, empty, or a type not allowed (checked on the content).
-        :raises ForbiddenError: the actor is not working on the case.
+    def may_attach(self, row: TaskRow, actor: Actor) -> bool:
+        """Whether actor may attach files to this task: it is open and theirs to act on (or to resolve, 委派)."""
+        return row.status == TaskStatus.open and bool(
+            self.cases.allowed_actions(row, actor) or self.task_operations(row, actor))
+
+    def may_attach_to_case(self, case: Case, actor: Actor) -> bool:
+        """Whether actor may add a case-level attachment (no task): the starter, while the case runs."""
+        return case.started_by_id == actor.user_id and case.status == CaseStatus.running and case.finished_at is None
+
+    def add_attachment(self, case_id: int, actor: Actor, file_name: str, content: bytes, content_type: str,
+                       task_id: int | None = None, kind: str | None = None) -> Attachment:
+        """Attach a file to an open task the actor may act on (of a kind its step accepts), or to the case
+        (the starter, while the case runs): checked type and size, stored once by SHA-256, never replaced.
+
+        :raises ConflictError: the case is finished, or the task no longer open.
+        :raises ForbiddenError: the actor may not act on the task, or (no task) is not the case's starter.
+        :raises ValidationError: the step takes no attachment or not that kind, or the file is too large,
+            empty or of a type not allowed (checked on the content); nothing is stored.
         """
         case = self.cases.get_case(case_id, actor)
-        if not self._works_on(case, actor):
-            raise ForbiddenError("只有办理本案的人员可以上传附件")
-        row = self.session.get(TaskRow, task_id) if task_id is not None else None
-        if task_id is not None and (row is None or row.case_id != case.id):
-            raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
+        if case.status != CaseStatus.running or case.finished_at is not None:
+            raise ConflictError("案件已办结,不能再上传附件")
+        kind = (kind or "").strip()
+        if kind == SIGNATURE_KIND:
+            raise ValidationError("签字请在签字板上完成", {"kind": "签字请在任务页的签字板上完成"})
+        row = None
+        if task_id is None:
+            if not self.may_attach_to_case(case, actor):
+                raise ForbiddenError("只有案件发起人可以上传案件材料;办理中的步骤请在任务页上传")
+            if kind not in ("", GENERAL_KIND):
+                raise ValidationError("附件类别无效", {"kind": "案件材料只能是一般附件;步骤要求的附件请在任务页上传"})
+            kind = GENERAL_KIND
+        else:
+            row = self.session.get(TaskRow, task_id)
+            if row is None or row.case_id != case.id:
+                raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
+            if row.status != TaskStatus.open:
+                raise ConflictError("该任务已被处理,不能再上传附件")
+            if not self.may_attach(row, actor):
+                raise ForbiddenError("您无权办理此任务,不能上传附件")
+            kinds = self.accepted_kinds(row)
+            if not kinds:
+                raise ValidationError("此步骤不接受附件", {"file": f"「{row.title}」不接受附件"})
+            if not kind and len(kinds) == 1:
+                kind = kinds[0]
+            if kind not in kinds:
+                raise ValidationError("附件类别无效", {
+                    "kind": f"「{row.title}」接受的附件:{'、'.join(kind_label(k) for k in kinds)}"})
+        return self.store(case, row, actor, file_name, content, content_type, kind)
+
+    def store(self, case: Case, row: TaskRow | None, actor: Actor, file_name: str, content: bytes,
+              content_type: str, kind: str) -> Attachment:
+        """Check and store a file the caller has already allowed (add_attachment; signatures keep their rule).
+
+        :raises ValidationError: too large, empty, or a type not allowed (checked on the content).
+        """
         name = re.sub(r"[\\/\x00-\x1f]", "_", (file_name or "").strip())[-200:] or "附件"
         if not content:
             raise ValidationError("附件为空", {"file": "文件为空"})
@@ -322,9 +374,9 @@ class OperationsService:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(content)
             tmp.replace(path)
-        attachment = Attachment(case_id=case.id, task_id=task_id, uploaded_by_id=actor.user_id, kind=kind,
-                                file_name=name, content_type=content_type, size_bytes=len(content), sha256=digest,
-                                created_at=self.clock.now())
+        attachment = Attachment(case_id=case.id, task_id=row.id if row else None, uploaded_by_id=actor.user_id,
+                                kind=kind, file_name=name, content_type=content_type, size_bytes=len(content),
+                                sha256=digest, created_at=self.clock.now())
         self.session.add(attachment)
         self.session.flush()
         self._audit(case, row, actor, "attachment_added", None,
@@ -345,13 +397,6 @@ class OperationsService:
         if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ConflictError("附件文件已损坏或被篡改")
         return attachment, content
-
-    def _works_on(self, case: Case, actor: Actor) -> bool:
-        if case.started_by_id == actor.user_id:
-            return True
-        rows = self.session.scalars(select(TaskRow).where(TaskRow.case_id == case.id)).all()
-        return any(actor.holds(r.role_code, r.scope_code) or actor.user_id in (r.completed_by_id, r.assignee_id)
-                   for r in rows)
 
     def _audit(self, case: Case, row: TaskRow | None, actor: Actor, action: str, opinion: str | None = None,
                diff: dict | None = None) -> None:

@@ -99,7 +99,7 @@ class SignatureService:
         self.session = session
         self.clock = clock
         self.cases = cases  # CaseService: task visibility and the version's specs
-        self.operations = operations  # OperationsService: storage of attachments, in one place
+        self.operations = operations  # OperationsService: storage of attachments, in one place (store)
 
     def rule_for(self, row: TaskRow) -> SignatureRule | None:
         """The signature the task's step asks for (read from the version's spec, no case load)."""
@@ -128,8 +128,8 @@ class SignatureService:
             raise ValidationError("此步骤无需签字", {"signature": "此步骤无需签字"})
         check_signature_png(content)
         stamp = self.clock.now().astimezone(CHINA_TZ).strftime("%Y%m%d-%H%M%S")
-        return self.operations.add_attachment(row.case_id, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
-                                              "image/png", task_id=row.id, kind=SIGNATURE_KIND)
+        return self.operations.store(row.case, row, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
+                                     "image/png", SIGNATURE_KIND)
 
     def latest(self, task_id: int) -> Attachment | None:
         """The signature that counts for a task: its latest."""

@@ -95,6 +95,7 @@ from engine.models import (
 )
 from engine.runtime import CaseService, _completed_path, _is_timer, _prune_event_manager, _timer_due, task_actions
 from engine.serialization import FULL_SERIALIZER, SERIALIZER_VERSION, dump_state, load_state
+from engine.step_rules import step_rule_problems
 
 # ----------------------------------------------------------------------------- limits
 MAX_ZIP_BYTES = 5 * 1024 * 1024
@@ -724,6 +725,8 @@ class DraftChecker:
                         self.add(node_id, f"办理时限 dueIn {props['dueIn']!r} 不是 ISO 时长(如 P5D)", file)
                 if props.get("dueAt"):
                     self._expr(file, node_id, props["dueAt"], "办理期限表达式")
+                for problem in step_rule_problems(props):
+                    self.add(node_id, problem, file)
             elif local == "businessRuleTask":
                 called = node.find(f"{_q('extensionElements')}/{_q('calledDecisionId', SPIFF_NS)}")
                 decision = (called.text or "").strip() if called is not None else ""

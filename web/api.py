@@ -17,6 +17,7 @@ from flask_login import current_user, logout_user
 from engine.errors import ValidationError
 from engine.models import Case, TaskRow
 from engine.queries import PER_PAGE, VIEWS, merged_data
+from engine.step_rules import opinion_required
 from web.auth import LoginRefused, login_with_password
 from web.errors import error_response
 from web.services import actor, client_addr, clock, due_soon, work
@@ -154,7 +155,10 @@ def task(task_id: int):
         out = task_json(row, countersign=w.inbox.instance_progress([row]).get(row.id))
         out.update(form=schema, data=data, actions=w.cases.allowed_actions(row, me),
                    operations=sorted(w.operations.task_operations(row, me)),
-                   return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)])
+                   return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)],
+                   opinion_required=opinion_required(w.cases.step_properties(row)),
+                   attachment_kinds=w.operations.accepted_kinds(row),
+                   may_attach=w.operations.may_attach(row, me))
         rule = w.signatures.rule_for(row)
         if rule is not None:
             latest = w.signatures.latest(row.id)
@@ -318,9 +322,13 @@ def upload_attachment(case_id: int):
             if w.cases.get_task(int(task_id), actor()).case_id != case_id:
                 raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
             attachment = w.signatures.add_signature(int(task_id), actor(), upload.read())
-        else:
+        else:  # to an open task of the case (a kind its step accepts), or case-level by the starter
+            task_id = request.form.get("task_id", "").strip()
+            if task_id and not task_id.isdigit():
+                raise ValidationError("任务不属于本案", {"task_id": "task_id 必须是本案任务的编号"})
             attachment = w.operations.add_attachment(case_id, actor(), upload.filename or "", upload.read(),
-                                                     upload.mimetype or "")
+                                                     upload.mimetype or "", task_id=int(task_id) if task_id else None,
+                                                     kind=request.form.get("kind"))
         return jsonify(attachment_json(attachment)), 201
 
 

@@ -7,8 +7,9 @@ from urllib.parse import quote
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.errors import ConflictError, ValidationError
+from engine.errors import ConflictError, ForbiddenError, ValidationError
 from engine.queries import diagram_marks, merged_data, returned_by
+from engine.step_rules import opinion_required
 from web.services import actor, client_addr, work
 
 bp = Blueprint("cases", __name__)
@@ -41,7 +42,8 @@ def show(case_id: int):
             read_only=not w.cases.takes_part(case, me),
             events=w.cases.waiting_events(case, me),
             linked=w.inbox.linked_cases(case),
-            attachments=w.operations.attachments(case_id),
+            attachments=w.operations.attachments(case_id), task_titles={t.id: t.title for t in tasks},
+            may_attach=w.operations.may_attach_to_case(case, me),
             signatures=w.signatures.latest_by_task(case_id),
             can_withdraw=w.cases.withdrawable(case_id, me) is not None,
         )
@@ -110,13 +112,23 @@ def withdraw(case_id: int):
 @bp.route("/cases/<int:case_id>/attachments", methods=["POST"])
 @login_required
 def upload(case_id: int):
+    """Upload to a task (``task_id`` and the step's ``kind``, from the task page) or to the case (its starter)."""
     upload_file = request.files.get("file")
     if upload_file is None:
         flash("请选择文件", "error")
         return redirect(url_for("cases.show", case_id=case_id))
     content = upload_file.read()
-    return _act(case_id, lambda w: w.operations.add_attachment(
-        case_id, actor(), upload_file.filename or "", content, upload_file.mimetype or ""), "附件已上传")
+    task_id = request.form.get("task_id", "").strip()
+    if task_id and not task_id.isdigit():
+        flash("未成功:任务不属于本案", "error")
+        return redirect(url_for("cases.show", case_id=case_id))
+    try:
+        return _act(case_id, lambda w: w.operations.add_attachment(
+            case_id, actor(), upload_file.filename or "", content, upload_file.mimetype or "",
+            task_id=int(task_id) if task_id else None, kind=request.form.get("kind")), "附件已上传")
+    except ForbiddenError as exc:  # not one's task, or a case-level upload by someone other than the starter
+        flash(f"未成功:{exc}", "error")
+        return redirect(url_for("cases.show", case_id=case_id))
 
 
 @bp.route("/attachments/<int:attachment_id>")
@@ -174,6 +186,8 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
             actions=actions, return_targets=w.cases.return_targets(row),
             opinion=(submitted or {}).get("_opinion", ""),
             signature=w.signatures.rule_for(row), signed=w.signatures.latest(row.id),
+            opinion_required=opinion_required(w.cases.step_properties(row)),
+            attachment_kinds=w.operations.accepted_kinds(row) if w.operations.may_attach(row, me) else [],
             progress=w.inbox.instance_progress([row]).get(row.id),
         ), status
 

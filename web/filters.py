@@ -9,6 +9,7 @@ from flask import Flask
 from engine.expressions import CHINA_TZ
 from engine.forms import mask_id
 from engine.glossary import ACTION_LABELS, CASE_STATUS_LABELS, TASK_STATUS_LABELS
+from engine.step_rules import kind_label
 from web.services import clock
 
 
@@ -41,6 +42,6 @@ def register(app: Flask) -> None:
         cn_datetime=cn_datetime, cn_date=cn_date, time_left=time_left, mask_id=mask_id,
         case_status=lambda s: CASE_STATUS_LABELS.get(getattr(s, "value", s), s),
         task_status=lambda s: TASK_STATUS_LABELS.get(getattr(s, "value", s), s),
-        action_label=lambda a: ACTION_LABELS.get(a, a),
+        action_label=lambda a: ACTION_LABELS.get(a, a), attachment_kind=kind_label,
     )
     app.jinja_env.globals.update(now=lambda: clock().now())

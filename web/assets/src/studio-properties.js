@@ -1,7 +1,8 @@
 // XiangFlow properties provider for bpmn-js-properties-panel: the group "乡流设置" holds what the
 // engine reads from a diagram (README, "BPMN properties XiangFlow reads"):
 //   lane            → role          (lane name "中文名 (role_code)")
-//   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind (an issuance step)
+//   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind (an issuance step),
+//                     opinionRequired (true: every action needs an opinion), attachments (accepted kinds or none)
 //   business rule   → calledDecisionId (a decision of the draft's DMN files)
 //   timer event     → days in natural days ("P15D") or working days (workdays(15))
 //   sequence flow   → condition expression (out of exclusive/inclusive gateways)
@@ -217,6 +218,38 @@ function spiffSelect(id, name, label, options, description) {
   };
 }
 
+// the same limits as engine/step_rules.py step_rule_problems (the server's check decides)
+export function attachmentsProblem(value) {
+  const raw = (value || '').trim();
+  if (!raw || raw === 'none') return null;
+  const labels = raw.replace(/，/g, ',').split(',').map((k) => k.trim());
+  if (labels.some((k) => !k)) return '附件类别之间用逗号分隔,不能有空项';
+  if (labels.some((k) => ['file', 'signature', 'none'].includes(k) || k.length > 16)) {
+    return '附件类别不能是 file、signature、none,每项不超过 16 字;不接受附件时只填 none';
+  }
+  if (new Set(labels).size !== labels.length) return '附件类别有重复';
+  if (labels.length > 10) return '最多 10 个附件类别';
+  return null;
+}
+
+function opinionRequiredEntry() {
+  const id = 'xf-opinion-required';
+  return {
+    id,
+    isEdited: isCheckboxEntryEdited,
+    component: (props) => {
+      const { element } = props;
+      const injector = useService('injector');
+      return CheckboxEntry({
+        element, id, label: '必须填写意见(opinionRequired)',
+        description: '勾选后本步骤的每个操作(包括通过)都必须填写审批意见;不勾选时仅不通过、退回须填写',
+        getValue: () => getSpiffProperty(element, 'opinionRequired') === 'true',
+        setValue: (checked) => setSpiffProperty(injector, element, 'opinionRequired', checked ? 'true' : ''),
+      });
+    },
+  };
+}
+
 function actionEntry(action, label) {
   const id = `xf-action-${action}`;
   return {
@@ -368,6 +401,10 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
       ACTIONS.forEach(([action, label]) => entries.push(actionEntry(action, label)));
       entries.push(spiffText('xf-due-in', 'dueIn', '办理时限(ISO 时长)', '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
         (v) => (!v || ISO_DURATION.test(v) ? null : '应为 ISO 时长,如 P5D')));
+      entries.push(opinionRequiredEntry());
+      entries.push(spiffText('xf-attachments', 'attachments', '允许的附件(attachments)',
+        '逗号分隔的附件类别,如 房屋照片,鉴定报告(上传时供选择);填 none 表示本步骤不接受附件;不填为一般附件',
+        attachmentsProblem));
       entries.push(spiffSelect('xf-notice-kind', 'noticeKind', '出具公文(签发即完成本步骤)', () => config.noticeKinds().map((k) => ({ value: k.code, label: `${k.name} (${k.code})` })),
         '选择后本步骤只能在“公示公告”页面签发该公文来完成,其后的公示期自签发起算;公文模板见 notices/notices.json'));
     }

@@ -1,0 +1,93 @@
+"""Step-level rules the diagram decides: a required opinion and which attachments a step accepts.
+
+A user task says so in its ``spiffworkflow:properties``:
+
+- ``opinionRequired`` — ``true``: every action on the step needs an opinion (审批意见), approve
+  too; ``false`` or absent: only 不通过 and 退回 need one.
+- ``attachments`` — what the step accepts: labels separated by commas (e.g. ``房屋照片,鉴定报告``,
+  offered as the upload's kind), or ``none``; absent: general attachments (kind ``file``).
+
+An upload is tied to an open task the uploader may act on (the step decides the kind), or is
+a case-level upload (kind ``file``) by the case's starter while the case runs. Handwritten
+signatures (kind ``signature``) keep their own rule (engine/signatures.py). The rules are read
+from the version's spec, never from a loaded case; deploy and the studio check the values with
+``step_rule_problems``.
+"""
+
+from __future__ import annotations
+
+OPINION_REQUIRED = "opinionRequired"
+ATTACHMENTS = "attachments"
+NO_ATTACHMENTS = "none"
+GENERAL_KIND = "file"
+GENERAL_LABEL = "一般附件"
+RESERVED_KINDS = (GENERAL_KIND, "signature", NO_ATTACHMENTS)
+MAX_KIND_LENGTH = 16  # attachment.kind is String(16)
+MAX_KINDS = 10
+OPINION_MISSING = "此步骤必须填写审批意见"
+OPINION_MISSING_REJECT = "不通过或退回时必须填写意见"
+BOOLEAN_VALUES = ("true", "false")
+
+
+def _props(task_spec) -> dict[str, str]:
+    return getattr(task_spec, "extensions", {}).get("properties", {})
+
+
+def step_properties(definitions, version, spec_name: str) -> dict[str, str]:
+    """The properties of the user task spec_name in a version (read from its spec, no case load)."""
+    spec, subprocess_specs = definitions.specs(version)
+    for process in (spec, *subprocess_specs.values()):
+        for task_spec in process.task_specs.values():
+            if getattr(task_spec, "bpmn_id", None) == spec_name and _props(task_spec):
+                return _props(task_spec)
+    return {}
+
+
+def opinion_required(props: dict[str, str]) -> bool:
+    """Whether every action on the step needs an opinion (``opinionRequired="true"``)."""
+    return (props.get(OPINION_REQUIRED) or "").strip().lower() == "true"
+
+
+def missing_opinion_message(props: dict[str, str], action: str) -> str | None:
+    """Why an empty opinion is refused for action on this step, or None when it may be empty."""
+    if opinion_required(props):
+        return OPINION_MISSING
+    if action in ("reject", "return"):
+        return OPINION_MISSING_REJECT
+    return None
+
+
+def attachment_kinds(props: dict[str, str]) -> list[str]:
+    """The attachment kinds a step accepts: its labels, [] for ``none``, [``file``] when not stated."""
+    raw = props.get(ATTACHMENTS)
+    if raw is None or not raw.strip():
+        return [GENERAL_KIND]
+    if raw.strip() == NO_ATTACHMENTS:
+        return []
+    return list(dict.fromkeys(k.strip() for k in raw.replace("，", ",").split(",") if k.strip()))
+
+
+def kind_label(kind: str) -> str:
+    """How a kind is shown: the step's own label, 一般附件 for ``file``, 签字 for a signature."""
+    return {GENERAL_KIND: GENERAL_LABEL, "signature": "签字"}.get(kind, kind)
+
+
+def step_rule_problems(props: dict[str, str]) -> list[str]:
+    """What is wrong with a user task's ``opinionRequired`` and ``attachments`` (for deploy and the studio)."""
+    problems = []
+    if OPINION_REQUIRED in props and (props[OPINION_REQUIRED] or "").strip().lower() not in BOOLEAN_VALUES:
+        problems.append(f"opinionRequired 只能是 true 或 false(现为 {props[OPINION_REQUIRED]!r})")
+    raw = props.get(ATTACHMENTS)
+    if raw is not None and raw.strip() and raw.strip() != NO_ATTACHMENTS:
+        labels = [k.strip() for k in raw.replace("，", ",").split(",")]
+        if any(not label for label in labels):
+            problems.append("attachments 中有空的附件类别(用逗号分隔,如 房屋照片,鉴定报告)")
+        bad = [label for label in labels if label in RESERVED_KINDS or len(label) > MAX_KIND_LENGTH]
+        if bad:
+            problems.append(f"attachments 的附件类别 {'、'.join(bad)} 无效:不能是 file、signature、none,"
+                            f"每项不超过 {MAX_KIND_LENGTH} 字;不接受附件时只写 none")
+        if len(labels) != len(set(labels)):
+            problems.append("attachments 中有重复的附件类别")
+        if len(labels) > MAX_KINDS:
+            problems.append(f"attachments 最多 {MAX_KINDS} 个附件类别")
+    return problems

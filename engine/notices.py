@@ -166,6 +166,21 @@ class NoticeCatalog:
     content_sha256: str
 
 
+def layout_dir() -> Path:
+    """The notice layout every procedure shares (``_base.html``, ``gbt9704.css``): a template or
+    stylesheet name not found in a procedure's own ``notices/`` folder is looked up here."""
+    return settings.WORKFLOWS_DIR / "_notice_layout"
+
+
+def _notice_file(notices_dir: Path, name: str) -> Path | None:
+    """The file a template or stylesheet name means: the procedure's own, else the shared layout's."""
+    for folder in (notices_dir, layout_dir()):
+        path = folder / name
+        if path.is_file():
+            return path
+    return None
+
+
 def _procedure_folders() -> dict[str, Path]:
     folders = {}
     for folder in sorted(p for p in settings.WORKFLOWS_DIR.iterdir() if (p / "procedure.json").is_file()):
@@ -193,6 +208,9 @@ def load_catalog(procedure_code: str) -> NoticeCatalog | None:
         return None
     notices_dir = folder / "notices"
     files = sorted(p for p in notices_dir.iterdir() if p.is_file())
+    shared = layout_dir()
+    if shared.is_dir():
+        files += sorted(p for p in shared.iterdir() if p.is_file() and p.name not in {f.name for f in files})
     stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
     with _CATALOG_LOCK:
         cached = _CATALOGS.get(procedure_code)
@@ -233,7 +251,7 @@ def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) ->
             problems[code] = "code 只能是小写字母、数字和下划线"
         elif kind.group_by not in ("case", *GROUP_LEVELS):
             problems[code] = "group_by 只能是 case、village、township 或 county"
-        elif not (notices_dir / kind.template).is_file():
+        elif _notice_file(notices_dir, kind.template) is None:
             problems[code] = f"模板 {kind.template} 不存在"
         elif any(f.type not in FIELD_TYPES for f in kind.fields):
             problems[code] = f"字段类型只能是 {'、'.join(FIELD_TYPES)}"
@@ -241,7 +259,7 @@ def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) ->
             kinds[code] = kind
     stylesheets = tuple(manifest.get("stylesheets", []))
     for name in stylesheets:
-        if not (notices_dir / name).is_file():
+        if _notice_file(notices_dir, name) is None:
             problems[name] = "样式表不存在"
     if problems:
         raise ValidationError(f"流程 {procedure_code} 的公文模板定义有误", problems)
@@ -375,7 +393,8 @@ class NoticeRenderer:
             from jinja2 import FileSystemLoader, StrictUndefined
             from jinja2.sandbox import SandboxedEnvironment
 
-            env = SandboxedEnvironment(loader=FileSystemLoader(str(folder)), autoescape=True,
+            loader = FileSystemLoader([str(folder), str(layout_dir())])  # own templates first, then the layout
+            env = SandboxedEnvironment(loader=loader, autoescape=True,
                                        undefined=StrictUndefined, auto_reload=True)
             env.filters.update(cn_date=cn_date, mask_id=mask_id, mask_name=mask_name)
             self._jinja[key] = env
@@ -385,8 +404,11 @@ class NoticeRenderer:
         weasyprint = self._weasyprint()
         sheets = []
         for name in names:
-            text = (folder / name).read_text(encoding="utf-8")
-            key = (str(folder / name), hashlib.sha256(text.encode("utf-8")).hexdigest())
+            path = _notice_file(folder, name)
+            if path is None:
+                raise ValidationError(f"样式表 {name} 不存在")
+            text = path.read_text(encoding="utf-8")
+            key = (str(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
             sheet = self._css.get(key)
             if sheet is None:
                 sheet = weasyprint.CSS(string=text, font_config=self._font_config)

@@ -25,6 +25,7 @@ from notices_support import (
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from engine.errors import ValidationError
 from engine.expressions import CHINA_TZ
 from engine.models import AuditEvent, IssuedNotice, TaskRow
 from engine.notices import RENDERER, cn_date, load_catalog
@@ -238,3 +239,25 @@ def test_issuing_records_notice_issued_in_each_case_history_and_the_stored_rows_
             conn.execute(text(statement), {"s": serial})
     with db.uow() as work:
         assert work.session.scalar(select(IssuedNotice.title).where(IssuedNotice.serial == serial)).startswith("关于")
+
+
+def test_the_shared_layout_is_found_after_a_procedures_own_files(tmp_path, monkeypatch):
+    """_base.html and gbt9704.css live once in workflows/_notice_layout/; a procedure's own file wins."""
+    import shutil
+
+    from engine import notices, settings
+
+    shutil.copytree(settings.WORKFLOWS_DIR / "project_library", tmp_path / "project_library")
+    shutil.copytree(settings.WORKFLOWS_DIR / "_notice_layout", tmp_path / "_notice_layout")
+    monkeypatch.setattr(settings, "WORKFLOWS_DIR", tmp_path)
+    own = tmp_path / "project_library" / "notices"
+    assert notices._notice_file(own, "gbt9704.css") == tmp_path / "_notice_layout" / "gbt9704.css"
+    shared_hash = load_catalog("project_library").content_sha256
+    (own / "gbt9704.css").write_text("@page { size: A4; }", encoding="utf-8")  # a procedure's override
+    assert notices._notice_file(own, "gbt9704.css") == own / "gbt9704.css"
+    assert load_catalog("project_library").content_sha256 != shared_hash
+    (own / "gbt9704.css").unlink()
+    (tmp_path / "_notice_layout" / "gbt9704.css").unlink()
+    with pytest.raises(ValidationError) as info:  # neither has it: the catalog names the missing sheet
+        load_catalog("project_library")
+    assert info.value.errors == {"gbt9704.css": "样式表不存在"}

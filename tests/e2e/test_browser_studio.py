@@ -401,6 +401,22 @@ def test_a_shipped_procedure_opens_for_the_system_admin_with_its_properties_form
     select_element(page, "application")
     expect(panel(page, "xf-form-key")).to_have_value("housing_renovation/application")
     expect(panel(page, "xf-action-approve")).to_be_checked()
+    expect(panel(page, "xf-attachments")).to_have_value("房屋照片,身份证明")  # 允许的附件
+    expect(panel(page, "xf-opinion-required")).not_to_be_checked()  # 必须填写意见
+    select_element(page, "county_approval")
+    expect(panel(page, "xf-opinion-required")).to_be_checked()
+    select_element(page, "township_audit")
+    panel(page, "xf-opinion-required").check()
+    page.wait_for_function("() => { const s = window.xiangflowStudio; return s.properties.get("
+                           "s.modeler.get('elementRegistry').get('township_audit'), 'opinionRequired') === 'true'; }")
+    panel(page, "xf-opinion-required").uncheck()
+    page.wait_for_function("() => { const s = window.xiangflowStudio; return !s.properties.get("
+                           "s.modeler.get('elementRegistry').get('township_audit'), 'opinionRequired'); }")
+    panel(page, "xf-attachments").fill("signature")
+    expect(page.locator("#bpmn-properties")).to_contain_text("附件类别不能是 file、signature、none")
+    panel(page, "xf-attachments").fill("鉴定报告,房屋照片")
+    page.wait_for_function("() => { const s = window.xiangflowStudio; return s.properties.get("
+                           "s.modeler.get('elementRegistry').get('township_audit'), 'attachments') === '鉴定报告,房屋照片'; }")
     decision = page.evaluate("window.xiangflowStudio.modeler.get('elementRegistry')"
                              ".filter(e => e.type === 'bpmn:BusinessRuleTask').map(e => e.id)")
     select_element(page, decision[0])

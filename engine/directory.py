@@ -90,6 +90,9 @@ class DirectoryService:
     def get_user(self, user_id: int) -> User | None:
         return self.session.get(User, user_id)
 
+    def user_by_username(self, username: str) -> User | None:
+        return self.session.scalar(select(User).where(User.username == username))
+
     def actor(self, user: User) -> Actor:
         return actor_for(user, RoleLevels(self.session))
 
@@ -125,6 +128,10 @@ class DirectoryService:
         if region is None:
             raise NotFoundError("地区不存在")
         return region
+
+    def regions(self, codes: set[str]) -> dict[str, Region]:
+        """The regions with these codes, by code (unknown codes are left out)."""
+        return {r.code: r for r in self.session.scalars(select(Region).where(Region.code.in_(codes)))}
 
     def region_path(self, code: str) -> list[Region]:
         """The region and its ancestors, top first."""

@@ -31,10 +31,9 @@ from flask import (
     url_for,
 )
 from flask_login import login_required
-from sqlalchemy import select
 
 from engine.errors import ConflictError, ValidationError, XiangFlowError
-from engine.models import NoticeBatchStatus, Region, User
+from engine.models import NoticeBatchStatus
 from engine.notices import (
     PUBLIC_URL_ENV,
     NoticeService,
@@ -140,8 +139,7 @@ def _kind_page(procedure_code: str, kind_code: str, errors: dict | None = None, 
         if selected is None and preselect in {c.id for c in cases}:
             selected = {preselect}
         groups = service.groups(kind, cases)
-        regions = {r.code: r for r in w.session.scalars(
-            select(Region).where(Region.code.in_({g.region_code for g in groups})))}
+        regions = w.directory.regions({g.region_code for g in groups})
         offices = {g.key: service.offices_for(kind, g.region_code) for g in groups}
         return render_template(
             "notices/kind.html", kind=kind, procedure_code=procedure_code, groups=groups, regions=regions,
@@ -325,7 +323,7 @@ def _verify_page(serial: str, check=None, error: str | None = None, status: int 
         notice = service.get_public(serial)
         return render_template("notices/verify.html", notice=notice, superseded_by=service.superseded_by(notice),
                                check=check, error=error,
-                               region=w.session.get(Region, notice.region_code)), status
+                               region=w.directory.region(notice.region_code)), status
 
 
 @bp.route("/verify/<serial>", methods=["GET"])
@@ -430,7 +428,7 @@ def register_cli(app: Flask) -> None:
         values = dict(f.split("=", 1) for f in fields if "=" in f)
         try:
             with UnitOfWork(state().factory, clock()) as w:
-                user = w.session.scalar(select(User).where(User.username == username))
+                user = w.directory.user_by_username(username)
                 if user is None:
                     raise click.ClickException(f"用户 {username} 不存在")
                 me = w.directory.actor(user)

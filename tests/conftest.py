@@ -2,8 +2,9 @@
 
 SQLite by default; PostgreSQL when DATABASE_URL is set (CI runs both). Each test gets a
 database in the state "migrated + roles + regions + procedures + demo users/households"
-with no cases: on SQLite a copy of a template file, on PostgreSQL the mutable tables are
-truncated and the demo users re-created.
+with no cases: on SQLite a copy of a template file; on PostgreSQL every table but the fixed
+reference data is truncated, procedures and versions deployed by a test are deleted, and the demo
+users re-created.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from engine.settings import database_url
 from engine.uow import UnitOfWork
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
-MUTABLE_TABLES = ("audit_event", "timer", "task", "case_instance", "subject", "user_role", "user_account")
+# PostgreSQL: what a test may not change (migrations, regions, roles) or what the template's rows of
+# are kept and trimmed back (shipped procedures and versions; the demo offices' keys, slow to make)
+KEPT_TABLES = {"alembic_version", "region", "role", "procedure", "procedure_version", "office_key",
+               "notice_authority"}
+TRIMMED_TABLES = ("procedure_version", "procedure", "office_key", "notice_authority")  # children first
 
 
 def _postgres_url() -> str | None:
@@ -153,7 +158,12 @@ def _template(tmp_path_factory):
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
         setup_database(engine, clock, demo=True, demo_cases=False)
-        yield ("pg", pg, engine)
+        with engine.connect() as conn:
+            kept = {t: conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one() for t in TRIMMED_TABLES}
+            owners = conn.execute(text("SELECT id, owner_region_code FROM procedure")).all()
+            tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
+            mutable = sorted(set(tables) - KEPT_TABLES)
+        yield ("pg", pg, (engine, mutable, kept, owners))
         engine.dispose()
         return
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
@@ -167,11 +177,17 @@ def _template(tmp_path_factory):
 
 @pytest.fixture
 def db(_template, tmp_path) -> Database:
-    kind, where, pg_engine = _template
+    kind, where, pg_state = _template
     clock = FixedClock(START)
     if kind == "pg":
-        with pg_engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(MUTABLE_TABLES)} RESTART IDENTITY CASCADE"))
+        pg_engine, mutable, kept, owners = pg_state
+        with pg_engine.begin() as conn:  # every test starts from the template's state: nothing leaks
+            conn.execute(text(f"TRUNCATE {', '.join(mutable)} RESTART IDENTITY CASCADE"))
+            for table in TRIMMED_TABLES:
+                conn.execute(text(f"DELETE FROM {table} WHERE id > :last"), {"last": kept[table]})
+            for procedure_id, owner in owners:
+                conn.execute(text("UPDATE procedure SET owner_region_code = :owner WHERE id = :id"),
+                             {"owner": owner, "id": procedure_id})
         factory = make_session_factory(pg_engine)
         with UnitOfWork(factory, clock) as work:
             load_demo(work, with_cases=False)

@@ -2,11 +2,12 @@
 
 A procedure folder in ``workflows/<code>/`` holds ``procedure.json`` (code, Chinese name,
 subject kind, process id, settings), its BPMN and DMN files; the forms its user tasks name
-(``formKey``) live in ``forms/``. Its ``notices/notices.json`` (the notice kinds it issues) is part
-of the version as ``template/notices.json``, so that deploy can check each issuance step's
-``noticeKind``; the templates themselves are read from the folder when a notice is issued.
-Deploying content that changed makes a new version (content-hashed); identical content returns the
-existing version.
+(``formKey``) live in ``forms/``. Every file of its ``notices/`` folder (``notices.json``, the notice
+kinds it issues, and their HTML/CSS templates) is part of the version as ``template/<name>``: deploy
+checks each issuance step's ``noticeKind`` against ``template/notices.json``, and a notice is rendered
+from the templates of the procedure's current version (engine/notices.py), so a procedure made in the
+studio, with no folder on disk, issues its own notices. Deploying content that changed (a template
+included) makes a new version (content-hashed); identical content returns the existing version.
 """
 
 from __future__ import annotations
@@ -41,11 +42,15 @@ NS = {
 }
 _LANE_ROLE = re.compile(r"\(([a-z][a-z0-9_]*)\)\s*$")
 NOTICES_FILE = "template/notices.json"  # a bundle's notice catalog (workflows/<code>/notices/notices.json)
+TEMPLATE_PREFIX = "template/"
+# a notice file's key in a bundle: workflows/<code>/notices/<name> (templates, stylesheets, catalog, notes)
+TEMPLATE_KEY_RE = re.compile(r"template/[A-Za-z0-9_][A-Za-z0-9_\-]{0,79}\.(html|css|json|md)")
 
 
 @dataclass
 class ProcedureBundle:
-    """The files of one procedure, as text, keyed ``procedure.json``, ``bpmn/x``, ``dmn/x``, ``form/key``."""
+    """The files of one procedure, as text, keyed ``procedure.json``, ``bpmn/x``, ``dmn/x``, ``form/key``,
+    ``template/name``."""
 
     code: str
     name: str
@@ -104,15 +109,32 @@ def read_folder(folder: Path, forms_root: Path) -> ProcedureBundle:
             files[f"bpmn/{path.name}"] = path.read_text(encoding="utf-8")
         elif path.suffix == ".dmn":
             files[f"dmn/{path.name}"] = path.read_text(encoding="utf-8")
-    notices = folder / "notices" / "notices.json"
-    if notices.is_file():
-        files[NOTICES_FILE] = notices.read_text(encoding="utf-8")
+    files.update(notice_files(folder / "notices"))
     bundle = bundle_from_files(files)
     for key in _form_keys(bundle):
         form_path = forms_root / f"{key}.json"
         if form_path.is_file():
             bundle.files[f"form/{key}"] = form_path.read_text(encoding="utf-8")
     return bundle
+
+
+def notice_files(notices_dir: Path) -> dict[str, str]:
+    """The files of a procedure's ``notices/`` folder as bundle files ``template/<name>``; other names
+    (hidden files, other kinds) and links are left out.
+
+    :raises DefinitionError: a notice file is too large.
+    """
+    found: dict[str, str] = {}
+    if not notices_dir.is_dir():
+        return found
+    for path in sorted(notices_dir.iterdir()):
+        key = f"{TEMPLATE_PREFIX}{path.name}"
+        if path.is_symlink() or not path.is_file() or not TEMPLATE_KEY_RE.fullmatch(key):
+            continue
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DefinitionError("文件过大", [(str(path), f"超过 {MAX_FILE_BYTES // 1024} KB")])
+        found[key] = path.read_text(encoding="utf-8")
+    return found
 
 
 def bundle_from_files(files: dict[str, str]) -> ProcedureBundle:

@@ -1,9 +1,13 @@
 """Signed PDF notices: 公示, 公告, 退出告知书, 审批表 — render, sign, store, verify.
 
-A procedure's notices live with it in ``workflows/<procedure>/notices/``: ``notices.json`` lists
-the kinds (template, what groups cases into one notice, which office level signs, who may issue,
-which cases are due, the fields the issuer fills in), the HTML templates (Jinja, sandboxed) and
-their CSS (GB/T 9704-2012 layout). Issuing one notice:
+A procedure's notices live with it in ``workflows/<procedure>/notices/`` (or in its studio draft) and
+are deployed with it: every deployed version holds them as ``template/<name>`` files. ``notices.json``
+lists the kinds (template, what groups cases into one notice, which office level signs, who may issue,
+which cases are due, the fields the issuer fills in), the HTML templates (Jinja, sandboxed) and their
+CSS (GB/T 9704-2012 layout). Notices are made from the procedure's current version (the one new cases
+use), so a procedure made in the studio issues its own; a name the version does not hold is taken
+from the shared layout in ``workflows/_notice_layout/`` (``_base.html``, ``gbt9704.css``). Issuing one
+notice:
 
 1. check the issuer may issue this kind for these cases with this office's key;
 2. render the template with WeasyPrint (one shared FontConfiguration and pre-parsed CSS, under a
@@ -50,6 +54,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker, undefer
 
 from engine import settings
 from engine.assignment import Actor
+from engine.definitions import NOTICES_FILE, TEMPLATE_PREFIX, DefinitionService
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, XiangFlowError
 from engine.expressions import CHINA_TZ
 from engine.forms import mask_id
@@ -90,6 +95,7 @@ MAX_REASON_LENGTH = 500
 BATCH_LEASE = timedelta(minutes=5)
 CSS_PX_TO_PT = 0.75
 PERIOD_KEYS = ("period_start", "period_end", "period_days", "period_until")
+MAX_CACHED_CATALOGS = 64  # parsed stylesheets and Jinja environments kept per process
 
 
 def public_url() -> str:
@@ -159,75 +165,89 @@ class NoticeKind:
 
 @dataclass(frozen=True)
 class NoticeCatalog:
+    """The notices of one procedure version: its kinds and its notice files (``template/<name>``
+    without the prefix), over the shared layout."""
+
     procedure_code: str
-    folder: Path
+    files: dict[str, str]
     stylesheets: tuple[str, ...]
     kinds: dict[str, NoticeKind]
     content_sha256: str
+    layout: dict[str, str] = field(default_factory=dict)
+
+    def file(self, name: str) -> str | None:
+        """The text a template or stylesheet name means: the procedure's own file, else the shared layout's."""
+        found = self.files.get(name)
+        return found if found is not None else self.layout.get(name)
 
 
 def layout_dir() -> Path:
     """The notice layout every procedure shares (``_base.html``, ``gbt9704.css``): a template or
-    stylesheet name not found in a procedure's own ``notices/`` folder is looked up here."""
+    stylesheet name a procedure version does not hold itself is looked up here."""
     return settings.WORKFLOWS_DIR / "_notice_layout"
 
 
-def _notice_file(notices_dir: Path, name: str) -> Path | None:
-    """The file a template or stylesheet name means: the procedure's own, else the shared layout's."""
-    for folder in (notices_dir, layout_dir()):
-        path = folder / name
-        if path.is_file():
-            return path
-    return None
+def _layout_files() -> tuple[tuple, dict[str, str]]:
+    """The shared layout's files (name → text) and a stamp that changes when one does."""
+    folder = layout_dir()
+    paths = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    stamp = (str(folder), *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths))
+    with _CATALOG_LOCK:
+        if _LAYOUT and _LAYOUT[0] == stamp:
+            return _LAYOUT[0], _LAYOUT[1]
+    files = {p.name: p.read_text(encoding="utf-8") for p in paths}
+    with _CATALOG_LOCK:
+        _LAYOUT[:] = [stamp, files]
+    return stamp, files
 
 
-def _procedure_folders() -> dict[str, Path]:
-    folders = {}
-    for folder in sorted(p for p in settings.WORKFLOWS_DIR.iterdir() if (p / "procedure.json").is_file()):
-        try:
-            code = json.loads((folder / "procedure.json").read_text(encoding="utf-8"))["code"]
-        except (ValueError, KeyError):
-            continue
-        folders[str(code)] = folder
-    return folders
-
-
-_CATALOGS: dict[str, tuple[tuple, NoticeCatalog | None]] = {}
+_CATALOGS: dict[str, tuple[tuple, NoticeCatalog | None]] = {}  # version content hash → (layout stamp, catalog)
+_LAYOUT: list = []
 _CATALOG_LOCK = threading.Lock()
 
 
-def load_catalog(procedure_code: str) -> NoticeCatalog | None:
-    """The notice kinds of a procedure, or None when it has no ``notices/notices.json``.
-
-    Re-read when a file of the folder changes.
+def load_catalog(definitions: DefinitionService, procedure_code: str) -> NoticeCatalog | None:
+    """The notice kinds of a procedure as its current version (the one new cases use) holds them, or
+    None when there is no such procedure or its version has no ``template/notices.json``.
 
     :raises ValidationError: the manifest is malformed (each problem named).
     """
-    folder = _procedure_folders().get(procedure_code)
-    if folder is None or not (folder / "notices" / "notices.json").is_file():
+    try:
+        version = definitions.latest(procedure_code)
+    except NotFoundError:
         return None
-    notices_dir = folder / "notices"
-    files = sorted(p for p in notices_dir.iterdir() if p.is_file())
-    shared = layout_dir()
-    if shared.is_dir():
-        files += sorted(p for p in shared.iterdir() if p.is_file() and p.name not in {f.name for f in files})
-    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    return version_catalog(version)
+
+
+def version_catalog(version: ProcedureVersion) -> NoticeCatalog | None:
+    """The notice kinds of a procedure version, or None when it has no ``template/notices.json``.
+
+    Parsed once per version content and shared layout.
+
+    :raises ValidationError: the manifest is malformed (each problem named).
+    """
+    stamp, layout = _layout_files()
     with _CATALOG_LOCK:
-        cached = _CATALOGS.get(procedure_code)
+        cached = _CATALOGS.get(version.content_hash)
         if cached and cached[0] == stamp:
             return cached[1]
-    catalog = _parse_catalog(procedure_code, notices_dir, files)
+    version_files = DefinitionService.files(version)
+    files = {key[len(TEMPLATE_PREFIX):]: text for key, text in version_files.items() if key.startswith(TEMPLATE_PREFIX)}
+    catalog = _parse_catalog(version.procedure.code, files, layout) if NOTICES_FILE in version_files else None
     with _CATALOG_LOCK:
-        _CATALOGS[procedure_code] = (stamp, catalog)
+        _CATALOGS[version.content_hash] = (stamp, catalog)
     return catalog
 
 
-def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) -> NoticeCatalog:
+def _parse_catalog(procedure_code: str, files: dict[str, str], layout: dict[str, str]) -> NoticeCatalog:
+    used = {**layout, **files}  # a procedure's own file wins over the layout's of the same name
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    for name in sorted(used):
+        digest.update(name.encode("utf-8") + b"\0" + used[name].encode("utf-8") + b"\0")
     try:
-        manifest = json.loads((notices_dir / "notices.json").read_text(encoding="utf-8"))
+        manifest = json.loads(files["notices.json"])
+        if not isinstance(manifest, dict):
+            raise ValueError("顶层必须是对象")
     except ValueError as exc:
         raise ValidationError(f"notices.json 不是有效的 JSON: {exc}") from exc
     problems: dict[str, str] = {}
@@ -251,7 +271,7 @@ def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) ->
             problems[code] = "code 只能是小写字母、数字和下划线"
         elif kind.group_by not in ("case", *GROUP_LEVELS):
             problems[code] = "group_by 只能是 case、village、township 或 county"
-        elif _notice_file(notices_dir, kind.template) is None:
+        elif kind.template not in used:
             problems[code] = f"模板 {kind.template} 不存在"
         elif any(f.type not in FIELD_TYPES for f in kind.fields):
             problems[code] = f"字段类型只能是 {'、'.join(FIELD_TYPES)}"
@@ -259,11 +279,11 @@ def _parse_catalog(procedure_code: str, notices_dir: Path, files: list[Path]) ->
             kinds[code] = kind
     stylesheets = tuple(manifest.get("stylesheets", []))
     for name in stylesheets:
-        if _notice_file(notices_dir, name) is None:
+        if name not in used:
             problems[name] = "样式表不存在"
     if problems:
         raise ValidationError(f"流程 {procedure_code} 的公文模板定义有误", problems)
-    return NoticeCatalog(procedure_code, notices_dir, stylesheets, kinds, digest.hexdigest())
+    return NoticeCatalog(procedure_code, files, stylesheets, kinds, digest.hexdigest(), layout)
 
 
 # ---------------------------------------------------------------------------- images
@@ -374,8 +394,8 @@ class NoticeRenderer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._font_config = None
-        self._css: dict[tuple[str, str], Any] = {}
-        self._jinja: dict[str, Any] = {}
+        self._css: dict[str, Any] = {}  # stylesheet text's SHA-256 → parsed
+        self._jinja: dict[str, Any] = {}  # catalog content hash → environment
 
     def _weasyprint(self):
         import weasyprint
@@ -385,45 +405,47 @@ class NoticeRenderer:
             self._font_config = FontConfiguration()
         return weasyprint
 
-    def jinja(self, folder: Path):
-        """The sandboxed Jinja environment of a notices folder (templates are admin-supplied data)."""
-        key = str(folder)
-        env = self._jinja.get(key)
+    def jinja(self, catalog: NoticeCatalog):
+        """The sandboxed Jinja environment of a catalog's templates (admin-supplied data): the version's own
+        files first, then the shared layout's."""
+        env = self._jinja.get(catalog.content_sha256)
         if env is None:
-            from jinja2 import FileSystemLoader, StrictUndefined
+            from jinja2 import DictLoader, StrictUndefined
             from jinja2.sandbox import SandboxedEnvironment
 
-            loader = FileSystemLoader([str(folder), str(layout_dir())])  # own templates first, then the layout
-            env = SandboxedEnvironment(loader=loader, autoescape=True,
-                                       undefined=StrictUndefined, auto_reload=True)
+            loader = DictLoader({**catalog.layout, **catalog.files})
+            env = SandboxedEnvironment(loader=loader, autoescape=True, undefined=StrictUndefined)
             env.filters.update(cn_date=cn_date, mask_id=mask_id, mask_name=mask_name)
-            self._jinja[key] = env
+            with self._lock:
+                if len(self._jinja) >= MAX_CACHED_CATALOGS:
+                    self._jinja.clear()
+                env = self._jinja.setdefault(catalog.content_sha256, env)
         return env
 
-    def stylesheets(self, folder: Path, names: Iterable[str]) -> list:
+    def stylesheets(self, catalog: NoticeCatalog, names: Iterable[str]) -> list:
         weasyprint = self._weasyprint()
         sheets = []
         for name in names:
-            path = _notice_file(folder, name)
-            if path is None:
+            text = catalog.file(name)
+            if text is None:
                 raise ValidationError(f"样式表 {name} 不存在")
-            text = path.read_text(encoding="utf-8")
-            key = (str(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
+            key = hashlib.sha256(text.encode("utf-8")).hexdigest()
             sheet = self._css.get(key)
             if sheet is None:
                 sheet = weasyprint.CSS(string=text, font_config=self._font_config)
-                self._css = {k: v for k, v in self._css.items() if k[0] != key[0]}
+                if len(self._css) >= MAX_CACHED_CATALOGS:
+                    self._css.clear()
                 self._css[key] = sheet
             sheets.append(sheet)
         return sheets
 
-    def render(self, html: str, folder: Path, stylesheet_names: Iterable[str]) -> RenderedPdf:
-        """Lay out html with the folder's stylesheets; find the seal (``id="seal"``) for the signature box."""
+    def render(self, html: str, catalog: NoticeCatalog, stylesheet_names: Iterable[str] | None = None) -> RenderedPdf:
+        """Lay out html with the catalog's stylesheets; find the seal (``id="seal"``) for the signature box."""
         with self._lock:
             weasyprint = self._weasyprint()
             from weasyprint.urls import URLFetcher
 
-            sheets = self.stylesheets(folder, stylesheet_names)
+            sheets = self.stylesheets(catalog, catalog.stylesheets if stylesheet_names is None else stylesheet_names)
             # Templates may only embed data: URIs (seal, QR code): no files, no network.
             fetcher = URLFetcher(allowed_protocols={"data"})
             document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).render(
@@ -589,17 +611,24 @@ class NoticeService:
         """Procedures that have notice templates, with their kinds."""
         out = []
         for procedure in self.session.scalars(select(Procedure).order_by(Procedure.code)):
-            catalog = load_catalog(procedure.code)
+            catalog = self.catalog(procedure.code)
             if catalog and catalog.kinds:
                 out.append((procedure, catalog))
         return out
+
+    def catalog(self, procedure_code: str) -> NoticeCatalog | None:
+        """The notice kinds and templates of the procedure's current version (None: it issues none).
+
+        :raises ValidationError: its notices.json is malformed.
+        """
+        return load_catalog(self.cases.definitions, procedure_code)
 
     def kind(self, procedure_code: str, kind_code: str) -> NoticeKind:
         """A notice kind of a procedure.
 
         :raises NotFoundError: no such procedure or kind.
         """
-        catalog = load_catalog(procedure_code)
+        catalog = self.catalog(procedure_code)
         if catalog is None or kind_code not in catalog.kinds:
             raise NotFoundError("没有这种公文")
         return catalog.kinds[kind_code]
@@ -784,9 +813,10 @@ class NoticeService:
         :raises ForbiddenError: the actor may not issue this kind with that office.
         :raises ValidationError: cases of several groups, no office key, or bad field values.
         """
-        kind = self.kind(procedure_code, kind_code)
-        catalog = load_catalog(procedure_code)
-        assert catalog is not None
+        catalog = self.catalog(procedure_code)
+        if catalog is None or kind_code not in catalog.kinds:
+            raise NotFoundError("没有这种公文")
+        kind = catalog.kinds[kind_code]
         cases = self._cases(actor, case_ids)
         groups = self.groups(kind, cases)
         if len(groups) != 1:
@@ -819,10 +849,10 @@ class NoticeService:
             params.update(period_start=start.isoformat(), period_end=end.isoformat(),
                           period_days=(end - start).days + 1, period_until=max(due).isoformat())
         context = self._context(kind, group, office, params, serial, now, manifest_settings)
-        title = self.renderer.jinja(catalog.folder).from_string(kind.title).render(**context).strip()
+        title = self.renderer.jinja(catalog).from_string(kind.title).render(**context).strip()
         context["notice"]["title"] = title
-        html = self.renderer.jinja(catalog.folder).get_template(kind.template).render(**context)
-        rendered = self.renderer.render(html, catalog.folder, catalog.stylesheets)
+        html = self.renderer.jinja(catalog).get_template(kind.template).render(**context)
+        rendered = self.renderer.render(html, catalog)
         region = self.session.get(Region, office.region_code)
         signed = sign_pdf(rendered.pdf, self.keys.signer(office), page=rendered.seal_page, box=rendered.seal_box,
                           reason=f"{kind.name} {serial}", location=region.name if region else office.region_code)

@@ -1,8 +1,8 @@
 """Procedure studio: admins model, validate, dry-run, deploy and share procedures, and move running cases.
 
 A *draft* holds the files a deployed version holds (``procedure.json``, ``bpmn/x.bpmn``,
-``dmn/x.dmn``, ``form/<formKey>``) plus ``template/<name>`` notice templates that travel in a
-zip. Everything a draft contains is untrusted input: XML is parsed with DTDs, entities and
+``dmn/x.dmn``, ``form/<formKey>``, ``template/<name>``: the notice catalog and templates, deployed
+with the rest, so a procedure made here issues its own notices). Everything a draft contains is untrusted input: XML is parsed with DTDs, entities and
 network access off (``definitions.safe_xml``), JSON is size-limited, zips are checked for
 size, entry count, compression ratio, links and path traversal before anything is read.
 
@@ -53,14 +53,13 @@ from sqlalchemy.orm import Session
 from engine import clock as clock_mod
 from engine import countersign, workcalendar
 from engine import forms as forms_mod
-from engine import settings as settings_mod
 from engine.assignment import Actor, may_change_procedure, procedure_serves, scope_for
 from engine.clock import FixedClock
 from engine.definitions import (
     ALLOWED_ACTIONS,
     MAX_FILE_BYTES,
-    NOTICES_FILE,
     NS,
+    TEMPLATE_KEY_RE,
     DefinitionService,
     ProcedureBundle,
     bundle_from_files,
@@ -113,7 +112,7 @@ NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,79}"
 FORM_KEY_RE = re.compile(rf"{NAME_RE}(/{NAME_RE})?")
 FILE_KEY_RE = re.compile(
     rf"procedure\.json|bpmn/{NAME_RE}\.bpmn|dmn/{NAME_RE}\.dmn|form/{NAME_RE}(/{NAME_RE})?"
-    rf"|template/{NAME_RE}\.(html|css|json|md)"
+    rf"|{TEMPLATE_KEY_RE.pattern}"
 )
 SUBJECT_KINDS = ("household", "project")
 SYSTEM_OWNER_NAME = "全省/系统"  # how the owner of a shipped (system-wide) procedure is shown
@@ -352,12 +351,6 @@ def parse_well_formed(files: dict[str, str]) -> None:
             problems.append((key, f"不是有效的 JSON: {exc}"))
     if problems:
         raise DefinitionError("文件格式错误", problems)
-
-
-def deployable_files(files: dict[str, str]) -> dict[str, str]:
-    """The files that make a version: templates stay with the draft and the zip, except the notice
-    catalog (``template/notices.json``), which deploy checks the steps' ``noticeKind`` against."""
-    return {k: v for k, v in files.items() if not k.startswith("template/") or k == NOTICES_FILE}
 
 
 def _regex_problem(pattern: Any) -> str | None:
@@ -862,7 +855,7 @@ class DraftChecker:
         if self.problems:
             return
         try:
-            compile_bundle(bundle_from_files(deployable_files(files)), self.known_roles)
+            compile_bundle(bundle_from_files(files), self.known_roles)
         except DefinitionError as exc:
             for where, reason in exc.problems or [(bpmn_name, str(exc))]:
                 match = re.search(r"\[([^\]]+)\]$", where)
@@ -1319,8 +1312,7 @@ class StudioService:
         """A draft of a new procedure (code, name, owned by one of ``owner_choices``) holding a copy of a
         deployed version: how a county admin adapts a shipped procedure.
 
-        The copy keeps the diagram, forms, decisions and the notice templates of the source's folder;
-        only ``procedure.json`` gets the new code and name.
+        The copy keeps the diagram, forms, decisions and notice templates; only ``procedure.json`` gets the new code and name.
 
         :raises NotFoundError: no such version.
         :raises ForbiddenError: the version belongs to a region the admin may not change.
@@ -1339,8 +1331,7 @@ class StudioService:
         if errors:
             raise ValidationError("无法复制流程", errors)
         owner = self._new_owner(actor, owner_region_code)
-        files = {**self.definitions.files(version), **self._folder_templates(version.procedure.code)}
-        files = copy_files(files, code, name)
+        files = copy_files(self.definitions.files(version), code, name)
         draft = self._new_draft(actor, code, name, files, "version", version, owner_region_code=owner)
         self.audit(actor, "studio_copied", f"{version.procedure.name} v{version.version} → {name}({code})",
                    {"draft_id": draft.id, "version_id": version.id, "from": version.procedure.code,
@@ -1348,11 +1339,9 @@ class StudioService:
         return draft
 
     def open_version(self, actor: Actor, version_id: int, client_addr: str | None = None) -> ProcedureDraft:
-        """A draft holding a copy of a deployed version (shipped procedures included), plus the notice
-        templates of its folder when it has one."""
+        """A draft holding a copy of a deployed version (shipped procedures included), its notice templates too."""
         version = self.version(actor, version_id)
         files = dict(self.definitions.files(version))
-        files.update(self._folder_templates(version.procedure.code))
         owner = version.procedure.owner_region_code
         draft = self._new_draft(actor, version.procedure.code, version.procedure.name, files, "version", version,
                                 owner_region_code=owner)
@@ -1360,18 +1349,6 @@ class StudioService:
                    {"draft_id": draft.id, "version_id": version.id, "owner_region_code": owner},
                    client_addr=client_addr)
         return draft
-
-    @staticmethod
-    def _folder_templates(code: str) -> dict[str, str]:
-        folder = settings_mod.WORKFLOWS_DIR / code / "notices"
-        found: dict[str, str] = {}
-        if CODE_RE.fullmatch(code) and folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                key = f"template/{path.name}"
-                if path.is_file() and not path.is_symlink() and FILE_KEY_RE.fullmatch(key) \
-                        and path.stat().st_size <= MAX_FILE_BYTES:
-                    found[key] = path.read_text(encoding="utf-8")
-        return found
 
     def save_draft(self, actor: Actor, draft_id: int, files: Any, lock_version: int | None,
                    client_addr: str | None = None) -> ProcedureDraft:
@@ -1450,7 +1427,7 @@ class StudioService:
         problems = self.validate_files(draft.files, self.draft_owner(draft))
         if problems:
             raise DraftProblems("草稿未通过校验,不能发布", problems)
-        bundle = bundle_from_files(deployable_files(draft.files))
+        bundle = bundle_from_files(draft.files)
         exists, owner = self.procedure_owner(draft.code)
         if not exists:
             owner = draft.owner_region_code
@@ -1477,7 +1454,7 @@ class StudioService:
     def export_version(self, actor: Actor, version_id: int, client_addr: str | None = None) -> tuple[str, bytes]:
         version = self.version(actor, version_id)
         code = version.procedure.code
-        files = {**self.definitions.files(version), **self._folder_templates(code)}
+        files = self.definitions.files(version)
         self.audit(actor, "studio_exported", f"{version.procedure.name}({code}) v{version.version}",
                    {"version_id": version.id, "owner_region_code": version.procedure.owner_region_code},
                    client_addr=client_addr)
@@ -1527,7 +1504,7 @@ class StudioService:
         problems = self.validate_files(draft.files, self.draft_owner(draft))
         if problems:
             raise DraftProblems("草稿未通过校验,不能试运行", problems)
-        bundle = bundle_from_files(deployable_files(draft.files))
+        bundle = bundle_from_files(draft.files)
         spec, subprocess_specs = compile_bundle(bundle, self.known_roles())
         result = run_sandbox(bundle, spec, subprocess_specs, sample, self.clock.now(), self.cases.calendar)
         self.audit(actor, "studio_dry_run", f"{draft.name}({draft.code})",

@@ -37,7 +37,6 @@ from engine.models import NoticeBatchStatus
 from engine.notices import (
     PUBLIC_URL_ENV,
     NoticeService,
-    load_catalog,
     merge_pdfs,
     public_url,
     run_batch,
@@ -245,7 +244,7 @@ def case_notices(case_id: int):
         case = w.cases.get_case(case_id, me)
         service = _service(w)
         notices = service.case_notices(case_id)
-        catalog = load_catalog(case.version.procedure.code)
+        catalog = service.catalog(case.version.procedure.code)
         return render_template("notices/case.html", case=case, notices=notices,
                                superseded=service.superseded_ids(notices),
                                kinds=[k for k in (catalog.kinds.values() if catalog else [])

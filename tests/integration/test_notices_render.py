@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.errors import ValidationError
 from engine.expressions import CHINA_TZ
 from engine.models import AuditEvent, IssuedNotice, TaskRow
-from engine.notices import RENDERER, cn_date, load_catalog
+from engine.notices import RENDERER, cn_date, load_catalog, version_catalog
 
 A4 = (595.28, 841.89)
 LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
@@ -94,11 +94,12 @@ def test_each_notice_kind_renders_chinese_text_with_embedded_subset_fonts_and_no
                 assert (round(page.width, 2), round(page.height, 2)) == A4, kind
 
 
-def test_a_glyph_no_installed_font_has_is_caught_as_notdef():
+def test_a_glyph_no_installed_font_has_is_caught_as_notdef(db):
     """The .notdef check itself works: a supplementary private-use character has no glyph anywhere."""
-    catalog = load_catalog("monitoring_exit")
+    with db.uow() as work:
+        catalog = load_catalog(work.definitions, "monitoring_exit")
     html = '<html lang="zh-CN"><body><p>缺字测试\U000F0001</p></body></html>'
-    rendered = RENDERER.render(html, catalog.folder, catalog.stylesheets)
+    rendered = RENDERER.render(html, catalog)
     assert notdef_glyphs(rendered.pdf) >= 1
 
 
@@ -241,23 +242,28 @@ def test_issuing_records_notice_issued_in_each_case_history_and_the_stored_rows_
         assert work.session.scalar(select(IssuedNotice.title).where(IssuedNotice.serial == serial)).startswith("关于")
 
 
-def test_the_shared_layout_is_found_after_a_procedures_own_files(tmp_path, monkeypatch):
-    """_base.html and gbt9704.css live once in workflows/_notice_layout/; a procedure's own file wins."""
+def test_the_shared_layout_is_found_after_a_versions_own_files(db, tmp_path, monkeypatch):
+    """_base.html and gbt9704.css live once in workflows/_notice_layout/; a version's own file of the name wins."""
     import shutil
 
-    from engine import notices, settings
+    from engine import settings
+    from engine.definitions import bundle_from_files
 
-    shutil.copytree(settings.WORKFLOWS_DIR / "project_library", tmp_path / "project_library")
     shutil.copytree(settings.WORKFLOWS_DIR / "_notice_layout", tmp_path / "_notice_layout")
     monkeypatch.setattr(settings, "WORKFLOWS_DIR", tmp_path)
-    own = tmp_path / "project_library" / "notices"
-    assert notices._notice_file(own, "gbt9704.css") == tmp_path / "_notice_layout" / "gbt9704.css"
-    shared_hash = load_catalog("project_library").content_sha256
-    (own / "gbt9704.css").write_text("@page { size: A4; }", encoding="utf-8")  # a procedure's override
-    assert notices._notice_file(own, "gbt9704.css") == own / "gbt9704.css"
-    assert load_catalog("project_library").content_sha256 != shared_hash
-    (own / "gbt9704.css").unlink()
-    (tmp_path / "_notice_layout" / "gbt9704.css").unlink()
-    with pytest.raises(ValidationError) as info:  # neither has it: the catalog names the missing sheet
-        load_catalog("project_library")
-    assert info.value.errors == {"gbt9704.css": "样式表不存在"}
+    shared_css = (tmp_path / "_notice_layout" / "gbt9704.css").read_text(encoding="utf-8")
+    with db.uow() as work:
+        shipped = work.definitions.latest("project_library")
+        shared = version_catalog(shipped)
+        assert "gbt9704.css" not in shared.files and shared.file("gbt9704.css") == shared_css
+        files = {**work.definitions.files(shipped), "template/gbt9704.css": "@page { size: A4; }"}  # an override
+        own = work.definitions.deploy(bundle_from_files(files), "test", set(work.directory.role_levels()))
+        assert own.version == shipped.version + 1
+        catalog = load_catalog(work.definitions, "project_library")  # the current version's
+        assert catalog.file("gbt9704.css") == "@page { size: A4; }"
+        assert catalog.content_sha256 != shared.content_sha256
+        (tmp_path / "_notice_layout" / "gbt9704.css").unlink()
+        assert version_catalog(own).file("gbt9704.css") == "@page { size: A4; }"
+        with pytest.raises(ValidationError) as info:  # neither has it: the catalog names the missing sheet
+            version_catalog(shipped)
+        assert info.value.errors == {"gbt9704.css": "样式表不存在"}

@@ -359,6 +359,9 @@ def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):
         line = getattr(exc, "line_number", None)
         raise DefinitionError("BPMN/DMN 校验失败", [(f"{where}" + (f" 第{line}行" if line else ""), str(exc).splitlines()[0])]) from exc
     _check_tasks(bundle, spec, subprocess_specs, known_roles, problems)
+    from engine.notices import catalog_problems  # here: engine.notices builds on the runtime, which imports this module
+
+    problems.extend(catalog_problems(bundle.code, bundle.files))
     if problems:
         raise DefinitionError("流程定义未通过校验", problems)
     return spec, subprocess_specs

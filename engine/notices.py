@@ -239,6 +239,20 @@ def version_catalog(version: ProcedureVersion) -> NoticeCatalog | None:
     return catalog
 
 
+def catalog_problems(procedure_code: str, files: dict[str, str]) -> list[tuple[str, str]]:
+    """Why a bundle's notice catalog (``template/notices.json``) could not issue its notices: a kind
+    incomplete, a template or stylesheet neither the bundle nor the shared layout holds; [] when fine
+    or when the bundle has no catalog."""
+    if NOTICES_FILE not in files:
+        return []
+    templates = {key[len(TEMPLATE_PREFIX):]: text for key, text in files.items() if key.startswith(TEMPLATE_PREFIX)}
+    try:
+        _parse_catalog(procedure_code, templates, _layout_files()[1])
+    except ValidationError as exc:
+        return [(NOTICES_FILE, f"{name}: {why}") for name, why in exc.errors.items()] or [(NOTICES_FILE, str(exc))]
+    return []
+
+
 def _parse_catalog(procedure_code: str, files: dict[str, str], layout: dict[str, str]) -> NoticeCatalog:
     used = {**layout, **files}  # a procedure's own file wins over the layout's of the same name
     digest = hashlib.sha256()

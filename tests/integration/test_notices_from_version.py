@@ -8,15 +8,18 @@ import io
 import json
 
 import pdfplumber
+import pytest
 from notices_support import OFFICES, TOWNSHIP, ensure_office_keys, issue, stored
 from sqlalchemy import select
 from studio_support import EDU_SAMPLE, Step, admin, deploy, draft_with, edu_files, form_json, new_code, studio
 
 from engine import settings
+from engine.errors import NotFoundError
 from engine.models import IssuedNotice, TaskRow, TaskStatus
 from engine.notices import NoticeService, load_catalog, validate_signature
 from engine.pki import KeyStore
 from engine.runtime import ISSUE_ACTION
+from engine.studio import DraftProblems
 
 KIND = "school_aid_notice"
 ISSUE_STEP = "issue_school_notice"
@@ -135,3 +138,20 @@ def test_a_changed_template_deploys_as_a_new_version_and_notices_issued_before_s
         assert (kept.sha256, kept.template_sha256) == (early.sha256, early.template_sha256)
         assert NoticeService(work.session, db.clock).pdf(kept) == early_pdf
     assert FIRST in _text(early_pdf) and SECOND not in _text(early_pdf)
+
+
+def test_a_draft_whose_notices_name_a_template_it_does_not_hold_is_refused_and_nothing_is_deployed(db):
+    code = new_code("aid")
+    files = school_aid_files(code)
+    del files["template/school_aid_notice.html"]
+    files["template/notices.json"] = files["template/notices.json"].replace('"gbt9704.css"', '"school.css"')
+    draft_id = draft_with(db, files)
+    with db.uow() as work:
+        problems = studio(work).validate_files(files)
+    assert {(p.file, p.message) for p in problems} == {
+        ("template/notices.json", f"{KIND}: 模板 school_aid_notice.html 不存在"),
+        ("template/notices.json", "school.css: 样式表不存在")}
+    with pytest.raises(DraftProblems):
+        deploy(db, draft_id)
+    with db.uow() as work, pytest.raises(NotFoundError):
+        work.definitions.latest(code)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine import clock as clock_mod
-from engine import countersign, forms, workcalendar
+from engine import countersign, forms, returns, workcalendar
 from engine.assignment import Actor, procedure_serves, scope_for
 from engine.definitions import DefinitionService, role_of_lane
 from engine.directory import RoleLevels
@@ -431,9 +431,9 @@ class CaseService:
                                           f"{row.title}:{opinion}", case_id=case.id)
             else:
                 target = self._return_target(workflow, task, return_to)
-                workflow.reset_from_task_id(target.id)
+                returns.reset_to(workflow, target)
                 _prune_event_manager(workflow)
-                for node in [target, *countersign.instances(target)]:  # a 会签 target: each new instance too
+                for node in [target.task, *countersign.instances(target.task)]:  # a 会签 target: each new instance too
                     node.data["return_reason"] = opinion
                     node.data["returned_from"] = row.title
                 case.return_count += 1
@@ -635,37 +635,16 @@ class CaseService:
         return task
 
     @staticmethod
-    def _earlier_user_steps(task) -> list:
-        """Completed user tasks on the path to task, nearest first (what 退回 may go back to).
-
-        After a loop (an objection sending the case back) the path holds an earlier round of
-        the same steps: each step counts once, at its latest round, and never the task's own step.
-        A 会签 step counts as one step (its multi-instance task, whose reset re-creates every instance).
-        An issuance step (出具公示) is no decision to go back to: returning past it re-runs it anyway.
-        """
-        earlier, seen = [], {task.task_spec.bpmn_id}
-        node = task.parent
-        while node is not None:
-            if _props(node.task_spec).get("noticeKind"):
-                node = node.parent
-                continue
-            if countersign.user_step_spec(node.task_spec) and node.state == TaskState.COMPLETED \
-                    and node.task_spec.bpmn_id not in seen:
-                earlier.append(node)
-                seen.add(node.task_spec.bpmn_id)
-            node = node.parent
-        return earlier
-
-    def _return_target(self, workflow: BpmnWorkflow, task, return_to: str | None):
-        """The user task to return to: the named earlier step, or the previous one on the path."""
-        earlier = self._earlier_user_steps(task)
+    def _return_target(workflow: BpmnWorkflow, task, return_to: str | None) -> returns.ReturnTarget:
+        """The user step to return to: the named earlier step, or the previous one on the path."""
+        earlier = returns.earlier_user_steps(task)
         if not earlier:
             raise ValidationError("无法退回", {"return_to": "没有可退回的前序步骤"})
         if return_to is None:
             return earlier[0]
-        for node in earlier:
-            if node.task_spec.bpmn_id == return_to:
-                return node
+        for target in earlier:
+            if target.task.task_spec.bpmn_id == return_to:
+                return target
         raise ValidationError("无法退回", {"return_to": "只能退回到本案已经过的步骤"})
 
     def return_targets(self, row: TaskRow) -> list[tuple[str, str]]:
@@ -677,8 +656,8 @@ class CaseService:
         if task is None:
             return []
         seen: dict[str, str] = {}
-        for node in self._earlier_user_steps(task):
-            seen.setdefault(node.task_spec.bpmn_id, countersign.step_name(node.task_spec))
+        for target in returns.earlier_user_steps(task):
+            seen.setdefault(target.task.task_spec.bpmn_id, countersign.step_name(target.task.task_spec))
         return list(seen.items())
 
     # ------------------------------------------------------------------ withdraw (撤回)

@@ -221,17 +221,16 @@ def test_return_into_one_branch_of_a_finished_parallel_section_keeps_the_other_a
         ("sign", "completed"): 1, ("sign", "cancelled"): 2, ("sign", "open"): 3})
 
 
-def test_after_a_join_only_the_branch_that_completed_it_is_a_return_target_and_nothing_changes_otherwise(db):
-    """The path to a step after a join runs through the split and the branch that completed the join last.
-    Resetting the other branch would leave the continuation after the join alive (yudao's duplicated
-    tasks): it is not offered, and naming it is refused."""
+def test_after_a_join_each_branch_is_a_return_target_and_a_step_not_reached_is_refused(db):
+    """The branch that completed the join comes first, then the other branch (test_return_parallel
+    returns into each), then the steps before the split."""
     case_id = _to_signing(db)  # 乡镇审核 (branch_a) completed first, then 部门审核 (branch_b)
     row = next(r for r in db.open_tasks(case_id) if r.assignee.username == "demo_county")
     with db.uow() as work:
-        assert work.cases.return_targets(row) == [("branch_b", "部门审核"), ("apply", "申请")]
+        assert work.cases.return_targets(row) == [("branch_b", "部门审核"), ("branch_a", "乡镇审核"), ("apply", "申请")]
     before = _counts(db, case_id)
     with pytest.raises(ValidationError) as info:
-        _act(db, case_id, "sign", "demo_county", "return", opinion="退回乡镇", return_to="branch_a")
+        _act(db, case_id, "sign", "demo_county", "return", opinion="退回登记", return_to="register")
     assert "return_to" in info.value.errors
     assert _counts(db, case_id) == before
 

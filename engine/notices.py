@@ -232,11 +232,16 @@ def version_catalog(version: ProcedureVersion) -> NoticeCatalog | None:
         if cached and cached[0] == stamp:
             return cached[1]
     version_files = DefinitionService.files(version)
-    files = {key[len(TEMPLATE_PREFIX):]: text for key, text in version_files.items() if key.startswith(TEMPLATE_PREFIX)}
-    catalog = _parse_catalog(version.procedure.code, files, layout) if NOTICES_FILE in version_files else None
+    catalog = (_parse_catalog(version.procedure.code, _template_files(version_files), layout)
+               if NOTICES_FILE in version_files else None)
     with _CATALOG_LOCK:
         _CATALOGS[version.content_hash] = (stamp, catalog)
     return catalog
+
+
+def _template_files(files: dict[str, str]) -> dict[str, str]:
+    """A version's or bundle's notice files by name (its ``template/<name>`` keys without the prefix)."""
+    return {key[len(TEMPLATE_PREFIX):]: text for key, text in files.items() if key.startswith(TEMPLATE_PREFIX)}
 
 
 def catalog_problems(procedure_code: str, files: dict[str, str]) -> list[tuple[str, str]]:
@@ -245,9 +250,8 @@ def catalog_problems(procedure_code: str, files: dict[str, str]) -> list[tuple[s
     or when the bundle has no catalog."""
     if NOTICES_FILE not in files:
         return []
-    templates = {key[len(TEMPLATE_PREFIX):]: text for key, text in files.items() if key.startswith(TEMPLATE_PREFIX)}
     try:
-        _parse_catalog(procedure_code, templates, _layout_files()[1])
+        _parse_catalog(procedure_code, _template_files(files), _layout_files()[1])
     except ValidationError as exc:
         return [(NOTICES_FILE, f"{name}: {why}") for name, why in exc.errors.items()] or [(NOTICES_FILE, str(exc))]
     return []
@@ -619,6 +623,7 @@ class NoticeService:
         self.keys = keys or KeyStore(session, clock)
         self.base_url = (base_url or public_url()).rstrip("/")
         self.renderer = renderer or RENDERER
+        self._issuance_steps: dict[tuple[str, str], frozenset[str]] = {}  # per kind, for this unit of work
 
     # ------------------------------------------------------------------ catalog
     def catalogs(self) -> list[tuple[Procedure, NoticeCatalog]]:
@@ -650,8 +655,16 @@ class NoticeService:
     def may_issue(self, actor: Actor, kind: NoticeKind) -> bool:
         return any(g.role_code in kind.issuer_roles for g in actor.grants)
 
-    def issuance_steps(self, kind: NoticeKind) -> set[str]:
-        """BPMN ids of the user steps, in any version of the kind's procedure, that issue this kind (``noticeKind``)."""
+    def issuance_steps(self, kind: NoticeKind) -> frozenset[str]:
+        """BPMN ids of the user steps, in any version of the kind's procedure, that issue this kind (``noticeKind``).
+
+        Asked several times per issue and per due-case query; the versions' specs are walked once."""
+        key = (kind.procedure_code, kind.code)
+        if key not in self._issuance_steps:
+            self._issuance_steps[key] = frozenset(self._find_issuance_steps(kind))
+        return self._issuance_steps[key]
+
+    def _find_issuance_steps(self, kind: NoticeKind) -> set[str]:
         steps: set[str] = set()
         versions = self.session.scalars(select(ProcedureVersion).join(Procedure)
                                         .where(Procedure.code == kind.procedure_code))

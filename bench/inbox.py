@@ -11,20 +11,21 @@ exactly what the inbox page and GET /api/v1/tasks run. Prints p50/p95 per search
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
-from engine.bootstrap import DEMO_HOUSEHOLDS, setup_database  # noqa: E402
+from bench.support import fresh_database  # noqa: E402
+from engine.bootstrap import DEMO_HOUSEHOLDS  # noqa: E402
 from engine.clock import FixedClock  # noqa: E402
-from engine.db import make_engine, make_session_factory  # noqa: E402
+from engine.db import make_session_factory  # noqa: E402
 from engine.models import Subject, User  # noqa: E402
 from engine.settings import database_url  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
@@ -45,15 +46,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
-    url = database_url() if "DATABASE_URL" in __import__("os").environ else \
-        f"sqlite:///{tempfile.mkdtemp()}/bench_inbox.sqlite3"
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
     clock = FixedClock(START)
-    setup_database(engine, clock, demo=True, demo_cases=False)
+    url, engine = fresh_database(database_url() if "DATABASE_URL" in os.environ else None, clock, "bench_inbox")
     factory = make_session_factory(engine)
     with UnitOfWork(factory, clock) as work:
         user = work.session.scalar(select(User).where(User.username == "demo_village"))

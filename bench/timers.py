@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
-from engine.bootstrap import setup_database  # noqa: E402
+from bench.support import fresh_database as new_database  # noqa: E402
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import make_engine, make_session_factory  # noqa: E402
 from engine.definitions import bundle_from_files  # noqa: E402
@@ -42,15 +41,8 @@ FORM = json.dumps({"type": "default", "components": [{"type": "textfield", "key"
 
 
 def fresh_database(url: str | None) -> str:
-    if url is None:
-        url = f"sqlite:///{tempfile.mkdtemp()}/bench_timers.sqlite3"
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
     clock = FixedClock(START)
-    setup_database(engine, clock, demo=True, demo_cases=False)
+    url, engine = new_database(url, clock, "bench_timers")
     factory = make_session_factory(engine)
     with UnitOfWork(factory, clock) as work:
         work.definitions.deploy(bundle_from_files({

@@ -242,6 +242,29 @@ def _text(payload: dict, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _usernames(payload: dict) -> list[str]:
+    names = payload.get("to")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValidationError("to 必须是用户名列表", {"to": "to 必须是用户名列表"})
+    return names
+
+
+def _data(payload: dict) -> dict:
+    data = payload.get("data", {})
+    if not isinstance(data, dict):
+        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+    return data
+
+
+def _task_ok(task_id: int, operation):
+    """Run ``operation(w)`` on a task, then answer its case as the actor may still see it (the task may be
+    someone else's now: 转办, 委派, 加签)."""
+    with work() as w:
+        operation(w)
+        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
+    return _ok(case_id)
+
+
 @bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
 def claim(task_id: int):
     body()
@@ -263,10 +286,8 @@ def unclaim(task_id: int):
 @bp.route("/tasks/<int:task_id>/transfer", methods=["POST"])
 def transfer(task_id: int):
     payload = body()
-    with work() as w:
-        w.operations.transfer(task_id, actor(), _text(payload, "to") or "", _text(payload, "opinion"))
-        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
-    return _ok(case_id)
+    return _task_ok(task_id, lambda w: w.operations.transfer(task_id, actor(), _text(payload, "to") or "",
+                                                             _text(payload, "opinion")))
 
 
 @bp.route("/tasks/<int:task_id>/urge", methods=["POST"])
@@ -280,9 +301,7 @@ def urge(task_id: int):
 @bp.route("/cases/<int:case_id>/cc", methods=["POST"])
 def cc(case_id: int):
     payload = body()
-    names = payload.get("to")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValidationError("to 必须是用户名列表", {"to": "to 必须是用户名列表"})
+    names = _usernames(payload)
     with work() as w:
         added = w.operations.cc(case_id, actor(), names, _text(payload, "opinion"))
     return jsonify({"added": added})
@@ -336,34 +355,20 @@ def upload_attachment(case_id: int):
 @bp.route("/tasks/<int:task_id>/delegate", methods=["POST"])
 def delegate(task_id: int):
     payload = body()
-    with work() as w:
-        w.operations.delegate(task_id, actor(), _text(payload, "to") or "", _text(payload, "opinion"))
-        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
-    return _ok(case_id)
+    return _task_ok(task_id, lambda w: w.operations.delegate(task_id, actor(), _text(payload, "to") or "",
+                                                             _text(payload, "opinion")))
 
 
 @bp.route("/tasks/<int:task_id>/resolve", methods=["POST"])
 def resolve(task_id: int):
     payload = body()
-    data = payload.get("data", {})
-    if not isinstance(data, dict):
-        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
-    with work() as w:
-        w.operations.resolve(task_id, actor(), _text(payload, "opinion"), data)
-        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
-    return _ok(case_id)
+    data = _data(payload)
+    return _task_ok(task_id, lambda w: w.operations.resolve(task_id, actor(), _text(payload, "opinion"), data))
 
 
 @bp.route("/tasks/<int:task_id>/add-sign", methods=["POST"])
 def add_sign(task_id: int):
     payload = body()
-    names, data = payload.get("to"), payload.get("data", {})
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValidationError("to 必须是用户名列表", {"to": "to 必须是用户名列表"})
-    if not isinstance(data, dict):
-        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
-    with work() as w:
-        w.operations.add_sign(task_id, actor(), names, _text(payload, "position") or "", _text(payload, "opinion"),
-                              data)
-        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
-    return _ok(case_id)
+    names, data = _usernames(payload), _data(payload)
+    return _task_ok(task_id, lambda w: w.operations.add_sign(
+        task_id, actor(), names, _text(payload, "position") or "", _text(payload, "opinion"), data))

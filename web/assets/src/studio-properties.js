@@ -184,38 +184,45 @@ export function setCondition(injector, flow, body) {
 }
 
 // ------------------------------------------------------------------ entries
-function spiffText(id, name, label, description, validate) {
+const ENTRY_KINDS = {
+  text: [TextFieldEntry, isTextFieldEntryEdited],
+  textarea: [TextAreaEntry, isTextAreaEntryEdited],
+  select: [SelectEntry, isSelectEntryEdited],
+  checkbox: [CheckboxEntry, isCheckboxEntryEdited],
+};
+
+// One panel entry: fields(element, injector) gives the entry's label, getValue, setValue, ...;
+// only the text kinds use the debounce they are given.
+function entry(id, kind, fields) {
+  const [Entry, isEdited] = ENTRY_KINDS[kind];
   return {
     id,
-    isEdited: isTextFieldEntryEdited,
-    component: (props) => {
-      const { element } = props;
+    isEdited,
+    component: ({ element }) => {
       const injector = useService('injector');
       const debounce = useService('debounceInput');
-      return TextFieldEntry({
-        element, id, label, description, debounce, validate,
-        getValue: () => getSpiffProperty(element, name) || '',
-        setValue: (value) => setSpiffProperty(injector, element, name, (value || '').trim()),
-      });
+      return Entry({ element, id, debounce, ...fields(element, injector) });
     },
   };
 }
 
+const UNSET = { value: '', label: '(未设置)' };
+
+function spiffText(id, name, label, description, validate) {
+  return entry(id, 'text', (element, injector) => ({
+    label, description, validate,
+    getValue: () => getSpiffProperty(element, name) || '',
+    setValue: (value) => setSpiffProperty(injector, element, name, (value || '').trim()),
+  }));
+}
+
 function spiffSelect(id, name, label, options, description) {
-  return {
-    id,
-    isEdited: isSelectEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const injector = useService('injector');
-      return SelectEntry({
-        element, id, label, description,
-        getValue: () => getSpiffProperty(element, name) || '',
-        setValue: (value) => setSpiffProperty(injector, element, name, value),
-        getOptions: () => [{ value: '', label: '(未设置)' }, ...options()],
-      });
-    },
-  };
+  return entry(id, 'select', (element, injector) => ({
+    label, description,
+    getValue: () => getSpiffProperty(element, name) || '',
+    setValue: (value) => setSpiffProperty(injector, element, name, value),
+    getOptions: () => [UNSET, ...options()],
+  }));
 }
 
 // the same limits as engine/step_rules.py step_rule_problems (the server's check decides)
@@ -233,153 +240,79 @@ export function attachmentsProblem(value) {
 }
 
 function opinionRequiredEntry() {
-  const id = 'xf-opinion-required';
-  return {
-    id,
-    isEdited: isCheckboxEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const injector = useService('injector');
-      return CheckboxEntry({
-        element, id, label: '必须填写意见(opinionRequired)',
-        description: '勾选后本步骤的每个操作(包括通过)都必须填写审批意见;不勾选时仅不通过、退回须填写',
-        getValue: () => getSpiffProperty(element, 'opinionRequired') === 'true',
-        setValue: (checked) => setSpiffProperty(injector, element, 'opinionRequired', checked ? 'true' : ''),
-      });
-    },
-  };
+  return entry('xf-opinion-required', 'checkbox', (element, injector) => ({
+    label: '必须填写意见(opinionRequired)',
+    description: '勾选后本步骤的每个操作(包括通过)都必须填写审批意见;不勾选时仅不通过、退回须填写',
+    getValue: () => getSpiffProperty(element, 'opinionRequired') === 'true',
+    setValue: (checked) => setSpiffProperty(injector, element, 'opinionRequired', checked ? 'true' : ''),
+  }));
 }
 
 function actionEntry(action, label) {
-  const id = `xf-action-${action}`;
-  return {
-    id,
-    isEdited: isCheckboxEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const injector = useService('injector');
-      return CheckboxEntry({
-        element, id, label: `允许${label}(${action})`,
-        getValue: () => getActions(element).includes(action),
-        setValue: (checked) => setAction(injector, element, action, checked),
-      });
-    },
-  };
+  return entry(`xf-action-${action}`, 'checkbox', (element, injector) => ({
+    label: `允许${label}(${action})`,
+    getValue: () => getActions(element).includes(action),
+    setValue: (checked) => setAction(injector, element, action, checked),
+  }));
 }
 
 function laneRoleEntry(config) {
-  const id = 'xf-lane-role';
-  return {
-    id,
-    isEdited: isSelectEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const injector = useService('injector');
-      return SelectEntry({
-        element, id, label: '角色(谁办理此泳道的任务)',
-        description: '泳道名称将写为 “中文名 (角色代码)”',
-        getValue: () => roleOfLane(getBusinessObject(element).name),
-        setValue: (value) => setLaneRole(injector, element, value, config.roles),
-        getOptions: () => [{ value: '', label: '(未设置)' },
-          ...config.roles.map((r) => ({ value: r.code, label: `${r.name} (${r.code})` }))],
-      });
-    },
-  };
+  return entry('xf-lane-role', 'select', (element, injector) => ({
+    label: '角色(谁办理此泳道的任务)',
+    description: '泳道名称将写为 “中文名 (角色代码)”',
+    getValue: () => roleOfLane(getBusinessObject(element).name),
+    setValue: (value) => setLaneRole(injector, element, value, config.roles),
+    getOptions: () => [UNSET, ...config.roles.map((r) => ({ value: r.code, label: `${r.name} (${r.code})` }))],
+  }));
 }
 
 function decisionEntry(config) {
-  const id = 'xf-decision';
-  return {
-    id,
-    isEdited: isSelectEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const injector = useService('injector');
-      return SelectEntry({
-        element, id, label: '决策表(DMN)',
-        getValue: () => getCalledDecision(element) || '',
-        setValue: (value) => setCalledDecision(injector, element, value),
-        getOptions: () => [{ value: '', label: '(未设置)' },
-          ...config.decisions().map((d) => ({ value: d.id, label: `${d.name || d.id} (${d.id})` }))],
-      });
-    },
-  };
+  return entry('xf-decision', 'select', (element, injector) => ({
+    label: '决策表(DMN)',
+    getValue: () => getCalledDecision(element) || '',
+    setValue: (value) => setCalledDecision(injector, element, value),
+    getOptions: () => [UNSET,
+      ...config.decisions().map((d) => ({ value: d.id, label: `${d.name || d.id} (${d.id})` }))],
+  }));
 }
 
 function timerDaysEntries() {
   return [
-    {
-      id: 'xf-timer-days',
-      isEdited: isTextFieldEntryEdited,
-      component: (props) => {
-        const { element } = props;
-        const injector = useService('injector');
-        const debounce = useService('debounceInput');
-        return TextFieldEntry({
-          element, id: 'xf-timer-days', label: '期限(天)', debounce,
-          description: '按天数设置定时器;也可在“定时器”组直接写表达式',
-          validate: (v) => (!v || /^\d+$/.test(v) ? null : '请输入天数'),
-          getValue: () => getTimerDays(element).days,
-          setValue: (value) => setTimerDays(injector, element, value, getTimerDays(element).kind || 'natural'),
-        });
-      },
-    },
-    {
-      id: 'xf-timer-kind',
-      isEdited: isSelectEntryEdited,
-      component: (props) => {
-        const { element } = props;
-        const injector = useService('injector');
-        return SelectEntry({
-          element, id: 'xf-timer-kind', label: '计日方式',
-          getValue: () => getTimerDays(element).kind,
-          setValue: (value) => setTimerDays(injector, element, getTimerDays(element).days, value),
-          getOptions: () => [{ value: '', label: '(自定义表达式)' }, { value: 'natural', label: '自然日' },
-            { value: 'working', label: '工作日(法定节假日除外)' }],
-        });
-      },
-    },
+    entry('xf-timer-days', 'text', (element, injector) => ({
+      label: '期限(天)',
+      description: '按天数设置定时器;也可在“定时器”组直接写表达式',
+      validate: (v) => (!v || /^\d+$/.test(v) ? null : '请输入天数'),
+      getValue: () => getTimerDays(element).days,
+      setValue: (value) => setTimerDays(injector, element, value, getTimerDays(element).kind || 'natural'),
+    })),
+    entry('xf-timer-kind', 'select', (element, injector) => ({
+      label: '计日方式',
+      getValue: () => getTimerDays(element).kind,
+      setValue: (value) => setTimerDays(injector, element, getTimerDays(element).days, value),
+      getOptions: () => [{ value: '', label: '(自定义表达式)' }, { value: 'natural', label: '自然日' },
+        { value: 'working', label: '工作日(法定节假日除外)' }],
+    })),
   ];
 }
 
 function conditionEntry() {
-  const id = 'xf-condition';
-  return {
-    id,
-    isEdited: isTextFieldEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const injector = useService('injector');
-      const debounce = useService('debounceInput');
-      return TextFieldEntry({
-        element, id, label: '条件表达式', debounce,
-        description: '如 review_result == "同意";可用表单字段、决策表输出、settings["键"]',
-        getValue: () => {
-          const cond = getBusinessObject(element).get('conditionExpression');
-          return cond ? cond.body : '';
-        },
-        setValue: (value) => setCondition(injector, element, (value || '').trim()),
-      });
+  return entry('xf-condition', 'text', (element, injector) => ({
+    label: '条件表达式',
+    description: '如 review_result == "同意";可用表单字段、决策表输出、settings["键"]',
+    getValue: () => {
+      const cond = getBusinessObject(element).get('conditionExpression');
+      return cond ? cond.body : '';
     },
-  };
+    setValue: (value) => setCondition(injector, element, (value || '').trim()),
+  }));
 }
 
 function scriptEntry() {
-  const id = 'xf-script';
-  return {
-    id,
-    isEdited: isTextAreaEntryEdited,
-    component: (props) => {
-      const { element } = props;
-      const modeling = useService('modeling');
-      const debounce = useService('debounceInput');
-      return TextAreaEntry({
-        element, id, label: '脚本(每行 “变量 = 表达式”)', debounce, rows: 4,
-        getValue: () => getBusinessObject(element).get('script') || '',
-        setValue: (value) => modeling.updateProperties(element, { scriptFormat: 'python', script: value || '' }),
-      });
-    },
-  };
+  return entry('xf-script', 'textarea', (element, injector) => ({
+    label: '脚本(每行 “变量 = 表达式”)', rows: 4,
+    getValue: () => getBusinessObject(element).get('script') || '',
+    setValue: (value) => injector.get('modeling').updateProperties(element, { scriptFormat: 'python', script: value || '' }),
+  }));
 }
 
 const ISO_DURATION = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/;

@@ -228,17 +228,22 @@ def form_values(form) -> dict:
 @login_required
 def complete(task_id: int):
     action = request.form.get("action", "")
+    return _submit_task_form(task_id, lambda w, opinion, data: w.cases.complete_task(
+        task_id, actor(), action, opinion, data, client_addr=client_addr(),
+        return_to=request.form.get("return_to") or None).id, "已提交")
+
+
+def _submit_task_form(task_id: int, operation, done: str):
+    """Run a task page form's ``operation(w, opinion, data)``, which returns the case id, and go to the case;
+    on bad input show the task page again with the errors and what was entered."""
     opinion = request.form.get("opinion", "")
     data = form_values(request.form)
     try:
         with work() as w:
-            row = w.cases.get_task(task_id, actor())
-            case_id = row.case_id
-            w.cases.complete_task(task_id, actor(), action, opinion, data, client_addr=client_addr(),
-                                  return_to=request.form.get("return_to") or None)
+            case_id = operation(w, opinion, data)
     except ValidationError as exc:
         return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
-    flash("已提交", "success")
+    flash(done, "success")
     return redirect(url_for("cases.show", case_id=case_id))
 
 
@@ -257,31 +262,24 @@ def delegate(task_id: int):
 @bp.route("/tasks/<int:task_id>/resolve", methods=["POST"])
 @login_required
 def resolve(task_id: int):
-    opinion = request.form.get("opinion", "")
-    data = form_values(request.form)
     case_id = _case_of_task(task_id)
-    try:
-        with work() as w:
-            w.operations.resolve(task_id, actor(), opinion, data)
-    except ValidationError as exc:
-        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
-    flash("已处理完成,任务已交还委派人", "success")
-    return redirect(url_for("cases.show", case_id=case_id))
+
+    def operation(w, opinion, data):
+        w.operations.resolve(task_id, actor(), opinion, data)
+        return case_id
+    return _submit_task_form(task_id, operation, "已处理完成,任务已交还委派人")
 
 
 @bp.route("/tasks/<int:task_id>/add-sign", methods=["POST"])
 @login_required
 def add_sign(task_id: int):
     """加签 from the task page: 前加签 ignores the form; 后加签 submits it as the holder's approval."""
-    opinion = request.form.get("opinion", "")
     position = request.form.get("sign_position", "")
-    data = form_values(request.form)
     case_id = _case_of_task(task_id)
-    try:
-        with work() as w:
-            w.operations.add_sign(task_id, actor(), _usernames(request.form.get("sign_to", "")), position, opinion,
-                                  data if position == "after" else None)
-    except ValidationError as exc:
-        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
-    flash("已加签" + ("(前加签),等待加签人处理" if position == "before" else "(后加签),加签人同意后生效"), "success")
-    return redirect(url_for("cases.show", case_id=case_id))
+
+    def operation(w, opinion, data):
+        w.operations.add_sign(task_id, actor(), _usernames(request.form.get("sign_to", "")), position, opinion,
+                              data if position == "after" else None)
+        return case_id
+    return _submit_task_form(task_id, operation, "已加签" + (
+        "(前加签),等待加签人处理" if position == "before" else "(后加签),加签人同意后生效"))

@@ -70,6 +70,19 @@ def _in_threads(fn, n: int = 2) -> list[object]:
     return results
 
 
+def _two_timer_workers_at_once(db) -> list[object]:
+    """Two TimerWorkers, each run_once() in its own thread at the same moment; their results."""
+    workers = iter([TimerWorker(db.factory, db.clock, name=f"w{i}") for i in range(2)])
+    lock = threading.Lock()
+
+    def run() -> int:
+        with lock:
+            worker = next(workers)
+        return worker.run_once()
+
+    return _in_threads(run)
+
+
 def _assert_each_fired_once(db, case_ids: list[int], timer_name: str = "follow_up_timer",
                             title: str = "退出满六个月", next_step: str = "follow_up_visit") -> None:
     with db.uow() as work:
@@ -102,16 +115,7 @@ def test_two_simultaneous_ticks_in_one_transaction_each_fire_every_due_timer_exa
 def test_two_timer_workers_at_the_end_of_the_village_notice_fire_every_notice_timer_exactly_once(db):
     case_ids = _in_village_notice(db, 3)
     db.clock.advance(timedelta(days=D.NOTICE_DAYS, hours=1))
-    workers = [TimerWorker(db.factory, db.clock, name=f"w{i}") for i in range(2)]
-    it = iter(workers)
-    lock = threading.Lock()
-
-    def run() -> int:
-        with lock:
-            worker = next(it)
-        return worker.run_once()
-
-    results = _in_threads(run)
+    results = _two_timer_workers_at_once(db)
     assert all(isinstance(r, int) for r in results), results
     assert sum(results) == 3
     _assert_each_fired_once(db, case_ids, "village_notice_timer", "村级公示期满", "township_recheck")
@@ -120,16 +124,7 @@ def test_two_timer_workers_at_the_end_of_the_village_notice_fire_every_notice_ti
 def test_two_timer_workers_running_at_once_fire_every_due_timer_exactly_once(db):
     case_ids = _exited_cases(db, 3)
     db.clock.advance(timedelta(days=200))
-    workers = [TimerWorker(db.factory, db.clock, name=f"w{i}") for i in range(2)]
-    it = iter(workers)
-    lock = threading.Lock()
-
-    def run() -> int:
-        with lock:
-            worker = next(it)
-        return worker.run_once()
-
-    results = _in_threads(run)
+    results = _two_timer_workers_at_once(db)
     assert all(isinstance(r, int) for r in results), results
     assert sum(results) == 3
     _assert_each_fired_once(db, case_ids)

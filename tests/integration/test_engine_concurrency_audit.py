@@ -25,6 +25,15 @@ def _second_village_cadre(db) -> None:
                                    [("village_cadre", VILLAGE)])
 
 
+def _run_to_end(threads: list[threading.Thread]) -> None:
+    """Start the threads together and wait for each; none may hang."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+
+
 def _race(db, task_id: int, usernames: list[str], data: dict, monkeypatch) -> list[object]:
     """Each thread opens its own unit of work and completes task_id at the same moment.
 
@@ -52,12 +61,7 @@ def _race(db, task_id: int, usernames: list[str], data: dict, monkeypatch) -> li
         except Exception as exc:  # reported through results, never swallowed silently
             results[i] = exc
 
-    threads = [threading.Thread(target=work_on, args=(i,)) for i in range(len(actors))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
+    _run_to_end([threading.Thread(target=work_on, args=(i,)) for i in range(len(actors))])
     monkeypatch.undo()
     return results
 
@@ -214,12 +218,7 @@ def test_an_objection_that_read_the_case_before_the_timer_worker_fired_is_a_conf
         finally:
             worker_done.set()
 
-    threads = [threading.Thread(target=object_, name="objection"), threading.Thread(target=tick, name="worker")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker hung"
+    _run_to_end([threading.Thread(target=object_, name="objection"), threading.Thread(target=tick, name="worker")])
     monkeypatch.undo()
 
     assert isinstance(results["objection"], ConflictError), results

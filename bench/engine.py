@@ -88,6 +88,7 @@ from engine.models import (  # noqa: E402
 )
 from engine.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
 from engine.settings import database_url  # noqa: E402
+from engine.step_rules import spec_properties  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
@@ -355,7 +356,7 @@ class NaivePath:
 
 
 def _notice_kind(task) -> str | None:
-    return getattr(task.task_spec, "extensions", {}).get("properties", {}).get("noticeKind")
+    return spec_properties(task.task_spec).get("noticeKind")
 
 
 def _next_due(wf) -> datetime | None:

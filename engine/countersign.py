@@ -41,6 +41,8 @@ from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
+from engine.step_rules import spec_properties
+
 SIGN_MODES = {"all": "会签", "any": "或签", "ratio": "会签"}
 TALLY_KEYS = ("nr_of_instances", "nr_of_completed_instances", "nr_of_approvals", "nr_of_rejections")
 
@@ -126,7 +128,7 @@ def signer_of(task) -> Any:
 
 
 def sign_mode(task_spec) -> str:
-    mode = getattr(task_spec, "extensions", {}).get("properties", {}).get("signMode", "all")
+    mode = spec_properties(task_spec).get("signMode", "all")
     return mode if mode in SIGN_MODES else "all"
 
 

@@ -19,6 +19,7 @@ from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
 
 from engine import countersign
+from engine.step_rules import spec_properties
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,6 @@ class ReturnTarget:
 
     task: Any
     via_join: Any = None
-
-
-def _props(task_spec) -> dict[str, str]:
-    return getattr(task_spec, "extensions", {}).get("properties", {})
 
 
 def _ancestor_ids(task) -> set:
@@ -103,7 +100,7 @@ def earlier_user_steps(task) -> list[ReturnTarget]:
     earlier, seen = [], {task.task_spec.bpmn_id}
     for target in _path(task.parent, None, None):
         node = target.task
-        if _props(node.task_spec).get("noticeKind"):
+        if spec_properties(node.task_spec).get("noticeKind"):
             continue
         if countersign.user_step_spec(node.task_spec) and node.state == TaskState.COMPLETED \
                 and node.task_spec.bpmn_id not in seen:

@@ -63,7 +63,8 @@ from engine.models import (
 from engine.notify import NotificationService
 from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
 from engine.signatures import require_signature
-from engine.step_rules import missing_opinion_message, step_properties
+from engine.step_rules import missing_opinion_message, step_properties, step_spec
+from engine.step_rules import spec_properties as _props
 
 MAX_OPINION_LENGTH = 2000
 MAX_TIMER_ATTEMPTS = 5
@@ -83,10 +84,6 @@ def checked_opinion(opinion: str | None, required: str | None = None) -> str:
     if required and not opinion:
         raise ValidationError("请填写意见", {"opinion": required})
     return opinion
-
-
-def _props(task_spec) -> dict[str, str]:
-    return getattr(task_spec, "extensions", {}).get("properties", {})
 
 
 def task_actions(task_spec) -> list[str]:
@@ -620,12 +617,7 @@ class CaseService:
         """The notice kind an open task row is completed by issuing (its step's ``noticeKind``), if any."""
         if ISSUE_ACTION not in row.actions.split(","):
             return None
-        spec, subprocess_specs = self.definitions.specs(self._case_of(row).version)
-        for process in (spec, *subprocess_specs.values()):
-            for task_spec in process.task_specs.values():
-                if getattr(task_spec, "bpmn_id", None) == row.spec_name and _props(task_spec).get("noticeKind"):
-                    return _props(task_spec)["noticeKind"]
-        return None
+        return _props(step_spec(self.definitions, self._case_of(row).version, row.spec_name)).get("noticeKind")
 
     def _ready_task(self, workflow: BpmnWorkflow, row: TaskRow):
 

@@ -20,6 +20,7 @@ from engine.assignment import Actor
 from engine.errors import ConflictError, ForbiddenError, ValidationError
 from engine.expressions import CHINA_TZ
 from engine.models import Attachment, TaskRow, TaskStatus
+from engine.step_rules import spec_properties, step_spec
 
 SIGNATURE_KIND = "signature"
 SIGNATURE_MODES = ("required", "optional")
@@ -41,7 +42,7 @@ class SignatureRule:
 
 def signature_rule(task_spec) -> SignatureRule | None:
     """The signature a task spec asks for, from its ``signature``/``signatureLabel`` properties."""
-    props = getattr(task_spec, "extensions", {}).get("properties", {})
+    props = spec_properties(task_spec)
     mode = (props.get("signature") or "").strip()
     if mode not in SIGNATURE_MODES:
         return None
@@ -50,7 +51,7 @@ def signature_rule(task_spec) -> SignatureRule | None:
 
 def signature_property_problem(task_spec) -> str | None:
     """Why a task's ``signature`` property is invalid (for deploy checks), or None."""
-    props = getattr(task_spec, "extensions", {}).get("properties", {})
+    props = spec_properties(task_spec)
     if "signature" in props and props["signature"].strip() not in SIGNATURE_MODES:
         return f"signature 只能是 {' 或 '.join(SIGNATURE_MODES)}"
     return None
@@ -103,12 +104,7 @@ class SignatureService:
 
     def rule_for(self, row: TaskRow) -> SignatureRule | None:
         """The signature the task's step asks for (read from the version's spec, no case load)."""
-        spec, subprocess_specs = self.cases.definitions.specs(row.case.version)
-        for process in (spec, *subprocess_specs.values()):
-            for task_spec in process.task_specs.values():
-                if getattr(task_spec, "bpmn_id", None) == row.spec_name:
-                    return signature_rule(task_spec)
-        return None
+        return signature_rule(step_spec(self.cases.definitions, row.case.version, row.spec_name))
 
     def add_signature(self, task_id: int, actor: Actor, content: bytes) -> Attachment:
         """Store a handwritten signature (PNG) for an open task the actor works on.

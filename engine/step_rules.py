@@ -29,18 +29,25 @@ OPINION_MISSING_REJECT = "不通过或退回时必须填写意见"
 BOOLEAN_VALUES = ("true", "false")
 
 
-def _props(task_spec) -> dict[str, str]:
+def spec_properties(task_spec) -> dict[str, str]:
+    """A task spec's ``spiffworkflow:properties`` ({} when it has none)."""
     return getattr(task_spec, "extensions", {}).get("properties", {})
+
+
+def step_spec(definitions, version, spec_name: str):
+    """The task spec of step spec_name in a version, the one carrying its properties (read from the
+    version's spec, no case load), or None."""
+    spec, subprocess_specs = definitions.specs(version)
+    for process in (spec, *subprocess_specs.values()):
+        for task_spec in process.task_specs.values():
+            if getattr(task_spec, "bpmn_id", None) == spec_name and spec_properties(task_spec):
+                return task_spec
+    return None
 
 
 def step_properties(definitions, version, spec_name: str) -> dict[str, str]:
     """The properties of the user task spec_name in a version (read from its spec, no case load)."""
-    spec, subprocess_specs = definitions.specs(version)
-    for process in (spec, *subprocess_specs.values()):
-        for task_spec in process.task_specs.values():
-            if getattr(task_spec, "bpmn_id", None) == spec_name and _props(task_spec):
-                return _props(task_spec)
-    return {}
+    return spec_properties(step_spec(definitions, version, spec_name))
 
 
 def opinion_required(props: dict[str, str]) -> bool:

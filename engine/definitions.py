@@ -31,6 +31,7 @@ from engine.errors import DefinitionError, NotFoundError, UnsafeExpressionError
 from engine.expressions import check_expression, parse_script
 from engine.models import Procedure, ProcedureVersion
 from engine.serialization import SPEC_CACHE, spec_to_json
+from engine.step_rules import spec_properties
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 ALLOWED_ACTIONS = ("approve", "reject", "return")
@@ -302,7 +303,7 @@ def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
             if not isinstance(task_spec, UserTask):
                 continue
             label = f"{task_spec.bpmn_name or ''}[{task_spec.bpmn_id}]"
-            props = task_spec.extensions.get("properties", {})
+            props = spec_properties(task_spec)
             role = role_of_lane(task_spec.lane)
             if role is None:
                 problems.append((label, "用户任务必须位于泳道中(泳道名 = 角色代码)"))

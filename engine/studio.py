@@ -94,7 +94,7 @@ from engine.models import (
 )
 from engine.runtime import CaseService, _completed_path, _is_timer, _prune_event_manager, _timer_due, task_actions
 from engine.serialization import FULL_SERIALIZER, SERIALIZER_VERSION, dump_state, load_state
-from engine.step_rules import step_rule_problems
+from engine.step_rules import spec_properties, step_rule_problems
 
 # ----------------------------------------------------------------------------- limits
 MAX_ZIP_BYTES = 5 * 1024 * 1024
@@ -1068,7 +1068,7 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
 
 def _sandbox_user_task(bundle: ProcedureBundle, task, data: dict[str, Any], per_step: dict[str, Any]) -> DryRunStep:
     spec = task.task_spec
-    props = spec.extensions.get("properties", {})
+    props = spec_properties(spec)
     schema = json.loads(bundle.files.get(f"form/{props.get('formKey')}", '{"components": []}'))
     values = {**data, **(per_step.get(spec.bpmn_id) or {})}
     keys = {c["key"] for c in forms_mod.input_components(schema)}
@@ -1088,8 +1088,7 @@ def _sandbox_user_task(bundle: ProcedureBundle, task, data: dict[str, Any], per_
 def _sandbox_status(workflow: BpmnWorkflow, completed: bool) -> str:
     latest, latest_time = None, -1.0
     for task in workflow.get_tasks(state=TaskState.COMPLETED):
-        value = task.task_spec.extensions.get("properties", {}).get("caseStatus") if hasattr(
-            task.task_spec, "extensions") else None
+        value = spec_properties(task.task_spec).get("caseStatus")
         if value and task.last_state_change > latest_time:
             latest, latest_time = value, task.last_state_change
     if latest:
@@ -1655,7 +1654,7 @@ class StudioService:
             row.lane = spec.lane
             row.role_code = role
             row.scope_code = scope_for(case.region_code, level)
-            row.form_key = spec.extensions.get("properties", {}).get("formKey")
+            row.form_key = spec_properties(spec).get("formKey")
             row.actions = ",".join(task_actions(spec))
         self.session.flush()
 

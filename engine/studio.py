@@ -1114,10 +1114,6 @@ class StudioService:
         if not actor.is_admin:
             raise ForbiddenError("只有管理员可以使用流程设计")
 
-    @staticmethod
-    def admin_covers(actor: Actor, region_code: str) -> bool:
-        return actor.admin_covers(region_code)
-
     # -- ownership (the rule itself is engine/assignment.py may_change_procedure)
     def root_regions(self) -> list[str]:
         if self._roots is None:
@@ -1525,7 +1521,7 @@ class StudioService:
     def _running_cases(self, actor: Actor, version: ProcedureVersion) -> list[Case]:
         rows = self.session.scalars(select(Case).where(Case.procedure_version_id == version.id,
                                                        Case.status == CaseStatus.running).order_by(Case.id))
-        return [c for c in rows if self.admin_covers(actor, c.region_code)]
+        return [c for c in rows if actor.admin_covers(c.region_code)]
 
     def migration_preview(self, actor: Actor, from_id: int, to_id: int) -> list[MigrationCheck]:
         """For each running case of the old version in the admin's regions: can it move, and if not why.
@@ -1552,7 +1548,7 @@ class StudioService:
         for case_id in sorted(set(case_ids)):
             case = self.cases._lock_case(case_id)
             if case.procedure_version_id != old.id or case.status != CaseStatus.running \
-                    or not self.admin_covers(actor, case.region_code):
+                    or not actor.admin_covers(case.region_code):
                 results.append(MigrationCheck(case_id, case.title, case.region_code, [], False,
                                               ["案件不在此版本上运行,或不在您的管辖范围内"]))
                 continue

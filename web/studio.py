@@ -99,7 +99,7 @@ def _refusing(action: str):
             try:
                 return view(*args, **kwargs)
             except XiangFlowError as exc:
-                _record(f"studio_{action}_refused", str(exc), {"problems": _problems_of(exc)[:50]} or None)
+                _record(f"studio_{action}_refused", str(exc), {"problems": _problems_of(exc)[:50]})
                 raise
         inner.__name__ = view.__name__
         return inner

@@ -62,7 +62,6 @@ import traceback  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
 from sqlalchemy import Integer, Text, event, func, select, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
@@ -86,6 +85,7 @@ from engine.models import (  # noqa: E402
     TimerStatus,
     User,
 )
+from engine.runtime import _is_timer, _timer_due  # noqa: E402
 from engine.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
 from engine.settings import database_url  # noqa: E402
 from engine.step_rules import spec_properties  # noqa: E402
@@ -361,14 +361,8 @@ def _notice_kind(task) -> str | None:
 
 def _next_due(wf) -> datetime | None:
     """The earliest due time of the workflow's waiting timers (frozen when they started waiting)."""
-    dues = []
-    for task in wf.get_tasks(state=TaskState.WAITING):
-        if isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
-            value = task.internal_data.get("event_value")
-            value = value.get("next") if isinstance(value, dict) else value
-            if value is not None:
-                dues.append(TimerEventDefinition.get_datetime(value))
-    return min(dues) if dues else None
+    dues = [_timer_due(task) for task in wf.get_tasks(state=TaskState.WAITING) if _is_timer(task)]
+    return min((due for due in dues if due is not None), default=None)
 
 
 PATHS = {"xiangflow": XiangFlowPath, "naive": NaivePath}

@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 from engine import demo_data as D
 from engine.bootstrap import DEMO_PASSWORD
+from tests.e2e.forms_support import fill_household_check
 from tests.e2e.signature_support import sign_on_pad
 from web.filters import cn_datetime
 
@@ -108,25 +109,6 @@ def expect_notice_over(page: Page, now_at: str, objection: str) -> None:
     expect(page.get_by_test_id(f"event-{objection}")).to_have_count(0)
 
 
-def fill_household_check(page: Page, *, skip: str | None = None) -> None:
-    d = D.HOUSEHOLD_CHECK
-    page.get_by_label(d["trigger"], exact=True).check()
-    page.locator("#f_pre_assessment_date").fill(d["pre_assessment_date"])
-    page.get_by_label("一查:帮扶措施已精准落实").check()
-    page.get_by_label("二查:“两不愁三保障”及饮水安全已实现").check()
-    if skip != "industry_employment":
-        page.get_by_label("三查:家庭产业就业情况").fill(d["industry_employment"])
-    page.locator("#f_household_size").fill(str(d["household_size"]))
-    page.get_by_label("家庭年人均纯收入(元)").fill(str(d["annual_income_per_capita"]))
-    page.locator("#f_income_spending").fill(d["income_spending"])
-    page.locator("#f_special_category").select_option(d["special_category"])
-    page.locator("#f_check_date").fill(d["check_date"])
-    page.get_by_label("核查结果已经监测户签字认可").check()
-    page.get_by_label("审批意见").fill("入户核查完毕,四查情况属实。")
-    if skip is None:  # the household signs on the pad (农户签字) before the check is submitted
-        sign_on_pad(page)
-
-
 def fill_village_review(page: Page) -> None:
     d = D.VILLAGE_REVIEW
     page.locator("#f_review_date").fill(d["review_date"])
@@ -175,6 +157,7 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     expect(page.locator("#f_check_date")).to_have_value(D.HOUSEHOLD_CHECK["check_date"])
 
     fill_household_check(page)
+    sign_on_pad(page)  # the household signs on the pad (农户签字) before the check is submitted
     page.get_by_role("button", name="提交").click()
     expect_submitted(page, case_id, "民主评议")
 

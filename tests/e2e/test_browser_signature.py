@@ -10,27 +10,11 @@ from PIL import Image
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from engine import demo_data as D
 from engine.models import Attachment
+from tests.e2e.forms_support import fill_household_check
 from tests.e2e.signature_support import draw_on_pad, sign_on_pad
 
 pytestmark = pytest.mark.e2e
-
-
-def fill_household_check(page) -> None:
-    d = D.HOUSEHOLD_CHECK
-    page.get_by_label(d["trigger"], exact=True).check()
-    page.locator("#f_pre_assessment_date").fill(d["pre_assessment_date"])
-    page.get_by_label("一查:帮扶措施已精准落实").check()
-    page.get_by_label("二查:“两不愁三保障”及饮水安全已实现").check()
-    page.get_by_label("三查:家庭产业就业情况").fill(d["industry_employment"])
-    page.locator("#f_household_size").fill(str(d["household_size"]))
-    page.get_by_label("家庭年人均纯收入(元)").fill(str(d["annual_income_per_capita"]))
-    page.locator("#f_income_spending").fill(d["income_spending"])
-    page.locator("#f_special_category").select_option(d["special_category"])
-    page.locator("#f_check_date").fill(d["check_date"])
-    page.get_by_label("核查结果已经监测户签字认可").check()
-    page.get_by_label("审批意见").fill("入户核查完毕,农户已签字。")
 
 
 def signatures(db, task_id: int) -> list[bytes]:
@@ -49,7 +33,7 @@ def test_the_household_signs_on_the_pad_and_the_case_page_shows_the_signature_wi
     expect(page.get_by_test_id("signature-pad")).to_contain_text("农户签字")
     expect(page.get_by_test_id("signature-status")).to_have_text("尚未签字")
 
-    fill_household_check(page)  # submitted unsigned: refused, nothing moves
+    fill_household_check(page, opinion="入户核查完毕,农户已签字。")  # submitted unsigned: refused, nothing moves
     page.get_by_role("button", name="提交").click()
     expect(page.get_by_test_id("signature-error")).to_have_text("请先由农户签字")
     assert [t.id for t in db.open_tasks(case_id)] == [row.id]
@@ -68,7 +52,7 @@ def test_the_household_signs_on_the_pad_and_the_case_page_shows_the_signature_wi
         assert (img.format, img.size) == ("PNG", (600, 200))
         assert img.convert("L").getextrema()[0] < 100  # dark strokes on white, not an empty canvas
 
-    fill_household_check(page)  # the 422 page kept the values, but the fields are filled again to be sure
+    fill_household_check(page, opinion="入户核查完毕,农户已签字。")  # the 422 page kept the values, but the fields are filled again to be sure
     page.get_by_role("button", name="提交").click()
     expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
     expect(page.get_by_test_id("current-steps")).to_have_text("民主评议")

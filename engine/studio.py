@@ -268,37 +268,6 @@ def empty_bpmn(process_id: str, name: str) -> str:
     )
 
 
-def empty_dmn(decision_id: str, name: str) -> str:
-    """A decision table with one input and one output, for a new DMN file."""
-    from xml.sax.saxutils import quoteattr
-
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" '
-        'xmlns:dmndi="https://www.omg.org/spec/DMN/20191111/DMNDI/" '
-        'xmlns:dc="http://www.omg.org/spec/DMN/20180521/DC/" '
-        f'id="Definitions_{decision_id}" name={quoteattr(name)} namespace="http://xiangflow.cn/dmn">\n'
-        f'  <decision id="{decision_id}" name={quoteattr(name)}>\n'
-        '    <decisionTable id="DecisionTable_1" hitPolicy="FIRST">\n'
-        '      <input id="Input_1" label="输入">\n'
-        '        <inputExpression id="InputExpression_1" typeRef="string"><text>input_value</text></inputExpression>\n'
-        '      </input>\n'
-        '      <output id="Output_1" label="结果" name="result" typeRef="string" />\n'
-        '    </decisionTable>\n'
-        '  </decision>\n'
-        '  <dmndi:DMNDI><dmndi:DMNDiagram id="DMNDiagram_1">\n'
-        f'    <dmndi:DMNShape id="DMNShape_{decision_id}" dmnElementRef="{decision_id}">'
-        '<dc:Bounds height="80" width="180" x="160" y="100" /></dmndi:DMNShape>\n'
-        '  </dmndi:DMNDiagram></dmndi:DMNDI>\n'
-        '</definitions>\n'
-    )
-
-
-def empty_form(form_key: str) -> str:
-    return json.dumps({"type": "default", "id": "Form_" + re.sub(r"\W", "_", form_key), "components": [],
-                       "schemaVersion": 16}, ensure_ascii=False, indent=2)
-
-
 # ----------------------------------------------------------------------------- checking files
 def check_file_set(files: Any) -> dict[str, str]:
     """Refuse a draft's file set whose shape is wrong before anything is parsed.

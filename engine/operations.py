@@ -303,8 +303,9 @@ class OperationsService:
         """The attachment kinds the row's step accepts ([] for ``attachments="none"``; engine/step_rules.py)."""
         return attachment_kinds(self.cases.step_properties(row))
 
-    def may_attach(self, row: TaskRow, actor: Actor) -> bool:
-        """Whether actor may attach files to this task: it is open and theirs to act on (or to resolve, 委派)."""
+    def acts_on(self, row: TaskRow, actor: Actor) -> bool:
+        """Whether the task is open and actor's to act on now (approve, reject, return; or resolve, delegate,
+        add co-signers): the one rule for attaching files to it and for the case page's own tasks."""
         return row.status == TaskStatus.open and bool(
             self.cases.allowed_actions(row, actor) or self.task_operations(row, actor))
 
@@ -341,7 +342,7 @@ class OperationsService:
                 raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
             if row.status != TaskStatus.open:
                 raise ConflictError("该任务已被处理,不能再上传附件")
-            if not self.may_attach(row, actor):
+            if not self.acts_on(row, actor):
                 raise ForbiddenError("您无权办理此任务,不能上传附件")
             kinds = self.accepted_kinds(row)
             if not kinds:

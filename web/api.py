@@ -158,7 +158,7 @@ def task(task_id: int):
                    return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)],
                    opinion_required=opinion_required(w.cases.step_properties(row)),
                    attachment_kinds=w.operations.accepted_kinds(row),
-                   may_attach=w.operations.may_attach(row, me))
+                   may_attach=w.operations.acts_on(row, me))
         rule = w.signatures.rule_for(row)
         if rule is not None:
             latest = w.signatures.latest(row.id)

@@ -26,7 +26,7 @@ def show(case_id: int):
         open_tasks = [t for t in tasks if t.status.value == "open"]
         # tasks claimed by (or transferred to) a colleague are theirs, not mine; delegated (委派) to me or
         # added to me as a co-signer (加签) are mine
-        my_tasks = [t for t in open_tasks if w.cases.allowed_actions(t, me) or w.operations.task_operations(t, me)]
+        my_tasks = [t for t in open_tasks if w.operations.acts_on(t, me)]
         return render_template(
             "case.html", case=case, tasks=tasks, timers=timers,
             history=w.inbox.case_history(case_id),
@@ -187,7 +187,7 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
             opinion=(submitted or {}).get("_opinion", ""),
             signature=w.signatures.rule_for(row), signed=w.signatures.latest(row.id),
             opinion_required=opinion_required(w.cases.step_properties(row)),
-            attachment_kinds=w.operations.accepted_kinds(row) if w.operations.may_attach(row, me) else [],
+            attachment_kinds=w.operations.accepted_kinds(row) if w.operations.acts_on(row, me) else [],
             progress=w.inbox.instance_progress([row]).get(row.id),
         ), status
 

@@ -23,20 +23,17 @@ class AdminService:
         if not actor.is_admin:
             raise ForbiddenError("只有管理员可以执行此操作")
 
-    def _admin_covers(self, actor: Actor, region_code: str) -> bool:
-        return actor.admin_covers(region_code)
-
     def incidents(self, actor: Actor) -> list[TimerRow]:
         """Timers that failed every attempt, in the admin's regions."""
         self.require_admin(actor)
         rows = self.session.scalars(select(TimerRow).where(TimerRow.status == TimerStatus.incident)
                                     .order_by(TimerRow.due_at).options(selectinload(TimerRow.case))).all()
-        return [r for r in rows if self._admin_covers(actor, r.case.region_code)]
+        return [r for r in rows if actor.admin_covers(r.case.region_code)]
 
     def _incident(self, actor: Actor, timer_id: int) -> TimerRow:
         self.require_admin(actor)
         timer = self.session.get(TimerRow, timer_id)
-        if timer is None or timer.status != TimerStatus.incident or not self._admin_covers(actor, timer.case.region_code):
+        if timer is None or timer.status != TimerStatus.incident or not actor.admin_covers(timer.case.region_code):
             raise NotFoundError("故障定时器不存在")
         return timer
 

@@ -81,6 +81,7 @@ from engine.pki import SOURCE_DEMO, KeyStore
 from engine.queries import merged_data
 from engine.regions import PREFIX_LENGTH, ancestor_at
 from engine.runtime import ISSUE_ACTION, CaseService
+from engine.step_rules import spec_properties
 
 log = logging.getLogger(__name__)
 
@@ -672,7 +673,7 @@ class NoticeService:
             spec, subprocess_specs = self.cases.definitions.specs(version)
             for process in (spec, *subprocess_specs.values()):
                 for task_spec in process.task_specs.values():
-                    if getattr(task_spec, "extensions", {}).get("properties", {}).get("noticeKind") == kind.code:
+                    if spec_properties(task_spec).get("noticeKind") == kind.code:
                         steps.add(task_spec.bpmn_id)
         return steps
 

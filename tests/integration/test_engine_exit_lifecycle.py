@@ -16,14 +16,13 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine import demo_data as D
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.expressions import CHINA_TZ as CHINA
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User
-from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 VILLAGE = "510921107001"  # a village of 宝梵镇, where demo_village holds village_cadre
 TOWNSHIP = "510921107000"  # 宝梵镇
@@ -256,42 +255,16 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
 
 
 # ----------------------------------------------------------------------------- 2. explicit save/restore
-def _snapshot(workflow) -> dict[str, object]:
-    """READY task spec names with their data, and waiting timers with their frozen due time."""
-    ready = sorted(
-        (t.task_spec.name, json.dumps(t.data, sort_keys=True, ensure_ascii=False, default=str))
-        for t in workflow.get_tasks(state=TaskState.READY)
-    )
-    waiting = sorted(
-        (t.task_spec.name, str(t.internal_data.get("event_value")))
-        for t in workflow.get_tasks(state=TaskState.WAITING)
-    )
-    return {"ready": ready, "waiting": waiting}
-
-
 def _round_trip_case_state(db, case_id: int) -> dict[str, object]:
-    """Load the stored workflow, dump and reload it, compare, and store the round-tripped state.
+    """Explicit SpiffWorkflow-level save/restore (roundtrip_support) on top of the service's own database
+    round trip; the restored READY user tasks are the open task rows."""
+    user_steps = {s[0] for s in STEPS} | {"follow_up_visit"} | {i[0] for i in ISSUANCE.values()}
 
-    The next engine step therefore runs on a workflow that went through an explicit
-    SpiffWorkflow-level save/restore on top of the service's own database round trip.
-    """
-    with db.uow() as work:
-        case = work.session.get(Case, case_id)
-        version = case.version
-        specs = work.definitions.specs(version)
-        first = load_state(case.state, case.serializer_version, specs, version.spec_json)
-        saved = dump_state(first)
-        second = load_state(saved, SERIALIZER_VERSION, specs, version.spec_json)
-        before, after = _snapshot(first), _snapshot(second)
-        assert after == before
-        assert dump_state(second) == saved  # restore → save is stable
-        assert second.is_completed() == first.is_completed()
-        open_names = sorted(r.spec_name for r in work.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)))
-        assert sorted(name for name, _data in after["ready"] if name in {s[0] for s in STEPS}
-                      | {"follow_up_visit"} | {i[0] for i in ISSUANCE.values()}) == open_names
-        case.state = saved
-        return {**after, "data": {name: json.loads(data) for name, data in after["ready"]}}
+    def check(session, _restored, after):
+        assert sorted(name for name, _data in after["ready"] if name in user_steps) == open_task_names(session, case_id)
+
+    after = round_trip_case(db, case_id, check)
+    return {**after, "data": {name: json.loads(data) for name, data in after["ready"]}}
 
 
 def test_exit_case_survives_an_explicit_spiff_save_and_restore_between_every_step(db):

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from lxml import etree
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.definitions import NS
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerStatus
-from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TimerStatus
+from engine.serialization import load_state
+from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 CODE = "housing_renovation"
 CHINA = timezone(timedelta(hours=8))
@@ -209,33 +209,14 @@ def test_each_step_has_its_due_time_and_the_inbox_of_its_level(db):
 
 
 # ----------------------------------------------------------------------------- save / restore
-def _snapshot(workflow) -> dict[str, object]:
-    ready = sorted((t.task_spec.name, json.dumps(t.data, sort_keys=True, ensure_ascii=False, default=str))
-                   for t in workflow.get_tasks(state=TaskState.READY))
-    waiting = sorted((t.task_spec.name, str(t.internal_data.get("event_value")))
-                     for t in workflow.get_tasks(state=TaskState.WAITING))
-    return {"ready": ready, "waiting": waiting}
-
-
 def _round_trip(db, case_id: int) -> dict[str, object]:
-    """dump_state/load_state the stored workflow, check nothing changed, and store the restored state,
-    so the next engine step runs on a workflow that went through an explicit save and restore."""
-    with db.uow() as work:
-        case = work.session.get(Case, case_id)
-        version = case.version
-        specs = work.definitions.specs(version)
-        first = load_state(case.state, case.serializer_version, specs, version.spec_json)
-        saved = dump_state(first)
-        second = load_state(saved, SERIALIZER_VERSION, specs, version.spec_json)
-        before, after = _snapshot(first), _snapshot(second)
-        assert after == before
-        assert dump_state(second) == saved
-        assert second.is_completed() == first.is_completed()
-        open_rows = sorted(r.spec_name for r in work.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)))
-        assert sorted(name for name, _d in after["ready"] if name in USER_TASKS) == open_rows
-        case.state = saved
-        return {**after, "data": {name: json.loads(data) for name, data in after["ready"]}}
+    """Explicit save/restore between steps (roundtrip_support); the restored READY user tasks are the
+    open task rows."""
+    def check(session, _restored, after):
+        assert sorted(name for name, _d in after["ready"] if name in USER_TASKS) == open_task_names(session, case_id)
+
+    after = round_trip_case(db, case_id, check)
+    return {**after, "data": {name: json.loads(data) for name, data in after["ready"]}}
 
 
 def test_straight_through_survives_an_explicit_save_and_restore_between_every_step(db):

@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from engine.errors import NotFoundError, ValidationError
 from engine.models import Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.serialization import load_state
+from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 PROCEDURE = "monitoring_identification"
 VILLAGE = "510921107001"  # a village of 宝梵镇, where demo_village holds village_cadre
@@ -296,37 +297,18 @@ def test_household_is_identified_within_the_limits_and_the_exit_proposal_starts_
 
 
 # ----------------------------------------------------------------------------- 2. save/restore
-def _snapshot(workflow) -> dict[str, object]:
-    ready = sorted((t.task_spec.name, json.dumps(t.data, sort_keys=True, ensure_ascii=False, default=str))
-                   for t in workflow.get_tasks(state=TaskState.READY))
-    waiting = sorted((t.task_spec.name, str(t.internal_data.get("event_value")))
-                     for t in workflow.get_tasks(state=TaskState.WAITING))
-    return {"ready": ready, "waiting": waiting}
-
-
 def _round_trip(db, case_id: int) -> dict[str, object]:
-    """Load the stored workflow, dump and reload it, compare, and store the round-tripped state,
-    so the next step runs on a workflow that went through an explicit SpiffWorkflow save/restore."""
-    with db.uow() as work:
-        case = work.session.get(Case, case_id)
-        version = case.version
-        specs = work.definitions.specs(version)
-        first = load_state(case.state, case.serializer_version, specs, version.spec_json)
-        saved = dump_state(first)
-        second = load_state(saved, SERIALIZER_VERSION, specs, version.spec_json)
-        after = _snapshot(second)
-        assert after == _snapshot(first)
-        assert dump_state(second) == saved
-        assert second.is_completed() == first.is_completed()
-        open_rows = sorted(r.spec_name for r in work.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)))
-        user_ready = sorted(t.task_spec.name for t in second.get_tasks(state=TaskState.READY, manual=True))
-        assert user_ready == open_rows
-        waiting_rows = sorted(t.spec_name for t in work.session.scalars(
+    """Explicit save/restore between steps (roundtrip_support); the restored manual READY tasks are the
+    open task rows, and every waiting timer row is a WAITING event in the restored workflow."""
+    def check(session, restored, after):
+        user_ready = sorted(t.task_spec.name for t in restored.get_tasks(state=TaskState.READY, manual=True))
+        assert user_ready == open_task_names(session, case_id)
+        waiting_rows = sorted(t.spec_name for t in session.scalars(
             select(TimerRow).where(TimerRow.case_id == case_id, TimerRow.status == TimerStatus.waiting)))
         assert set(waiting_rows) <= {n for n, _v in after["waiting"]}
-        case.state = saved
-        return {**after, "names": [n for n, _d in after["ready"]], "data": {n: json.loads(d) for n, d in after["ready"]}}
+
+    after = round_trip_case(db, case_id, check)
+    return {**after, "names": [n for n, _d in after["ready"]], "data": {n: json.loads(d) for n, d in after["ready"]}}
 
 
 def test_straight_through_survives_an_explicit_spiff_save_and_restore_between_every_step(db):

@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, Subject, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.serialization import load_state
+from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 PROCEDURE = "project_library"
 VILLAGE = "510921107001"  # the demo village of 宝梵镇
@@ -700,38 +701,16 @@ def test_a_return_from_acceptance_to_the_notice_reposts_it_and_restarts_implemen
 
 
 # ----------------------------------------------------------------------------- 9. save/restore between steps
-def _snapshot(workflow) -> dict[str, object]:
-    ready = sorted(
-        (t.task_spec.name.removesuffix(" [child]"), json.dumps(t.data, sort_keys=True, ensure_ascii=False, default=str))
-        for t in workflow.get_tasks(state=TaskState.READY)  # a 会签 step's instances: one per signer
-    )
-    waiting = sorted(
-        (t.task_spec.name, str(t.internal_data.get("event_value")))
-        for t in workflow.get_tasks(state=TaskState.WAITING)
-    )
-    return {"ready": ready, "waiting": waiting}
-
-
 def _round_trip(db, case_id: int) -> dict[str, object]:
-    """Load the stored workflow, dump and reload it, compare, and store the round-tripped state back,
-    so the next step runs on a workflow that went through an explicit SpiffWorkflow save/restore."""
-    with db.uow() as work:
-        case = work.session.get(Case, case_id)
-        version = case.version
-        specs = work.definitions.specs(version)
-        first = load_state(case.state, case.serializer_version, specs, version.spec_json)
-        saved = dump_state(first)
-        second = load_state(saved, SERIALIZER_VERSION, specs, version.spec_json)
-        before, after = _snapshot(first), _snapshot(second)
-        assert after == before
-        assert dump_state(second) == saved
-        assert second.is_completed() == first.is_completed()
-        open_rows = sorted(r.spec_name for r in work.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)))
+    """Explicit save/restore between steps (roundtrip_support); a 会签 step's READY instances, one per
+    signer, are named without SpiffWorkflow's " [child]" suffix."""
+    def check(session, _restored, after):
+        open_rows = open_task_names(session, case_id)
         assert sorted(name for name, _d in after["ready"] if name in set(open_rows) | _USER_STEPS) == open_rows
-        case.state = saved
-        return {"ready": [n for n, _d in after["ready"]], "waiting": [n for n, _v in after["waiting"]],
-                "data": {n: json.loads(d) for n, d in after["ready"]}}
+
+    after = round_trip_case(db, case_id, check, ready_name=lambda t: t.task_spec.name.removesuffix(" [child]"))
+    return {"ready": [n for n, _d in after["ready"]], "waiting": [n for n, _v in after["waiting"]],
+            "data": {n: json.loads(d) for n, d in after["ready"]}}
 
 
 _USER_STEPS = {"apply", "township_review", "dept_review", "leader_decision", "leader_record", "public_notice",

@@ -70,13 +70,29 @@ class OperationsService:
     # --------------------------------------------------------------- claim / transfer
     def _open_task_for_holder(self, task_id: int, actor: Actor) -> TaskRow:
         row = self.cases.get_task(task_id, actor)
+        self._check_holder(row, actor)
+        return row
+
+    @staticmethod
+    def _check_holder(row: TaskRow, actor: Actor) -> None:
+        """Check that row is an open group task actor holds (not a 委派 or 加签 one): who may claim or 转办."""
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
         if not actor.holds(row.role_code, row.scope_code):
             raise ForbiddenError("您无权处理此任务")
         if row.parent_task_id is not None or row.delegation == "pending":
             raise ForbiddenError("委派或加签中的任务不能认领或转办")
-        return row
+
+    def holder_operations(self, row: TaskRow, actor: Actor) -> set[str]:
+        """What actor may do with a group task besides acting on it: claim (unclaimed), unclaim (claimed by
+        actor), transfer (unclaimed or claimed by actor)."""
+        try:
+            self._check_holder(row, actor)
+        except (ConflictError, ForbiddenError):
+            return set()
+        if row.assignee_id is None:
+            return {"claim", "transfer"}
+        return {"unclaim", "transfer"} if row.assignee_id == actor.user_id else set()
 
     def claim(self, task_id: int, actor: Actor) -> None:
         """Take a group task for oneself, so the others holding the role no longer see it."""

@@ -37,7 +37,7 @@ def show(case_id: int):
             bpmn_xml=w.definitions.bpmn_xml(case.version),
             region_path=w.directory.region_path(case.region_code),
             show_full_id=me.may_see_full_id(case.subject.region_code),
-            my_tasks=my_tasks,
+            my_tasks=my_tasks, holder_ops={t.id: w.operations.holder_operations(t, me) for t in my_tasks},
             urgeable=[t.id for t in open_tasks if not me.holds(t.role_code, t.scope_code)],
             read_only=not w.cases.takes_part(case, me),
             events=w.cases.waiting_events(case, me),

@@ -106,8 +106,8 @@ class SignatureService:
         """The signature the task's step asks for (read from the version's spec, no case load)."""
         return signature_rule(step_spec(self.cases.definitions, row.case.version, row.spec_name))
 
-    def add_signature(self, task_id: int, actor: Actor, content: bytes) -> Attachment:
-        """Store a handwritten signature (PNG) for an open task the actor works on.
+    def add_signature(self, task_id: int, actor: Actor, content: bytes, case_id: int | None = None) -> Attachment:
+        """Store a handwritten signature (PNG) for an open task the actor works on (of case_id, when given).
 
         :raises NotFoundError: no such task or outside jurisdiction.
         :raises ForbiddenError: the actor may not act on the task.
@@ -115,6 +115,8 @@ class SignatureService:
         :raises ValidationError: the step takes no signature, or the PNG is refused; nothing is stored.
         """
         row = self.cases.get_task(task_id, actor)
+        if case_id is not None and row.case_id != case_id:
+            raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
         if not actor.holds(row.role_code, row.scope_code) or row.assignee_id not in (None, actor.user_id):

@@ -67,13 +67,13 @@ from sqlalchemy import Integer, Text, event, func, select, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
-from engine import clock as clock_mod  # noqa: E402
 from engine import demo_data  # noqa: E402
 from engine.bootstrap import first_village, setup_database  # noqa: E402
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import make_engine, make_session_factory  # noqa: E402
-from engine.errors import ConflictError  # noqa: E402
-from engine.expressions import SCRIPT_ENGINE  # noqa: E402
+from engine.core import clock as clock_mod  # noqa: E402
+from engine.core.clock import FixedClock  # noqa: E402
+from engine.core.db import make_engine, make_session_factory  # noqa: E402
+from engine.core.errors import ConflictError  # noqa: E402
+from engine.core.settings import database_url  # noqa: E402
 from engine.models import (  # noqa: E402
     Case,
     CaseStatus,
@@ -85,10 +85,10 @@ from engine.models import (  # noqa: E402
     TimerStatus,
     User,
 )
-from engine.runtime import _is_timer, _timer_due  # noqa: E402
-from engine.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
-from engine.settings import database_url  # noqa: E402
-from engine.step_rules import spec_properties  # noqa: E402
+from engine.procedures.expressions import SCRIPT_ENGINE  # noqa: E402
+from engine.procedures.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
+from engine.procedures.step_rules import spec_properties  # noqa: E402
+from engine.runtime.cases import _is_timer, _timer_due  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)

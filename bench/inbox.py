@@ -24,10 +24,10 @@ from sqlalchemy import select  # noqa: E402
 
 from bench.support import fresh_database  # noqa: E402
 from engine.bootstrap import DEMO_HOUSEHOLDS  # noqa: E402
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import make_session_factory  # noqa: E402
+from engine.core.clock import FixedClock  # noqa: E402
+from engine.core.db import make_session_factory  # noqa: E402
+from engine.core.settings import database_url  # noqa: E402
 from engine.models import Subject, User  # noqa: E402
-from engine.settings import database_url  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 from tests.conftest import START  # noqa: E402
 

@@ -41,10 +41,11 @@ from sqlalchemy import func, select  # noqa: E402
 
 from engine import demo_data as D  # noqa: E402
 from engine.bootstrap import DEMO_TOWNSHIP, first_village, setup_database  # noqa: E402
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import make_engine, make_session_factory  # noqa: E402
+from engine.core.clock import FixedClock  # noqa: E402
+from engine.core.db import make_engine, make_session_factory  # noqa: E402
 from engine.models import IssuedNotice, Subject, User  # noqa: E402
-from engine.notices import (  # noqa: E402
+from engine.notices.pki import KeyStore  # noqa: E402
+from engine.notices.service import (  # noqa: E402
     RENDERER,
     NoticeService,
     load_catalog,
@@ -53,7 +54,6 @@ from engine.notices import (  # noqa: E402
     sign_pdf,
     write_zip,
 )
-from engine.pki import KeyStore  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
 FIELDS = {"contact_phone": "0825-5421234"}

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from engine.bootstrap import setup_database
-from engine.db import make_engine
+from engine.core.db import make_engine
 
 
 def fresh_database(url: str | None, clock, name: str) -> tuple[str, Engine]:

@@ -4,7 +4,7 @@
 
 Uses the configured database (DATABASE_URL → PostgreSQL, else a fresh SQLite file). For each
 worker count it builds a fresh database, starts N cases of a one-timer procedure (start →
-one-day timer → 回访), moves the workers' clock two days on and runs `python -m engine.timers`
+one-day timer → 回访), moves the workers' clock two days on and runs `python -m engine.runtime.timers`
 processes until every timer has fired. Prints timers/s and checks each fired exactly once.
 """
 
@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.support import fresh_database as new_database  # noqa: E402
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import make_engine, make_session_factory  # noqa: E402
-from engine.definitions import bundle_from_files  # noqa: E402
-from engine.directory import ROLES  # noqa: E402
+from engine.access.directory import ROLES  # noqa: E402
+from engine.core.clock import FixedClock  # noqa: E402
+from engine.core.db import make_engine, make_session_factory  # noqa: E402
+from engine.core.settings import database_url  # noqa: E402
 from engine.models import AuditEvent, Subject, TimerRow, TimerStatus, User  # noqa: E402
-from engine.settings import database_url  # noqa: E402
+from engine.procedures.definitions import bundle_from_files  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
@@ -76,7 +76,7 @@ def fire(url: str, workers: int) -> float:
     at = (START + timedelta(days=2)).isoformat()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     began = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "engine.timers", "--url", url, "--at", at, "--batch", "100",
+    procs = [subprocess.Popen([sys.executable, "-m", "engine.runtime.timers", "--url", url, "--at", at, "--batch", "100",
                                "--name", f"w{i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
              for i in range(workers)]
     for proc in procs:

@@ -10,11 +10,11 @@ from alembic.config import Config
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from engine import regions as regions_mod
-from engine import settings
-from engine.definitions import read_folder
-from engine.directory import hash_password
+from engine.access import regions as regions_mod
+from engine.access.directory import hash_password
+from engine.core import settings
 from engine.models import Region, RegionLevel, Subject, User
+from engine.procedures.definitions import read_folder
 from engine.uow import UnitOfWork
 
 DEMO_PASSWORD = "demo12345"
@@ -51,7 +51,7 @@ def load_regions(work: UnitOfWork, csv_path: Path = settings.REGIONS_CSV) -> int
 
 def setup_database(engine: Engine, clock, demo: bool = True, demo_cases: bool = True) -> None:
     """Migrate, then load roles, regions and procedures, and optionally the demo data."""
-    from engine.db import make_session_factory
+    from engine.core.db import make_session_factory
 
     migrate(engine)
     with UnitOfWork(make_session_factory(engine), clock) as work:
@@ -112,7 +112,7 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
         "demo_township": ("宝梵镇乡村振兴办(演示)", [("township_officer", DEMO_TOWNSHIP)]),
         "demo_dept": ("蓬溪县乡村振兴局(演示)", [("county_department", DEMO_COUNTY)]),
         "demo_county": ("蓬溪县领导小组(演示)", [("county_leader", DEMO_COUNTY)]),
-        # three more leading-group members: 项目库 领导小组审定 is a 会签 of all of them (engine/countersign.py)
+        # three more leading-group members: 项目库 领导小组审定 is a 会签 of all of them (engine/runtime/countersign.py)
         "demo_leader1": ("蓬溪县领导小组成员甲(演示)", [("county_leader", DEMO_COUNTY)]),
         "demo_leader2": ("蓬溪县领导小组成员乙(演示)", [("county_leader", DEMO_COUNTY)]),
         "demo_leader3": ("蓬溪县领导小组成员丙(演示)", [("county_leader", DEMO_COUNTY)]),
@@ -144,7 +144,7 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
 def demo_office_keys(work: UnitOfWork, village: str) -> None:
     """A demo-CA signing key for each demo office that has none (the village committee, 宝梵镇, 蓬溪县),
     so the demo's notices can be issued at once."""
-    from engine.pki import KeyStore, office_code
+    from engine.notices.pki import KeyStore, office_code
 
     keys = KeyStore(work.session, work.clock)
     village_name = work.session.get(Region, village).name
@@ -161,11 +161,11 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
     one still in its notice period (its notice issued yesterday) ends in six days.
     """
     from engine import demo_data as d
-    from engine.clock import FixedClock
-    from engine.notices import NoticeService
-    from engine.operations import OperationsService
-    from engine.runtime import CaseService
-    from engine.signatures import SignatureService
+    from engine.core.clock import FixedClock
+    from engine.notices.service import NoticeService
+    from engine.operations.service import OperationsService
+    from engine.runtime.cases import CaseService
+    from engine.runtime.signatures import SignatureService
 
     clock = FixedClock(work.clock.now() - timedelta(days=9))
     cases = CaseService(work.session, clock, work.definitions)

@@ -7,16 +7,16 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from engine import settings
-from engine.admin import AdminService
-from engine.definitions import DefinitionService
-from engine.directory import DirectoryService
-from engine.errors import ConflictError
-from engine.operations import OperationsService
-from engine.queries import InboxQueries
-from engine.reports import ReportService
-from engine.runtime import CaseService
-from engine.signatures import SignatureService
+from engine.access.directory import DirectoryService
+from engine.core import settings
+from engine.core.errors import ConflictError
+from engine.operations.admin import AdminService
+from engine.operations.service import OperationsService
+from engine.procedures.definitions import DefinitionService
+from engine.queries.inbox import InboxQueries
+from engine.queries.reports import ReportService
+from engine.runtime.cases import CaseService
+from engine.runtime.signatures import SignatureService
 
 
 class UnitOfWork:

@@ -4,8 +4,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from engine import models  # noqa: F401  (registers the tables)
-from engine.db import Base
-from engine.settings import database_url
+from engine.core.db import Base
+from engine.core.settings import database_url
 
 config = context.config
 target_metadata = Base.metadata

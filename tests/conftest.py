@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from engine.access.regions import ancestor_at
 from engine.bootstrap import load_demo, setup_database
-from engine.clock import FixedClock
-from engine.db import make_engine, make_session_factory
+from engine.core.clock import FixedClock
+from engine.core.db import make_engine, make_session_factory
+from engine.core.settings import database_url
 from engine.demo_data import NOTICE_FIELDS, signature_png
 from engine.models import Case, Region, Subject, TaskRow, TaskStatus, User
-from engine.regions import ancestor_at
-from engine.settings import database_url
 from engine.uow import UnitOfWork
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
@@ -99,8 +99,8 @@ class Database:
         """Issue the notice of every open 出具公示/公告 step (of one case, or of all cases), one per village
         or county, each by a user of the kind's first issuer role there (the village cadre, the county
         leader), with a demo-CA key made for an office that has none; the serials. Issuing completes those steps."""
-        from engine.notices import NoticeService
-        from engine.pki import KeyStore
+        from engine.notices.pki import KeyStore
+        from engine.notices.service import NoticeService
 
         serials = []
         with self.uow() as work:
@@ -140,7 +140,7 @@ class Database:
 @pytest.fixture(scope="session", autouse=True)
 def _attachments_outside_the_repo(tmp_path_factory):
     """Apps created by tests store attachments in a temporary folder, never in instance/."""
-    from engine import settings
+    from engine.core import settings
 
     original = settings.STORAGE_DIR
     settings.STORAGE_DIR = tmp_path_factory.mktemp("attachments")

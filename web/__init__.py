@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from engine.db import make_engine, make_session_factory
+from engine.core.db import make_engine, make_session_factory
 from web.config import load_config
 from web.extensions import csrf, login_manager
 from web.ratelimit import LoginLimiter

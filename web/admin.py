@@ -7,7 +7,7 @@ from datetime import date
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from web.services import actor, work
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -14,10 +14,10 @@ from pathlib import Path
 from flask import Blueprint, jsonify, request
 from flask_login import current_user, logout_user
 
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from engine.models import Case, TaskRow
-from engine.queries import PER_PAGE, VIEWS, merged_data
-from engine.step_rules import opinion_required
+from engine.procedures.step_rules import opinion_required
+from engine.queries.inbox import PER_PAGE, VIEWS, merged_data
 from web.auth import LoginRefused, login_with_password
 from web.errors import error_response
 from web.services import actor, client_addr, clock, due_soon, work

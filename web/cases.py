@@ -7,9 +7,9 @@ from urllib.parse import quote
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.errors import ConflictError, ForbiddenError, ValidationError
-from engine.queries import diagram_marks, merged_data, returned_by
-from engine.step_rules import opinion_required
+from engine.core.errors import ConflictError, ForbiddenError, ValidationError
+from engine.procedures.step_rules import opinion_required
+from engine.queries.inbox import diagram_marks, merged_data, returned_by
 from web.services import actor, client_addr, work
 
 bp = Blueprint("cases", __name__)

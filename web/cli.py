@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 
 from engine.bootstrap import setup_database
-from engine.timers import TimerWorker
+from engine.runtime.timers import TimerWorker
 from web.services import clock, due_soon, smtp_settings, state
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from engine import settings
+from engine.core import settings
 
 
 class ConfigError(RuntimeError):

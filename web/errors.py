@@ -6,7 +6,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from engine.errors import (
+from engine.core.errors import (
     CaseExecutionError,
     ConflictError,
     DefinitionError,

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 
 from flask import Flask
 
-from engine.expressions import CHINA_TZ
-from engine.forms import mask_id
-from engine.glossary import ACTION_LABELS, CASE_STATUS_LABELS, TASK_STATUS_LABELS
-from engine.step_rules import kind_label
+from engine.core.glossary import ACTION_LABELS, CASE_STATUS_LABELS, TASK_STATUS_LABELS
+from engine.procedures.expressions import CHINA_TZ
+from engine.procedures.forms import mask_id
+from engine.procedures.step_rules import kind_label
 from web.services import clock
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from engine.models import CaseStatus
-from engine.queries import PER_PAGE, VIEWS, InboxSearch
+from engine.queries.inbox import PER_PAGE, VIEWS, InboxSearch
 from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("inbox", __name__)

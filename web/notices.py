@@ -32,9 +32,10 @@ from flask import (
 )
 from flask_login import login_required
 
-from engine.errors import ConflictError, ValidationError, XiangFlowError
+from engine.core.errors import ConflictError, ValidationError, XiangFlowError
 from engine.models import NoticeBatchStatus
-from engine.notices import (
+from engine.notices.pki import PASSPHRASE_ENV, KeyStore, certificate_summary, parse_office
+from engine.notices.service import (
     PUBLIC_URL_ENV,
     NoticeService,
     merge_pdfs,
@@ -43,7 +44,6 @@ from engine.notices import (
     run_queued_batches,
     write_zip,
 )
-from engine.pki import PASSPHRASE_ENV, KeyStore, certificate_summary, parse_office
 from engine.uow import UnitOfWork
 from web.services import actor, client_addr, clock, state, work
 

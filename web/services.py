@@ -9,9 +9,9 @@ from pathlib import Path
 from flask import current_app, request
 from flask_login import UserMixin, current_user
 
-from engine.assignment import Actor
-from engine.clock import SystemClock
-from engine.notify import SmtpSettings
+from engine.access.assignment import Actor
+from engine.core.clock import SystemClock
+from engine.runtime.notify import SmtpSettings
 from engine.uow import UnitOfWork
 
 

@@ -4,7 +4,7 @@ Pages: ``/studio/`` (procedures, versions, running cases per version, drafts, ne
 ``/studio/drafts/<id>`` (the editor: bpmn-js modeler in Chinese with the XiangFlow properties
 panel and bpmnlint, form-js editor, dmn-js; bundle ``static/dist/studio.js``), migration preview.
 The editor talks to ``/studio/api/...`` with JSON; those requests carry the page's CSRF token in
-the ``X-CSRFToken`` header. Views only call ``engine.studio`` and render.
+the ``X-CSRFToken`` header. Views only call ``engine.studio.service`` and render.
 
 Only admins get in (``Actor.is_admin``); which procedures and drafts an admin may change is the
 engine's rule (``may_change_procedure``): a forbidden action is not offered on the pages and a forged
@@ -29,9 +29,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from engine.errors import DefinitionError, ValidationError, XiangFlowError
+from engine.core.errors import DefinitionError, ValidationError, XiangFlowError
 from engine.models import CaseStatus
-from engine.studio import CASE_STATUS_VALUES, MAX_ZIP_BYTES, DraftProblems, StudioService
+from engine.studio.service import CASE_STATUS_VALUES, MAX_ZIP_BYTES, DraftProblems, StudioService
 from web.errors import STATUS, error_response
 from web.services import actor, client_addr, work
 

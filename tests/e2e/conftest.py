@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from engine import demo_data as D
 from engine.bootstrap import DEMO_PASSWORD
 from engine.models import User
-from engine.timers import TimerWorker
+from engine.runtime.timers import TimerWorker
 from web import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,7 +65,7 @@ def live_server(db) -> Iterator[str]:
 def run_out_notice(db) -> Callable[[], int]:
     """Let a public-notice period (村级公示, 县级公告期) run out while the live server runs: move the
     clock the server shares with the test past settings.notice_days and fire the due timers with
-    engine.timers.TimerWorker, as the worker process would. Returns how many timers fired."""
+    engine.runtime.timers.TimerWorker, as the worker process would. Returns how many timers fired."""
 
     def run_out() -> int:
         db.clock.advance(timedelta(days=D.NOTICE_DAYS, hours=1))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
-from engine.definitions import bundle_from_files
+from engine.procedures.definitions import bundle_from_files
 
-# completionCondition and signMode per variant (engine/countersign.py explains the tallies)
+# completionCondition and signMode per variant (engine/runtime/countersign.py explains the tallies)
 CONDITIONS = {
     "all": ("nr_of_rejections > 0", "nr_of_approvals == nr_of_instances"),
     "any": ("nr_of_approvals > 0", "nr_of_approvals > 0"),

@@ -14,10 +14,10 @@ from pypdf.generic import ContentStream
 from sqlalchemy import select
 
 from engine import demo_data as D
-from engine.forms import valid_cn_id
 from engine.models import IssuedNotice, NoticeAuthority, Subject, User
-from engine.notices import NoticeService
-from engine.pki import KeyStore, office_code
+from engine.notices.pki import KeyStore, office_code
+from engine.notices.service import NoticeService
+from engine.procedures.forms import valid_cn_id
 
 VILLAGE = "510921107001"  # 冬笋街社区 (demo_village's village)
 VILLAGE_2 = "510921107003"  # 莲花社区
@@ -112,7 +112,7 @@ def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> i
 
 def today(db) -> str:
     """The date the notices issued now carry, as GB/T 9704 writes it."""
-    from engine.notices import cn_date
+    from engine.notices.service import cn_date
 
     return cn_date(db.clock.now())
 

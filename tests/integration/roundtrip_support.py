@@ -14,7 +14,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.models import Case, TaskRow, TaskStatus
-from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
 
 
 def _spec_name(task) -> str:

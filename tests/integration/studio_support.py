@@ -19,7 +19,7 @@ from xml.sax.saxutils import quoteattr
 from sqlalchemy import select
 
 from engine.models import User
-from engine.studio import StudioService
+from engine.studio.service import StudioService
 
 LANES = (
     ("Lane_school", "学校 (township_officer)"),

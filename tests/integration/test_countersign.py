@@ -14,9 +14,9 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select, update
 
-from engine.errors import ForbiddenError, ValidationError
+from engine.core.errors import ForbiddenError, ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, User
-from engine.serialization import SERIALIZER_VERSION, SPEC_CACHE, dump_state, load_state
+from engine.procedures.serialization import SERIALIZER_VERSION, SPEC_CACHE, dump_state, load_state
 from tests.integration import countersign_support as support
 
 SIGNERS = ["demo_county", "demo_leader1", "demo_leader2"]
@@ -337,8 +337,8 @@ def test_the_studio_accepts_countersign_steps_and_a_dry_run_signs_with_sample_si
     ("nr_of_rejections > 0", "no_such_tally"),
 ])
 def test_the_studio_and_deploy_refuse_a_countersign_they_cannot_run(db, change, problem):
-    from engine.definitions import bundle_from_files
-    from engine.errors import DefinitionError
+    from engine.core.errors import DefinitionError
+    from engine.procedures.definitions import bundle_from_files
     from tests.integration.studio_support import studio
 
     files = support.files("all")

@@ -11,10 +11,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from engine import demo_data as D
-from engine.errors import ConflictError
+from engine.core.errors import ConflictError
 from engine.models import AuditEvent, Case, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.runtime import CaseService
-from engine.timers import TimerWorker
+from engine.runtime.cases import CaseService
+from engine.runtime.timers import TimerWorker
 
 VILLAGE = "510921107001"
 
@@ -179,7 +179,7 @@ def test_an_objection_after_the_deadline_but_before_the_worker_fired_it_is_eithe
 def test_an_objection_that_read_the_case_before_the_timer_worker_fired_is_a_conflict_and_leaves_no_trace(
         db, monkeypatch):
     """The deadline and an objection at the same moment: the objection has read the case as waiting
-    for it, then the worker (engine.timers.TimerWorker, as in production: claim committed, then one
+    for it, then the worker (engine.runtime.timers.TimerWorker, as in production: claim committed, then one
     transaction per timer) fires the deadline and commits before the objection takes the case
     lock. The objection must fail as a conflict and leave nothing behind."""
     case_id = _in_village_notice(db)

@@ -21,12 +21,12 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine import settings
-from engine.definitions import bundle_from_files, read_folder
-from engine.errors import DefinitionError, UnsafeExpressionError
-from engine.expressions import SCRIPT_ENGINE
+from engine.core import settings
+from engine.core.errors import DefinitionError, UnsafeExpressionError
 from engine.models import CaseStatus, Procedure, ProcedureVersion
-from engine.serialization import SPEC_CACHE
+from engine.procedures.definitions import bundle_from_files, read_folder
+from engine.procedures.expressions import SCRIPT_ENGINE
+from engine.procedures.serialization import SPEC_CACHE
 
 FORM = json.dumps({"type": "default", "components": [
     {"type": "number", "key": "score", "label": "得分", "validate": {"required": True, "min": 0}},

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import select
 
 from engine import demo_data as D
-from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from engine.expressions import CHINA_TZ as CHINA
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User
+from engine.procedures.expressions import CHINA_TZ as CHINA
 from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 VILLAGE = "510921107001"  # a village of 宝梵镇, where demo_village holds village_cadre

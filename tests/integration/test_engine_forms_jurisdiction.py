@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from engine import demo_data as D
-from engine.errors import NotFoundError, ValidationError
+from engine.core.errors import NotFoundError, ValidationError
 from engine.models import Case, CaseStatus, Subject
 
 VILLAGE = "510921107001"  # 宝梵镇, demo_village

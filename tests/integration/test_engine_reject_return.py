@@ -13,9 +13,9 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.serialization import load_state
+from engine.procedures.serialization import load_state
 
 VILLAGE = "510921107001"
 TOWNSHIP = "510921107000"

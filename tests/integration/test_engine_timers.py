@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine.definitions import bundle_from_files
 from engine.models import AuditEvent, Case, TimerRow, TimerStatus
-from engine.runtime import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF
-from engine.serialization import SPEC_CACHE
-from engine.timers import TimerWorker
+from engine.procedures.definitions import bundle_from_files
+from engine.procedures.serialization import SPEC_CACHE
+from engine.runtime.cases import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF
+from engine.runtime.timers import TimerWorker
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import event
 
 from engine import demo_data as D
-from engine.errors import ValidationError
-from engine.queries import InboxSearch
+from engine.core.errors import ValidationError
+from engine.queries.inbox import InboxSearch
 
 VILLAGE = "510921107001"  # 宝梵镇's first village (demo_village)
 TOWNSHIP = "510921107000"  # 宝梵镇

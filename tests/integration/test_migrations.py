@@ -10,8 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from engine import settings
-from engine.db import make_engine
+from engine.core import settings
+from engine.core.db import make_engine
 
 
 def _config(connection) -> Config:

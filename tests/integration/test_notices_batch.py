@@ -24,8 +24,8 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from engine.models import IssuedNotice, NoticeBatch, NoticeBatchStatus
-from engine.notices import NoticeService, run_batch, validate_signature
-from engine.pki import KeyStore
+from engine.notices.pki import KeyStore
+from engine.notices.service import NoticeService, run_batch, validate_signature
 
 KIND_PAGE = "/notices/monitoring_exit/village_public_notice"
 

@@ -13,13 +13,13 @@ from notices_support import OFFICES, TOWNSHIP, ensure_office_keys, issue, stored
 from sqlalchemy import select
 from studio_support import EDU_SAMPLE, Step, admin, deploy, draft_with, edu_files, form_json, new_code, studio
 
-from engine import settings
-from engine.errors import NotFoundError
+from engine.core import settings
+from engine.core.errors import NotFoundError
 from engine.models import IssuedNotice, TaskRow, TaskStatus
-from engine.notices import NoticeService, load_catalog, validate_signature
-from engine.pki import KeyStore
-from engine.runtime import ISSUE_ACTION
-from engine.studio import DraftProblems
+from engine.notices.pki import KeyStore
+from engine.notices.service import NoticeService, load_catalog, validate_signature
+from engine.runtime.cases import ISSUE_ACTION
+from engine.studio.service import DraftProblems
 
 KIND = "school_aid_notice"
 ISSUE_STEP = "issue_school_notice"

@@ -11,11 +11,11 @@ from notices_support import PHONES, case_at, ensure_office_keys, issue, stored
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine import notices as notices_mod
-from engine.errors import ValidationError
-from engine.expressions import CHINA_TZ
+from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, IssuedNotice, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.notices import NoticeService, cn_date
+from engine.notices import service as notices_mod
+from engine.notices.service import NoticeService, cn_date
+from engine.procedures.expressions import CHINA_TZ
 
 NOTICE = timedelta(days=D.NOTICE_DAYS)
 

@@ -14,13 +14,13 @@ from notices_support import OFFICES, VILLAGE, ensure_office_keys, fonts, issue, 
 from sqlalchemy import func, select
 from test_notices_render import _text
 
-from engine import settings
-from engine.definitions import bundle_from_files, compile_bundle, read_folder
-from engine.errors import DefinitionError, NotFoundError
-from engine.expressions import CHINA_TZ
+from engine.core import settings
+from engine.core.errors import DefinitionError, NotFoundError
 from engine.models import AuditEvent, CaseStatus, ProcedureVersion, TaskRow, TaskStatus, TimerStatus
-from engine.notices import cn_date, validate_signature
-from engine.pki import KeyStore
+from engine.notices.pki import KeyStore
+from engine.notices.service import cn_date, validate_signature
+from engine.procedures.definitions import bundle_from_files, compile_bundle, read_folder
+from engine.procedures.expressions import CHINA_TZ
 from tests.integration.studio_support import studio
 from tests.integration.test_procedure_project_library import (
     APPLICATION,

@@ -25,10 +25,10 @@ from notices_support import (
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.errors import ValidationError
-from engine.expressions import CHINA_TZ
+from engine.core.errors import ValidationError
 from engine.models import AuditEvent, IssuedNotice, TaskRow
-from engine.notices import RENDERER, cn_date, load_catalog, version_catalog
+from engine.notices.service import RENDERER, cn_date, load_catalog, version_catalog
+from engine.procedures.expressions import CHINA_TZ
 
 A4 = (595.28, 841.89)
 LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
@@ -246,8 +246,8 @@ def test_the_shared_layout_is_found_after_a_versions_own_files(db, tmp_path, mon
     """_base.html and gbt9704.css live once in workflows/_notice_layout/; a version's own file of the name wins."""
     import shutil
 
-    from engine import settings
-    from engine.definitions import bundle_from_files
+    from engine.core import settings
+    from engine.procedures.definitions import bundle_from_files
 
     shutil.copytree(settings.WORKFLOWS_DIR / "_notice_layout", tmp_path / "_notice_layout")
     monkeypatch.setattr(settings, "WORKFLOWS_DIR", tmp_path)

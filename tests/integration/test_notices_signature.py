@@ -29,10 +29,10 @@ from notices_support import (
 )
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from engine.models import OfficeKey
-from engine.notices import validate_signature
-from engine.pki import KeyStore, office_code
+from engine.notices.pki import KeyStore, office_code
+from engine.notices.service import validate_signature
 
 
 @pytest.fixture

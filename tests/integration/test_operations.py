@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine import demo_data as D
-from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import Attachment, AuditEvent, TaskRow, TaskStatus
-from engine.queries import merged_data
+from engine.queries.inbox import merged_data
 from web import create_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from engine import demo_data as D
-from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import AuditEvent, CaseStatus, TaskRow, TaskStatus
 
 STEP = "village_review"

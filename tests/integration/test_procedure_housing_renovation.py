@@ -16,10 +16,10 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from engine.definitions import NS
-from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TimerStatus
-from engine.serialization import load_state
+from engine.procedures.definitions import NS
+from engine.procedures.serialization import load_state
 from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 CODE = "housing_renovation"

@@ -16,9 +16,9 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
-from engine.errors import NotFoundError, ValidationError
+from engine.core.errors import NotFoundError, ValidationError
 from engine.models import Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.serialization import load_state
+from engine.procedures.serialization import load_state
 from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 PROCEDURE = "monitoring_identification"

@@ -14,8 +14,8 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 
 from engine.models import Case
-from engine.queries import merged_data
-from engine.serialization import SERIALIZER_VERSION, SPEC_CACHE, dump_state, load_state
+from engine.procedures.serialization import SERIALIZER_VERSION, SPEC_CACHE, dump_state, load_state
+from engine.queries.inbox import merged_data
 from tests.integration.test_countersign import (
     SIGNERS,
     _act,

@@ -11,11 +11,11 @@ from PIL import Image, ImageFile
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine import settings
-from engine.definitions import bundle_from_files, compile_bundle, read_folder
-from engine.errors import ConflictError, DefinitionError, NotFoundError, ValidationError
+from engine.core import settings
+from engine.core.errors import ConflictError, DefinitionError, NotFoundError, ValidationError
 from engine.models import Attachment, AuditEvent, Case, TaskRow
-from engine.signatures import MAX_SIGNATURE_BYTES, MISSING_MESSAGE
+from engine.procedures.definitions import bundle_from_files, compile_bundle, read_folder
+from engine.runtime.signatures import MAX_SIGNATURE_BYTES, MISSING_MESSAGE
 
 
 def _png(width: int = 400, height: int = 150, noise: bool = False) -> bytes:

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine import settings
-from engine.definitions import bundle_from_files, compile_bundle, read_folder
-from engine.errors import ConflictError, DefinitionError, ForbiddenError, ValidationError
+from engine.core import settings
+from engine.core.errors import ConflictError, DefinitionError, ForbiddenError, ValidationError
 from engine.models import Attachment, AuditEvent, CaseStatus, ProcedureVersion, TaskRow, TaskStatus
-from engine.step_rules import OPINION_MISSING, attachment_kinds, opinion_required, step_properties
+from engine.procedures.definitions import bundle_from_files, compile_bundle, read_folder
+from engine.procedures.step_rules import OPINION_MISSING, attachment_kinds, opinion_required, step_properties
 from tests.integration.studio_support import studio
 from tests.integration.test_procedure_project_library import REVIEWS, _do, _start
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from engine.models import AuditEvent, CaseStatus, ProcedureVersion, TaskRow, TimerRow, TimerStatus
 from tests.integration.studio_support import (
     EDU_SAMPLE,
@@ -223,7 +223,7 @@ def test_migration_needs_a_reason_same_procedure_and_an_admin(db):
     other = next(v.id for v in db_versions(db) if v.id not in (v1_id, v2_id))
     with db.uow() as work, pytest.raises(ValidationError):
         studio(work).migration_preview(admin(db), v1_id, other)
-    from engine.errors import ForbiddenError
+    from engine.core.errors import ForbiddenError
 
     with db.uow() as work, pytest.raises(ForbiddenError):
         studio(work).migration_preview(db.actor("demo_county"), v1_id, v2_id)
@@ -242,7 +242,7 @@ def test_a_renamed_procedure_json_keeps_its_code(db):
     manifest = json.loads(files["procedure.json"])
     manifest["code"] = "someone_else"
     files["procedure.json"] = json.dumps(manifest)
-    from engine.errors import DefinitionError
+    from engine.core.errors import DefinitionError
 
     with db.uow() as work, pytest.raises(DefinitionError):
         studio(work).save_draft(admin(db), draft_id, files, None)

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine.errors import ValidationError
+from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, Notification, TaskRow, TimerRow
-from engine.studio import DraftProblems
+from engine.studio.service import DraftProblems
 from tests.integration.studio_support import (
     EDU_SAMPLE,
     EDU_STEPS,

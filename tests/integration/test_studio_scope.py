@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.bootstrap import DEMO_PASSWORD
-from engine.errors import ForbiddenError
+from engine.core.errors import ForbiddenError
 from engine.models import AuditEvent, CaseStatus, Procedure, ProcedureDraft, ProcedureVersion, Region, Subject
 from tests.integration.studio_support import (
     EDU_SAMPLE,
@@ -206,7 +206,7 @@ def test_the_system_admin_covers_every_province_and_chooses_the_owner_of_a_new_p
         # a Sichuan draft is inside 蓬溪县's admin's reach? No: the province is wider than the county
         with pytest.raises(ForbiddenError):
             service.get_draft(admin(db), sichuan.id)
-        from engine.errors import ValidationError
+        from engine.core.errors import ValidationError
 
         with pytest.raises(ValidationError) as refused:
             service.create_draft(admin(db), new_code(), "越权", owner_region_code="")

@@ -14,9 +14,9 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from engine.errors import DefinitionError
+from engine.core.errors import DefinitionError
 from engine.models import AuditEvent, Procedure, ProcedureDraft, ProcedureVersion
-from engine.studio import DraftProblems
+from engine.studio.service import DraftProblems
 from tests.integration.studio_support import (
     EDU_FORMS,
     EDU_STEPS,

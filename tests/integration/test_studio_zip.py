@@ -10,9 +10,9 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from engine.errors import DefinitionError
+from engine.core.errors import DefinitionError
 from engine.models import AuditEvent, ProcedureDraft
-from engine.studio import MAX_ZIP_BYTES, read_zip
+from engine.studio.service import MAX_ZIP_BYTES, read_zip
 from tests.integration.studio_support import admin, deploy, draft_with, edu_files, new_code, studio, sysadmin, zip_of
 
 
@@ -62,7 +62,7 @@ def test_an_imported_zip_with_problems_becomes_a_draft_that_cannot_be_deployed(d
         draft, problems = studio(work).import_zip(admin(db), zip_of(entries))
         draft_id = draft.id
     assert [p.element_id for p in problems] == ["Lane_county"]
-    from engine.studio import DraftProblems
+    from engine.studio.service import DraftProblems
 
     with pytest.raises(DraftProblems):
         deploy(db, draft_id)

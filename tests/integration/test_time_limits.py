@@ -13,11 +13,11 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from engine import demo_data as D
-from engine.definitions import bundle_from_files
-from engine.directory import ROLES
+from engine.access.directory import ROLES
 from engine.models import AuditEvent, Notification, TimerRow, TimerStatus, User
-from engine.notify import SmtpSettings
-from engine.timers import TimerWorker
+from engine.procedures.definitions import bundle_from_files
+from engine.runtime.notify import SmtpSettings
+from engine.runtime.timers import TimerWorker
 
 ROLE_CODES = {code for code, _name, _level in ROLES}
 FORM = json.dumps({"type": "default", "components": [
@@ -157,7 +157,7 @@ def test_an_admin_can_retry_or_skip_an_incident_and_both_are_audited(db):
 
 
 def test_only_admins_see_incidents(db):
-    from engine.errors import ForbiddenError
+    from engine.core.errors import ForbiddenError
 
     with db.uow() as work, pytest.raises(ForbiddenError):
         work.admin.incidents(db.actor("demo_township"))

@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine.definitions import bundle_from_files
-from engine.directory import ROLES
+from engine.access.directory import ROLES
+from engine.core.settings import ROOT
 from engine.models import AuditEvent, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.settings import ROOT
+from engine.procedures.definitions import bundle_from_files
 
 pytestmark = pytest.mark.postgres
 TIMERS = 2000
@@ -48,7 +48,7 @@ BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 WEB_TICK = """
 import sys
 from datetime import datetime
-from engine.clock import FixedClock
+from engine.core.clock import FixedClock
 from web import create_app
 from web.cli import fire_due
 app = create_app({"XIANGFLOW_DATABASE_URL": sys.argv[1], "XIANGFLOW_SCHEDULER": False,
@@ -59,7 +59,7 @@ with app.app_context():
 
 
 def _worker(db, at, name, *extra):
-    return subprocess.Popen([sys.executable, "-m", "engine.timers", "--url", db.url, "--at", at.isoformat(),
+    return subprocess.Popen([sys.executable, "-m", "engine.runtime.timers", "--url", db.url, "--at", at.isoformat(),
                              "--batch", "50", "--name", name, *extra], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,6 +1,6 @@
 """Who sees and acts on what: every demo user against an open task of a 宝梵镇 case at each level.
 
-The rule (engine/runtime.py CaseService.get_task): a task is visible to the holder of its role
+The rule (engine/runtime/cases.py CaseService.get_task): a task is visible to the holder of its role
 in its scope, or to whoever completed it; to anyone else it does not exist (404), even when
 they may see the case (its region lies in their jurisdiction). So completing someone else's
 task is 404 too, not 403: get_task refuses before complete_task's ForbiddenError is reached.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import UnsafeExpressionError
-from engine.expressions import SafeEnvironment, SafeScriptEngine, check_expression, evaluate, parse_script
+from engine.core.errors import UnsafeExpressionError
+from engine.procedures.expressions import SafeEnvironment, SafeScriptEngine, check_expression, evaluate, parse_script
 
 UNSAFE_EXPRESSIONS = [
     "__import__('os')",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine import demo_data as D
-from engine.errors import DefinitionError, ValidationError
-from engine.forms import mask_id, parse_schema, valid_cn_id, validate
+from engine.core.errors import DefinitionError, ValidationError
+from engine.procedures.forms import mask_id, parse_schema, valid_cn_id, validate
 
 FORMS = Path(__file__).resolve().parents[2] / "forms" / "monitoring_exit"
 
@@ -121,8 +121,8 @@ def test_a_schema_without_components_or_with_a_bad_key_is_refused():
 
 
 def test_a_date_may_not_precede_the_date_it_names_in_this_form_or_an_earlier_step():
-    from engine.errors import ValidationError as FormError
-    from engine.forms import validate as validate_form
+    from engine.core.errors import ValidationError as FormError
+    from engine.procedures.forms import validate as validate_form
 
     schema = {"components": [
         {"type": "datetime", "key": "start_date", "label": "开工日期", "subtype": "date"},

@@ -2,9 +2,9 @@ from datetime import date
 
 import pytest
 
-from engine import workcalendar
-from engine.expressions import evaluate
-from engine.workcalendar import WorkCalendar
+from engine.core import workcalendar
+from engine.core.workcalendar import WorkCalendar
+from engine.procedures.expressions import evaluate
 
 
 def test_spring_festival_2026_holidays_are_skipped_and_the_make_up_saturday_counts():

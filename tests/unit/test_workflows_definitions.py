@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from engine import settings
-from engine.definitions import NS, compile_bundle, read_folder
-from engine.directory import ROLES
+from engine.access.directory import ROLES
+from engine.core import settings
+from engine.procedures.definitions import NS, compile_bundle, read_folder
 
 FOLDERS = sorted(p for p in settings.WORKFLOWS_DIR.iterdir() if (p / "procedure.json").is_file())
 FLOW_ELEMENTS = (

@@ -225,7 +225,7 @@ function spiffSelect(id, name, label, options, description) {
   }));
 }
 
-// the same limits as engine/step_rules.py step_rule_problems (the server's check decides)
+// the same limits as engine/procedures/step_rules.py step_rule_problems (the server's check decides)
 export function attachmentsProblem(value) {
   const raw = (value || '').trim();
   if (!raw || raw === 'none') return null;

@@ -8,7 +8,7 @@ from io import BytesIO
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from engine.assignment import Actor
+from engine.access.assignment import Actor
 from engine.models import Case, Procedure, ProcedureVersion, Region, TaskRow, TaskStatus
 
 

@@ -29,12 +29,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from engine import clock as clock_mod
-from engine import countersign, forms, returns, workcalendar
-from engine.assignment import Actor, procedure_serves, scope_for
-from engine.definitions import DefinitionService, role_of_lane
-from engine.directory import RoleLevels
-from engine.errors import (
+from engine.access.assignment import Actor, procedure_serves, scope_for
+from engine.access.directory import RoleLevels
+from engine.core import clock as clock_mod
+from engine.core import workcalendar
+from engine.core.errors import (
     CaseExecutionError,
     ConflictError,
     ForbiddenError,
@@ -42,8 +41,7 @@ from engine.errors import (
     UnsafeExpressionError,
     ValidationError,
 )
-from engine.expressions import CHINA_TZ, SCRIPT_ENGINE
-from engine.glossary import ACTION_LABELS
+from engine.core.glossary import ACTION_LABELS
 from engine.models import (
     AuditEvent,
     Case,
@@ -60,11 +58,15 @@ from engine.models import (
     User,
     UserRole,
 )
-from engine.notify import NotificationService
-from engine.serialization import SERIALIZER_VERSION, dump_state, load_state
-from engine.signatures import require_signature
-from engine.step_rules import missing_opinion_message, step_properties, step_spec
-from engine.step_rules import spec_properties as _props
+from engine.procedures import forms
+from engine.procedures.definitions import DefinitionService, role_of_lane
+from engine.procedures.expressions import CHINA_TZ, SCRIPT_ENGINE
+from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
+from engine.procedures.step_rules import spec_properties as _props
+from engine.runtime import countersign, returns
+from engine.runtime.notify import NotificationService
+from engine.runtime.signatures import require_signature
 
 MAX_OPINION_LENGTH = 2000
 MAX_TIMER_ATTEMPTS = 5
@@ -90,7 +92,7 @@ def task_actions(task_spec) -> list[str]:
     """The actions a user step allows, from its ``actions`` property (default approve).
 
     A step with a ``noticeKind`` property is an issuance step (出具公示/公告): its one action is
-    ``issue``, taken by issuing that notice (engine/notices.py), never from the task page.
+    ``issue``, taken by issuing that notice (engine/notices/service.py), never from the task page.
     """
     if _props(task_spec).get("noticeKind"):
         return [ISSUE_ACTION]
@@ -264,7 +266,7 @@ class CaseService:
 
     def task_form(self, row: TaskRow) -> tuple[dict[str, Any], dict[str, Any]]:
         """The form-js schema of a task and the data to prefill it with (no deserialization)."""
-        from engine.queries import merged_data
+        from engine.queries.inbox import merged_data
 
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         tasks = self.session.scalars(select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)).all()
@@ -454,7 +456,7 @@ class CaseService:
 
         :raises ValidationError: a field is missing or invalid.
         """
-        from engine.queries import merged_data
+        from engine.queries.inbox import merged_data
 
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         earlier = merged_data(list(self.session.scalars(
@@ -763,7 +765,7 @@ class CaseService:
     def fire_due_timers(self, limit: int = 100, worker: str = "worker") -> int:
         """Claim and fire due timers inside this unit of work (tests and single-shot use).
 
-        The worker (engine/timers.py) does the same with one transaction per timer.
+        The worker (engine/runtime/timers.py) does the same with one transaction per timer.
         """
         fired = 0
         for timer_id in self.claim_due_timers(self.clock.now(), limit):

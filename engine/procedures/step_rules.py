@@ -9,12 +9,14 @@ A user task says so in its ``spiffworkflow:properties``:
 
 An upload is tied to an open task the uploader may act on (the step decides the kind), or is
 a case-level upload (kind ``file``) by the case's starter while the case runs. Handwritten
-signatures (kind ``signature``) keep their own rule (engine/signatures.py). The rules are read
+signatures (kind ``signature``) keep their own rule (engine/runtime/signatures.py). The rules are read
 from the version's spec, never from a loaded case; deploy and the studio check the values with
 ``step_rule_problems``.
 """
 
 from __future__ import annotations
+
+from engine.procedures.steps import raw_properties
 
 OPINION_REQUIRED = "opinionRequired"
 ATTACHMENTS = "attachments"
@@ -30,8 +32,9 @@ BOOLEAN_VALUES = ("true", "false")
 
 
 def spec_properties(task_spec) -> dict[str, str]:
-    """A task spec's ``spiffworkflow:properties`` ({} when it has none)."""
-    return getattr(task_spec, "extensions", {}).get("properties", {})
+    """A task spec's raw ``spiffworkflow:properties`` ({} when it has none). Prefer
+    ``engine.procedures.steps.properties_of`` (typed, parsed once per spec); this stays for the checks."""
+    return raw_properties(task_spec)
 
 
 def step_spec(definitions, version, spec_name: str):

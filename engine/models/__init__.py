@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from engine.db import Base
+from engine.core.db import Base
 
 
 class UTCDateTime(TypeDecorator):
@@ -238,12 +238,12 @@ class TaskRow(Base):
     # what waits to be applied: the owner's decision held for after-signers, or a delegate's draft
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # 会签/或签: the multi-instance activity (SpiffWorkflow id) this row is one signer's instance of,
-    # and the step's signMode (all, any, ratio); NULL for ordinary steps (engine/countersign.py)
+    # and the step's signMode (all, any, ratio); NULL for ordinary steps (engine/runtime/countersign.py)
     instance_group: Mapped[str | None] = mapped_column(String(36), index=True)
     multi_sign: Mapped[str | None] = mapped_column(String(8))
 
     # loaded when used (a case row carries its large state); the inbox loads its tasks' cases in one
-    # query (engine/queries.py InboxQueries.page)
+    # query (engine/queries/inbox.py InboxQueries.page)
     case: Mapped[Case] = relationship()
     completed_by: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[completed_by_id])
     assignee: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[assignee_id])
@@ -498,7 +498,7 @@ class ProcedureDraft(Base):
     status: Mapped[str] = mapped_column(String(16), default="editing")
     source: Mapped[str] = mapped_column(String(16), default="new")
     # the region a draft of a new procedure code belongs to (NULL: system-wide); a draft of an existing
-    # procedure follows that procedure's owner (engine/studio.py StudioService.draft_owner)
+    # procedure follows that procedure's owner (engine/studio/service.py StudioService.draft_owner)
     owner_region_code: Mapped[str | None] = mapped_column(String(12), index=True)
     files: Mapped[dict[str, str]] = mapped_column(JSON)
     base_version_id: Mapped[int | None] = mapped_column(ForeignKey("procedure_version.id"))

@@ -7,10 +7,10 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from engine.assignment import Actor
-from engine.errors import ForbiddenError, NotFoundError, ValidationError
+from engine.access.assignment import Actor
+from engine.core.errors import ForbiddenError, NotFoundError, ValidationError
+from engine.core.workcalendar import WorkCalendar
 from engine.models import AuditEvent, Case, HolidayOverride, TimerRow, TimerStatus
-from engine.workcalendar import WorkCalendar
 
 
 class AdminService:

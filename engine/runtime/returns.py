@@ -18,8 +18,8 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
 
-from engine import countersign
-from engine.step_rules import spec_properties
+from engine.procedures.step_rules import spec_properties
+from engine.runtime import countersign
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import settings
-from engine.errors import NotFoundError, ValidationError
+from engine.core import settings
+from engine.core.errors import NotFoundError, ValidationError
 from engine.models import NoticeAuthority, OfficeKey, Region
 
 PASSPHRASE_ENV = "XIANGFLOW_NOTICE_KEY_PASSPHRASE"

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import sessionmaker
 
-from engine.notify import SmtpSettings
+from engine.runtime.notify import SmtpSettings
 from engine.uow import UnitOfWork
 
 
@@ -64,16 +64,16 @@ class TimerWorker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.timers``: run a timer worker process (tests and benchmarks use it).
+    """``python -m engine.runtime.timers``: run a timer worker process (tests and benchmarks use it).
 
     --at freezes the worker's clock at an ISO time (tests); without it the system clock is used.
     """
     import argparse
     from datetime import datetime
 
-    from engine.clock import FixedClock, SystemClock
-    from engine.db import make_engine, make_session_factory
-    from engine.settings import database_url
+    from engine.core.clock import FixedClock, SystemClock
+    from engine.core.db import make_engine, make_session_factory
+    from engine.core.settings import database_url
 
     parser = argparse.ArgumentParser(description="XiangFlow timer worker")
     parser.add_argument("--url", default=database_url())

@@ -9,8 +9,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.assignment import Actor, actor_for
-from engine.errors import NotFoundError
+from engine.access.assignment import Actor, actor_for
+from engine.core.errors import NotFoundError
 from engine.models import Region, RegionLevel, Role, Subject, User, UserRole
 
 _HASHER = PasswordHasher()
@@ -28,7 +28,7 @@ ROLES: tuple[tuple[str, str, RegionLevel], ...] = (
     ("county_leader", "县领导小组", RegionLevel.county),
     ("admin", "管理员", RegionLevel.county),
     # a province-level admin; one holding it in every province of the region table is the system admin
-    # who may change the shipped procedures (engine/assignment.py may_change_procedure)
+    # who may change the shipped procedures (engine/access/assignment.py may_change_procedure)
     ("system_admin", "系统管理员", RegionLevel.province),
 )
 

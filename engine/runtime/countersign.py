@@ -41,7 +41,7 @@ from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
-from engine.step_rules import spec_properties
+from engine.procedures.step_rules import spec_properties
 
 SIGN_MODES = {"all": "会签", "any": "或签", "ratio": "会签"}
 TALLY_KEYS = ("nr_of_instances", "nr_of_completed_instances", "nr_of_approvals", "nr_of_rejections")

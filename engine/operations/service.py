@@ -24,9 +24,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import forms
-from engine.assignment import Actor, actor_for
-from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.access.assignment import Actor, actor_for
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import (
     Attachment,
     AuditEvent,
@@ -39,10 +38,11 @@ from engine.models import (
     User,
     UserRole,
 )
-from engine.notify import NotificationService
-from engine.runtime import checked_opinion
-from engine.signatures import SIGNATURE_KIND
-from engine.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
+from engine.procedures import forms
+from engine.procedures.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
+from engine.runtime.cases import checked_opinion
+from engine.runtime.notify import NotificationService
+from engine.runtime.signatures import SIGNATURE_KIND
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 URGE_INTERVAL = timedelta(hours=1)
@@ -316,7 +316,7 @@ class OperationsService:
 
     # --------------------------------------------------------------- attachments
     def accepted_kinds(self, row: TaskRow) -> list[str]:
-        """The attachment kinds the row's step accepts ([] for ``attachments="none"``; engine/step_rules.py)."""
+        """The attachment kinds the row's step accepts ([] for ``attachments="none"``; engine/procedures/step_rules.py)."""
         return attachment_kinds(self.cases.step_properties(row))
 
     def acts_on(self, row: TaskRow, actor: Actor) -> bool:

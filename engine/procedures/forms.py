@@ -15,7 +15,7 @@ import re
 from datetime import date
 from typing import Any
 
-from engine.errors import DefinitionError, ValidationError
+from engine.core.errors import DefinitionError, ValidationError
 
 INPUT_TYPES = {"textfield", "textarea", "number", "select", "radio", "checkbox", "checklist", "datetime"}
 STATIC_TYPES = {"text", "spacer", "separator", "html"}

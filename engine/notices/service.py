@@ -52,13 +52,11 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker, undefer
 
-from engine import settings
-from engine.assignment import Actor
-from engine.definitions import NOTICES_FILE, TEMPLATE_PREFIX, DefinitionService
-from engine.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, XiangFlowError
-from engine.expressions import CHINA_TZ
-from engine.forms import mask_id
-from engine.glossary import ACTION_LABELS, CASE_STATUS_LABELS
+from engine.access.assignment import Actor
+from engine.access.regions import PREFIX_LENGTH, ancestor_at
+from engine.core import settings
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, XiangFlowError
+from engine.core.glossary import ACTION_LABELS, CASE_STATUS_LABELS
 from engine.models import (
     AuditEvent,
     Case,
@@ -77,11 +75,13 @@ from engine.models import (
     TimerRow,
     User,
 )
-from engine.pki import SOURCE_DEMO, KeyStore
-from engine.queries import merged_data
-from engine.regions import PREFIX_LENGTH, ancestor_at
-from engine.runtime import ISSUE_ACTION, CaseService
-from engine.step_rules import spec_properties
+from engine.notices.pki import SOURCE_DEMO, KeyStore
+from engine.procedures.definitions import NOTICES_FILE, TEMPLATE_PREFIX, DefinitionService
+from engine.procedures.expressions import CHINA_TZ
+from engine.procedures.forms import mask_id
+from engine.procedures.step_rules import spec_properties
+from engine.queries.inbox import merged_data
+from engine.runtime.cases import ISSUE_ACTION, CaseService
 
 log = logging.getLogger(__name__)
 
@@ -1171,7 +1171,7 @@ _GROUP_LABEL = {"case": "案件", "village": "村", "township": "乡镇", "count
 
 
 def _prefix_of(region_code: str) -> str:
-    from engine.regions import level_of
+    from engine.access.regions import level_of
 
     return region_code[: PREFIX_LENGTH[level_of(region_code)]]
 
@@ -1208,7 +1208,7 @@ def run_batch(factory: sessionmaker, clock, batch_id: int, progress: Callable[[i
         ).rowcount
     if claimed != 1:
         return None
-    from engine.directory import DirectoryService
+    from engine.access.directory import DirectoryService
 
     with factory() as session:
         batch = session.get(NoticeBatch, batch_id)

@@ -15,7 +15,7 @@ task, timer or notification rows, only the audit record that it happened.
 
 Every studio action requires an admin grant (``Actor.is_admin``), and changing a procedure
 (opening, saving, validating, dry-running, deploying, exporting a draft or version, migrating its
-cases) requires ``may_change_procedure`` (engine/assignment.py) on the procedure's owner region:
+cases) requires ``may_change_procedure`` (engine/access/assignment.py) on the procedure's owner region:
 a procedure created in the studio belongs to the region of the admin grant used (chosen from
 ``owner_choices``), a shipped one (owner NULL) only to an admin covering every province. A draft
 of an existing procedure follows that procedure's owner; a draft of a new code carries its own
@@ -50,12 +50,33 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from engine import clock as clock_mod
-from engine import countersign, workcalendar
-from engine import forms as forms_mod
-from engine.assignment import Actor, may_change_procedure, procedure_serves, scope_for
-from engine.clock import FixedClock
-from engine.definitions import (
+from engine.access.assignment import Actor, may_change_procedure, procedure_serves, scope_for
+from engine.core import clock as clock_mod
+from engine.core import workcalendar
+from engine.core.clock import FixedClock
+from engine.core.errors import (
+    CaseExecutionError,
+    ConflictError,
+    DefinitionError,
+    ForbiddenError,
+    NotFoundError,
+    UnsafeExpressionError,
+    ValidationError,
+)
+from engine.models import (
+    AuditEvent,
+    Case,
+    CaseStatus,
+    Procedure,
+    ProcedureDraft,
+    ProcedureVersion,
+    Region,
+    Role,
+    TaskRow,
+    TaskStatus,
+)
+from engine.procedures import forms as forms_mod
+from engine.procedures.definitions import (
     ALLOWED_ACTIONS,
     MAX_FILE_BYTES,
     NS,
@@ -70,31 +91,18 @@ from engine.definitions import (
     role_of_lane,
     safe_xml,
 )
-from engine.errors import (
-    CaseExecutionError,
-    ConflictError,
-    DefinitionError,
-    ForbiddenError,
-    NotFoundError,
-    UnsafeExpressionError,
-    ValidationError,
+from engine.procedures.expressions import SCRIPT_ENGINE, check_expression, evaluate, parse_script
+from engine.procedures.serialization import FULL_SERIALIZER, SERIALIZER_VERSION, dump_state, load_state
+from engine.procedures.step_rules import spec_properties, step_rule_problems
+from engine.runtime.cases import (
+    CaseService,
+    _completed_path,
+    _is_timer,
+    _prune_event_manager,
+    _timer_due,
+    countersign,
+    task_actions,
 )
-from engine.expressions import SCRIPT_ENGINE, check_expression, evaluate, parse_script
-from engine.models import (
-    AuditEvent,
-    Case,
-    CaseStatus,
-    Procedure,
-    ProcedureDraft,
-    ProcedureVersion,
-    Region,
-    Role,
-    TaskRow,
-    TaskStatus,
-)
-from engine.runtime import CaseService, _completed_path, _is_timer, _prune_event_manager, _timer_due, task_actions
-from engine.serialization import FULL_SERIALIZER, SERIALIZER_VERSION, dump_state, load_state
-from engine.step_rules import spec_properties, step_rule_problems
 
 # ----------------------------------------------------------------------------- limits
 MAX_ZIP_BYTES = 5 * 1024 * 1024
@@ -138,7 +146,7 @@ UNSUPPORTED_TAGS = {
     "adHocSubProcess": "不支持自由子流程",
     "transaction": "不支持事务子流程",
 }
-# keys the engine puts into every case's data (engine/runtime.py) and that expressions may read
+# keys the engine puts into every case's data (engine/runtime/cases.py) and that expressions may read
 ENGINE_KEYS = {"case_id", "subject_name", "subject_kind", "region_code", "region_name", "settings", "decision",
                "opinions", "last_opinion", "return_reason", "returned_from", "last_event_reason",
                "linked_from_case", "linked_from_title"}
@@ -362,7 +370,7 @@ class _Names:
             "region_code": "510921107001", "region_name": "x", "settings": manifest.get("settings") or {},
             "decision": "approve", "opinions": {}, "last_opinion": "", "return_reason": "", "returned_from": "",
             "last_event_reason": "", "linked_from_case": 1, "linked_from_title": "x",
-            **dict.fromkeys(countersign.TALLY_KEYS, 1),  # what a 会签 step's votes add (engine/countersign.py)
+            **dict.fromkeys(countersign.TALLY_KEYS, 1),  # what a 会签 step's votes add (engine/runtime/countersign.py)
         }
         for schema in forms.values():
             for comp in forms_mod.input_components(schema):
@@ -382,7 +390,7 @@ def _names_in(expression: str) -> set[str]:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError:
         return set()
-    from engine.expressions import SAFE_FUNCTIONS
+    from engine.procedures.expressions import SAFE_FUNCTIONS
 
     called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - (called & set(SAFE_FUNCTIONS)) - {
@@ -1083,7 +1091,7 @@ class StudioService:
         if not actor.is_admin:
             raise ForbiddenError("只有管理员可以使用流程设计")
 
-    # -- ownership (the rule itself is engine/assignment.py may_change_procedure)
+    # -- ownership (the rule itself is engine/access/assignment.py may_change_procedure)
     def root_regions(self) -> list[str]:
         if self._roots is None:
             self._roots = list(self.session.scalars(select(Region.code).where(Region.parent_code.is_(None))))

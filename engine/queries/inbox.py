@@ -10,11 +10,10 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from engine import regions
-from engine.assignment import Actor
-from engine.errors import ValidationError
-from engine.expressions import CHINA_TZ
-from engine.forms import valid_cn_id
+from engine.access import regions
+from engine.access.assignment import Actor
+from engine.access.regions import PREFIX_LENGTH
+from engine.core.errors import ValidationError
 from engine.models import (
     AuditEvent,
     Case,
@@ -29,7 +28,8 @@ from engine.models import (
     TimerRow,
     TimerStatus,
 )
-from engine.regions import PREFIX_LENGTH
+from engine.procedures.expressions import CHINA_TZ
+from engine.procedures.forms import valid_cn_id
 
 VIEWS = ("todo", "done", "started", "cc")
 SEARCH_FIELDS = ("name", "id_number", "region", "procedure", "status", "date_from", "date_to", "due")
@@ -230,7 +230,7 @@ class InboxQueries:
 
         Counts the rows of each row's activation (``instance_group``) in one grouped query.
         """
-        from engine.countersign import progress_label
+        from engine.runtime.countersign import progress_label
 
         groups = {r.instance_group for r in rows if r.instance_group}
         if not groups:

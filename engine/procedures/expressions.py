@@ -19,9 +19,9 @@ from simpleeval import EvalWithCompoundTypes, InvalidExpression, NameNotDefined
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
-from engine import clock as clock_mod
-from engine import countersign
-from engine.errors import UnsafeExpressionError
+from engine.core import clock as clock_mod
+from engine.core.errors import UnsafeExpressionError
+from engine.runtime import countersign
 
 CHINA_TZ = timezone(timedelta(hours=8))
 
@@ -44,7 +44,7 @@ def _date_add(start: str, days: int, hour: int = 23, minute: int = 59) -> str:
 
 def _workdays_after(start: str, count: int, hour: int = 23, minute: int = 59) -> str:
     """An ISO datetime (China time) at the end of the count-th working day after the date start."""
-    from engine import workcalendar
+    from engine.core import workcalendar
 
     day = workcalendar.current().add_workdays(date.fromisoformat(str(start)[:10]), int(count))
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CHINA_TZ).isoformat()

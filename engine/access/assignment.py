@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from engine.access.regions import PREFIX_LENGTH, ancestor_at, level_of
 from engine.models import RegionLevel, User
-from engine.regions import PREFIX_LENGTH, ancestor_at, level_of
 
 # roles that may use the admin pages and the studio: a county admin (``admin``) and a province-level
 # system admin (``system_admin``); what each may change follows from their grants' regions

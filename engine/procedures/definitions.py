@@ -5,7 +5,7 @@ subject kind, process id, settings), its BPMN and DMN files; the forms its user 
 (``formKey``) live in ``forms/``. Every file of its ``notices/`` folder (``notices.json``, the notice
 kinds it issues, and their HTML/CSS templates) is part of the version as ``template/<name>``: deploy
 checks each issuance step's ``noticeKind`` against ``template/notices.json``, and a notice is rendered
-from the templates of the procedure's current version (engine/notices.py), so a procedure made in the
+from the templates of the procedure's current version (engine/notices/service.py), so a procedure made in the
 studio, with no folder on disk, issues its own notices. Deploying content that changed (a template
 included) makes a new version (content-hashed); identical content returns the existing version.
 """
@@ -25,13 +25,13 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import forms as forms_mod
-from engine.assignment import Actor
-from engine.errors import DefinitionError, NotFoundError, UnsafeExpressionError
-from engine.expressions import check_expression, parse_script
+from engine.access.assignment import Actor
+from engine.core.errors import DefinitionError, NotFoundError, UnsafeExpressionError
 from engine.models import Procedure, ProcedureVersion
-from engine.serialization import SPEC_CACHE, spec_to_json
-from engine.step_rules import spec_properties
+from engine.procedures import forms as forms_mod
+from engine.procedures.expressions import check_expression, parse_script
+from engine.procedures.serialization import SPEC_CACHE, spec_to_json
+from engine.procedures.step_rules import spec_properties
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 ALLOWED_ACTIONS = ("approve", "reject", "return")
@@ -294,8 +294,8 @@ def notice_kind_problem(kind: str, files: dict[str, str]) -> str | None:
 def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
     from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 
-    from engine.signatures import signature_property_problem
-    from engine.step_rules import step_rule_problems
+    from engine.procedures.step_rules import step_rule_problems
+    from engine.runtime.signatures import signature_property_problem
 
     all_specs = [spec, *subprocess_specs.values()]
     for process in all_specs:
@@ -360,7 +360,9 @@ def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):
         line = getattr(exc, "line_number", None)
         raise DefinitionError("BPMN/DMN 校验失败", [(f"{where}" + (f" 第{line}行" if line else ""), str(exc).splitlines()[0])]) from exc
     _check_tasks(bundle, spec, subprocess_specs, known_roles, problems)
-    from engine.notices import catalog_problems  # here: engine.notices builds on the runtime, which imports this module
+    from engine.notices.service import (
+        catalog_problems,  # here: engine.notices.service builds on the runtime, which imports this module
+    )
 
     problems.extend(catalog_problems(bundle.code, bundle.files))
     if problems:

@@ -23,7 +23,7 @@ from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
-from engine.expressions import SCRIPT_ENGINE
+from engine.procedures.expressions import SCRIPT_ENGINE
 
 _specs_for_restore: contextvars.ContextVar[tuple[Any, dict[str, Any]]] = contextvars.ContextVar("specs")
 

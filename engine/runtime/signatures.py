@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.assignment import Actor
-from engine.errors import ConflictError, ForbiddenError, ValidationError
-from engine.expressions import CHINA_TZ
+from engine.access.assignment import Actor
+from engine.core.errors import ConflictError, ForbiddenError, ValidationError
 from engine.models import Attachment, TaskRow, TaskStatus
-from engine.step_rules import spec_properties, step_spec
+from engine.procedures.expressions import CHINA_TZ
+from engine.procedures.step_rules import spec_properties, step_spec
 
 SIGNATURE_KIND = "signature"
 SIGNATURE_MODES = ("required", "optional")

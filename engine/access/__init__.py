@@ -1,0 +1,1 @@
+"""Who may do what where: actors and their grants, the region tree, the directory of users and roles."""

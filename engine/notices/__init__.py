@@ -1,0 +1,1 @@
+"""Signed public notices (公示/公告): issue, render, sign, verify."""

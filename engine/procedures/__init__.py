@@ -1,0 +1,1 @@
+"""Procedures as data: definitions (deploy, versions, specs), step properties, forms, expressions, serialization."""

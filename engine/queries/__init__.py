@@ -1,0 +1,1 @@
+"""Read models: the inbox, searches and reports."""

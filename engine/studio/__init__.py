@@ -1,0 +1,1 @@
+"""The procedure studio: drafts, validation, dry run, deploy, migration of running cases."""

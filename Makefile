@@ -9,7 +9,7 @@ PORT ?= 5000
 APT_PACKAGES := chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils libnss3-tools
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-postgres lint bench clean system-deps assets
+.PHONY: help setup run serve test test-postgres lint bench clean system-deps assets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,19 @@ setup: $(VENV)/.installed system-deps assets ## install everything (idempotent)
 run: setup ## start XiangFlow on http://127.0.0.1:$(PORT) (SQLite, demo data, demo users)
 	$(PY) -m flask --app wsgi xiangflow init --demo
 	PORT=$(PORT) $(PY) wsgi.py
+
+WEB_WORKERS ?= 2
+TIMER_WORKERS ?= 1
+# The production profile (README "Production profile"): gunicorn with WEB_WORKERS processes, TIMER_WORKERS
+# timer-worker processes, the web processes' APScheduler tick off. Set DATABASE_URL for PostgreSQL and
+# XIANGFLOW_SECRET_KEY (every web process must share it); without one a key is made once in instance/.
+serve: setup ## production profile on http://127.0.0.1:$(PORT): gunicorn ($(WEB_WORKERS) workers) + $(TIMER_WORKERS) timer worker(s)
+	$(PY) -m flask --app wsgi xiangflow init
+	@mkdir -p instance && test -s instance/secret_key || $(PY) -c "import secrets; print(secrets.token_hex(32))" > instance/secret_key
+	@export XIANGFLOW_SCHEDULER=0 XIANGFLOW_SECRET_KEY="$${XIANGFLOW_SECRET_KEY:-$$(cat instance/secret_key)}"; \
+	pids=""; for i in $$(seq $(TIMER_WORKERS)); do $(PY) -m flask --app wsgi timers run --interval 10 & pids="$$pids $$!"; done; \
+	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/gunicorn --workers $(WEB_WORKERS) --bind 127.0.0.1:$(PORT) --timeout 60 --access-logfile - wsgi:app
 
 test: setup ## run the whole test suite (on SQLite, or on PostgreSQL when DATABASE_URL is set)
 	$(PY) -m pytest

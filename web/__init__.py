@@ -34,6 +34,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(notifications.bp)
+    from web import health
+    app.register_blueprint(health.bp)  # /healthz: database reachable → 200, else 503 (no login)
     from web import studio
     app.register_blueprint(studio.bp)  # procedure studio (流程设计), admins only
     notifications.register(app)

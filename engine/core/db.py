@@ -46,3 +46,13 @@ def make_session_factory(engine: Engine) -> sessionmaker:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def ping(engine: Engine) -> bool:
+    """Whether the database answers a trivial query now (the health endpoint asks)."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:  # any failure to reach or query the database means "not healthy"
+        return False

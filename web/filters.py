@@ -27,14 +27,19 @@ def cn_date(value: datetime | None) -> str:
 
 
 def time_left(due: datetime | None) -> str:
+    return time_left_at(due, clock().now())
+
+
+def time_left_at(due: datetime | None, now: datetime) -> str:
+    """Time to a due date in whole units, the same rule both ways: full days left or full days late
+    (9.99 days → 剩余 9 天, 4.0 days late → 超期 4 天); under a day, full hours (at least 1)."""
     if due is None:
         return ""
-    delta: timedelta = due - clock().now()
-    if delta.total_seconds() < 0:
-        return f"超期 {abs(delta.days) or 1} 天" if delta.days < -1 else "超期"
-    if delta.days >= 1:
-        return f"剩余 {delta.days} 天"
-    return f"剩余 {int(delta.total_seconds() // 3600)} 小时"
+    seconds = (due - now).total_seconds()
+    late, span = seconds < 0, abs(seconds)
+    days, hours = int(span // 86400), max(1, int(span // 3600))
+    amount = f"{days} 天" if days >= 1 else f"{hours} 小时"
+    return f"超期 {amount}" if late else f"剩余 {amount}"
 
 
 def register(app: Flask) -> None:

@@ -1,6 +1,7 @@
 """Phone and desk layout in Debian chromium: at 375 × 812 and 1366 × 768 no page scrolls sideways, the
-header keeps its words on one line, tables become labelled cards on the phone, and the inbox search folds
-away on the phone until it is asked for (open at once when a filter is set)."""
+header keeps its words on one line, tables become labelled cards on the phone, the progress diagram opens
+with legible labels, and the inbox search folds away on the phone until it is asked for (open at once when
+a filter is set)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ def test_pages_fit_the_screen(browser, live_server, db, housing_case, width, hei
             heights = page.eval_on_selector_all("header.top nav a, header.top .who button",
                                                 "els => els.map(e => e.getBoundingClientRect().height)")
             assert heights and max(heights) < 40, (path, heights)
+
+        page.goto(f"/cases/{case_id}")  # the progress diagram opens legible: labels at least 9 px tall
+        expect(page.locator("#diagram[data-rendered=true]")).to_be_attached()
+        label_heights = page.eval_on_selector_all(
+            "#diagram .djs-shape .djs-label tspan, #diagram .djs-shape text tspan",
+            "els => els.map(e => e.getBoundingClientRect()).filter(r => r.width > r.height && r.height > 0)"
+            ".map(r => r.height)")  # horizontal labels (lane titles are turned on their side)
+        assert label_heights and min(label_heights) >= 9, label_heights[:5]
+        box = page.locator("#diagram").bounding_box()
+        assert box is not None and box["height"] <= 600 and box["width"] <= width
 
         page.goto("/")
         search = page.get_by_test_id("search-box")

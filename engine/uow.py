@@ -8,6 +8,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from engine.access.directory import DirectoryService
+from engine.access.policy import AccessPolicy
 from engine.core import settings
 from engine.core.errors import ConflictError
 from engine.operations.admin import AdminService
@@ -29,8 +30,9 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self.session = self.session_factory()
+        self.access = AccessPolicy(self.session)
         self.definitions = DefinitionService(self.session, self.clock)
-        self.cases = CaseService(self.session, self.clock, self.definitions)
+        self.cases = CaseService(self.session, self.clock, self.definitions, access=self.access)
         self.directory = DirectoryService(self.session)
         self.inbox = InboxQueries(self.session)
         self.notifications = self.cases.notifications

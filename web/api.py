@@ -150,15 +150,15 @@ def tasks():
 def task(task_id: int):
     me = actor()
     with work() as w:
-        row = w.cases.get_task(task_id, me)
+        row = w.access.task_of(task_id, me)
         schema, data = w.cases.task_form(row)
         out = task_json(row, countersign=w.inbox.instance_progress([row]).get(row.id))
-        out.update(form=schema, data=data, actions=w.cases.allowed_actions(row, me),
-                   operations=sorted(w.operations.task_operations(row, me)),
+        out.update(form=schema, data=data, actions=w.access.allowed_actions(row, me),
+                   operations=sorted(w.access.task_operations(row, me)),
                    return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)],
                    opinion_required=opinion_required(w.cases.step_properties(row)),
                    attachment_kinds=w.operations.accepted_kinds(row),
-                   may_attach=w.operations.acts_on(row, me))
+                   may_attach=w.access.acts_on(row, me))
         rule = w.signatures.rule_for(row)
         if rule is not None:
             latest = w.signatures.latest(row.id)
@@ -180,7 +180,7 @@ def complete(task_id: int):
                                      return_to=payload.get("return_to") if isinstance(payload.get("return_to"), str) else None)
         case_id = case.id
     with work() as w:
-        case = w.cases.get_case(case_id, actor())
+        case = w.access.visible_case(case_id, actor())
         return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id)))
 
 
@@ -201,7 +201,7 @@ def start_case():
             raise ValidationError("region 与对象所在地区不符", {"region": "region 与对象所在地区不符"})
         case_id = case.id
     with work() as w:
-        case = w.cases.get_case(case_id, me)
+        case = w.access.visible_case(case_id, me)
         return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id))), 201
 
 
@@ -209,7 +209,7 @@ def start_case():
 def get_case(case_id: int):
     me = actor()
     with work() as w:
-        case = w.cases.get_case(case_id, me)
+        case = w.access.visible_case(case_id, me)
         return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id)))
 
 
@@ -233,7 +233,7 @@ def subjects():
 
 def _ok(case_id: int):
     with work() as w:
-        case = w.cases.get_case(case_id, actor())
+        case = w.access.visible_case(case_id, actor())
         return jsonify(case_json(case, w.inbox.case_tasks(case_id), w.inbox.case_history(case_id)))
 
 
@@ -261,7 +261,7 @@ def _task_ok(task_id: int, operation):
     someone else's now: 转办, 委派, 加签)."""
     with work() as w:
         operation(w)
-        case_id = w.cases.task_in_visible_case(task_id, actor()).case_id
+        case_id = w.access.task_in_visible_case(task_id, actor()).case_id
     return _ok(case_id)
 
 
@@ -270,7 +270,7 @@ def claim(task_id: int):
     body()
     with work() as w:
         w.operations.claim(task_id, actor())
-        case_id = w.cases.get_task(task_id, actor()).case_id
+        case_id = w.access.task_of(task_id, actor()).case_id
     return _ok(case_id)
 
 
@@ -279,7 +279,7 @@ def unclaim(task_id: int):
     body()
     with work() as w:
         w.operations.unclaim(task_id, actor())
-        case_id = w.cases.get_task(task_id, actor()).case_id
+        case_id = w.access.task_of(task_id, actor()).case_id
     return _ok(case_id)
 
 
@@ -324,7 +324,7 @@ def attachment_json(a) -> dict:
 @bp.route("/cases/<int:case_id>/attachments", methods=["GET"])
 def list_attachments(case_id: int):
     with work() as w:
-        w.cases.get_case(case_id, actor())
+        w.access.visible_case(case_id, actor())
         return jsonify({"attachments": [attachment_json(a) for a in w.operations.attachments(case_id)]})
 
 

@@ -20,13 +20,13 @@ bp = Blueprint("cases", __name__)
 def show(case_id: int):
     me = actor()
     with work() as w:
-        case = w.cases.get_case(case_id, me)
+        case = w.access.visible_case(case_id, me)
         tasks = w.inbox.case_tasks(case_id)
         timers = w.inbox.case_timers(case_id)
         open_tasks = [t for t in tasks if t.status.value == "open"]
         # tasks claimed by (or transferred to) a colleague are theirs, not mine; delegated (委派) to me or
         # added to me as a co-signer (加签) are mine
-        my_tasks = [t for t in open_tasks if w.operations.acts_on(t, me)]
+        my_tasks = [t for t in open_tasks if w.access.acts_on(t, me)]
         return render_template(
             "case.html", case=case, tasks=tasks, timers=timers,
             history=w.inbox.case_history(case_id),
@@ -37,13 +37,13 @@ def show(case_id: int):
             bpmn_xml=w.definitions.bpmn_xml(case.version),
             region_path=w.directory.region_path(case.region_code),
             show_full_id=me.may_see_full_id(case.subject.region_code),
-            my_tasks=my_tasks, holder_ops={t.id: w.operations.holder_operations(t, me) for t in my_tasks},
-            urgeable=[t.id for t in open_tasks if not me.holds(t.role_code, t.scope_code)],
-            read_only=not w.cases.takes_part(case, me),
+            my_tasks=my_tasks, holder_ops={t.id: w.access.holder_operations(t, me) for t in my_tasks},
+            urgeable=[t.id for t in open_tasks if w.access.may_urge(t, me)],
+            read_only=not w.access.takes_part(case, me),
             events=w.cases.waiting_events(case, me),
             linked=w.inbox.linked_cases(case),
             attachments=w.operations.attachments(case_id), task_titles={t.id: t.title for t in tasks},
-            may_attach=w.operations.may_attach_to_case(case, me),
+            may_attach=w.access.may_attach_to_case(case, me),
             signatures=w.signatures.latest_by_task(case_id),
             can_withdraw=w.cases.withdrawable(case_id, me) is not None,
         )
@@ -66,7 +66,7 @@ def _act(case_id: int, operation, done: str):
 
 def _case_of_task(task_id: int) -> int:
     with work() as w:
-        return w.cases.task_in_visible_case(task_id, actor()).case_id
+        return w.access.task_in_visible_case(task_id, actor()).case_id
 
 
 @bp.route("/tasks/<int:task_id>/claim", methods=["POST"])
@@ -169,25 +169,25 @@ def subject(subject_id: int):
 def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None = None, status: int = 200):
     me = actor()
     with work() as w:
-        row = w.cases.get_task(task_id, me)
+        row = w.access.task_of(task_id, me)
         schema, data = w.cases.task_form(row)
         if submitted is not None:
             data = {**data, **submitted}
         is_open = row.status.value == "open"
-        actions = w.cases.allowed_actions(row, me)
+        actions = w.access.allowed_actions(row, me)
         notice_kind = w.cases.issuance_kind(row) if is_open else None  # 出具公示: done by issuing the notice
         issue_url = url_for("notices.kind_page", procedure_code=row.case.version.procedure.code,
                             kind_code=notice_kind, case=row.case_id) if notice_kind else None
         return render_template(
             "task.html", task=row, case=row.case, schema=schema, data=data, errors=errors or {}, issue_url=issue_url,
-            can_act=bool(actions), operations=w.operations.task_operations(row, me),
+            can_act=bool(actions), operations=w.access.task_operations(row, me),
             co_signers=w.operations.co_signers(row), owner=w.directory.get_user(row.owner_id) if row.owner_id else None,
             returned=returned_by(w.inbox.case_tasks(row.case_id), row) if is_open else None,
             actions=actions, return_targets=w.cases.return_targets(row),
             opinion=(submitted or {}).get("_opinion", ""),
             signature=w.signatures.rule_for(row), signed=w.signatures.latest(row.id),
             opinion_required=opinion_required(w.cases.step_properties(row)),
-            attachment_kinds=w.operations.accepted_kinds(row) if w.operations.acts_on(row, me) else [],
+            attachment_kinds=w.operations.accepted_kinds(row) if w.access.acts_on(row, me) else [],
             progress=w.inbox.instance_progress([row]).get(row.id),
         ), status
 

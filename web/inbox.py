@@ -63,7 +63,7 @@ def start():
             case = w.cases.start_case(request.form.get("procedure", ""), subject_id, me, client_addr=client_addr())
             case_id = case.id
             first_id = next((t.id for t in w.inbox.case_tasks(case_id)
-                             if t.status.value == "open" and me.holds(t.role_code, t.scope_code)), None)
+                             if t.status.value == "open" and w.access.is_own_todo(t, me)), None)
     except ValidationError as exc:
         return _start_page(exc.errors, 422)
     flash("流程已发起", "success")

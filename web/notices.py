@@ -241,7 +241,7 @@ def reissue(serial: str):
 def case_notices(case_id: int):
     me = actor()
     with work() as w:
-        case = w.cases.get_case(case_id, me)
+        case = w.access.visible_case(case_id, me)
         service = _service(w)
         notices = service.case_notices(case_id)
         catalog = service.catalog(case.version.procedure.code)

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.access.assignment import Actor, actor_for
+from engine.access.assignment import Actor
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import (
     Attachment,
@@ -35,8 +35,6 @@ from engine.models import (
     Notification,
     TaskRow,
     TaskStatus,
-    User,
-    UserRole,
 )
 from engine.procedures import forms
 from engine.procedures.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
@@ -48,7 +46,6 @@ MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 URGE_INTERVAL = timedelta(hours=1)
 MAX_CO_SIGNERS = 10
 SIGN_POSITIONS = ("before", "after")
-READ_ONLY = "抄送给您的案件只能查看,不能办理、抄送或催办"
 # type → (extensions, magic-byte check); the content decides, never the name alone
 ALLOWED_TYPES = {
     "image/jpeg": ((".jpg", ".jpeg"), lambda b: b.startswith(b"\xff\xd8\xff")),
@@ -63,36 +60,16 @@ class OperationsService:
     def __init__(self, session: Session, clock, cases, storage_dir: Path):
         self.session = session
         self.clock = clock
-        self.cases = cases  # CaseService: visibility rules live there, in one place
+        self.cases = cases
+        self.access = cases.access  # the one access policy (engine/access/policy.py)
         self.storage_dir = storage_dir
         self.notifications = NotificationService(session, clock)
 
     # --------------------------------------------------------------- claim / transfer
     def _open_task_for_holder(self, task_id: int, actor: Actor) -> TaskRow:
-        row = self.cases.get_task(task_id, actor)
-        self._check_holder(row, actor)
+        row = self.access.task_of(task_id, actor)
+        self.access.check_holder(row, actor)
         return row
-
-    @staticmethod
-    def _check_holder(row: TaskRow, actor: Actor) -> None:
-        """Check that row is an open group task actor holds (not a 委派 or 加签 one): who may claim or 转办."""
-        if row.status != TaskStatus.open:
-            raise ConflictError("该任务已被处理")
-        if not actor.holds(row.role_code, row.scope_code):
-            raise ForbiddenError("您无权处理此任务")
-        if row.parent_task_id is not None or row.delegation == "pending":
-            raise ForbiddenError("委派或加签中的任务不能认领或转办")
-
-    def holder_operations(self, row: TaskRow, actor: Actor) -> set[str]:
-        """What actor may do with a group task besides acting on it: claim (unclaimed), unclaim (claimed by
-        actor), transfer (unclaimed or claimed by actor)."""
-        try:
-            self._check_holder(row, actor)
-        except (ConflictError, ForbiddenError):
-            return set()
-        if row.assignee_id is None:
-            return {"claim", "transfer"}
-        return {"unclaim", "transfer"} if row.assignee_id == actor.user_id else set()
 
     def claim(self, task_id: int, actor: Actor) -> None:
         """Take a group task for oneself, so the others holding the role no longer see it."""
@@ -114,14 +91,7 @@ class OperationsService:
         row = self._open_task_for_holder(task_id, actor)
         if row.assignee_id not in (None, actor.user_id):
             raise ForbiddenError("该任务已由他人认领")
-        target = self.session.scalar(select(User).where(User.username == to_username, User.is_active.is_(True)))
-        holds = target is not None and self.session.scalar(select(func.count(UserRole.id)).where(
-            UserRole.user_id == target.id, UserRole.role_code == row.role_code,
-            UserRole.region_code == row.scope_code))
-        if not holds:
-            raise ValidationError("无法转办", {"to": "只能转办给本辖区同一岗位的人员"})
-        if target.id == actor.user_id:
-            raise ValidationError("无法转办", {"to": "不能转办给自己"})
+        target = self.access.transfer_recipient(to_username, row, actor, "to")
         row.assignee_id = target.id
         self._audit(row.case, row, actor, "transfer", opinion, {"to": target.username})
         self.notifications.notify([target.id], "task", f"转办给您:{row.title}", f"{actor.display_name}:{opinion or ''}",
@@ -131,29 +101,15 @@ class OperationsService:
     def _task_in_hand(self, task_id: int, actor: Actor) -> TaskRow:
         """The open task the actor holds (may approve now), under the case lock.
 
-        :raises NotFoundError, ConflictError, ForbiddenError: as ``CaseService.check_may_complete``.
+        :raises NotFoundError, ConflictError, ForbiddenError: as ``AccessPolicy.check_may_complete``.
         """
-        row = self.cases.get_task(task_id, actor)
+        row = self.access.task_of(task_id, actor)
         self.cases._lock_case(row.case_id)
         self.session.refresh(row)
-        self.cases.check_may_complete(row, actor, "approve")
+        self.access.check_may_complete(row, actor, "approve")
         if row.parent_task_id is not None:
             raise ForbiddenError("加签人不能再委派或加签")
         return row
-
-    def _eligible(self, username: str, case: Case, actor: Actor, field: str) -> User:
-        """An active user other than the actor whose jurisdiction contains the case (so may see all of it).
-
-        :raises ValidationError: unknown, inactive, oneself, or outside the case's region.
-        """
-        user = self.session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
-        if user is None:
-            raise ValidationError("人员无效", {field: f"用户不存在或已停用:{username or '未填写'}"})
-        if user.id == actor.user_id:
-            raise ValidationError("人员无效", {field: "不能选择自己"})
-        if not actor_for(user, self.cases.role_levels).covers(case.region_code):
-            raise ValidationError("人员无效", {field: f"{user.display_name}的辖区不包含本案件"})
-        return user
 
     def delegate(self, task_id: int, actor: Actor, to_username: str, opinion: str | None) -> None:
         """委派: hand one's task to someone to work on; it comes back to the actor to decide.
@@ -163,7 +119,7 @@ class OperationsService:
         """
         row = self._task_in_hand(task_id, actor)
         opinion = checked_opinion(opinion)
-        target = self._eligible(to_username, row.case, actor, "to")
+        target = self.access.recipient(to_username, row.case, actor, "to")
         row.owner_id = actor.user_id
         row.assignee_id = target.id
         row.delegation = "pending"
@@ -179,7 +135,7 @@ class OperationsService:
         :raises ForbiddenError: the actor is not the delegate.
         :raises ValidationError: no opinion.
         """
-        row = self.cases.get_task(task_id, actor)
+        row = self.access.task_of(task_id, actor)
         self.cases._lock_case(row.case_id)
         self.session.refresh(row)
         if row.status != TaskStatus.open or row.delegation != "pending":
@@ -222,7 +178,7 @@ class OperationsService:
         names = list(dict.fromkeys(n.strip() for n in usernames if isinstance(n, str) and n.strip()))
         if not names or len(names) > MAX_CO_SIGNERS:
             raise ValidationError("加签人无效", {"to": f"请填写 1 到 {MAX_CO_SIGNERS} 位加签人"})
-        users = [self._eligible(name, row.case, actor, "to") for name in names]
+        users = [self.access.recipient(name, row.case, actor, "to") for name in names]
         # 后加签 holds the holder's decision now: the step's opinion rule is checked now, as for approve
         opinion = checked_opinion(opinion, missing_opinion_message(self.cases.step_properties(row), "approve")
                                   if position == "after" else None)
@@ -258,26 +214,21 @@ class OperationsService:
         return list(self.session.scalars(select(TaskRow).where(TaskRow.parent_task_id == row.id)
                                          .order_by(TaskRow.id)))
 
-    def task_operations(self, row: TaskRow, actor: Actor) -> set[str]:
-        """What actor may do to this task besides approve/reject/return: delegate, add_sign, resolve."""
-        if row.status == TaskStatus.open and row.delegation == "pending" and row.assignee_id == actor.user_id:
-            return {"resolve"}
-        try:
-            self.cases.check_may_complete(row, actor, "approve")
-        except (ConflictError, ForbiddenError):
-            return set()
-        return set() if row.parent_task_id is not None else {"delegate", "add_sign"}
-
     # --------------------------------------------------------------- 抄送 / 催办
     def cc(self, case_id: int, actor: Actor, usernames: list[str], opinion: str | None = None) -> int:
-        """抄送: give users a read-only view of a case; return how many were added."""
-        case = self.cases.get_case(case_id, actor)
-        if not self.cases.takes_part(case, actor):
-            raise ForbiddenError(READ_ONLY)
-        users = self.session.scalars(select(User).where(User.username.in_(usernames), User.is_active.is_(True))).all()
-        missing = set(usernames) - {u.username for u in users}
-        if missing or not usernames:
-            raise ValidationError("抄送对象无效", {"to": f"用户不存在: {'、'.join(sorted(missing)) or '未选择'}"})
+        """抄送: point users inside the case's jurisdiction to a case; return how many were added.
+
+        :raises NotFoundError: the actor may not see the case.
+        :raises ForbiddenError: the actor may read the case but not take part in it.
+        :raises ValidationError: no recipient, or one who is unknown, inactive, oneself or outside the case's
+            jurisdiction (``AccessPolicy.recipient``); nobody is added.
+        """
+        case = self.access.visible_case(case_id, actor)
+        self.access.check_takes_part(case, actor)
+        names = list(dict.fromkeys(n.strip() for n in usernames if isinstance(n, str) and n.strip()))
+        if not names:
+            raise ValidationError("抄送对象无效", {"to": "请选择抄送对象"})
+        users = [self.access.recipient(name, case, actor, "to") for name in names]
         added = 0
         for user in users:
             exists = self.session.scalar(select(CaseCc.id).where(CaseCc.case_id == case.id, CaseCc.user_id == user.id))
@@ -293,14 +244,11 @@ class OperationsService:
     def urge(self, task_id: int, actor: Actor, opinion: str | None = None) -> int:
         """催办: remind the holders of an open task; the starter or anyone above the case may urge,
         at most once per task per hour. Returns how many people were told."""
-        row = self.session.get(TaskRow, task_id)
-        if row is None or not self.cases.may_view_case(row.case, actor):
-            raise NotFoundError("任务不存在")
-        if not self.cases.takes_part(row.case, actor):
-            raise ForbiddenError(READ_ONLY)
+        row = self.access.task_in_visible_case(task_id, actor)
+        self.access.check_takes_part(row.case, actor)
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
-        if row.assignee_id == actor.user_id or (row.assignee_id is None and actor.holds(row.role_code, row.scope_code)):
+        if self.access.is_own_todo(row, actor):
             raise ValidationError("无需催办", {"task": "这是您自己的待办"})
         since = self.clock.now() - URGE_INTERVAL
         recent = self.session.scalar(select(func.count(Notification.id)).where(
@@ -319,16 +267,6 @@ class OperationsService:
         """The attachment kinds the row's step accepts ([] for ``attachments="none"``; engine/procedures/step_rules.py)."""
         return attachment_kinds(self.cases.step_properties(row))
 
-    def acts_on(self, row: TaskRow, actor: Actor) -> bool:
-        """Whether the task is open and actor's to act on now (approve, reject, return; or resolve, delegate,
-        add co-signers): the one rule for attaching files to it and for the case page's own tasks."""
-        return row.status == TaskStatus.open and bool(
-            self.cases.allowed_actions(row, actor) or self.task_operations(row, actor))
-
-    def may_attach_to_case(self, case: Case, actor: Actor) -> bool:
-        """Whether actor may add a case-level attachment (no task): the starter, while the case runs."""
-        return case.started_by_id == actor.user_id and case.status == CaseStatus.running and case.finished_at is None
-
     def add_attachment(self, case_id: int, actor: Actor, file_name: str, content: bytes, content_type: str,
                        task_id: int | None = None, kind: str | None = None) -> Attachment:
         """Attach a file to an open task the actor may act on (of a kind its step accepts), or to the case
@@ -339,7 +277,7 @@ class OperationsService:
         :raises ValidationError: the step takes no attachment or not that kind, or the file is too large,
             empty or of a type not allowed (checked on the content); nothing is stored.
         """
-        case = self.cases.get_case(case_id, actor)
+        case = self.access.visible_case(case_id, actor)
         if case.status != CaseStatus.running or case.finished_at is not None:
             raise ConflictError("案件已办结,不能再上传附件")
         kind = (kind or "").strip()
@@ -347,7 +285,7 @@ class OperationsService:
             raise ValidationError("签字请在签字板上完成", {"kind": "签字请在任务页的签字板上完成"})
         row = None
         if task_id is None:
-            if not self.may_attach_to_case(case, actor):
+            if not self.access.may_attach_to_case(case, actor):
                 raise ForbiddenError("只有案件发起人可以上传案件材料;办理中的步骤请在任务页上传")
             if kind not in ("", GENERAL_KIND):
                 raise ValidationError("附件类别无效", {"kind": "案件材料只能是一般附件;步骤要求的附件请在任务页上传"})
@@ -358,7 +296,7 @@ class OperationsService:
                 raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
             if row.status != TaskStatus.open:
                 raise ConflictError("该任务已被处理,不能再上传附件")
-            if not self.acts_on(row, actor):
+            if not self.access.acts_on(row, actor):
                 raise ForbiddenError("您无权办理此任务,不能上传附件")
             kinds = self.accepted_kinds(row)
             if not kinds:
@@ -409,7 +347,7 @@ class OperationsService:
         attachment = self.session.get(Attachment, attachment_id)
         if attachment is None:
             raise NotFoundError("附件不存在")
-        self.cases.get_case(attachment.case_id, actor)
+        self.access.visible_case(attachment.case_id, actor)
         content = (self.storage_dir / attachment.sha256[:2] / attachment.sha256).read_bytes()
         if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ConflictError("附件文件已损坏或被篡改")

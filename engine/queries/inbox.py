@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from engine.access import regions
 from engine.access.assignment import Actor
+from engine.access.policy import AccessPolicy
 from engine.access.regions import PREFIX_LENGTH
 from engine.core.errors import ValidationError
 from engine.models import (
@@ -164,7 +165,9 @@ class InboxQueries:
                 stmt = stmt.where(Case.started_by_id == actor.user_id)
                 order = (Case.created_at.desc(), Case.id.desc())
             else:
-                stmt = stmt.join(CaseCc, CaseCc.case_id == Case.id).where(CaseCc.user_id == actor.user_id)
+                # a CC opens nothing by itself: only cases the actor may see by jurisdiction are listed
+                stmt = stmt.join(CaseCc, CaseCc.case_id == Case.id).where(
+                    CaseCc.user_id == actor.user_id, AccessPolicy.jurisdiction_clause(actor))
                 order = (CaseCc.created_at.desc(), Case.id.desc())
         # task tabs filter the task's own region (a copy of its case's); case filters go through the join
         region_col = TaskRow.region_code if entity is TaskRow else Case.region_code

@@ -31,6 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from engine.access.assignment import Actor, procedure_serves, scope_for
 from engine.access.directory import RoleLevels
+from engine.access.policy import AccessPolicy
 from engine.core import clock as clock_mod
 from engine.core import workcalendar
 from engine.core.errors import (
@@ -45,7 +46,6 @@ from engine.core.glossary import ACTION_LABELS
 from engine.models import (
     AuditEvent,
     Case,
-    CaseCc,
     CaseStatus,
     HolidayOverride,
     Region,
@@ -156,9 +156,10 @@ class CaseService:
     """Runs cases. Takes its session and clock; never commits."""
 
     def __init__(self, session: Session, clock, definitions: DefinitionService | None = None,
-                 timer_lease: timedelta = timedelta(minutes=5)):
+                 timer_lease: timedelta = timedelta(minutes=5), access: AccessPolicy | None = None):
         self.session = session
         self.clock = clock
+        self.access = access or AccessPolicy(session)
         self.definitions = definitions or DefinitionService(session, clock)
         self.timer_lease = timer_lease
         self._calendar: workcalendar.WorkCalendar | None = None
@@ -225,44 +226,14 @@ class CaseService:
     def role_levels(self) -> Mapping[str, RegionLevel]:
         return RoleLevels(self.session)
 
+    # access rules live in engine/access/policy.py; these are the names callers use
     def get_case(self, case_id: int, actor: Actor) -> Case:
-        """A case the actor may see.
-
-        :raises NotFoundError: no such case, or outside the actor's jurisdiction.
-        """
-        case = self.session.get(Case, case_id)
-        if case is None or not self.may_view_case(case, actor):
-            raise NotFoundError("案件不存在")
-        return case
-
-    def may_view_case(self, case: Case, actor: Actor) -> bool:
-        """The starter, anyone whose jurisdiction contains the case, and those it was 抄送 to."""
-        if self.takes_part(case, actor):
-            return True
-        if self.session.scalar(select(TaskRow.id).where(  # 委派/加签: the permission follows the task
-                TaskRow.case_id == case.id, (TaskRow.assignee_id == actor.user_id) | (TaskRow.owner_id == actor.user_id))
-                .limit(1)) is not None:
-            return True
-        return self.session.scalar(
-            select(CaseCc.id).where(CaseCc.case_id == case.id, CaseCc.user_id == actor.user_id)) is not None
-
-    @staticmethod
-    def takes_part(case: Case, actor: Actor) -> bool:
-        """The starter and anyone whose jurisdiction contains the case; those only 抄送 to just read it."""
-        return case.started_by_id == actor.user_id or actor.covers(case.region_code)
+        """:raises NotFoundError: as ``AccessPolicy.visible_case``."""
+        return self.access.visible_case(case_id, actor)
 
     def get_task(self, task_id: int, actor: Actor) -> TaskRow:
-        """A task row the actor may see: assigned to them, done by them, or in a visible case.
-
-        :raises NotFoundError: no such task, or outside the actor's jurisdiction.
-        """
-        row = self.session.get(TaskRow, task_id)
-        if row is None:
-            raise NotFoundError("任务不存在")
-        if actor.holds(row.role_code, row.scope_code) or actor.user_id in (
-                row.completed_by_id, row.assignee_id, row.owner_id):  # 委派/加签: the permission follows the task
-            return row
-        raise NotFoundError("任务不存在")
+        """:raises NotFoundError: as ``AccessPolicy.task_of``."""
+        return self.access.task_of(task_id, actor)
 
     def task_form(self, row: TaskRow) -> tuple[dict[str, Any], dict[str, Any]]:
         """The form-js schema of a task and the data to prefill it with (no deserialization)."""
@@ -293,16 +264,6 @@ class CaseService:
     def _case_of(self, row: TaskRow) -> Case:
         """The row's case from this session (no query if already loaded; works for a row of another session)."""
         return self.session.get(Case, row.case_id)
-
-    def task_in_visible_case(self, task_id: int, actor: Actor) -> TaskRow:
-        """A task of a case the actor may see (for read-only views and 催办).
-
-        :raises NotFoundError: no such task, or its case is outside the actor's view.
-        """
-        row = self.session.get(TaskRow, task_id)
-        if row is None or not self.may_view_case(row.case, actor):
-            raise NotFoundError("任务不存在")
-        return row
 
     # ------------------------------------------------------------------ start
     def start_case(self, procedure_code: str, subject_id: int, actor: Actor,
@@ -484,45 +445,8 @@ class CaseService:
 
     # ------------------------------------------------------------------ 委派 / 加签: who completes what
     def check_may_complete(self, row: TaskRow, actor: Actor, action: str) -> None:
-        """Check that actor may approve, reject or return this task row now (one rule for engine and pages).
-
-        A group task: a holder of its role at its scope, unless someone else claimed it. A 加签
-        co-signer's row: only that co-signer. A delegated (委派) task not yet handed back: nobody (the
-        delegate may only resolve it). A task waiting on its co-signers: only its holder, to reject or return.
-
-        :raises ConflictError: the task is done, or waits on its co-signers.
-        :raises ForbiddenError: the actor may see the task but not act on it.
-        """
-        mine = row.assignee_id == actor.user_id
-        if row.status == TaskStatus.waiting:
-            if not mine:
-                raise ForbiddenError("您无权处理此任务")
-            if action not in ("reject", "return"):
-                raise ConflictError("该任务正在等待加签人处理,只能退回或不通过")
-            return
-        if row.status != TaskStatus.open:
-            raise ConflictError("该任务已被处理")
-        if row.delegation == "pending":
-            raise ForbiddenError("委派给您的任务只能“处理完成并交还”" if mine else "任务已委派,等待被委派人处理后交还")
-        if row.parent_task_id is not None:
-            if not mine:
-                raise ForbiddenError("您无权处理此任务")
-            return
-        if not actor.holds(row.role_code, row.scope_code):
-            raise ForbiddenError("您无权处理此任务")
-        if row.assignee_id not in (None, actor.user_id):
-            raise ForbiddenError("该任务已由他人认领或转办给他人")
-
-    def allowed_actions(self, row: TaskRow, actor: Actor) -> list[str]:
-        """The step's actions (approve, reject, return) that actor may take on this row now."""
-        allowed = []
-        for action in row.actions.split(","):
-            try:
-                self.check_may_complete(row, actor, action)
-            except (ConflictError, ForbiddenError):
-                continue
-            allowed.append(action)
-        return allowed
+        """:raises ConflictError, ForbiddenError: as ``AccessPolicy.check_may_complete``."""
+        self.access.check_may_complete(row, actor, action)
 
     def check_signed(self, row: TaskRow) -> None:
         """Check the step's required signature before a decision is held for later (后加签).

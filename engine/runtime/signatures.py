@@ -114,12 +114,12 @@ class SignatureService:
         :raises ConflictError: the task is no longer open.
         :raises ValidationError: the step takes no signature, or the PNG is refused; nothing is stored.
         """
-        row = self.cases.get_task(task_id, actor)
+        row = self.cases.access.task_of(task_id, actor)
         if case_id is not None and row.case_id != case_id:
             raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
-        if not actor.holds(row.role_code, row.scope_code) or row.assignee_id not in (None, actor.user_id):
+        if not self.cases.access.may_sign(row, actor):
             raise ForbiddenError("您无权处理此任务")
         rule = self.rule_for(row)
         if rule is None:

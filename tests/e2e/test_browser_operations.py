@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from engine.bootstrap import DEMO_PASSWORD
-from engine.models import Attachment, AuditEvent
+from engine.models import Attachment, AuditEvent, CaseCc
 
 pytestmark = pytest.mark.e2e
 
@@ -221,26 +221,36 @@ def test_a_claimed_group_task_leaves_the_colleagues_todo_until_it_is_unclaimed(d
 
 
 # ----------------------------------------------------------------------------- 抄送
-def test_a_cc_shows_the_case_under_cc_as_a_read_only_view(db, housing_case, user_page):
+def test_a_cc_reaches_only_the_cases_jurisdiction_and_shows_the_case_under_cc(db, housing_case, user_page):
     case_id = housing_case("township_audit")
     village = user_page("demo_village")
     open_case(village, case_id)
-    village.get_by_label("抄送给").fill("demo_other_township")  # 赤城镇: cannot see the case otherwise
+    village.get_by_label("抄送给").fill("demo_other_township")  # 赤城镇: outside the case's jurisdiction
+    village.get_by_role("button", name="抄送", exact=True).click()
+    expect(village).to_have_url(re.compile(rf"/cases/{case_id}$"))
+    expect(village.get_by_role("status")).to_contain_text("赤城镇乡村振兴办(演示)的辖区不包含本案件")
+    assert count(db, CaseCc) == 0
+    outsider = user_page("demo_other_township")
+    response = outsider.goto(f"/cases/{case_id}")
+    assert response is not None and response.status == 404
+
+    village.get_by_label("抄送给").fill("demo_clerk")  # 宝梵镇办公室: inside
     village.get_by_label("抄送说明").fill("请参阅本户改造情况")
     village.get_by_role("button", name="抄送", exact=True).click()
     expect_flash(village, case_id, "已抄送")
 
-    other = user_page("demo_other_township")
+    other = user_page("demo_clerk")
     expect(other.get_by_test_id("tab-cc").locator(".badge")).to_have_text("1")
     other.get_by_test_id("tab-cc").click()
     expect(other.get_by_test_id("tab-cc")).to_have_class(ACTIVE)
     other.get_by_role("link", name=CASE_TITLE).click()
     expect(other).to_have_url(re.compile(rf"/cases/{case_id}$"))
-    expect(other.get_by_test_id("read-only")).to_have_text("此案件抄送给您,仅供查看。")
     expect(other.get_by_test_id("current-steps")).to_have_text("镇(街道)审核")
     expect(other.locator("dl.kv dd", has_text="13800001111")).to_be_visible()  # the form data
-    expect(other.locator("main form")).to_have_count(0)  # no 办理, 催办, 撤回, 抄送 or upload
-    expect(other.locator("main button")).to_have_count(0)
+    # a reader: no task of theirs to act on, no case upload (only the starter), no 撤回
+    expect(other.get_by_test_id("task-upload-hint")).to_have_count(0)
+    expect(other.get_by_test_id("case-upload-form")).to_have_count(0)
+    expect(other.get_by_test_id("withdraw")).to_have_count(0)
     (row,) = db.open_tasks(case_id)
     response = other.goto(f"/tasks/{row.id}")
     assert response is not None and response.status == 404

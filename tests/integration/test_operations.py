@@ -110,22 +110,27 @@ def test_transfer_goes_only_to_the_same_role_in_the_same_jurisdiction(db):
     assert [t.spec_name for t in db.open_tasks(case_id)] == ["dept_decision"]
 
 
-def test_cc_gives_a_read_only_view_and_a_cc_inbox_entry(db):
+def test_cc_reaches_only_people_whose_jurisdiction_contains_the_case_and_lists_it_under_cc(db):
     case_id = at_township(db)
-    other = db.actor("demo_other_township")
-    with db.uow() as work, pytest.raises(NotFoundError):
-        work.cases.get_case(case_id, other)
+    village, clerk, other = db.actor("demo_village"), db.actor("demo_clerk"), db.actor("demo_other_township")
+    with db.uow() as work, pytest.raises(ValidationError) as refused:  # 赤城镇 is outside: nobody is added
+        work.operations.cc(case_id, village, ["demo_clerk", "demo_other_township"], "供参考")
+    assert refused.value.errors["to"].startswith("赤城镇乡村振兴办(演示)的辖区不包含本案件;只能选择辖区包含")
     with db.uow() as work:
-        assert work.operations.cc(case_id, db.actor("demo_village"), ["demo_other_township"], "供参考") == 1
+        assert work.inbox.cc(clerk) == [] and work.inbox.cc(other) == []
+        with pytest.raises(NotFoundError):
+            work.cases.get_case(case_id, other)
     with db.uow() as work:
-        assert work.cases.get_case(case_id, other).id == case_id
-        assert [c.id for c in work.inbox.cc(other)] == [case_id]
-        assert work.inbox.counts(other)["cc"] == 1
+        assert work.operations.cc(case_id, village, ["demo_clerk"], "供参考") == 1
+    with db.uow() as work:
+        assert work.cases.get_case(case_id, clerk).id == case_id
+        assert [c.id for c in work.inbox.cc(clerk)] == [case_id]
+        assert work.inbox.counts(clerk)["cc"] == 1
         (row,) = db.open_tasks(case_id)
-        with pytest.raises(NotFoundError):  # read-only: the task is still not theirs
-            work.cases.complete_task(row.id, other, "approve", "", D.TOWNSHIP_RECHECK)
+        with pytest.raises(NotFoundError):  # a reader: the task is still not theirs
+            work.cases.complete_task(row.id, clerk, "approve", "", D.TOWNSHIP_RECHECK)
     with db.uow() as work, pytest.raises(ValidationError):
-        work.operations.cc(case_id, db.actor("demo_village"), ["nobody_here"])
+        work.operations.cc(case_id, village, ["nobody_here"])
 
 
 def test_urge_notifies_the_holders_and_is_rate_limited(db):

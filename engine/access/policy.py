@@ -1,0 +1,256 @@
+"""The one access policy: who may see a case, see a task, act on it, attach to it, and whom one may choose.
+
+Every service and view asks this module; nothing else restates these rules.
+
+- **see a case**: its starter, anyone whose jurisdiction contains the case's region, and whoever a task of
+  the case is assigned to or owned by (委派/加签: the permission follows the task). A 抄送 (CC) adds no right
+  of its own: recipients are chosen inside the case's jurisdiction (``recipient``), so a CC reader reads what
+  any reader in the jurisdiction may, and a CC row to someone outside it (made before this rule) opens nothing.
+- **take part** (抄送 further, 催办): the starter and anyone whose jurisdiction contains the case.
+- **a task of one's own** (``task_of``): a holder of its role at its scope, or its assignee, owner or completer;
+  everyone else gets "not found", even inside the jurisdiction.
+- **act on a task** (``check_may_complete``, ``task_operations``, ``acts_on``): see their docstrings.
+- **choose a person** (抄送/委派/加签 ``recipient``; 转办 ``transfer_recipient``): active, not oneself, and the
+  case lies inside their jurisdiction; for 转办 they also hold the task's role at the task's scope.
+- **admin scope**: ``admin_covers`` and ``may_change_procedure`` (studio), ``procedure_serves``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import false, or_, select
+from sqlalchemy.orm import Session
+
+from engine.access.assignment import Actor, actor_for
+from engine.access.assignment import may_change_procedure as _may_change_procedure
+from engine.access.directory import RoleLevels
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.models import Case, CaseStatus, Region, RegionLevel, TaskRow, TaskStatus, User, UserRole
+
+READ_ONLY = "抄送给您的案件只能查看,不能办理、抄送或催办"
+
+
+class AccessPolicy:
+    """The access rules, bound to one session (for the few rules that read rows: task assignment, users)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    @property
+    def role_levels(self) -> Mapping[str, RegionLevel]:
+        return RoleLevels(self.session)
+
+    # ------------------------------------------------------------------ cases
+    @staticmethod
+    def takes_part(case: Case, actor: Actor) -> bool:
+        """The starter and anyone whose jurisdiction contains the case: they may read, 抄送 and 催办."""
+        return case.started_by_id == actor.user_id or actor.covers(case.region_code)
+
+    def may_view_case(self, case: Case, actor: Actor) -> bool:
+        """Whether actor may read the case: ``takes_part``, or a task of the case is assigned to or owned by them."""
+        if self.takes_part(case, actor):
+            return True
+        return self.session.scalar(select(TaskRow.id).where(  # 委派/加签: the permission follows the task
+            TaskRow.case_id == case.id, (TaskRow.assignee_id == actor.user_id) | (TaskRow.owner_id == actor.user_id))
+            .limit(1)) is not None
+
+    def visible_case(self, case_id: int, actor: Actor) -> Case:
+        """A case the actor may see.
+
+        :raises NotFoundError: no such case, or the actor may not see it.
+        """
+        case = self.session.get(Case, case_id)
+        if case is None or not self.may_view_case(case, actor):
+            raise NotFoundError("案件不存在")
+        return case
+
+    @staticmethod
+    def jurisdiction_clause(actor: Actor):
+        """SQL condition on ``Case``: the case lies inside the actor's jurisdiction (for list queries)."""
+        prefixes = sorted({g.prefix for g in actor.grants})
+        if not prefixes:
+            return false()
+        return or_(*[Case.region_code.startswith(p) for p in prefixes])
+
+    def check_takes_part(self, case: Case, actor: Actor) -> None:
+        """:raises ForbiddenError: the actor may read the case but not 抄送 or 催办 on it."""
+        if not self.takes_part(case, actor):
+            raise ForbiddenError(READ_ONLY)
+
+    @staticmethod
+    def may_attach_to_case(case: Case, actor: Actor) -> bool:
+        """Whether actor may add a case-level attachment (no task): the starter, while the case runs."""
+        return case.started_by_id == actor.user_id and case.status == CaseStatus.running and case.finished_at is None
+
+    # ------------------------------------------------------------------ tasks
+    @staticmethod
+    def owns_task(row: TaskRow, actor: Actor) -> bool:
+        """A holder of the task's role at its scope, or its assignee, owner (委派/加签) or completer."""
+        return actor.holds(row.role_code, row.scope_code) or actor.user_id in (
+            row.completed_by_id, row.assignee_id, row.owner_id)
+
+    def task_of(self, task_id: int, actor: Actor) -> TaskRow:
+        """A task row that is the actor's (``owns_task``), for the task page and every action on it.
+
+        :raises NotFoundError: no such task, or not the actor's.
+        """
+        row = self.session.get(TaskRow, task_id)
+        if row is None or not self.owns_task(row, actor):
+            raise NotFoundError("任务不存在")
+        return row
+
+    def task_in_visible_case(self, task_id: int, actor: Actor) -> TaskRow:
+        """A task of a case the actor may see (for read-only views and 催办).
+
+        :raises NotFoundError: no such task, or its case is outside the actor's view.
+        """
+        row = self.session.get(TaskRow, task_id)
+        if row is None or not self.may_view_case(row.case, actor):
+            raise NotFoundError("任务不存在")
+        return row
+
+    @staticmethod
+    def is_own_todo(row: TaskRow, actor: Actor) -> bool:
+        """The open task is in the actor's 待办: assigned to them, or unassigned and of a role they hold there."""
+        return row.assignee_id == actor.user_id or (
+            row.assignee_id is None and actor.holds(row.role_code, row.scope_code))
+
+    def may_urge(self, row: TaskRow, actor: Actor) -> bool:
+        """催办 is offered and allowed: an open task of a case actor takes part in, not in actor's own 待办."""
+        return row.status == TaskStatus.open and self.takes_part(row.case, actor) and not self.is_own_todo(row, actor)
+
+    @staticmethod
+    def check_may_complete(row: TaskRow, actor: Actor, action: str) -> None:
+        """Check that actor may approve, reject or return this task row now (one rule for engine and pages).
+
+        A group task: a holder of its role at its scope, unless someone else claimed it. A 加签
+        co-signer's row: only that co-signer. A delegated (委派) task not yet handed back: nobody (the
+        delegate may only resolve it). A task waiting on its co-signers: only its holder, to reject or return.
+
+        :raises ConflictError: the task is done, or waits on its co-signers.
+        :raises ForbiddenError: the actor may see the task but not act on it.
+        """
+        mine = row.assignee_id == actor.user_id
+        if row.status == TaskStatus.waiting:
+            if not mine:
+                raise ForbiddenError("您无权处理此任务")
+            if action not in ("reject", "return"):
+                raise ConflictError("该任务正在等待加签人处理,只能退回或不通过")
+            return
+        if row.status != TaskStatus.open:
+            raise ConflictError("该任务已被处理")
+        if row.delegation == "pending":
+            raise ForbiddenError("委派给您的任务只能“处理完成并交还”" if mine else "任务已委派,等待被委派人处理后交还")
+        if row.parent_task_id is not None:
+            if not mine:
+                raise ForbiddenError("您无权处理此任务")
+            return
+        if not actor.holds(row.role_code, row.scope_code):
+            raise ForbiddenError("您无权处理此任务")
+        if row.assignee_id not in (None, actor.user_id):
+            raise ForbiddenError("该任务已由他人认领或转办给他人")
+
+    def allowed_actions(self, row: TaskRow, actor: Actor) -> list[str]:
+        """The step's actions (approve, reject, return) that actor may take on this row now."""
+        allowed = []
+        for action in row.actions.split(","):
+            try:
+                self.check_may_complete(row, actor, action)
+            except (ConflictError, ForbiddenError):
+                continue
+            allowed.append(action)
+        return allowed
+
+    @staticmethod
+    def check_holder(row: TaskRow, actor: Actor) -> None:
+        """Check that row is an open group task actor holds (not a 委派 or 加签 one): who may claim or 转办.
+
+        :raises ConflictError: the task is done.
+        :raises ForbiddenError: not a holder, or the task is delegated or a co-signer's.
+        """
+        if row.status != TaskStatus.open:
+            raise ConflictError("该任务已被处理")
+        if not actor.holds(row.role_code, row.scope_code):
+            raise ForbiddenError("您无权处理此任务")
+        if row.parent_task_id is not None or row.delegation == "pending":
+            raise ForbiddenError("委派或加签中的任务不能认领或转办")
+
+    def holder_operations(self, row: TaskRow, actor: Actor) -> set[str]:
+        """What actor may do with a group task besides acting on it: claim (unclaimed), unclaim (claimed by
+        actor), transfer (unclaimed or claimed by actor)."""
+        try:
+            self.check_holder(row, actor)
+        except (ConflictError, ForbiddenError):
+            return set()
+        if row.assignee_id is None:
+            return {"claim", "transfer"}
+        return {"unclaim", "transfer"} if row.assignee_id == actor.user_id else set()
+
+    def task_operations(self, row: TaskRow, actor: Actor) -> set[str]:
+        """What actor may do to this task besides approve/reject/return: delegate, add_sign, resolve."""
+        if row.status == TaskStatus.open and row.delegation == "pending" and row.assignee_id == actor.user_id:
+            return {"resolve"}
+        try:
+            self.check_may_complete(row, actor, "approve")
+        except (ConflictError, ForbiddenError):
+            return set()
+        return set() if row.parent_task_id is not None else {"delegate", "add_sign"}
+
+    def acts_on(self, row: TaskRow, actor: Actor) -> bool:
+        """Whether the task is open and actor's to act on now (approve, reject, return; or resolve, delegate,
+        add co-signers): the one rule for attaching files to it and for the case page's own tasks."""
+        return row.status == TaskStatus.open and bool(
+            self.allowed_actions(row, actor) or self.task_operations(row, actor))
+
+    @staticmethod
+    def may_sign(row: TaskRow, actor: Actor) -> bool:
+        """Whether actor may put a handwritten signature on the open group task: a holder it is not claimed from."""
+        return actor.holds(row.role_code, row.scope_code) and row.assignee_id in (None, actor.user_id)
+
+    # ------------------------------------------------------------------ whom one may choose
+    def recipient(self, username: str, case: Case, actor: Actor, field: str) -> User:
+        """A person actor may 抄送, 委派 or 加签 to on case: active, not the actor, the case inside their jurisdiction.
+
+        :raises ValidationError: (field → a message naming who may be chosen) unknown, inactive, oneself,
+            or the case outside their jurisdiction.
+        """
+        user = self.session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
+        if user is None:
+            raise ValidationError("人员无效", {field: f"用户不存在或已停用:{username or '未填写'}"})
+        if user.id == actor.user_id:
+            raise ValidationError("人员无效", {field: "不能选择自己"})
+        if not actor_for(user, self.role_levels).covers(case.region_code):
+            raise ValidationError("人员无效", {field: f"{user.display_name}的辖区不包含本案件;"
+                                                       f"只能选择辖区包含{self._region_name(case.region_code)}的人员"})
+        return user
+
+    def transfer_recipient(self, username: str, row: TaskRow, actor: Actor, field: str) -> User:
+        """A person actor may 转办 the task to: active, not the actor, holding the task's role at its scope.
+
+        :raises ValidationError: field → a message naming who may be chosen.
+        """
+        user = self.session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
+        holds = user is not None and self.session.scalar(select(UserRole.id).where(
+            UserRole.user_id == user.id, UserRole.role_code == row.role_code,
+            UserRole.region_code == row.scope_code).limit(1)) is not None
+        if not holds:
+            raise ValidationError("无法转办", {field: "只能转办给本辖区同一岗位的人员"})
+        if user.id == actor.user_id:
+            raise ValidationError("无法转办", {field: "不能转办给自己"})
+        return user
+
+    def _region_name(self, code: str) -> str:
+        region = self.session.get(Region, code)
+        return f"“{region.name}”" if region is not None else "本案件所在地"
+
+    # ------------------------------------------------------------------ admin scope
+    @staticmethod
+    def admin_covers(actor: Actor, region_code: str) -> bool:
+        """Whether region_code lies inside one of the actor's admin grants (admin pages, timer incidents)."""
+        return actor.admin_covers(region_code)
+
+    @staticmethod
+    def may_change_procedure(actor: Actor, owner_region_code: str | None, root_codes: Iterable[str]) -> bool:
+        """Whether actor may change (save, deploy, migrate, export, retire) a procedure with this owner."""
+        return actor.is_admin and _may_change_procedure(actor, owner_region_code, root_codes)

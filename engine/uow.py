@@ -16,6 +16,7 @@ from engine.operations.service import OperationsService
 from engine.procedures.definitions import DefinitionService
 from engine.queries.inbox import InboxQueries
 from engine.queries.reports import ReportService
+from engine.registry.service import RegistryService
 from engine.runtime.cases import CaseService
 from engine.runtime.signatures import SignatureService
 
@@ -40,6 +41,7 @@ class UnitOfWork:
         self.reports = ReportService(self.session, self.clock)
         self.operations = OperationsService(self.session, self.clock, self.cases, self.storage_dir)
         self.signatures = SignatureService(self.session, self.clock, self.cases, self.operations)
+        self.registry = RegistryService(self.session, self.clock)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

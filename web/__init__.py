@@ -38,6 +38,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(health.bp)  # /healthz: database reachable → 200, else 503 (no login)
     from web import studio
     app.register_blueprint(studio.bp)  # procedure studio (流程设计), admins only
+    from web import registry
+    app.register_blueprint(registry.bp)  # 农户与项目: the subject registry's pages
     notifications.register(app)
     from web import notices
     notices.init_app(app)  # signed notices: staff pages, public /verify, batch runner, `flask notices` CLI

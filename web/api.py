@@ -222,15 +222,6 @@ def procedures():
             for v in w.definitions.available_to(actor())]})
 
 
-@bp.route("/subjects")
-def subjects():
-    me = actor()
-    with work() as w:
-        return jsonify({"subjects": [
-            {"id": s.id, "kind": s.kind, "name": s.name, "region": s.region_code}
-            for s in w.directory.subjects_for(me, request.args.get("kind") or None)]})
-
-
 def _ok(case_id: int):
     with work() as w:
         case = w.access.visible_case(case_id, actor())
@@ -370,3 +361,6 @@ def add_sign(task_id: int):
     names, data = _usernames(payload), _data(payload)
     return _task_ok(task_id, lambda w: w.operations.add_sign(
         task_id, actor(), names, _text(payload, "position") or "", _text(payload, "opinion"), data))
+
+
+from web import api_registry  # noqa: E402,F401  (the subject registry's routes, on this blueprint)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -136,6 +137,9 @@ class Subject(Base):
     name: Mapped[str] = mapped_column(String(120))
     id_number: Mapped[str | None] = mapped_column(String(18), index=True)
     attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the registry (engine/registry): a deactivated subject is kept with its cases but offered nowhere
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Procedure(Base):
@@ -513,3 +517,6 @@ class ProcedureDraft(Base):
     deployed_version: Mapped[ProcedureVersion | None] = relationship(foreign_keys=[deployed_version_id],
                                                                      lazy="joined")
     updated_by: Mapped[User] = relationship(foreign_keys=[updated_by_id], lazy="joined")
+
+
+from engine.models.registry import SubjectMember, SubjectRevision  # noqa: E402,F401  (subject registry)

@@ -1,0 +1,104 @@
+"""JSON API of the subject registry (households, projects): register, search, read, edit, import, export.
+
+The routes hang on the API blueprint (``web/api.py`` imports this module once), so they share its
+guard (JSON bodies, same-origin, logged in) and its error handling.
+"""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from engine.core.errors import ValidationError
+from engine.procedures.forms import mask_id
+from engine.registry.service import DuplicateSubjectError, SubjectSearch
+from web.api import body, bp
+from web.errors import error_response
+from web.services import actor, client_addr, work
+
+
+def _masked(value, show: bool):
+    return value if show or not value else mask_id(value)
+
+
+def subject_json(subject, members, me, history=None) -> dict:
+    show = me.may_see_full_id(subject.region_code)
+    out = {
+        "id": subject.id,
+        "kind": subject.kind,
+        "region_code": subject.region_code,
+        "region": subject.region_code,
+        "name": subject.name,
+        "id_number": _masked(subject.id_number, show),
+        "attrs": subject.attrs or {},
+        "is_active": subject.is_active,
+        "revision": subject.revision,
+    }
+    if members is not None:
+        out["members"] = [{"name": m.name, "id_number": _masked(m.id_number, show), "relation": m.relation,
+                           "labour_ability": m.labour_ability, "health": m.health, "schooling": m.schooling}
+                          for m in members]
+    if history is not None:
+        out["history"] = [{"revision": r.revision, "action": r.action, "at": r.changed_at.isoformat(),
+                           "user": r.changed_by.username,
+                           "changes": {k: (v if show or not _has_id(k) else ["***", "***"]) for k, v in r.changes.items()}}
+                          for r in history]
+    return out
+
+
+def _has_id(field: str) -> bool:
+    return field in ("id_number", "members")
+
+
+def _duplicate(exc: DuplicateSubjectError):
+    response, status = error_response(409, str(exc), exc.errors)
+    payload = response.get_json()
+    payload["existing"] = {"id": exc.existing_id}
+    return jsonify(payload), status
+
+
+@bp.route("/subjects", methods=["POST"])
+def create_subject():
+    payload = body()
+    me = actor()
+    try:
+        with work() as w:
+            subject = w.registry.create(me, payload, client_addr=client_addr())
+            out = subject_json(subject, w.registry.members(subject.id), me)
+    except DuplicateSubjectError as exc:
+        return _duplicate(exc)
+    return jsonify(out), 201
+
+
+@bp.route("/subjects")
+def subjects():
+    me = actor()
+    search = SubjectSearch.parse(request.args)
+    with work() as w:
+        items, total = w.registry.search(me, search)
+        return jsonify({"subjects": [subject_json(s, None, me) for s in items], "total": total,
+                        "page": search.page, "per_page": search.per_page, "filters": search.params()})
+
+
+@bp.route("/subjects/<int:subject_id>")
+def get_subject(subject_id: int):
+    me = actor()
+    with work() as w:
+        subject = w.registry.get(subject_id, me)
+        return jsonify(subject_json(subject, w.registry.members(subject_id), me, w.registry.history(subject_id)))
+
+
+@bp.route("/subjects/<int:subject_id>", methods=["PATCH"])
+def patch_subject(subject_id: int):
+    payload = body()
+    expected = payload.pop("revision", None)
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise ValidationError("revision 应为整数", {"revision": "revision 应为整数"})
+    me = actor()
+    try:
+        with work() as w:
+            subject = w.registry.update(subject_id, me, payload, client_addr=client_addr(),
+                                        expected_revision=expected)
+            out = subject_json(subject, w.registry.members(subject_id), me, w.registry.history(subject_id))
+    except DuplicateSubjectError as exc:
+        return _duplicate(exc)
+    return jsonify(out)

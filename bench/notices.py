@@ -47,7 +47,6 @@ from engine.models import IssuedNotice, Subject, User  # noqa: E402
 from engine.notices.pki import KeyStore  # noqa: E402
 from engine.notices.service import (  # noqa: E402
     RENDERER,
-    NoticeService,
     load_catalog,
     merge_pdfs,
     run_batch,
@@ -141,7 +140,7 @@ def main() -> None:
     for i, case_id in enumerate(cases[:args.warmup + args.samples]):
         t0 = time.perf_counter()
         with UnitOfWork(factory, clock) as work:
-            notice = NoticeService(work.session, clock).issue(clerk, "monitoring_exit", "exit_notice", [case_id],
+            notice = work.notices.issue(clerk, "monitoring_exit", "exit_notice", [case_id],
                                                                FIELDS)
             sizes.append(notice.size_bytes)
             pages.add(notice.page_count)
@@ -154,7 +153,7 @@ def main() -> None:
         catalog = load_catalog(work.definitions, "monitoring_exit")
         stored = work.session.scalar(select(IssuedNotice).where(IssuedNotice.serial == serial))
         office = KeyStore(work.session, clock).signer(stored.office)
-        service = NoticeService(work.session, clock)
+        service = work.notices
         kind = service.kind("monitoring_exit", "exit_notice")
         case = service._cases(clerk, [cases[0]])
         group = service.groups(kind, case)[0]
@@ -180,13 +179,13 @@ def main() -> None:
 
     batch_cases = cases[args.warmup + args.samples:]
     with UnitOfWork(factory, clock) as work:
-        batch_id = NoticeService(work.session, clock).create_batch(
+        batch_id = work.notices.create_batch(
             clerk, "monitoring_exit", "exit_notice", batch_cases, FIELDS).id
     t0 = time.perf_counter()
     status = run_batch(factory, clock, batch_id)
     batch_s = time.perf_counter() - t0
     with UnitOfWork(factory, clock) as work:
-        service = NoticeService(work.session, clock)
+        service = work.notices
         batch = service.get_batch(clerk, batch_id)
         notices = service.batch_notices(batch, with_pdf=True)
         t1 = time.perf_counter()

@@ -144,9 +144,9 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
 def demo_office_keys(work: UnitOfWork, village: str) -> None:
     """A demo-CA signing key for each demo office that has none (the village committee, 宝梵镇, 蓬溪县),
     so the demo's notices can be issued at once."""
-    from engine.notices.pki import KeyStore, office_code
+    from engine.notices.pki import office_code
 
-    keys = KeyStore(work.session, work.clock)
+    keys = work.keys
     village_name = work.session.get(Region, village).name
     for region_code, name in ((village, village_name), *DEMO_OFFICES):
         if keys.active(office_code(region_code, name)) is None:
@@ -162,15 +162,10 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
     """
     from engine import demo_data as d
     from engine.core.clock import FixedClock
-    from engine.notices.service import NoticeService
-    from engine.operations.service import OperationsService
-    from engine.runtime.cases import CaseService
-    from engine.runtime.signatures import SignatureService
 
     clock = FixedClock(work.clock.now() - timedelta(days=9))
-    cases = CaseService(work.session, clock, work.definitions)
-    signatures = SignatureService(work.session, clock, cases,
-                                  OperationsService(work.session, clock, cases, work.storage_dir))
+    past = work.with_clock(clock)  # the same services on this session, under the demo's clock
+    cases, signatures = past.cases, past.signatures
     actor = {name: work.directory.actor(user) for name, user in users.items()}
     households = work.session.scalars(
         select(Subject).where(Subject.kind == "household", Subject.name.in_(
@@ -185,7 +180,7 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
 
     for name in by_name:
         step(name, "demo_village", d.HOUSEHOLD_CHECK)
-    notices = NoticeService(work.session, clock, cases=cases)
+    notices = past.notices
 
     def issue_village_notice(names: list[str]) -> None:  # 出具村级公示: the period starts now
         notices.issue(actor["demo_village"], "monitoring_exit", "village_public_notice",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.access.directory import DirectoryService
 from engine.access.policy import AccessPolicy
 from engine.core import settings
 from engine.core.errors import ConflictError
+from engine.notices.pki import KeyStore
+from engine.notices.service import NoticeService
 from engine.operations.admin import AdminService
 from engine.operations.service import OperationsService
 from engine.procedures.definitions import DefinitionService
@@ -19,29 +22,70 @@ from engine.queries.reports import ReportService
 from engine.registry.service import RegistryService
 from engine.runtime.cases import CaseService
 from engine.runtime.signatures import SignatureService
+from engine.studio.service import StudioService
 
 
-class UnitOfWork:
+class Services:
+    """Every service bound to one session and clock, built the same way for web, CLI, workers, tests and bench.
+
+    This is the one place that constructs services; nobody else calls their constructors. The notice and
+    studio services are built when first asked for (most units of work never need them).
+    """
+
+    def __init__(self, session: Session, clock, storage_dir: Path, base_url: str | None = None,
+                 keys_passphrase: bytes | None = None):
+        self.session = session
+        self.clock = clock
+        self.storage_dir = storage_dir
+        self.base_url = base_url
+        self.keys_passphrase = keys_passphrase
+        self.access = AccessPolicy(session)
+        self.definitions = DefinitionService(session, clock)
+        self.cases = CaseService(session, clock, self.definitions, access=self.access)
+        self.directory = DirectoryService(session)
+        self.inbox = InboxQueries(session)
+        self.notifications = self.cases.notifications
+        self.admin = AdminService(session, clock)
+        self.reports = ReportService(session, clock)
+        self.operations = OperationsService(session, clock, self.cases, storage_dir)
+        self.signatures = SignatureService(session, clock, self.cases, self.operations)
+        self.registry = RegistryService(session, clock)
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        """Office keys and certificates (notice signing)."""
+        return KeyStore(self.session, self.clock, self.keys_passphrase)
+
+    @cached_property
+    def notices(self) -> NoticeService:
+        """公示/公告: issue, render, sign, verify, batches — on this unit's cases service (the issuance step)."""
+        return NoticeService(self.session, self.clock, self.keys, base_url=self.base_url, cases=self.cases)
+
+    @cached_property
+    def studio(self) -> StudioService:
+        return StudioService(self.session, self.clock, self.definitions, self.cases)
+
+    def with_clock(self, clock) -> Services:
+        """The same graph on this session under another clock (demo data run nine days in the past)."""
+        return Services(self.session, clock, self.storage_dir, self.base_url, self.keys_passphrase)
+
+
+class UnitOfWork(Services):
     """``with UnitOfWork(factory, clock) as work:`` commits on success, rolls back on error."""
 
-    def __init__(self, session_factory: sessionmaker, clock, storage_dir: Path | None = None):
+    def __init__(self, session_factory: sessionmaker, clock, storage_dir: Path | None = None,
+                 base_url: str | None = None, keys_passphrase: bytes | None = None):
         self.session_factory = session_factory
         self.clock = clock
         self.storage_dir = storage_dir or settings.STORAGE_DIR
+        self.base_url = base_url
+        self.keys_passphrase = keys_passphrase
 
     def __enter__(self) -> UnitOfWork:
-        self.session = self.session_factory()
-        self.access = AccessPolicy(self.session)
-        self.definitions = DefinitionService(self.session, self.clock)
-        self.cases = CaseService(self.session, self.clock, self.definitions, access=self.access)
-        self.directory = DirectoryService(self.session)
-        self.inbox = InboxQueries(self.session)
-        self.notifications = self.cases.notifications
-        self.admin = AdminService(self.session, self.clock)
-        self.reports = ReportService(self.session, self.clock)
-        self.operations = OperationsService(self.session, self.clock, self.cases, self.storage_dir)
-        self.signatures = SignatureService(self.session, self.clock, self.cases, self.operations)
-        self.registry = RegistryService(self.session, self.clock)
+        for lazy in ("keys", "notices", "studio"):  # built on first use, per session
+            self.__dict__.pop(lazy, None)
+        Services.__init__(self, self.session_factory(), self.clock, self.storage_dir, self.base_url,
+                          self.keys_passphrase)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

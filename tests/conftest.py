@@ -100,13 +100,12 @@ class Database:
         or county, each by a user of the kind's first issuer role there (the village cadre, the county
         leader), with a demo-CA key made for an office that has none; the serials. Issuing completes those steps."""
         from engine.notices.pki import KeyStore
-        from engine.notices.service import NoticeService
 
         serials = []
         with self.uow() as work:
             stmt = select(TaskRow).where(TaskRow.status == TaskStatus.open, TaskRow.actions == "issue")
             rows = work.session.scalars(stmt.where(TaskRow.case_id == case_id) if case_id else stmt).all()
-            notices = NoticeService(work.session, self.clock, base_url="http://xf.test", cases=work.cases)
+            notices = work.notices
             actors = [work.directory.actor(u) for u in work.session.scalars(select(User).order_by(User.id))]
             by_kind: dict[tuple[str, str], list] = {}
             for row in rows:

@@ -34,17 +34,13 @@ from flask_login import login_required
 
 from engine.core.errors import ConflictError, ValidationError, XiangFlowError
 from engine.models import NoticeBatchStatus
-from engine.notices.pki import PASSPHRASE_ENV, KeyStore, certificate_summary, parse_office
+from engine.notices.pki import PASSPHRASE_ENV, certificate_summary, parse_office
 from engine.notices.service import (
-    PUBLIC_URL_ENV,
-    NoticeService,
     merge_pdfs,
-    public_url,
     run_batch,
     run_queued_batches,
     write_zip,
 )
-from engine.uow import UnitOfWork
 from web.services import actor, client_addr, clock, state, work
 
 log = logging.getLogger(__name__)
@@ -85,15 +81,6 @@ def _run_logged(factory, clock_, batch_id: int):
         raise
 
 
-def _base_url() -> str:
-    return (current_app.config.get("XIANGFLOW_PUBLIC_URL") or os.environ.get(PUBLIC_URL_ENV)
-            or request.host_url).rstrip("/")
-
-
-def _service(w: UnitOfWork) -> NoticeService:
-    return NoticeService(w.session, w.clock, base_url=_base_url())
-
-
 def _field_values(kind) -> dict:
     return {f.key: request.form.get(f.key, "") for f in kind.fields}
 
@@ -115,7 +102,7 @@ def _case_ids() -> list[int]:
 def index():
     me = actor()
     with work() as w:
-        service = _service(w)
+        service = w.notices
         kinds = [(procedure, kind, len(service.due_cases(me, kind)))
                  for procedure, catalog in service.catalogs()
                  for kind in catalog.kinds.values() if service.may_issue(me, kind)]
@@ -128,7 +115,7 @@ def _kind_page(procedure_code: str, kind_code: str, errors: dict | None = None, 
                selected: set[int] | None = None, message: str | None = None, status: int = 200):
     me = actor()
     with work() as w:
-        service = _service(w)
+        service = w.notices
         kind = service.kind(procedure_code, kind_code)
         region = request.values.get("region") or None
         if region and (not region.isdigit() or len(region) != 12):
@@ -162,11 +149,11 @@ def issue(procedure_code: str, kind_code: str):
     if office is not None and not office.isdigit():
         abort(400)
     with work() as w:
-        kind = _service(w).kind(procedure_code, kind_code)
+        kind = w.notices.kind(procedure_code, kind_code)
     values = _field_values(kind)
     try:
         with work() as w:
-            notice = _service(w).issue(actor(), procedure_code, kind_code, case_ids, values,
+            notice = w.notices.issue(actor(), procedure_code, kind_code, case_ids, values,
                                        office_key_id=int(office) if office else None, client_addr=client_addr())
             serial = notice.serial
     except ValidationError as exc:
@@ -182,11 +169,11 @@ def issue(procedure_code: str, kind_code: str):
 def create_batch(procedure_code: str, kind_code: str):
     case_ids = _case_ids()
     with work() as w:
-        kind = _service(w).kind(procedure_code, kind_code)
+        kind = w.notices.kind(procedure_code, kind_code)
     values = _field_values(kind)
     try:
         with work() as w:
-            batch = _service(w).create_batch(actor(), procedure_code, kind_code, case_ids, values)
+            batch = w.notices.create_batch(actor(), procedure_code, kind_code, case_ids, values)
             batch_id = batch.id
     except ValidationError as exc:
         return _kind_page(procedure_code, kind_code, exc.errors, values, set(case_ids), str(exc), 422)
@@ -199,7 +186,7 @@ def create_batch(procedure_code: str, kind_code: str):
 def show(serial: str):
     me = actor()
     with work() as w:
-        service = _service(w)
+        service = w.notices
         notice = service.get_for(me, serial)
         return render_template(
             "notices/show.html", notice=notice, superseded_by=service.superseded_by(notice),
@@ -213,7 +200,7 @@ def show(serial: str):
 @login_required
 def pdf(serial: str):
     with work() as w:
-        service = _service(w)
+        service = w.notices
         notice = service.get_for(actor(), serial)
         data = service.pdf(notice)
         name = f"{notice.serial}.pdf"
@@ -226,7 +213,7 @@ def pdf(serial: str):
 def reissue(serial: str):
     try:
         with work() as w:
-            notice = _service(w).reissue(actor(), serial, request.form.get("reason", ""), client_addr=client_addr())
+            notice = w.notices.reissue(actor(), serial, request.form.get("reason", ""), client_addr=client_addr())
             new_serial = notice.serial
     except (ValidationError, ConflictError) as exc:
         detail = "".join(getattr(exc, "errors", {}).values())
@@ -242,7 +229,7 @@ def case_notices(case_id: int):
     me = actor()
     with work() as w:
         case = w.access.visible_case(case_id, me)
-        service = _service(w)
+        service = w.notices
         notices = service.case_notices(case_id)
         catalog = service.catalog(case.version.procedure.code)
         return render_template("notices/case.html", case=case, notices=notices,
@@ -255,7 +242,7 @@ def case_notices(case_id: int):
 @login_required
 def batch(batch_id: int):
     with work() as w:
-        service = _service(w)
+        service = w.notices
         item = service.get_batch(actor(), batch_id)
         kind = service.kind(item.procedure_code, item.kind)
         return render_template("notices/batch.html", batch=item, kind=kind, status_labels=BATCH_STATUS_LABELS)
@@ -265,7 +252,7 @@ def batch(batch_id: int):
 @login_required
 def batch_progress(batch_id: int):
     with work() as w:
-        service = _service(w)
+        service = w.notices
         item = service.get_batch(actor(), batch_id)
         finished = item.status in (NoticeBatchStatus.done, NoticeBatchStatus.failed)
         serials = [n.serial for n in service.batch_notices(item)] if finished else []
@@ -286,7 +273,7 @@ def batch_download(batch_id: int):
     if fmt not in ("zip", "pdf"):
         abort(400)
     with work() as w:
-        service = _service(w)
+        service = w.notices
         item = service.get_batch(actor(), batch_id)
         if item.status not in (NoticeBatchStatus.done, NoticeBatchStatus.failed):
             abort(409)
@@ -318,7 +305,7 @@ def verify_start():
 
 def _verify_page(serial: str, check=None, error: str | None = None, status: int = 200):
     with work() as w:
-        service = _service(w)
+        service = w.notices
         notice = service.get_public(serial)
         return render_template("notices/verify.html", notice=notice, superseded_by=service.superseded_by(notice),
                                check=check, error=error,
@@ -339,7 +326,7 @@ def verify_upload(serial: str):
     if len(data) > MAX_UPLOAD_BYTES:
         return _verify_page(serial, error="文件过大", status=413)
     with work() as w:
-        check = _service(w).check_upload(serial, data)
+        check = w.notices.check_upload(serial, data)
         return _verify_page(serial, check=check)
 
 
@@ -361,7 +348,7 @@ def register_cli(app: Flask) -> None:
             raise click.UsageError("请用 --office 区划代码/单位名称 指定单位")
         try:
             with work() as w:
-                keys = KeyStore(w.session, w.clock)
+                keys = w.keys
                 for text in offices:
                     region_code, name = parse_office(text)
                     key = keys.keygen(region_code, name, validity_days=validity_days)
@@ -386,7 +373,7 @@ def register_cli(app: Flask) -> None:
         region_code, name = _parse_or_fail(office)
         try:
             with work() as w:
-                keys = KeyStore(w.session, w.clock)
+                keys = w.keys
                 if pkcs12_file is not None:
                     key = keys.import_pkcs12(region_code, name, pkcs12_file.read(), password or None, trust_root)
                 elif key_file is not None and cert_file is not None:
@@ -402,7 +389,7 @@ def register_cli(app: Flask) -> None:
     def list_keys():
         """List the offices' active certificates."""
         with work() as w:
-            for key in KeyStore(w.session, w.clock).active_keys():
+            for key in w.keys.active_keys():
                 click.echo(f"{key.office_code}\t{key.source}\t{key.not_after:%Y-%m-%d}\t{key.cert_sha256}")
 
     @notices.command("ca-cert")
@@ -410,7 +397,7 @@ def register_cli(app: Flask) -> None:
         """Print the self-made CA certificate (PEM), to trust it in pdfsig's NSS database or a PDF reader."""
         try:
             with work() as w:
-                click.echo(KeyStore(w.session, w.clock).demo_ca().cert_pem, nl=False)
+                click.echo(w.keys.demo_ca().cert_pem, nl=False)
         except ValidationError as exc:
             raise click.ClickException(_message(exc)) from exc
 
@@ -426,12 +413,12 @@ def register_cli(app: Flask) -> None:
         """Issue the due notices of a kind for the cases in a region, with a progress bar."""
         values = dict(f.split("=", 1) for f in fields if "=" in f)
         try:
-            with UnitOfWork(state().factory, clock()) as w:
+            with work() as w:
                 user = w.directory.user_by_username(username)
                 if user is None:
                     raise click.ClickException(f"用户 {username} 不存在")
                 me = w.directory.actor(user)
-                service = NoticeService(w.session, w.clock, base_url=public_url())
+                service = w.notices
                 kind = service.kind(procedure, kind_code)
                 cases = service.due_cases(me, kind, region_code=region)
                 if not cases:
@@ -446,8 +433,8 @@ def register_cli(app: Flask) -> None:
                 bar.update(done - bar.pos)
 
             status = run_batch(state().factory, clock(), batch_id, progress=progress)
-        with UnitOfWork(state().factory, clock()) as w:
-            service = NoticeService(w.session, w.clock)
+        with work() as w:
+            service = w.notices
             item = service.get_batch(me, batch_id)
             notices = service.batch_notices(item, with_pdf=True)
             with open(out_path, "wb") as out:

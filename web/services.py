@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from flask import current_app, request
+from flask import current_app, has_request_context, request
 from flask_login import UserMixin, current_user
 
 from engine.access.assignment import Actor
 from engine.core.clock import SystemClock
+from engine.notices.service import PUBLIC_URL_ENV
 from engine.runtime.notify import SmtpSettings
 from engine.uow import UnitOfWork
 
@@ -31,7 +33,15 @@ def clock():
 
 def work() -> UnitOfWork:
     """A unit of work: ``with work() as w: w.cases.complete_task(...)`` commits on success."""
-    return UnitOfWork(state().factory, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]))
+    return UnitOfWork(state().factory, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]),
+                      base_url=public_base_url())
+
+
+def public_base_url() -> str | None:
+    """The address notices' QR codes point to: the setting, the environment, else the request's host."""
+    url = current_app.config.get("XIANGFLOW_PUBLIC_URL") or os.environ.get(PUBLIC_URL_ENV) or (
+        request.host_url if has_request_context() else None)
+    return url.rstrip("/") if url else None
 
 
 class LoginUser(UserMixin):

@@ -31,15 +31,11 @@ from flask_login import current_user
 
 from engine.core.errors import DefinitionError, ValidationError, XiangFlowError
 from engine.models import CaseStatus
-from engine.studio.service import CASE_STATUS_VALUES, MAX_ZIP_BYTES, DraftProblems, StudioService
+from engine.studio.service import CASE_STATUS_VALUES, MAX_ZIP_BYTES, DraftProblems
 from web.errors import STATUS, error_response
 from web.services import actor, client_addr, work
 
 bp = Blueprint("studio", __name__, url_prefix="/studio")
-
-
-def studio(w) -> StudioService:
-    return StudioService(w.session, w.clock, w.definitions, w.cases)
 
 
 def _is_api() -> bool:
@@ -50,7 +46,7 @@ def _record(action: str, message: str, detail: dict | None = None) -> None:
     """Record a refused studio action in its own unit of work (the refused one rolled back)."""
     me = actor()
     with work() as w:
-        studio(w).audit(me, action, request.path[:200], detail, opinion=message[:2000], client_addr=client_addr())
+        w.studio.audit(me, action, request.path[:200], detail, opinion=message[:2000], client_addr=client_addr())
 
 
 @bp.before_request
@@ -109,7 +105,7 @@ def _refusing(action: str):
 # ----------------------------------------------------------------------------- pages
 def _index(errors: dict, form: dict, copy_for: int | None = None, status: int = 200):
     with work() as w:
-        service = studio(w)
+        service = w.studio
         return render_template("studio/index.html", summaries=service.overview(actor()), errors=errors, form=form,
                                owners=service.owner_choices(actor()), copy_for=copy_for), status
 
@@ -129,7 +125,7 @@ def create_draft():
     form = {k: request.form.get(k, "") for k in ("code", "name", "subject_kind", "owner_region_code")}
     try:
         with work() as w:
-            draft = studio(w).create_draft(actor(), form["code"], form["name"], form["subject_kind"] or "household",
+            draft = w.studio.create_draft(actor(), form["code"], form["name"], form["subject_kind"] or "household",
                                            client_addr=client_addr(), owner_region_code=_owner_field())
             draft_id = draft.id
     except ValidationError as exc:
@@ -144,7 +140,7 @@ def copy_version(version_id: int):
     form = {k: request.form.get(k, "") for k in ("code", "name", "owner_region_code")}
     try:
         with work() as w:
-            draft_id = studio(w).copy_version(actor(), version_id, form["code"], form["name"],
+            draft_id = w.studio.copy_version(actor(), version_id, form["code"], form["name"],
                                               client_addr=client_addr(), owner_region_code=_owner_field()).id
     except ValidationError as exc:
         return _index({f"copy_{k}": v for k, v in exc.errors.items()}, form, copy_for=version_id, status=422)
@@ -156,7 +152,7 @@ def copy_version(version_id: int):
 @_refusing("open")
 def open_version(version_id: int):
     with work() as w:
-        draft_id = studio(w).open_version(actor(), version_id, client_addr=client_addr()).id
+        draft_id = w.studio.open_version(actor(), version_id, client_addr=client_addr()).id
     flash("已从该版本创建草稿", "success")
     return redirect(url_for("studio.editor", draft_id=draft_id))
 
@@ -165,7 +161,7 @@ def open_version(version_id: int):
 @_refusing("open")
 def editor(draft_id: int):
     with work() as w:
-        service = studio(w)
+        service = w.studio
         draft = service.get_draft(actor(), draft_id)
         config = {
             "draftId": draft.id,
@@ -188,7 +184,7 @@ def editor(draft_id: int):
 @_refusing("discard")
 def discard(draft_id: int):
     with work() as w:
-        studio(w).discard_draft(actor(), draft_id, client_addr=client_addr())
+        w.studio.discard_draft(actor(), draft_id, client_addr=client_addr())
     flash("草稿已删除", "success")
     return redirect(url_for("studio.index"))
 
@@ -202,7 +198,7 @@ def _zip_response(name: str, data: bytes) -> Response:
 @_refusing("export")
 def export_draft(draft_id: int):
     with work() as w:
-        name, data = studio(w).export_draft(actor(), draft_id, client_addr=client_addr())
+        name, data = w.studio.export_draft(actor(), draft_id, client_addr=client_addr())
     return _zip_response(name, data)
 
 
@@ -210,7 +206,7 @@ def export_draft(draft_id: int):
 @_refusing("export")
 def export_version(version_id: int):
     with work() as w:
-        name, data = studio(w).export_version(actor(), version_id, client_addr=client_addr())
+        name, data = w.studio.export_version(actor(), version_id, client_addr=client_addr())
     return _zip_response(name, data)
 
 
@@ -225,7 +221,7 @@ def import_zip():
     finally:
         upload.close()
     with work() as w:
-        draft, problems = studio(w).import_zip(actor(), data, client_addr=client_addr(),
+        draft, problems = w.studio.import_zip(actor(), data, client_addr=client_addr(),
                                                owner_region_code=_owner_field())
         draft_id = draft.id
     flash(f"已导入为草稿;校验发现 {len(problems)} 个问题" if problems else "已导入为草稿,校验通过",
@@ -244,14 +240,14 @@ def migrate(version_id: int):
     if request.method == "POST":
         case_ids = [int(v) for v in request.form.getlist("case_id") if v.isdigit()]
         with work() as w:
-            results = studio(w).migrate_cases(me, version_id, target, case_ids, request.form.get("reason", ""),
+            results = w.studio.migrate_cases(me, version_id, target, case_ids, request.form.get("reason", ""),
                                               client_addr=client_addr())
         moved = [r for r in results if r.moved]
         flash(f"已迁移 {len(moved)} 个案件" + (f",{len(results) - len(moved)} 个无法迁移" if len(moved) < len(results)
                                                 else ""), "success" if moved else "error")
         return redirect(url_for("studio.migrate", version_id=version_id, to=target))
     with work() as w:
-        service = studio(w)
+        service = w.studio
         old, new = service.version(me, version_id), service.version(me, target) if target else None
         checks = service.migration_preview(me, version_id, target) if new else []
         return render_template("studio/migrate.html", old=old, new=new, checks=checks,
@@ -270,7 +266,7 @@ def _json_body() -> dict:
 @_refusing("open")
 def api_draft(draft_id: int):
     with work() as w:
-        draft = studio(w).get_draft(actor(), draft_id)
+        draft = w.studio.get_draft(actor(), draft_id)
         return jsonify({"id": draft.id, "code": draft.code, "name": draft.name, "status": draft.status,
                         "lock_version": draft.lock_version, "files": draft.files})
 
@@ -281,7 +277,7 @@ def api_save(draft_id: int):
     body = _json_body()
     lock = body.get("lock_version")
     with work() as w:
-        draft = studio(w).save_draft(actor(), draft_id, body.get("files"), lock if isinstance(lock, int) else None,
+        draft = w.studio.save_draft(actor(), draft_id, body.get("files"), lock if isinstance(lock, int) else None,
                                      client_addr=client_addr())
         return jsonify({"lock_version": draft.lock_version, "name": draft.name, "status": draft.status,
                         "files": draft.files})
@@ -291,7 +287,7 @@ def api_save(draft_id: int):
 @_refusing("validate")
 def api_validate(draft_id: int):
     with work() as w:
-        problems = studio(w).validate_draft(actor(), draft_id, client_addr=client_addr())
+        problems = w.studio.validate_draft(actor(), draft_id, client_addr=client_addr())
         return jsonify({"ok": not problems, "problems": [p.as_dict() for p in problems]})
 
 
@@ -299,7 +295,7 @@ def api_validate(draft_id: int):
 @_refusing("deploy")
 def api_deploy(draft_id: int):
     with work() as w:
-        version, created = studio(w).deploy_draft(actor(), draft_id, client_addr=client_addr())
+        version, created = w.studio.deploy_draft(actor(), draft_id, client_addr=client_addr())
         body = {"ok": True, "created": created, "version": version.version, "version_id": version.id,
                 "procedure": version.procedure.code, "name": version.procedure.name,
                 "message": (f"已发布为第 {version.version} 版:新发起的案件使用此版本" if created
@@ -318,5 +314,5 @@ def api_dry_run(draft_id: int):
         except ValueError as exc:
             raise ValidationError("样例数据不是有效的 JSON", {"sample": str(exc)}) from exc
     with work() as w:
-        result = studio(w).dry_run(actor(), draft_id, sample, client_addr=client_addr())
+        result = w.studio.dry_run(actor(), draft_id, sample, client_addr=client_addr())
     return jsonify(result.as_dict())

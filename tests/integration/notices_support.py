@@ -16,7 +16,6 @@ from sqlalchemy import select
 from engine import demo_data as D
 from engine.models import IssuedNotice, NoticeAuthority, Subject, User
 from engine.notices.pki import KeyStore, office_code
-from engine.notices.service import NoticeService
 from engine.procedures.forms import valid_cn_id
 
 VILLAGE = "510921107001"  # 冬笋街社区 (demo_village's village)
@@ -121,7 +120,7 @@ def issue(db, username: str, kind: str, case_ids: list[int], values: dict | None
           procedure: str = "monitoring_exit", **kwargs) -> tuple[str, bytes]:
     """Issue a notice of procedure through the engine; return its serial and PDF."""
     with db.uow() as work:
-        service = NoticeService(work.session, db.clock, base_url="http://xf.test")
+        service = work.notices
         notice = service.issue(db.actor(username), procedure, kind, case_ids, values, **kwargs)
         return notice.serial, service.pdf(notice)
 

@@ -215,7 +215,7 @@ def sysadmin(db):
 
 
 def studio(work) -> StudioService:
-    return StudioService(work.session, work.clock, work.definitions, work.cases)
+    return work.studio
 
 
 def draft_with(db, files: dict[str, str]) -> int:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from engine.models import IssuedNotice, NoticeBatch, NoticeBatchStatus
 from engine.notices.pki import KeyStore
-from engine.notices.service import NoticeService, run_batch, validate_signature
+from engine.notices.service import run_batch, validate_signature
 
 KIND_PAGE = "/notices/monitoring_exit/village_public_notice"
 
@@ -112,7 +112,7 @@ def test_an_interrupted_batch_resumes_without_issuing_a_village_twice(db):
     case_ids = _cases_in_three_villages(db)
     clerk = db.actor("demo_clerk")
     with db.uow() as work:
-        service = NoticeService(work.session, db.clock)
+        service = work.notices
         batch = service.create_batch(clerk, "monitoring_exit", "village_public_notice", case_ids, PHONES)
         batch_id = batch.id
         first_village = case_ids[:2]

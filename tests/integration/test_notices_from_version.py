@@ -17,7 +17,7 @@ from engine.core import settings
 from engine.core.errors import NotFoundError
 from engine.models import IssuedNotice, TaskRow, TaskStatus
 from engine.notices.pki import KeyStore
-from engine.notices.service import NoticeService, load_catalog, validate_signature
+from engine.notices.service import load_catalog, validate_signature
 from engine.runtime.cases import ISSUE_ACTION
 from engine.studio.service import DraftProblems
 
@@ -136,7 +136,7 @@ def test_a_changed_template_deploys_as_a_new_version_and_notices_issued_before_s
     with db.uow() as work:  # the earlier notice is the file it was, made with the first version's template
         kept = work.session.scalar(select(IssuedNotice).where(IssuedNotice.serial == early_serial))
         assert (kept.sha256, kept.template_sha256) == (early.sha256, early.template_sha256)
-        assert NoticeService(work.session, db.clock).pdf(kept) == early_pdf
+        assert work.notices.pdf(kept) == early_pdf
     assert FIRST in _text(early_pdf) and SECOND not in _text(early_pdf)
 
 

@@ -14,7 +14,7 @@ from engine import demo_data as D
 from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, IssuedNotice, TaskRow, TaskStatus, TimerRow, TimerStatus
 from engine.notices import service as notices_mod
-from engine.notices.service import NoticeService, cn_date
+from engine.notices.service import cn_date
 from engine.procedures.expressions import CHINA_TZ
 
 NOTICE = timedelta(days=D.NOTICE_DAYS)
@@ -119,7 +119,7 @@ def test_a_reissue_does_not_advance_the_case_and_keeps_the_period(db):
     (timer,) = _timers(db, case_id)
     db.clock.advance(timedelta(days=2))
     with db.uow() as work:
-        new = NoticeService(work.session, db.clock, base_url="http://xf.test").reissue(
+        new = work.notices.reissue(
             db.actor("demo_village"), serial, "户主姓名录入有误")
         new_serial = new.serial
     assert stored(db, new_serial).params["period_start"] == stored(db, serial).params["period_start"]
@@ -143,7 +143,7 @@ def test_an_issue_that_fails_while_signing_completes_no_step_and_stores_nothing(
     monkeypatch.setattr(notices_mod, "sign_pdf", broken)
     # the caller swallows the error and commits: the savepoint alone must undo the completed steps
     with db.uow() as work:
-        service = NoticeService(work.session, db.clock, base_url="http://xf.test", cases=work.cases)
+        service = work.notices
         with pytest.raises(RuntimeError, match="签章设备故障"):
             service.issue(db.actor("demo_village"), "monitoring_exit", "village_public_notice", cases, PHONES)
     assert _state(db, cases) == before

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 from engine.core.db import make_engine, make_session_factory
+from web import edge
 from web.config import load_config
 from web.extensions import csrf, login_manager
 from web.ratelimit import LoginLimiter
@@ -19,8 +20,10 @@ def create_app(config: dict | None = None) -> Flask:
     engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
     app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))
     app.extensions["xiangflow_login_limiter"] = LoginLimiter(
-        app.config["XIANGFLOW_LOGIN_MAX_FAILURES"], app.config["XIANGFLOW_LOGIN_WINDOW_SECONDS"])
+        app.config["XIANGFLOW_LOGIN_MAX_FAILURES"], app.config["XIANGFLOW_LOGIN_WINDOW_SECONDS"],
+        app.config["XIANGFLOW_LOGIN_ADDR_MAX_FAILURES"])
 
+    edge.init_app(app)  # bounded <int:…> ids and the input check, before anything else reads the request
     login_manager.init_app(app)
     login_manager.user_loader(load_login_user)
     csrf.init_app(app)
@@ -46,6 +49,7 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.exempt(api.bp)  # the API refuses non-JSON bodies and foreign origins instead (see web/api.py)
     errors.register(app)
     filters.register(app)
+    app.after_request(security_headers)
 
     from web import cli
 
@@ -55,3 +59,37 @@ def create_app(config: dict | None = None) -> Flask:
 
         start_on_first_request(app)  # serving processes only; CLI commands never start it
     return app
+
+
+# Scripts only from this origin (web/templates hold no inline script; JSON data islands are
+# type="application/json"); bpmn-js, form-js and the templates set inline styles, hence 'unsafe-inline'
+# for styles only. Images may be data:/blob: (the signature pad, bpmn-js icons).
+CSP = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+
+def security_headers(response: Response) -> Response:
+    """Security headers on every response; HSTS when XIANGFLOW_HSTS is on (production)."""
+    from flask import current_app
+
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    if current_app.config["XIANGFLOW_HSTS"]:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    headers.pop("Server", None)
+    return response

@@ -12,13 +12,14 @@ import json
 from pathlib import Path
 
 from flask import Blueprint, jsonify, request
-from flask_login import current_user, logout_user
+from flask_login import current_user
 
 from engine.core.errors import ValidationError
 from engine.models import Case, TaskRow
 from engine.procedures.step_rules import opinion_required
 from engine.queries.inbox import PER_PAGE, VIEWS, merged_data
-from web.auth import LoginRefused, login_with_password
+from web.auth import LoginRefused, end_session, login_with_password
+from web.edge import int_arg, page_arg
 from web.errors import error_response
 from web.services import actor, client_addr, clock, due_soon, work
 
@@ -113,8 +114,8 @@ def session():
 
 
 @bp.route("/session", methods=["DELETE"])
-def end_session():
-    logout_user()
+def delete_session():
+    end_session()
     return jsonify({"ok": True})
 
 
@@ -123,13 +124,7 @@ def tasks():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         raise ValidationError("view 无效", {"view": f"只能是 {', '.join(VIEWS)}"})
-    try:
-        page = int(request.args.get("page", "1"))
-        per_page = int(request.args.get("per_page", str(PER_PAGE)))
-    except ValueError:
-        raise ValidationError("分页参数无效", {"page": "page 与 per_page 必须是整数"}) from None
-    if page < 1 or not 1 <= per_page <= 200:
-        raise ValidationError("分页参数无效", {"page": "page ≥ 1,per_page 在 1 到 200 之间"})
+    page, per_page = page_arg(), int_arg("per_page", PER_PAGE, 1, 200)
     me = actor()
     now, soon = clock().now(), due_soon()
     with work() as w:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
-from web.services import LoginUser, client_addr, work
+from web.services import LoginUser, client_addr, start_session, work
 
 bp = Blueprint("auth", __name__)
 
@@ -35,9 +35,19 @@ def login_with_password(username: str, password: str) -> LoginUser:
             limiter.failed(addr, username)
             raise LoginRefused("用户名或密码错误", 401)
         login_user_obj = LoginUser(w.directory.actor(user))
+        epoch = user.session_epoch
     limiter.succeeded(addr, username)
+    start_session(epoch)
     login_user(login_user_obj)
     return login_user_obj
+
+
+def end_session() -> None:
+    """Log out and end the user's sessions server-side: a cookie saved before no longer works."""
+    if current_user.is_authenticated:
+        with work() as w:
+            w.directory.end_sessions(current_user.actor.user_id)
+    logout_user()
 
 
 def safe_next(target: str) -> str | None:
@@ -65,6 +75,6 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
+    end_session()
     flash("已退出登录", "info")
     return redirect(url_for("auth.login"))

@@ -1,4 +1,4 @@
-"""Flask CLI: ``flask xiangflow init [--demo]`` and ``flask timers run [--once]``."""
+"""Flask CLI: ``flask xiangflow init [--demo]``, ``flask timers run [--once]``, ``flask users …``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flask import Flask, current_app
 
 from engine.bootstrap import setup_database
 from engine.runtime.timers import TimerWorker
-from web.services import clock, due_soon, smtp_settings, state
+from web.services import clock, due_soon, smtp_settings, state, work
 
 
 def register(app: Flask) -> None:
@@ -25,6 +25,35 @@ def register(app: Flask) -> None:
             raise click.ClickException("production 环境不允许加载演示数据")
         setup_database(state().engine, clock(), demo=demo)
         click.echo("数据库已就绪" + (",演示数据已加载" if demo else ""))
+
+    @app.cli.group("users")
+    def users():
+        """User accounts: password, deactivate, activate (each ends the user's login sessions)."""
+
+    @users.command("password")
+    @click.argument("username")
+    @click.password_option()
+    def password(username: str, password: str):
+        """Set a new password; the user's open sessions end."""
+        with work() as w:
+            w.directory.set_password(username, password)
+        click.echo(f"已为 {username} 设置新密码,其登录会话已失效")
+
+    @users.command("deactivate")
+    @click.argument("username")
+    def deactivate(username: str):
+        """Deactivate the account; its open sessions end at once."""
+        with work() as w:
+            w.directory.set_active(username, False)
+        click.echo(f"已停用 {username},其登录会话已失效")
+
+    @users.command("activate")
+    @click.argument("username")
+    def activate(username: str):
+        """Activate the account again."""
+        with work() as w:
+            w.directory.set_active(username, True)
+        click.echo(f"已启用 {username}")
 
     @app.cli.group("timers")
     def timers():

@@ -24,6 +24,15 @@ def load_config(overrides: dict | None = None) -> dict:
         "XIANGFLOW_TIMER_TICK_SECONDS": int(os.environ.get("XIANGFLOW_TIMER_TICK_SECONDS", "30")),
         "XIANGFLOW_LOGIN_MAX_FAILURES": int(os.environ.get("XIANGFLOW_LOGIN_MAX_FAILURES", "5")),
         "XIANGFLOW_LOGIN_WINDOW_SECONDS": int(os.environ.get("XIANGFLOW_LOGIN_WINDOW_SECONDS", "300")),
+        # one address (an office behind NAT) may fail this often before it is slowed down; a success relaxes it
+        "XIANGFLOW_LOGIN_ADDR_MAX_FAILURES": int(os.environ.get("XIANGFLOW_LOGIN_ADDR_MAX_FAILURES", "30")),
+        # a session ends after this many minutes without a request, and this many hours after login
+        "XIANGFLOW_SESSION_IDLE_MINUTES": int(os.environ.get("XIANGFLOW_SESSION_IDLE_MINUTES", "120")),
+        "XIANGFLOW_SESSION_MAX_HOURS": int(os.environ.get("XIANGFLOW_SESSION_MAX_HOURS", "12")),
+        "XIANGFLOW_MAX_JSON_BYTES": int(os.environ.get("XIANGFLOW_MAX_JSON_BYTES", str(4 * 1024 * 1024))),
+        "XIANGFLOW_MAX_JSON_DEPTH": int(os.environ.get("XIANGFLOW_MAX_JSON_DEPTH", "32")),
+        # Strict-Transport-Security: on in production (served over HTTPS), off on a developer's http://
+        "XIANGFLOW_HSTS": os.environ.get("XIANGFLOW_HSTS", "1" if production else "0") == "1",
         "XIANGFLOW_REFUSE_DEMO": production,
         "XIANGFLOW_STORAGE_DIR": str(settings.STORAGE_DIR),
         "XIANGFLOW_DUE_SOON_HOURS": int(os.environ.get("XIANGFLOW_DUE_SOON_HOURS", "48")),

@@ -8,6 +8,7 @@ from flask_login import login_required
 from engine.core.errors import ValidationError
 from engine.models import CaseStatus
 from engine.queries.inbox import PER_PAGE, VIEWS, InboxSearch
+from web.edge import page_arg
 from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("inbox", __name__)
@@ -19,10 +20,7 @@ def index():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         view = "todo"
-    try:
-        page = max(int(request.args.get("page", "1")), 1)
-    except ValueError:
-        page = 1
+    page = page_arg()
     me = actor()
     now, soon = clock().now(), due_soon()
     with work() as w:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from flask import current_app, has_request_context, request
+from flask import current_app, has_request_context, request, session
 from flask_login import UserMixin, current_user
 
 from engine.access.assignment import Actor
@@ -52,14 +53,42 @@ class LoginUser(UserMixin):
         self.display_name = actor.display_name
 
 
+SESSION_EPOCH, SESSION_LOGIN_AT, SESSION_SEEN_AT = "xf_epoch", "xf_login_at", "xf_seen_at"
+
+
+def start_session(epoch: int) -> None:
+    """Mark the session as a login of this epoch, now (called by login before flask-login's login_user)."""
+    session.clear()
+    now = time.time()
+    session.update({SESSION_EPOCH: epoch, SESSION_LOGIN_AT: now, SESSION_SEEN_AT: now})
+
+
+def _session_alive(epoch: int) -> bool:
+    """The session carries the user's current epoch and is neither idle nor too old; note this request."""
+    cfg = current_app.config
+    now = time.time()  # real time, not the business clock (tests move that by days)
+    login_at, seen_at = session.get(SESSION_LOGIN_AT), session.get(SESSION_SEEN_AT)
+    if session.get(SESSION_EPOCH) != epoch or not isinstance(login_at, float) or not isinstance(seen_at, float):
+        return False
+    if now - seen_at > cfg["XIANGFLOW_SESSION_IDLE_MINUTES"] * 60 or \
+            now - login_at > cfg["XIANGFLOW_SESSION_MAX_HOURS"] * 3600:
+        return False
+    if now - seen_at > 60:  # rewrite the cookie at most once a minute
+        session[SESSION_SEEN_AT] = now
+    return True
+
+
 def load_login_user(user_id: str) -> LoginUser | None:
-    if not user_id.isdigit():
+    if not user_id.isdigit() or len(user_id) > 10:
         return None
     with work() as w:
         user = w.directory.get_user(int(user_id))
         if user is None or not user.is_active:
             return None
         if user.is_demo and current_app.config["XIANGFLOW_REFUSE_DEMO"]:
+            return None
+        if not _session_alive(user.session_epoch):
+            session.clear()
             return None
         return LoginUser(w.directory.actor(user))
 

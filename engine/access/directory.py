@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor, actor_for
@@ -89,6 +89,40 @@ class DirectoryService:
 
     def get_user(self, user_id: int) -> User | None:
         return self.session.get(User, user_id)
+
+    def end_sessions(self, user_id: int) -> None:
+        """End every login session of the user (logout): sessions carrying the old epoch stop working."""
+        self.session.execute(update(User).where(User.id == user_id)
+                             .values(session_epoch=User.session_epoch + 1))
+        self.session.expire_all()
+
+    def set_password(self, username: str, password: str) -> User:
+        """Give the user a new password and end their sessions.
+
+        :raises NotFoundError: no such user.
+        """
+        user = self._named(username)
+        user.password_hash = hash_password(password)
+        self.session.flush()
+        self.end_sessions(user.id)
+        return user
+
+    def set_active(self, username: str, active: bool) -> User:
+        """Activate or deactivate the user; deactivating ends their sessions.
+
+        :raises NotFoundError: no such user.
+        """
+        user = self._named(username)
+        user.is_active = active
+        self.session.flush()
+        self.end_sessions(user.id)
+        return user
+
+    def _named(self, username: str) -> User:
+        user = self.user_by_username(username)
+        if user is None:
+            raise NotFoundError("用户不存在")
+        return user
 
     def user_by_username(self, username: str) -> User | None:
         return self.session.scalar(select(User).where(User.username == username))

@@ -109,6 +109,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     email: Mapped[str | None] = mapped_column(String(120))
+    # a login session is valid while it carries this number; logout, password change, deactivation add one
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # read when an Actor is built (assignment.actor_for), not whenever a user is shown
     grants: Mapped[list[UserRole]] = relationship(back_populates="user")
 

@@ -69,7 +69,8 @@ def _error(status: int, message: str, problems: list | None = None, errors: dict
         if errors:
             body["errors"] = errors
         return jsonify(body), status
-    return error_response(status, message, errors)
+    shown = errors or {(p.get("where") or p.get("file") or "")[:200]: p["message"] for p in problems or []}
+    return error_response(status, message, shown)
 
 
 def _problems_of(exc: XiangFlowError) -> list[dict]:

@@ -32,6 +32,7 @@ import json
 import re
 import stat
 import zipfile
+import zlib
 from collections import deque
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from sqlalchemy.orm import Session
 from engine.access.assignment import Actor, may_change_procedure, procedure_serves, scope_for
 from engine.core import clock as clock_mod
 from engine.core import workcalendar
+from engine.core.bounds import BAD_CHARS, BAD_CHARS_MESSAGE, loads_bounded
 from engine.core.clock import FixedClock
 from engine.core.errors import (
     CaseExecutionError,
@@ -317,11 +319,14 @@ def parse_well_formed(files: dict[str, str]) -> None:
     """
     problems: list[tuple[str, str]] = []
     for key, text in files.items():
+        if isinstance(text, str) and BAD_CHARS.search(text):  # PostgreSQL text cannot hold NUL
+            problems.append((key, BAD_CHARS_MESSAGE))
+            continue
         try:
             if key.endswith((".bpmn", ".dmn")):
                 safe_xml(text, key)
             elif key == "procedure.json" or key.startswith("form/") or key.endswith(".json"):
-                json.loads(text)
+                loads_bounded(text)  # a 100,000-deep JSON is refused here, not a RecursionError later
         except DefinitionError as exc:
             problems.extend(exc.problems or [(key, str(exc))])
         except ValueError as exc:
@@ -925,8 +930,11 @@ def read_zip(data: bytes) -> dict[str, str]:
         key = _zip_key(rel)
         if key is None:
             refuse(info.filename, "不支持的文件(只接受 procedure.json、.bpmn、.dmn、forms/*.json、notices/*)")
-        with archive.open(info) as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+        try:
+            with archive.open(info) as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError):
+            refuse(info.filename, "条目已损坏(CRC 校验失败或无法解压)")
         if len(raw) > MAX_FILE_BYTES or len(raw) != info.file_size:
             refuse(info.filename, "实际大小与声明不符")
         try:

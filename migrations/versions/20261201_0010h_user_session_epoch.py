@@ -1,7 +1,7 @@
 """user session epoch: a login session is valid only while it carries the user's current epoch
 
 Revision ID: 0010h
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01
 
 Logout, a password change and deactivation add one to ``user_account.session_epoch``; every request
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010h"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

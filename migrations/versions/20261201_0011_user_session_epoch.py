@@ -1,6 +1,6 @@
 """user session epoch: a login session is valid only while it carries the user's current epoch
 
-Revision ID: 0010h
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-01
 
@@ -10,7 +10,7 @@ compares the epoch stored in the session cookie with it, so a cookie saved befor
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010h"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None

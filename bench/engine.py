@@ -88,7 +88,7 @@ from engine.models import (  # noqa: E402
 from engine.procedures.expressions import SCRIPT_ENGINE  # noqa: E402
 from engine.procedures.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
 from engine.procedures.step_rules import spec_properties  # noqa: E402
-from engine.runtime.cases import _is_timer, _timer_due  # noqa: E402
+from engine.runtime.projections import is_timer, timer_due  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
@@ -361,7 +361,7 @@ def _notice_kind(task) -> str | None:
 
 def _next_due(wf) -> datetime | None:
     """The earliest due time of the workflow's waiting timers (frozen when they started waiting)."""
-    dues = [_timer_due(task) for task in wf.get_tasks(state=TaskState.WAITING) if _is_timer(task)]
+    dues = [timer_due(task) for task in wf.get_tasks(state=TaskState.WAITING) if is_timer(task)]
     return min((due for due in dues if due is not None), default=None)
 
 

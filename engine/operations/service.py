@@ -104,7 +104,7 @@ class OperationsService:
         :raises NotFoundError, ConflictError, ForbiddenError: as ``AccessPolicy.check_may_complete``.
         """
         row = self.access.task_of(task_id, actor)
-        self.cases._lock_case(row.case_id)
+        self.cases.pipeline.lock(row.case_id)
         self.session.refresh(row)
         self.access.check_may_complete(row, actor, "approve")
         if row.parent_task_id is not None:
@@ -136,7 +136,7 @@ class OperationsService:
         :raises ValidationError: no opinion.
         """
         row = self.access.task_of(task_id, actor)
-        self.cases._lock_case(row.case_id)
+        self.cases.pipeline.lock(row.case_id)
         self.session.refresh(row)
         if row.status != TaskStatus.open or row.delegation != "pending":
             raise ConflictError("该任务不在委派处理中")

@@ -1,22 +1,121 @@
-"""The timer worker: claims due timers, fires each in its own transaction, records failures.
+"""Timers: claiming and firing due timer rows, and the worker that does it in its own transactions.
 
 Claiming commits a lease first (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-set
 on SQLite), so several workers and web processes share the work without firing a timer
-twice; firing runs under the case lock and re-checks the timer, so a worker killed mid-fire
-leaves the timer to be fired again once its lease expires. A timer that keeps failing is
-retried with backoff and then becomes an incident for admins; it never blocks the others.
+twice; firing runs through the mutation pipeline under the case lock and re-checks the timer, so a
+worker killed mid-fire leaves the timer to be fired again once its lease expires. A timer that keeps
+failing is retried with backoff and then becomes an incident for admins; it never blocks the others.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from engine.models import TimerRow, TimerStatus
 from engine.runtime.notify import SmtpSettings
-from engine.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from engine.runtime.pipeline import CasePipeline, Mutation
+
+MAX_TIMER_ATTEMPTS = 5
+TIMER_BACKOFF = timedelta(minutes=1)
+
+
+class TimerFiring:
+    """The timer part of CaseService: claim due timers, fire one under the case lock, count failures."""
+
+    session: Session
+    clock: object
+    pipeline: CasePipeline
+    timer_lease: timedelta
+
+    def fire_due_timers(self, limit: int = 100, worker: str = "worker") -> int:
+        """Claim and fire due timers inside this unit of work (tests and single-shot use).
+
+        The worker (``TimerWorker``) does the same with one transaction per timer.
+        """
+        fired = 0
+        for timer_id in self.claim_due_timers(self.pipeline.clock.now(), limit):
+            try:
+                with self.session.begin_nested():
+                    fired += self.fire_timer(timer_id, worker)
+            except Exception as exc:  # one bad timer never blocks the others
+                self.record_timer_failure(timer_id, exc)
+        return fired
+
+    def record_timer_failure(self, timer_id: int, exc: BaseException) -> TimerStatus:
+        """Count a failed firing: retry later with backoff, or open an incident after the last try."""
+        timer = self.session.get(TimerRow, timer_id)
+        timer.attempts += 1
+        timer.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if timer.attempts >= MAX_TIMER_ATTEMPTS:
+            timer.status = TimerStatus.incident
+            timer.claimed_until = None
+            self.pipeline.audit.record("timer_incident", case_id=timer.case_id,
+                                       detail={"timer": timer.title, "error": timer.last_error})
+        else:
+            timer.claimed_until = self.pipeline.clock.now() + TIMER_BACKOFF * (2 ** (timer.attempts - 1))
+        self.session.flush()
+        return timer.status
+
+    def claim_due_timers(self, now: datetime, limit: int) -> list[int]:
+        """Claim up to limit due timers with a lease; return their ids."""
+        stmt = (
+            select(TimerRow.id)
+            .where(TimerRow.status == TimerStatus.waiting, TimerRow.due_at < now)  # SpiffWorkflow fires when due < now
+            .where((TimerRow.claimed_until.is_(None)) | (TimerRow.claimed_until < now))
+            .order_by(TimerRow.due_at)
+            .limit(limit)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(self.session.scalars(stmt))
+        claimed = []
+        for timer_id in ids:
+            res = self.session.execute(
+                update(TimerRow)
+                .where(TimerRow.id == timer_id, TimerRow.status == TimerStatus.waiting)
+                .where((TimerRow.claimed_until.is_(None)) | (TimerRow.claimed_until < now))
+                .values(claimed_until=now + self.timer_lease)
+            )
+            if res.rowcount == 1:
+                claimed.append(timer_id)
+        return claimed
+
+    def fire_timer(self, timer_id: int, worker: str = "worker") -> bool:
+        """Fire one claimed timer under the case lock; False if it was already fired or not due.
+
+        :raises CaseExecutionError: the workflow failed while advancing past the timer.
+        """
+        timer = self.session.get(TimerRow, timer_id)
+        case = self.pipeline.lock(timer.case_id)
+        self.session.refresh(timer)
+        if timer.status != TimerStatus.waiting:
+            return False
+        due_before = timer.due_at
+
+        def act(m: Mutation) -> None:
+            m.workflow.refresh_timers()  # the pipeline's engine steps then run what the due timer started
+
+        self.pipeline.run(case, act)
+        self.session.refresh(timer)
+        if timer.status == TimerStatus.waiting and timer.due_at == due_before:
+            # the engine did not consider it due (clock skew): release the claim
+            timer.claimed_until = None
+            return False
+        return True
+
+
+def _unit_of_work(factory: sessionmaker, clock):
+    from engine.uow import UnitOfWork  # the composition root sits above the runtime: imported when run
+
+    return UnitOfWork(factory, clock)
 
 
 class TimerWorker:
@@ -32,7 +131,7 @@ class TimerWorker:
         """
         total = 0
         while True:
-            with UnitOfWork(self.session_factory, self.clock) as work:
+            with _unit_of_work(self.session_factory, self.clock) as work:
                 claimed = work.cases.claim_due_timers(self.clock.now(), batch)
             for timer_id in claimed:
                 total += self._fire_one(timer_id)
@@ -43,23 +142,23 @@ class TimerWorker:
 
     def _fire_one(self, timer_id: int) -> int:
         try:
-            with UnitOfWork(self.session_factory, self.clock) as work:
+            with _unit_of_work(self.session_factory, self.clock) as work:
                 return int(work.cases.fire_timer(timer_id, self.name))
         except Exception as exc:  # recorded on the timer; an incident after the last attempt
-            with UnitOfWork(self.session_factory, self.clock) as work:
+            with _unit_of_work(self.session_factory, self.clock) as work:
                 work.cases.record_timer_failure(timer_id, exc)
             return 0
 
     def remind(self, window: timedelta) -> int:
         """催办 reminders for tasks due within window (each task once)."""
-        with UnitOfWork(self.session_factory, self.clock) as work:
+        with _unit_of_work(self.session_factory, self.clock) as work:
             return work.notifications.remind_due_tasks(window)
 
     def mail(self, smtp: SmtpSettings | None) -> int:
         """Send pending notifications by e-mail when SMTP is configured."""
         if smtp is None:
             return 0
-        with UnitOfWork(self.session_factory, self.clock) as work:
+        with _unit_of_work(self.session_factory, self.clock) as work:
             return work.notifications.send_email(smtp)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from engine import demo_data as D
 from engine.core.errors import ConflictError
 from engine.models import AuditEvent, Case, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.runtime.cases import CaseService
+from engine.runtime.pipeline import CasePipeline
 from engine.runtime.timers import TimerWorker
 
 VILLAGE = "510921107001"
@@ -43,13 +43,13 @@ def _race(db, task_id: int, usernames: list[str], data: dict, monkeypatch) -> li
     actors = [db.actor(u) for u in usernames]
     barrier = threading.Barrier(len(actors))
     both_read_open = threading.Barrier(len(actors))
-    original_lock = CaseService._lock_case
+    original_lock = CasePipeline.lock
 
     def lock_after_both_have_read(self, case_id):
         both_read_open.wait(timeout=20)
         return original_lock(self, case_id)
 
-    monkeypatch.setattr(CaseService, "_lock_case", lock_after_both_have_read)
+    monkeypatch.setattr(CasePipeline, "lock", lock_after_both_have_read)
     results: list[object] = [None] * len(actors)
 
     def work_on(i: int) -> None:
@@ -190,7 +190,7 @@ def test_an_objection_that_read_the_case_before_the_timer_worker_fired_is_a_conf
     with db.uow() as work:
         assert work.cases.waiting_events(work.session.get(Case, case_id), village)[0]["can_raise"]
     objection_read, worker_done = threading.Event(), threading.Event()
-    original_lock = CaseService._lock_case
+    original_lock = CasePipeline.lock
 
     def objection_locks_after_the_worker(self, locked_case_id):
         if threading.current_thread().name == "objection":
@@ -198,7 +198,7 @@ def test_an_objection_that_read_the_case_before_the_timer_worker_fired_is_a_conf
             assert worker_done.wait(timeout=60)
         return original_lock(self, locked_case_id)
 
-    monkeypatch.setattr(CaseService, "_lock_case", objection_locks_after_the_worker)
+    monkeypatch.setattr(CasePipeline, "lock", objection_locks_after_the_worker)
     results: dict[str, object] = {}
 
     def object_() -> None:

@@ -1,0 +1,321 @@
+"""The mutation pipeline: the one shape of every change to a running case (docs/architecture.md).
+
+``pipeline.mutate(case_id, act)`` locks the case row, loads its workflow, runs ``act(m)`` with a
+``Mutation``, advances the engine once, saves the state with one compare-and-set UPDATE, runs the
+projections (task rows, timer rows, case status and path, linked cases) from one walk of the task
+tree, and writes the audit events the act recorded, all in the caller's transaction. ``create`` is
+the same for a new case. Nothing else locks, loads or saves a case.
+
+The act works on ``m.workflow`` (loaded when first used: an act that decides nothing changes in the
+diagram never pays for it), records history with ``m.record(...)``, completes task rows with
+``m.complete_row(...)`` and, for studio migration, swaps the workflow with ``m.replace(...)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import inspect, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from engine.access.assignment import scope_for
+from engine.access.directory import RoleLevels
+from engine.core import clock as clock_mod
+from engine.core import workcalendar
+from engine.core.errors import CaseExecutionError, ConflictError, NotFoundError, UnsafeExpressionError
+from engine.models import (
+    Case,
+    CaseStatus,
+    HolidayOverride,
+    ProcedureVersion,
+    Region,
+    RegionLevel,
+    Subject,
+    TaskRow,
+    TaskStatus,
+    User,
+    UserRole,
+)
+from engine.models.audit import AuditLog
+from engine.procedures.definitions import DefinitionService
+from engine.procedures.expressions import SCRIPT_ENGINE
+from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
+from engine.runtime import countersign
+from engine.runtime.notify import NotificationService
+from engine.runtime.projections import Projections, TreeWalk, apply_outcome, case_status, completed_path
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+class Mutation:
+    """One change to one locked case, as the act sees it."""
+
+    def __init__(self, pipeline: CasePipeline, case: Case, workflow: BpmnWorkflow | None = None):
+        self._pipeline = pipeline
+        self.case = case
+        self.version: ProcedureVersion = case.version
+        self._workflow = workflow
+        self.completed_before: set = set()  # ids of the tasks completed before the act (a new case: none)
+        self.kept = False
+        self.engine_steps = True
+        self._events: list[dict[str, Any]] = []
+        self._projected: list[dict[str, Any]] = []
+
+    @property
+    def workflow(self) -> BpmnWorkflow:
+        """The case's live workflow (loaded on first use)."""
+        if self._workflow is None:
+            self._workflow = self._pipeline.load(self.case)
+            self.completed_before = {t.id for t in self._workflow.get_tasks(state=TaskState.COMPLETED)}
+        return self._workflow
+
+    @property
+    def loaded(self) -> bool:
+        return self._workflow is not None
+
+    def record(self, action: str, *, task: TaskRow | None = None, user_id: int | None = None,
+               opinion: str | None = None, detail: dict[str, Any] | None = None,
+               client_addr: str | None = None, step: str | None = None, at: Any = None) -> None:
+        """Add an event to the case's history (written once the case is saved)."""
+        self._events.append(dict(action=action, task=task, user_id=user_id, opinion=opinion, detail=detail,
+                                 client_addr=client_addr, step=step, at=at))
+
+    def projected(self, action: str, *, detail: dict[str, Any] | None = None) -> None:
+        """An event a projection found (a timer fired, a linked case started): written before the act's."""
+        self._projected.append(dict(action=action, task=None, user_id=None, opinion=None, detail=detail,
+                                    client_addr=None, step=None, at=None))
+
+    def complete_row(self, row: TaskRow, *, by: int | None, action: str, expect: TaskStatus = TaskStatus.open,
+                     opinion: str | None = _UNSET, data: dict[str, Any] | None = _UNSET) -> None:
+        """Mark a task row completed by user ``by``, if it still has status ``expect``.
+
+        :raises ConflictError: someone else completed (or cancelled) it meanwhile.
+        """
+        values: dict[str, Any] = dict(status=TaskStatus.completed, completed_at=self._pipeline.clock.now(),
+                                      completed_by_id=by, action=action)
+        if opinion is not _UNSET:
+            values["opinion"] = opinion
+        if data is not _UNSET:
+            values["data"] = data
+        done = self._pipeline.session.execute(
+            update(TaskRow).where(TaskRow.id == row.id, TaskRow.status == expect).values(**values))
+        if done.rowcount != 1:
+            raise ConflictError("该任务已被处理")
+
+    def replace(self, workflow: BpmnWorkflow, version: ProcedureVersion) -> None:
+        """Put the case on another version with its migrated workflow (studio migration)."""
+        if self._workflow is None:
+            self.completed_before = {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
+        self._workflow = workflow
+        self.version = version
+        self.case.procedure_version_id = version.id
+        self.case.version = version
+
+    def advance(self) -> None:
+        """Run the engine now, inside the act (the pipeline runs it once more after the act)."""
+        self._pipeline.advance(self.workflow)
+
+    def keep(self) -> None:
+        """Nothing changed in the workflow: do not save or project it (the recorded events are still written)."""
+        self.kept = True
+
+    def settled(self) -> None:
+        """Save the workflow as the act left it, without running the engine (a cancelled case)."""
+        self.engine_steps = False
+
+
+class CasePipeline:
+    """Lock → load → act → advance → save → project → audit, for one session (never commits)."""
+
+    def __init__(self, session: Session, clock, definitions: DefinitionService,
+                 notifications: NotificationService):
+        self.session = session
+        self.clock = clock
+        self.definitions = definitions
+        self.notifications = notifications
+        self.audit = AuditLog(session, clock)
+        self.projections = Projections(self)
+        self._calendar: workcalendar.WorkCalendar | None = None
+
+    # ------------------------------------------------------------------ what the diagram sees
+    @property
+    def role_levels(self) -> Mapping[str, RegionLevel]:
+        return RoleLevels(self.session)
+
+    @property
+    def calendar(self) -> workcalendar.WorkCalendar:
+        if self._calendar is None:
+            overrides = {o.day: o.is_workday for o in self.session.scalars(select(HolidayOverride))}
+            self._calendar = workcalendar.WorkCalendar(overrides)
+        return self._calendar
+
+    def role_members_at(self, role_code: str, region_code: str) -> list[str]:
+        """Usernames of the active holders of role_code in the jurisdiction of a case in region_code (会签)."""
+        level = self.role_levels.get(role_code)
+        if level is None:
+            raise ValueError(f"角色 {role_code!r} 不存在")
+        return list(self.session.scalars(
+            select(User.username).join(UserRole, UserRole.user_id == User.id)
+            .where(UserRole.role_code == role_code, UserRole.region_code == scope_for(region_code, level),
+                   User.is_active.is_(True)).order_by(User.username)))
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        """The clock and working-day calendar that SpiffWorkflow and expressions see.
+
+        The calendar's overrides are read from the database only if an expression asks for a working day.
+        """
+        with clock_mod.using(self.clock), workcalendar.using(workcalendar.LazyCalendar(lambda: self.calendar)), \
+                countersign.using(self.role_members_at):
+            yield
+
+    # ------------------------------------------------------------------ the one shape
+    def mutate(self, case_id: int, act: Callable[[Mutation], T]) -> T:
+        """Lock the case, run act on it, and save, project and audit what it did.
+
+        :raises NotFoundError: no such case.
+        :raises ConflictError: the case is locked or changed by someone else.
+        :raises CaseExecutionError: the workflow could not advance; nothing is saved.
+        """
+        return self.run(self.lock(case_id), act)
+
+    def run(self, case: Case, act: Callable[[Mutation], T]) -> T:
+        """``mutate`` for a case the caller has just locked with ``lock`` (to check a row under the lock first)."""
+        expected = case.lock_version
+        m = Mutation(self, case)
+        with self.context():
+            result = act(m)
+            if m.loaded and not m.kept:
+                self._finish(m, expected)
+        self._write_events(m)
+        return result
+
+    def create(self, version: ProcedureVersion, subject: Subject, started_by_id: int, data: dict[str, Any],
+               parent: Case | None = None, act: Callable[[Mutation], None] | None = None) -> Case:
+        """Start a case of version for subject, run it to its first wait state, save and project it."""
+        now = self.clock.now()
+        manifest = self.definitions.manifest(version)
+        spec, subprocess_specs = self.definitions.specs(version)
+        region = self.session.get(Region, subject.region_code)
+        case = Case(
+            procedure_version_id=version.id, subject_id=subject.id, region_code=subject.region_code,
+            title=f"{subject.name} · {version.procedure.name}", status=CaseStatus.running, state="{}",
+            serializer_version=SERIALIZER_VERSION, lock_version=0, return_count=0, started_by_id=started_by_id,
+            parent_case_id=parent.id if parent else None, created_at=now, updated_at=now,
+        )
+        self.session.add(case)
+        self.session.flush()
+        initial = {
+            "case_id": case.id,
+            "subject_name": subject.name,
+            "subject_kind": subject.kind,
+            "region_code": subject.region_code,
+            "region_name": region.name if region else "",
+            "settings": manifest.get("settings", {}),
+            **{f"subject_{k}": v for k, v in (subject.attrs or {}).items()},
+            **data,
+        }
+        with self.context():
+            workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=SCRIPT_ENGINE)
+            for task in workflow.get_tasks(state=TaskState.READY):
+                task.data.update(initial)
+            m = Mutation(self, case, workflow)
+            if act is not None:
+                act(m)
+            self._finish(m, None)
+        self._write_events(m)
+        return case
+
+    def _finish(self, m: Mutation, expected: int | None) -> None:
+        if m.engine_steps:
+            self.advance(m.workflow)
+        now = self.clock.now()
+        walk = TreeWalk.of(m.workflow)  # the one walk every projection reads
+        apply_outcome(m.case, case_status(m.workflow, walk.completed, walk.finished), now)
+        m.case.path = completed_path(walk.completed)
+        self.save(m.case, m.workflow, expected, now)
+        self.projections.run(m, walk, now)
+
+    def _write_events(self, m: Mutation) -> None:
+        for event in [*m._projected, *m._events]:
+            self.audit.record(event["action"], case_id=m.case.id, task=event["task"], user_id=event["user_id"],
+                              step=event["step"], opinion=event["opinion"], detail=event["detail"],
+                              client_addr=event["client_addr"], at=event["at"])
+
+    # ------------------------------------------------------------------ the steps
+    def lock(self, case_id: int) -> Case:
+        """The case row, locked for this transaction (FOR UPDATE on PostgreSQL).
+
+        :raises NotFoundError: no such case.
+        :raises ConflictError: another transaction holds the lock.
+        """
+        stmt = select(Case).where(Case.id == case_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=Case)
+        try:
+            case = self.session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+        except OperationalError as exc:
+            raise ConflictError("案件正被他人处理,请稍后重试") from exc
+        if case is None:
+            raise NotFoundError("案件不存在")
+        return case
+
+    def load(self, case: Case) -> BpmnWorkflow:
+        """The case's workflow as stored (for reading; a change goes through ``mutate``)."""
+        version = case.version
+        return load_state(case.state, case.serializer_version, self.definitions.specs(version),
+                          lambda: version.spec_json)
+
+    def advance(self, workflow: BpmnWorkflow) -> None:
+        """Fire due timers and run the engine steps up to the next wait state.
+
+        :raises CaseExecutionError: the diagram's own logic failed.
+        """
+        try:
+            workflow.refresh_timers()
+            workflow.do_engine_steps()
+        except (SpiffWorkflowException, UnsafeExpressionError, NameError, TypeError, ValueError) as exc:
+            raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+
+    def save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None, now) -> None:
+        """Write the state with the case's status and path: a compare-and-set on lock_version.
+
+        :raises ConflictError: the case changed since it was locked.
+        """
+        state = dump_state(workflow)
+        if expected_lock is None:
+            case.state = state
+            case.updated_at = now
+            case.lock_version = 1
+            self.session.flush()
+            return
+        values = dict(state=state, updated_at=now, lock_version=expected_lock + 1, status=case.status,
+                      outcome_reason=case.outcome_reason, finished_at=case.finished_at,
+                      return_count=case.return_count, path=case.path,
+                      procedure_version_id=case.procedure_version_id)
+        try:
+            # the attribute changes above travel in this one compare-and-set statement; no autoflush of them first
+            with self.session.no_autoflush:
+                res = self.session.execute(
+                    update(Case).where(Case.id == case.id, Case.lock_version == expected_lock)
+                    .values(**values).execution_options(synchronize_session=False)
+                )
+        except OperationalError as exc:
+            raise ConflictError("案件正被他人处理,请稍后重试") from exc
+        if res.rowcount != 1:
+            raise ConflictError("案件已被他人更新,请刷新后重试")
+        # the row now holds exactly these values (the case is locked): keep them as loaded instead of
+        # reading the row (and its large state) back; any other change is discarded as expire() did
+        for key, value in values.items():
+            set_committed_value(case, key, value)
+        unsaved = [a.key for a in inspect(case).attrs if a.history.has_changes()]
+        if unsaved:
+            self.session.expire(case, unsaved)

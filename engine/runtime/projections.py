@@ -1,0 +1,317 @@
+"""Projections of a case's workflow into rows: case status and path, task rows, timer rows, linked cases.
+
+The pipeline (engine/runtime/pipeline.py) runs them once per mutation, after the engine steps, from
+one walk of the task tree (``TreeWalk``). ``case_status`` is the one rule for a case's status from its
+completed elements; the studio's dry run uses it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.exceptions import TaskNotFoundException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select, update
+
+from engine.access.assignment import procedure_serves, scope_for
+from engine.core.errors import CaseExecutionError, NotFoundError
+from engine.models import Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User, UserRole
+from engine.procedures.definitions import role_of_lane
+from engine.procedures.expressions import CHINA_TZ, SCRIPT_ENGINE
+from engine.procedures.steps import properties_of
+from engine.runtime import countersign
+
+if TYPE_CHECKING:
+    from engine.runtime.pipeline import CasePipeline, Mutation
+
+
+def timer_due(task) -> datetime | None:
+    """The frozen due time of a waiting timer task (the next one for a cycle timer), or None."""
+    value = task.internal_data.get("event_value")
+    if value is None:
+        return None
+    if isinstance(value, dict):  # cycle timers
+        value = value.get("next")
+    return TimerEventDefinition.get_datetime(value)
+
+
+def is_timer(task) -> bool:
+    return isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition)
+
+
+def find_task(workflow: BpmnWorkflow, spiff_id: str):
+    """The task with that id in the workflow or its subprocesses, or None if a reset removed it."""
+    try:
+        return workflow.get_task_from_id(UUID(spiff_id))
+    except TaskNotFoundException:
+        return None
+
+
+def prune_event_manager(workflow: BpmnWorkflow) -> None:
+    """Forget waiting events whose tasks a reset removed (SpiffWorkflow leaves them registered,
+    and the next timer refresh would trip over them)."""
+    live = dict(workflow.tasks)
+    for sub in workflow.subprocesses.values():
+        live.update(sub.tasks)
+    for task_id, task in list(workflow.event_manager.tasks.items()):
+        if live.get(task_id) is not task or task.has_state(TaskState.FINISHED_MASK):
+            workflow.event_manager.tasks.pop(task_id, None)
+
+
+@dataclass
+class TreeWalk:
+    """What the projections need from the task tree, gathered in one walk."""
+
+    completed: list = field(default_factory=list)
+    ready_manual: dict[str, Any] = field(default_factory=dict)
+    waiting_timers: dict[str, tuple[Any, datetime]] = field(default_factory=dict)
+    finished: bool = True
+
+    @classmethod
+    def of(cls, workflow: BpmnWorkflow) -> TreeWalk:
+        walk = cls()
+        for task in workflow.get_tasks_iterator():
+            state = task.state
+            if state == TaskState.COMPLETED:
+                walk.completed.append(task)
+                continue
+            if state & TaskState.NOT_FINISHED_MASK:
+                walk.finished = False
+            if state == TaskState.READY and task.task_spec.manual:
+                walk.ready_manual[str(task.id)] = task
+            elif state == TaskState.WAITING and is_timer(task):
+                due = timer_due(task)
+                if due is not None:
+                    walk.waiting_timers[str(task.id)] = (task, due)
+        return walk
+
+
+def completed_path(completed: list) -> list[str]:
+    """BPMN ids of the diagram elements completed so far, in completion order (for the case diagram)."""
+    done = [t for t in completed if getattr(t.task_spec, "bpmn_id", None)]
+    done.sort(key=lambda t: t.last_state_change)
+    seen: dict[str, None] = {}
+    for task in done:
+        seen.setdefault(task.task_spec.bpmn_id, None)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """A case's status from its completed elements: ``status`` is the latest ``caseStatus`` that
+    counts (None when none does), ``set_by`` the element that set it, ``finished`` whether the
+    workflow is complete."""
+
+    status: str | None
+    set_by: Any
+    finished: bool
+
+    @property
+    def label(self) -> str:
+        """The status as one word: the set status, else ``completed`` or ``running``."""
+        return self.status or ("completed" if self.finished else "running")
+
+
+def case_status(workflow: BpmnWorkflow, completed: list | None = None, finished: bool | None = None) -> CaseOutcome:
+    """The case status rule: the latest completed element with a ``caseStatus`` property decides,
+    except an end event while other branches still run (one branch ended, the case has not)."""
+    if completed is None:
+        completed = workflow.get_tasks(state=TaskState.COMPLETED)
+    if finished is None:
+        finished = workflow.is_completed()
+    latest = latest_task = None
+    latest_time = -1.0
+    for task in completed:
+        value = properties_of(task.task_spec).case_status
+        if value and isinstance(task.task_spec, EndEvent) and not finished:
+            continue
+        if value and task.last_state_change > latest_time:
+            latest, latest_task, latest_time = value, task, task.last_state_change
+    return CaseOutcome(latest, latest_task, finished)
+
+
+def apply_outcome(case: Case, outcome: CaseOutcome, now: datetime) -> None:
+    """Put a computed outcome on the case row (a rejected or withdrawn case keeps its status)."""
+    if case.status in (CaseStatus.rejected, CaseStatus.withdrawn):
+        return
+    if outcome.status:
+        case.status = CaseStatus(outcome.status)
+        reason_key = properties_of(outcome.set_by.task_spec).outcome_reason_key
+        if reason_key:
+            reason = outcome.set_by.data.get(reason_key)
+            case.outcome_reason = str(reason)[:2000] if reason is not None else case.outcome_reason
+    if outcome.finished:
+        if outcome.status is None:
+            case.status = CaseStatus.completed
+        case.finished_at = case.finished_at or now
+
+
+class Projections:
+    """Task rows, timer rows and linked cases of one mutated case (run by the pipeline)."""
+
+    def __init__(self, pipeline: CasePipeline):
+        self.pipeline = pipeline
+        self.session = pipeline.session
+
+    def run(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
+        self.sync_tasks(m.case, walk, now)
+        self.sync_timers(m, walk, now)
+        self.start_linked_cases(m, walk)
+
+    # ------------------------------------------------------------------ task rows
+    def sync_tasks(self, case: Case, walk: TreeWalk, now: datetime) -> None:
+        ready = dict(walk.ready_manual)
+        open_rows = self.session.scalars(
+            select(TaskRow).where(TaskRow.case_id == case.id,
+                                  TaskRow.status.in_((TaskStatus.open, TaskStatus.waiting)))
+        ).all()
+        still_ready = set(ready)
+        for row in open_rows:
+            # a 加签 parent (waiting) and its co-signers' rows share one spiff task: kept or cancelled together
+            if row.spiff_task_id in still_ready:
+                ready.pop(row.spiff_task_id, None)
+            else:
+                row.status = TaskStatus.cancelled
+                row.completed_at = now
+        if not ready:
+            return
+        definitions = self.pipeline.definitions
+        day_kind = definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
+        notifications = self.pipeline.notifications
+        for spiff_id, task in ready.items():
+            spec = task.task_spec
+            props = properties_of(spec)
+            role = role_of_lane(spec.lane)
+            level = self.pipeline.role_levels.get(role or "")
+            if level is None:
+                raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
+            due_at = self._due_at(props.due_in, now, day_kind)
+            if props.due_at:  # an expression giving an ISO datetime, e.g. calendar_date(11, 30, plan_year)
+                try:
+                    due_at = TimerEventDefinition.get_datetime(str(SCRIPT_ENGINE.evaluate(task, props.due_at)))
+                except Exception as exc:
+                    raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的期限表达式无效: {exc}") from exc
+            row = TaskRow(
+                case_id=case.id,
+                spiff_task_id=spiff_id,
+                spec_name=spec.bpmn_id,
+                title=spec.bpmn_name or spec.bpmn_id,
+                lane=spec.lane,
+                role_code=role,
+                region_code=case.region_code,
+                scope_code=scope_for(case.region_code, level),
+                form_key=props.form_key,
+                actions=",".join(props.actions),
+                status=TaskStatus.open,
+                created_at=now,
+                due_at=due_at,
+                day_kind=day_kind,
+            )
+            if props.assignee_key:  # a named person, e.g. the household's 帮扶责任人
+                row.assignee_id = self.named_assignee(task.data.get(props.assignee_key), role, row.scope_code)
+            parent = countersign.instance_parent(task)
+            if parent is not None:  # 会签/或签: one row per signer, for that signer only
+                signer = countersign.signer_of(task)
+                row.assignee_id = self.named_assignee(signer, role, row.scope_code)
+                if row.assignee_id is None:
+                    raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的会签人 {signer!r} 不是本辖区的 {role}")
+                row.instance_group, row.multi_sign = countersign.group_of(parent), countersign.sign_mode(spec)
+            self.session.add(row)
+            self.session.flush()
+            if row.assignee_id:
+                notifications.notify([row.assignee_id], "task", f"新待办:{row.title}", case.title,
+                                     case_id=case.id, task_id=row.id)
+            else:
+                notifications.task_opened(row)
+
+    def _due_at(self, due_in: str | None, now: datetime, day_kind: str) -> datetime | None:
+        """A task's due time from its ``dueIn`` duration, in natural or working days."""
+        if not due_in:
+            return None
+        parsed = TimerEventDefinition.parse_iso_duration(due_in)
+        if day_kind == "working" and set(parsed) <= {"days"} and float(parsed.get("days", 0)).is_integer():
+            local = now.astimezone(CHINA_TZ)
+            day = self.pipeline.calendar.add_workdays(local.date(), int(parsed["days"]))
+            return datetime.combine(day, local.timetz())
+        return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
+
+    def named_assignee(self, username, role: str, scope: str) -> int | None:
+        """The user named in the data if they hold the task's role at its scope; else the whole group."""
+        if not isinstance(username, str) or not username:
+            return None
+        return self.session.scalar(
+            select(User.id).join(UserRole, UserRole.user_id == User.id)
+            .where(User.username == username, User.is_active.is_(True), UserRole.role_code == role,
+                   UserRole.region_code == scope))
+
+    # ------------------------------------------------------------------ timer rows
+    def sync_timers(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
+        case = m.case
+        waiting = dict(walk.waiting_timers)
+        # every timer row of the case in one query: the waiting ones are synced, the others re-armed if waiting again
+        all_rows = self.session.scalars(select(TimerRow).where(TimerRow.case_id == case.id)).all()
+        existing = {row.spiff_task_id for row in all_rows}
+        for row in [r for r in all_rows if r.status == TimerStatus.waiting]:
+            if row.spiff_task_id in waiting:
+                task, due = waiting.pop(row.spiff_task_id)
+                if due != row.due_at and row.due_at <= now:  # a cycle timer fired and re-armed
+                    m.projected("timer_fired", detail={"timer": row.title})
+                    row.claimed_until = None
+                row.due_at = due
+            else:
+                task = find_task(m.workflow, row.spiff_task_id)
+                fired = task is not None and task.state == TaskState.COMPLETED
+                row.status = TimerStatus.fired if fired else TimerStatus.cancelled
+                row.fired_at = now
+                row.claimed_until = None
+                if fired:
+                    m.projected("timer_fired", detail={"timer": row.title})
+        for spiff_id, (task, due) in waiting.items():
+            if spiff_id in existing:  # a cycle timer that waits again: re-arm the same row
+                self.session.execute(
+                    update(TimerRow).where(TimerRow.case_id == case.id, TimerRow.spiff_task_id == spiff_id)
+                    .values(status=TimerStatus.waiting, due_at=due, claimed_until=None)
+                )
+                continue
+            self.session.add(TimerRow(
+                case_id=case.id,
+                spiff_task_id=spiff_id,
+                spec_name=task.task_spec.bpmn_id or task.task_spec.name,
+                title=task.task_spec.bpmn_name or task.task_spec.bpmn_id or "定时器",
+                due_at=due,
+                status=TimerStatus.waiting,
+            ))
+        self.session.flush()
+
+    # ------------------------------------------------------------------ linked cases
+    def start_linked_cases(self, m: Mutation, walk: TreeWalk) -> None:
+        """Start the procedures named by ``startsProcedure`` on elements completed in this action.
+
+        The new case is for the same subject, linked to this one, and receives the data keys
+        listed in the element's ``passData`` property.
+        """
+        case = m.case
+        for task in walk.completed:
+            props = properties_of(task.task_spec)
+            code = props.starts_procedure
+            if not code or task.id in m.completed_before:
+                continue
+            data = {k: task.data[k] for k in props.pass_data if k in task.data}
+            data.update(linked_from_case=case.id, linked_from_title=case.title)
+            try:
+                version = self.pipeline.definitions.latest(code)
+            except NotFoundError as exc:
+                raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 不存在") from exc
+            if not procedure_serves(version.procedure.owner_region_code, case.region_code):
+                raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 属于其他地区,"
+                                         "不能用于本案件")
+            child = self.pipeline.create(version, case.subject, case.started_by_id, data, parent=case,
+                                         act=lambda c, parent=case: c.record("linked_from",
+                                                                             detail={"case_id": parent.id}))
+            m.projected("linked_case_started", detail={"case_id": child.id, "procedure": code})

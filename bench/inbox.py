@@ -3,7 +3,8 @@
 Uses the configured database (DATABASE_URL → PostgreSQL, else a fresh SQLite file). Starts N 四步法
 exit cases (each opens its 入户核查 task for demo_village) for the demo households of the village,
 on N different days, then times, for each search, the four tab counts plus the first page of 待办 —
-exactly what the inbox page and GET /api/v1/tasks run. Prints p50/p95 per search.
+exactly what the inbox page and GET /api/v1/tasks run, after ANALYZE. Prints p50/p95 per search. For the
+inbox at province scale over HTTP (a million cases, many users) see bench/http.py.
 
     .venv/bin/python bench/inbox.py --tasks 5000
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from bench.support import fresh_database  # noqa: E402
 from engine.bootstrap import DEMO_HOUSEHOLDS  # noqa: E402
@@ -61,6 +62,8 @@ def main() -> None:
             clock.advance(timedelta(days=1))
         with UnitOfWork(factory, clock) as work:
             work.cases.start_case("monitoring_exit", subjects[i % len(subjects)], actor)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))  # the planner's statistics, as autovacuum would have them by now
     print(f"{engine.dialect.name}: {args.tasks} open tasks for demo_village in {time.perf_counter() - began:.1f} s")
     soon = timedelta(hours=48)
     print(f"{'search':32} {'todo':>6} {'started':>7} {'p50 ms':>7} {'p95 ms':>7}   (4 COUNTs + first page of 50)")

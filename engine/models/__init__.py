@@ -279,6 +279,14 @@ class TimerRow(Base):
     case: Mapped[Case] = relationship()
 
 
+# the inbox and its search at province scale (migration 0011, engine/queries/inbox.py): case status, the
+# 我发起的 and 已办 tabs in their order, "name contains" by trigrams on PostgreSQL (a plain index elsewhere)
+Index("ix_case_instance_status", Case.status)
+Index("ix_case_instance_started_by_created", Case.started_by_id, Case.created_at)
+Index("ix_task_completed_by_completed", TaskRow.completed_by_id, TaskRow.completed_at)
+Index("ix_subject_name_trgm", Subject.name, postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"})
+
+
 class CaseCc(Base):
     """抄送: a read-only copy of a case sent to a user."""
 

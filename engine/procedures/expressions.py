@@ -36,7 +36,7 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScript
 
 from engine.core import clock as clock_mod
 from engine.core.errors import UnsafeExpressionError
-from engine.runtime import countersign
+from engine.procedures import members
 
 CHINA_TZ = timezone(timedelta(hours=8))
 
@@ -206,7 +206,7 @@ SAFE_FUNCTIONS: dict[str, Any] = {
     "workdays": _workdays,
     "workdays_after": _workdays_after,
     # bound to the case's region by _evaluator: the holders of a role in the case's jurisdiction (会签)
-    "role_members": countersign.role_members,
+    "role_members": members.role_members,
 }
 
 
@@ -230,7 +230,7 @@ class BoundedEval(EvalWithCompoundTypes):
 
 def _evaluator(names: dict[str, Any]) -> EvalWithCompoundTypes:
     functions = dict(SAFE_FUNCTIONS)
-    functions["role_members"] = lambda role: countersign.role_members(role, names.get("region_code"))
+    functions["role_members"] = lambda role: members.role_members(role, names.get("region_code"))
     return BoundedEval(operators=OPERATORS, names=names, functions=functions)
 
 

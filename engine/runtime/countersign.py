@@ -32,48 +32,17 @@ step in lists, e.g. "领导小组审定(会签 2/3)"; the condition decides.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
+from engine.procedures.members import MemberLookup, role_members, using  # noqa: F401 (the runtime's names)
 from engine.procedures.step_rules import spec_properties
 
 SIGN_MODES = {"all": "会签", "any": "或签", "ratio": "会签"}
 TALLY_KEYS = ("nr_of_instances", "nr_of_completed_instances", "nr_of_approvals", "nr_of_rejections")
-
-# role code, region code → usernames of the active holders of that role there (set by the runtime)
-MemberLookup = Callable[[str, str], list[str]]
-_lookup: contextvars.ContextVar[MemberLookup | None] = contextvars.ContextVar("xiangflow_members", default=None)
-
-
-@contextlib.contextmanager
-def using(lookup: MemberLookup) -> Iterator[None]:
-    """Make lookup the directory that ``role_members`` reads for the duration of the block."""
-    token = _lookup.set(lookup)
-    try:
-        yield
-    finally:
-        _lookup.reset(token)
-
-
-def role_members(role_code: Any, region_code: Any = None) -> list[str]:
-    """Usernames holding role_code in the jurisdiction of the case (region_code is bound by the evaluator).
-
-    :raises ValueError: outside a case, or nobody holds the role there.
-    """
-    lookup = _lookup.get()
-    if lookup is None or not isinstance(region_code, str) or not region_code:
-        raise ValueError("role_members() 只能在案件运行时使用")
-    members = lookup(str(role_code), region_code)
-    if not members:
-        raise ValueError(f"本案辖区内没有持有角色 {role_code} 的人员,无法会签")
-    return members
-
 
 # ---------------------------------------------------------------------------- the diagram's side
 def user_step_spec(task_spec) -> bool:

@@ -19,6 +19,7 @@ from engine.operations.service import OperationsService
 from engine.procedures.definitions import DefinitionService
 from engine.queries.inbox import InboxQueries
 from engine.queries.reports import ReportService
+from engine.registry.excel import RegistryExcel
 from engine.registry.service import RegistryService
 from engine.runtime.cases import CaseService
 from engine.runtime.signatures import SignatureService
@@ -50,6 +51,7 @@ class Services:
         self.operations = OperationsService(session, clock, self.cases, storage_dir)
         self.signatures = SignatureService(session, clock, self.cases, self.operations)
         self.registry = RegistryService(session, clock)
+        self.registry_excel = RegistryExcel(self.registry)
 
     @cached_property
     def keys(self) -> KeyStore:

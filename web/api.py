@@ -25,12 +25,13 @@ from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 OPENAPI_PATH = Path(__file__).parent / "static" / "openapi.json"
+MULTIPART_ENDPOINTS = {"api.upload_attachment", "api.import_subjects"}  # file uploads; every other write is JSON
 
 
 @bp.before_request
 def guard():
     if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        multipart_ok = request.endpoint == "api.upload_attachment" and request.mimetype == "multipart/form-data"
+        multipart_ok = request.endpoint in MULTIPART_ENDPOINTS and request.mimetype == "multipart/form-data"
         if not request.is_json and not multipart_ok:
             return error_response(415, "请求体必须是 JSON (Content-Type: application/json)")
         origin = request.headers.get("Origin")

@@ -6,10 +6,11 @@ guard (JSON bodies, same-origin, logged in) and its error handling.
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 
 from engine.core.errors import ValidationError
 from engine.procedures.forms import mask_id
+from engine.registry.excel import ImportRefusedError
 from engine.registry.service import DuplicateSubjectError, SubjectSearch
 from web.api import body, bp
 from web.errors import error_response
@@ -102,3 +103,59 @@ def patch_subject(subject_id: int):
     except DuplicateSubjectError as exc:
         return _duplicate(exc)
     return jsonify(out)
+
+
+# ------------------------------------------------------------------ Excel
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _kind_arg(value: str | None) -> str:
+    if value not in ("household", "project"):
+        raise ValidationError("kind 只能是 household 或 project", {"kind": "kind 只能是 household 或 project"})
+    return value
+
+
+def _xlsx(content: bytes, filename: str):
+    from urllib.parse import quote
+
+    response = current_app.response_class(content, mimetype=XLSX)
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    return response
+
+
+@bp.route("/subjects/template.xlsx")
+def subjects_template():
+    kind = _kind_arg(request.args.get("kind"))
+    with work() as w:
+        content = w.registry_excel.template(kind)
+    return _xlsx(content, f"{'农户' if kind == 'household' else '项目'}导入模板.xlsx")
+
+
+@bp.route("/subjects/export.xlsx")
+def export_subjects():
+    kind = _kind_arg(request.args.get("kind"))
+    search = SubjectSearch.parse({**request.args.to_dict(), "kind": kind, "page": "1"})
+    with work() as w:
+        content = w.registry_excel.export(actor(), search)
+    return _xlsx(content, f"{'农户' if kind == 'household' else '项目'}台账.xlsx")
+
+
+@bp.route("/subjects/import", methods=["POST"])
+def import_subjects():
+    upload = request.files.get("file")
+    if upload is None:
+        raise ValidationError("缺少文件", {"file": "请以 multipart/form-data 的 file 字段上传 .xlsx 文件"})
+    kind = _kind_arg(request.form.get("kind"))
+    dry_run = request.form.get("dry_run") in ("1", "true")
+    try:
+        with work() as w:
+            result = w.registry_excel.import_file(actor(), kind, upload.read(), store=not dry_run,
+                                                           client_addr=client_addr())
+    except ImportRefusedError as exc:
+        response, status = error_response(422, str(exc), exc.errors)
+        payload = response.get_json()
+        payload.update(problems=[p.as_dict() for p in exc.problems], total_problems=exc.total)
+        return jsonify(payload), status
+    out = {"kind": kind, "count": result.count, "members": result.member_count, "stored": result.stored,
+           "preview": result.preview}
+    return jsonify(out), 200 if dry_run else 201

@@ -99,6 +99,12 @@ def new():
     return redirect(url_for("registry.show", subject_id=subject_id))
 
 
+@bp.route("/import")
+@login_required
+def import_page():
+    return render_template("registry/import.html", kind=_kind(request.args.get("kind")), **_vocab())
+
+
 @bp.route("/<int:subject_id>")
 @login_required
 def show(subject_id: int):

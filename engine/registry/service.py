@@ -155,6 +155,17 @@ class RegistryService:
                                     .limit(search.per_page).offset((search.page - 1) * search.per_page))
         return list(page), total or 0
 
+    def cadres_by_region(self, region_codes: set[str]) -> dict[str, set[str]]:
+        """Region code → usernames of the active 帮扶责任人 there, for many regions in one query."""
+        out: dict[str, set[str]] = {}
+        rows = self.session.execute(
+            select(UserRole.region_code, User.username).join(User, UserRole.user_id == User.id)
+            .where(UserRole.role_code == "assistance_cadre", UserRole.region_code.in_(region_codes),
+                   User.is_active.is_(True)))
+        for code, username in rows:
+            out.setdefault(code, set()).add(username)
+        return out
+
     def assistance_cadres(self, region_code: str) -> list[User]:
         """The active users who may be a household's 帮扶责任人 there (role assistance_cadre at its village)."""
         return list(self.session.scalars(
@@ -178,10 +189,11 @@ class RegistryService:
                 "members": [{k: getattr(m, k) for k in catalog.MEMBER_FIELDS} for m in self.members(subject.id)]}
 
     # ------------------------------------------------------------------ checking
-    def check(self, actor: Actor, fields: dict[str, Any], subject: Subject | None = None,
-              regions: dict[str, Region] | None = None) -> catalog.Checked:
+    def check(self, actor: Actor, fields: dict[str, Any], regions: dict[str, Region] | None = None,
+              cadres: dict[str, set[str]] | None = None) -> catalog.Checked:
         """Every check of a subject's fields but the duplicates: the catalog's, the region (exists, its
-        level fits the kind, inside the actor's registrar grants) and the 帮扶责任人."""
+        level fits the kind, inside the actor's registrar grants) and the 帮扶责任人. ``regions`` and
+        ``cadres`` (region code → usernames) are preloaded lookups for checking many rows at once."""
         checked = catalog.check_subject(fields)
         values, errors = checked.values, checked.errors
         code = values.get("region_code")
@@ -196,7 +208,8 @@ class RegistryService:
                 errors["region_code"] = "该地区不在您的登记辖区内"
         cadre = values.get("attrs", {}).get("assistance_cadre")
         if cadre and code and "region_code" not in errors:
-            if cadre not in {u.username for u in self.assistance_cadres(code)}:
+            known = cadres.get(code, set()) if cadres is not None else {u.username for u in self.assistance_cadres(code)}
+            if cadre not in known:
                 errors["attrs.assistance_cadre"] = f"{cadre} 不是本村在岗的帮扶责任人"
         return checked
 
@@ -245,28 +258,35 @@ class RegistryService:
         """
         values = self._checked(actor, fields)
         self.duplicate(values, actor)
-        subject = self.add(actor, values, "create")
+        (subject,) = self.add_many(actor, [values], "create")
         self.audit.record("subject_create", user_id=actor.user_id, step=f"登记{catalog.KINDS[subject.kind]}",
                           detail={"subject_id": subject.id, "name": subject.name}, client_addr=client_addr)
         return subject
 
-    def add(self, actor: Actor, values: dict[str, Any], action: str) -> Subject:
-        """Insert checked values as a new subject with its members and first revision (the import's path
-        too: it checks every row first)."""
-        subject = Subject(kind=values["kind"], region_code=values["region_code"], name=values["name"],
-                          id_number=values["id_number"], attrs=values["attrs"], is_active=True, revision=1)
+    def add_many(self, actor: Actor, checked: list[dict[str, Any]], action: str) -> list[Subject]:
+        """Insert checked values as new subjects with their members and first revisions, in batches (the
+        import's path too: it checks every row first).
+
+        :raises ConflictError: an ID number was registered meanwhile (the unique index refused it).
+        """
+        subjects = [Subject(kind=v["kind"], region_code=v["region_code"], name=v["name"], id_number=v["id_number"],
+                            attrs=v["attrs"], is_active=True, revision=1) for v in checked]
+        now = self.clock.now()
+        # no savepoint: on SQLite (pysqlite) releasing one that opened the transaction commits it; a refused
+        # flush raises and the unit of work rolls everything back
         try:
-            with self.session.begin_nested():
-                self.session.add(subject)
-                self.session.flush()
+            self.session.add_all(subjects)
+            self.session.flush()
+            for subject, values in zip(subjects, checked, strict=True):
                 self._write_members(subject.id, values["members"])
-                self.session.flush()
+            self.session.add_all([SubjectRevision(subject_id=subject.id, revision=1, action=action,
+                                                  changed_by_id=actor.user_id, changed_at=now,
+                                                  changes=_diff({}, {**values, "is_active": True}))
+                                  for subject, values in zip(subjects, checked, strict=True)])
+            self.session.flush()
         except IntegrityError:
-            raise ConflictError("该对象刚被他人登记,请刷新后查看") from None
-        self.session.add(SubjectRevision(subject_id=subject.id, revision=1, action=action,
-                                         changed_by_id=actor.user_id, changed_at=self.clock.now(),
-                                         changes=_diff({}, {**values, "is_active": True})))
-        return subject
+            raise ConflictError("有身份证号刚被他人登记,请刷新后重试") from None
+        return subjects
 
     def update(self, subject_id: int, actor: Actor, changes: dict[str, Any], client_addr: str | None = None,
                expected_revision: int | None = None) -> Subject:
@@ -311,13 +331,12 @@ class RegistryService:
         subject.attrs, subject.is_active = values["attrs"], active
         subject.revision += 1
         try:
-            with self.session.begin_nested():
-                if "members" in diff:
-                    for m in self.members(subject.id):
-                        self.session.delete(m)
-                    self.session.flush()
-                    self._write_members(subject.id, values["members"])
+            if "members" in diff:
+                for m in self.members(subject.id):
+                    self.session.delete(m)
                 self.session.flush()
+                self._write_members(subject.id, values["members"])
+            self.session.flush()
         except IntegrityError:
             raise ConflictError("身份证号刚被他人登记,请刷新后重试") from None
         action = ("deactivate" if not active else "reactivate") if set(diff) == {"is_active"} else "update"

@@ -75,3 +75,12 @@ def test_a_reader_sees_no_edit_button_and_the_edit_page_is_403(db, client_for):
     assert "张德明" in page and 'data-testid="edit-subject"' not in page
     assert county.get(f"/registry/{subject_id}/edit").status_code == 403
     assert client_for("demo_other_village").get(f"/registry/{subject_id}").status_code == 404
+
+
+def test_the_import_page_offers_the_template_and_the_list_links_import_and_export(db, client_for):
+    village = client_for("demo_village")
+    page = village.get("/registry/import?kind=household").get_data(as_text=True)
+    assert "下载农户导入模板" in page and "/api/v1/subjects/template.xlsx?kind=household" in page
+    assert "任何一行有错,整份文件都不导入" in page
+    listing = village.get("/registry/?kind=project").get_data(as_text=True)
+    assert "/registry/import?kind=project" in listing and "/api/v1/subjects/export.xlsx?" in listing

@@ -18,6 +18,7 @@ from engine.operations.admin import AdminService
 from engine.operations.service import OperationsService
 from engine.procedures.definitions import DefinitionService
 from engine.queries.inbox import InboxQueries
+from engine.queries.overview import CaseOverview
 from engine.queries.reports import ReportService
 from engine.registry.excel import RegistryExcel
 from engine.registry.service import RegistryService
@@ -45,6 +46,7 @@ class Services:
         self.cases = CaseService(session, clock, self.definitions, access=self.access)
         self.directory = DirectoryService(session)
         self.inbox = InboxQueries(session)
+        self.overview = CaseOverview(session, self.definitions)
         self.notifications = self.cases.notifications
         self.admin = AdminService(session, clock)
         self.reports = ReportService(session, clock)

@@ -154,7 +154,12 @@ def task(task_id: int):
                    return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)],
                    opinion_required=opinion_required(w.cases.step_properties(row)),
                    attachment_kinds=w.operations.accepted_kinds(row),
-                   may_attach=w.access.acts_on(row, me))
+                   may_attach=w.access.acts_on(row, me),
+                   # the case at a glance, as the task page shows it: the steps before this one, in words
+                   earlier_steps=[s.as_dict() for s in w.overview.steps(
+                       row.case, w.inbox.case_tasks(row.case_id), me.may_see_full_id(row.case.subject.region_code),
+                       before=row)],
+                   case_files=[attachment_json(a) for a in w.overview.case_files(row.case)])
         rule = w.signatures.rule_for(row)
         if rule is not None:
             latest = w.signatures.latest(row.id)

@@ -7,8 +7,8 @@ from urllib.parse import quote
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.core.errors import ConflictError, ForbiddenError, ValidationError
-from engine.procedures.step_rules import opinion_required
+from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from engine.procedures.step_rules import kind_label, opinion_required
 from engine.queries.inbox import diagram_marks, merged_data, returned_by
 from web.services import actor, client_addr, work
 
@@ -122,6 +122,9 @@ def upload(case_id: int):
     if task_id and not task_id.isdigit():
         flash("未成功:任务不属于本案", "error")
         return redirect(url_for("cases.show", case_id=case_id))
+    if request.accept_mimetypes.best == "application/json":  # the task page uploads in place (task.js)
+        return _upload_json(case_id, upload_file.filename or "", content, upload_file.mimetype or "",
+                            int(task_id) if task_id else None, request.form.get("kind"))
     try:
         return _act(case_id, lambda w: w.operations.add_attachment(
             case_id, actor(), upload_file.filename or "", content, upload_file.mimetype or "",
@@ -129,6 +132,25 @@ def upload(case_id: int):
     except ForbiddenError as exc:  # not one's task, or a case-level upload by someone other than the starter
         flash(f"未成功:{exc}", "error")
         return redirect(url_for("cases.show", case_id=case_id))
+
+
+def _upload_json(case_id: int, file_name: str, content: bytes, content_type: str, task_id: int | None,
+                 kind: str | None):
+    """The upload answered as JSON, so the task page keeps what was typed in its form."""
+    try:
+        with work() as w:
+            attachment = w.operations.add_attachment(case_id, actor(), file_name, content, content_type,
+                                                     task_id=task_id, kind=kind)
+            out = {"id": attachment.id, "file_name": attachment.file_name, "kind": attachment.kind,
+                   "kind_label": kind_label(attachment.kind), "is_image": w.overview.is_image(attachment),
+                   "url": url_for("cases.download", attachment_id=attachment.id)}
+    except ValidationError as exc:
+        return jsonify({"error": "无法处理", "message": ";".join(exc.errors.values()) or str(exc),
+                        "errors": exc.errors}), 422
+    except (ForbiddenError, ConflictError, NotFoundError) as exc:
+        status = 403 if isinstance(exc, ForbiddenError) else 409 if isinstance(exc, ConflictError) else 404
+        return jsonify({"error": "未成功", "message": str(exc)}), status
+    return jsonify(out), 201
 
 
 @bp.route("/attachments/<int:attachment_id>")
@@ -178,11 +200,19 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
         notice_kind = w.cases.issuance_kind(row) if is_open else None  # 出具公示: done by issuing the notice
         issue_url = url_for("notices.kind_page", procedure_code=row.case.version.procedure.code,
                             kind_code=notice_kind, case=row.case_id) if notice_kind else None
+        tasks = w.inbox.case_tasks(row.case_id)
+        case = row.case
         return render_template(
-            "task.html", task=row, case=row.case, schema=schema, data=data, errors=errors or {}, issue_url=issue_url,
+            "task.html", task=row, case=case, schema=schema, data=data, errors=errors or {}, issue_url=issue_url,
+            steps=w.overview.steps(case, tasks, me.may_see_full_id(case.subject.region_code), before=row),
+            case_files=w.overview.case_files(case), is_image=w.overview.is_image,
+            own_files=w.overview.task_files(row),
+            region_path=w.directory.region_path(case.region_code),
+            bpmn_xml=w.definitions.bpmn_xml(case.version),
+            marks=diagram_marks(case, tasks, w.inbox.case_timers(row.case_id)),
             can_act=bool(actions), operations=w.access.task_operations(row, me),
             co_signers=w.operations.co_signers(row), owner=w.directory.get_user(row.owner_id) if row.owner_id else None,
-            returned=returned_by(w.inbox.case_tasks(row.case_id), row) if is_open else None,
+            returned=returned_by(tasks, row) if is_open else None,
             actions=actions, return_targets=w.cases.return_targets(row),
             opinion=(submitted or {}).get("_opinion", ""),
             signature=w.signatures.rule_for(row), signed=w.signatures.latest(row.id),
@@ -228,9 +258,31 @@ def form_values(form) -> dict:
 @login_required
 def complete(task_id: int):
     action = request.form.get("action", "")
-    return _submit_task_form(task_id, lambda w, opinion, data: w.cases.complete_task(
-        task_id, actor(), action, opinion, data, client_addr=client_addr(),
-        return_to=request.form.get("return_to") or None).id, "已提交")
+    outcome: list[str] = []
+
+    def operation(w, opinion, data):
+        row = w.access.task_of(task_id, actor())
+        title, vote, single = row.title, row.instance_group is not None, row.actions == "approve"
+        case = w.cases.complete_task(task_id, actor(), action, opinion, data, client_addr=client_addr(),
+                                     return_to=request.form.get("return_to") or None)
+        outcome.append(_outcome(action, title, vote, single, case, w.inbox.case_tasks(case.id)))
+        return case.id
+    return _submit_task_form(task_id, operation, lambda: outcome[0] if outcome else "已提交")
+
+
+def _outcome(action: str, title: str, vote: bool, single: bool, case, tasks) -> str:
+    """The flash after a decision: what was done, and where the case went (step names, never ids)."""
+    open_steps = "、".join(dict.fromkeys(t.title for t in tasks if t.status.value in ("open", "waiting")))
+    if action == "return":
+        return f"已退回至「{open_steps}」" if open_steps else "已退回"
+    if action == "reject" and not vote:
+        return f"已不通过「{title}」,案件已结束"
+    done = f"已{'提交不同意意见' if action == 'reject' else ('提交' if single else '通过')}「{title}」"
+    if open_steps:
+        return f"{done},案件已转至「{open_steps}」"
+    if case.status.value == "running":
+        return f"{done},案件等待中(如公示期)"
+    return f"{done},案件已办结"
 
 
 def _submit_task_form(task_id: int, operation, done: str):
@@ -243,7 +295,7 @@ def _submit_task_form(task_id: int, operation, done: str):
             case_id = operation(w, opinion, data)
     except ValidationError as exc:
         return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
-    flash(done, "success")
+    flash(done() if callable(done) else done, "success")
     return redirect(url_for("cases.show", case_id=case_id))
 
 

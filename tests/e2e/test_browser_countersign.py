@@ -43,7 +43,7 @@ def test_three_leading_group_members_sign_and_the_case_moves_on_once_more_than_h
         page.get_by_label("审批意见").fill(f"{username} 同意纳入储备库")
         page.get_by_role("button", name="通过").click()
         expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
-        expect(page.get_by_role("status")).to_have_text("已提交")
+        expect(page.get_by_role("status")).to_contain_text(f"已通过「{STEP}」")
         if signed < 2:
             expect(page.get_by_test_id("current-steps")).to_contain_text(STEP)
         else:  # 3 of 4 agreed: the 会签 is decided

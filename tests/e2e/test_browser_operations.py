@@ -82,8 +82,11 @@ def test_a_return_to_an_earlier_step_needs_a_reason_which_the_returned_steps_hol
     expect(township.get_by_label("退回到").locator("option")).to_have_text(["村级评议", "农户申请"])
 
     township.get_by_label("退回到").select_option(label="农户申请")
+    asked: list[str] = []
+    township.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     township.get_by_role("button", name="退回", exact=True).click()
     expect(township.get_by_role("alert")).to_contain_text("不通过或退回时必须填写意见")
+    assert asked and "将退回至「农户申请」" in asked[0]  # 退回 asks first and says where the case goes
     expect(township.locator(".field", has=township.locator("#opinion"))).to_have_class(has_class("has-error"))
     expect(township).to_have_url(task_url)
     assert [r.spec_name for r in db.open_tasks(case_id)] == ["township_audit"]  # refused: nothing changed
@@ -92,7 +95,7 @@ def test_a_return_to_an_earlier_step_needs_a_reason_which_the_returned_steps_hol
     township.get_by_label("审批意见").fill(reason)
     township.get_by_label("退回到").select_option(label="农户申请")
     township.get_by_role("button", name="退回", exact=True).click()
-    expect_flash(township, case_id, "已提交")
+    expect_flash(township, case_id, "已退回至「农户申请」")
     expect(township.get_by_test_id("current-steps")).to_have_text("农户申请")
 
     # the diagram marks the step that returned the case, the reopened step is current; the legend says so

@@ -122,7 +122,7 @@ def test_a_good_form_completes_the_task_with_typed_values_and_redirects_to_the_c
         assert stored.opinion == "属实"
         assert stored.data == D.HOUSEHOLD_CHECK  # numbers as numbers, ticked boxes as True
     case_page = village.get(done.headers["Location"]).get_data(as_text=True)
-    assert "已提交" in case_page
+    assert "已提交「入户核查」,案件已转至「民主评议」" in case_page  # what was done and where the case went
 
 
 def test_the_case_page_has_the_diagram_xml_the_marks_and_the_history(db, client_for, exit_case):

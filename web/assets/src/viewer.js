@@ -51,6 +51,21 @@ async function renderCaseDiagram(container) {
   container.dataset.rendered = 'true';
 }
 
+// A diagram inside a closed <details> (the task page's 流程进度) is drawn when it is first opened:
+// a hidden box has no width to fit the drawing to.
+function renderWhenShown(container) {
+  const box = container.closest('details');
+  if (!box || box.open) {
+    renderCaseDiagram(container);
+    return;
+  }
+  box.addEventListener('toggle', function onToggle() {
+    if (!box.open) return;
+    box.removeEventListener('toggle', onToggle);
+    renderCaseDiagram(container);
+  });
+}
+
 document.addEventListener('DOMContentLoaded', () => {
-  document.querySelectorAll('[data-bpmn-viewer]').forEach(renderCaseDiagram);
+  document.querySelectorAll('[data-bpmn-viewer]').forEach(renderWhenShown);
 });

@@ -1,0 +1,128 @@
+"""The case at a glance, for the task page and its API: what the earlier steps recorded, in words.
+
+A reviewer (镇复核, 部门审定, 会签, 补助兑付 …) decides on what the steps before theirs submitted. This read
+model gives, per completed step in order, who did what when with which opinion, the step's form fields by
+label with their values in words (an option's label, not its value; 是/否; ID numbers masked unless the
+reader may see them), and the attachments and signature the step holds. Nothing is deserialized: it reads
+task rows, the version's form files and attachment rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.core.glossary import ACTION_LABELS
+from engine.models import Attachment, Case, TaskRow, TaskStatus
+from engine.procedures.definitions import DefinitionService
+from engine.procedures.forms import input_components, mask_id
+
+SIGNATURE_KIND = "signature"
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    key: str
+    label: str
+    text: str
+
+
+@dataclass
+class StepRecord:
+    """One completed step of the case as the reviewer sees it."""
+
+    task_id: int
+    title: str
+    action: str
+    action_label: str
+    by: str
+    at: Any
+    opinion: str | None
+    fields: list[FieldValue] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    signature: Attachment | None = None
+    notice_serial: str | None = None  # an issuance step (出具公示/公告): the notice it issued
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id, "title": self.title, "action": self.action, "action_label": self.action_label,
+            "by": self.by, "at": self.at.isoformat() if self.at else None, "opinion": self.opinion,
+            "fields": [{"key": f.key, "label": f.label, "value": f.text} for f in self.fields],
+            "attachments": [{"id": a.id, "file_name": a.file_name, "kind": a.kind, "content_type": a.content_type}
+                            for a in self.attachments],
+            "signature": {"id": self.signature.id} if self.signature else None,
+            "notice_serial": self.notice_serial,
+        }
+
+
+def value_text(component: dict[str, Any], value: Any, show_full_id: bool) -> str:
+    """A submitted value as a reader should see it: option labels, 是/否, masked ID numbers."""
+    if value is None or value == "" or value == []:
+        return "—"
+    options = {str(o.get("value")): str(o.get("label") or o.get("value")) for o in component.get("values") or []
+               if isinstance(o, dict)}
+    kind = component.get("type")
+    if kind == "checkbox" or isinstance(value, bool):
+        return "是" if value in (True, "true") else "否"
+    if kind == "checklist" and isinstance(value, list):
+        return "、".join(options.get(str(v), str(v)) for v in value)
+    if options:
+        return options.get(str(value), str(value))
+    if (component.get("properties") or {}).get("format") == "cn_id" and not show_full_id:
+        return mask_id(str(value))
+    return str(value)
+
+
+class CaseOverview:
+    """Read model of a case's completed steps (the task page shows it above the step's own form)."""
+
+    def __init__(self, session: Session, definitions: DefinitionService):
+        self.session = session
+        self.definitions = definitions
+
+    def steps(self, case: Case, tasks: list[TaskRow], show_full_id: bool,
+              before: TaskRow | None = None) -> list[StepRecord]:
+        """The case's completed steps in the order they were done (those done before ``before`` when given:
+        the steps a task's holder reviews), each with its fields in words, attachments and signature."""
+        done = [t for t in tasks if t.status == TaskStatus.completed and t.action not in (None, "withdraw")
+                and (before is None or t.id != before.id)]
+        done.sort(key=lambda t: (t.completed_at is None, t.completed_at, t.id))
+        attachments: dict[int | None, list[Attachment]] = {}
+        for att in self.session.scalars(select(Attachment).where(Attachment.case_id == case.id).order_by(Attachment.id)):
+            attachments.setdefault(att.task_id, []).append(att)
+        schemas: dict[str | None, list[dict[str, Any]]] = {}
+        records = []
+        for row in done:
+            if row.form_key not in schemas:
+                schemas[row.form_key] = input_components(self.definitions.form_schema(case.version, row.form_key))
+            data = row.data or {}
+            fields = [FieldValue(c["key"], c.get("label") or c["key"], value_text(c, data.get(c["key"]), show_full_id))
+                      for c in schemas[row.form_key] if c.get("key") in data]
+            own = attachments.get(row.id, [])
+            signatures = [a for a in own if a.kind == SIGNATURE_KIND]
+            records.append(StepRecord(
+                task_id=row.id, title=row.title, action=row.action or "",
+                action_label=ACTION_LABELS.get(row.action or "", row.action or ""),
+                by=row.completed_by.display_name if row.completed_by else "系统", at=row.completed_at,
+                opinion=row.opinion, fields=fields, attachments=[a for a in own if a.kind != SIGNATURE_KIND],
+                signature=signatures[-1] if signatures else None,
+                notice_serial=str(data["notice_serial"]) if row.action == "issue" and data.get("notice_serial") else None))
+        return records
+
+    def case_files(self, case: Case) -> list[Attachment]:
+        """Attachments of the case itself (not of a step), e.g. the starter's materials."""
+        return list(self.session.scalars(select(Attachment).where(
+            Attachment.case_id == case.id, Attachment.task_id.is_(None)).order_by(Attachment.id)))
+
+    def task_files(self, row: TaskRow) -> list[Attachment]:
+        """What was attached to this task so far (signatures apart: the pad shows them)."""
+        return list(self.session.scalars(select(Attachment).where(
+            Attachment.task_id == row.id, Attachment.kind != SIGNATURE_KIND).order_by(Attachment.id)))
+
+    @staticmethod
+    def is_image(attachment: Attachment) -> bool:
+        return attachment.content_type in IMAGE_TYPES

@@ -1,7 +1,7 @@
 """indexes for the inbox and its search at province scale: case status, 我发起的/已办 in order, name trigrams
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 
 ``ix_subject_name_trgm`` is a pg_trgm GIN index on PostgreSQL, so that "name contains" (three characters
@@ -14,8 +14,8 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -46,12 +46,11 @@ UPWARD_INSIDE_FUNCTIONS = {
     ("engine.procedures.definitions", "engine.notices.service"),
     # a task's form prefill and validation merge the case's earlier step data (queries/inbox merged_data)
     ("engine.runtime.cases", "engine.queries.inbox"),
-}
-# Module-level imports that go upward, each with its reason (may only shrink).
-UPWARD_AT_MODULE_LEVEL = {
     # the timer worker process opens units of work (the composition root) from inside runtime/
     ("engine.runtime.timers", "engine.uow"),
 }
+# Module-level imports that go upward: none.
+UPWARD_AT_MODULE_LEVEL: set[tuple[str, str]] = set()
 # Module-level cycles, each with its reason (may only shrink).
 CYCLES_ALLOWED = {
     # models/__init__ re-exports the registry tables, which subclass its Base (defined before the import)

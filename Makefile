@@ -9,7 +9,7 @@ PORT ?= 5000
 APT_PACKAGES := chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils libnss3-tools
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run serve test test-postgres lint bench clean system-deps assets
+.PHONY: help setup run serve test test-postgres lint bench clean system-deps assets fonts
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ web/static/dist/.built: web/assets/node_modules/.installed $(ASSET_SOURCES)
 
 assets: web/static/dist/.built ## build the front-end bundles (case viewer, studio) from npm packages
 
-setup: $(VENV)/.installed system-deps assets ## install everything (idempotent)
+fonts: $(VENV)/.installed system-deps ## cut the CJK fonts down to what notices hold (instance/fonts; once, ~1 min)
+	$(PY) -m engine.notices.fonts
+
+setup: $(VENV)/.installed system-deps assets fonts ## install everything (idempotent)
 
 run: setup ## start XiangFlow on http://127.0.0.1:$(PORT) (SQLite, demo data, demo users)
 	$(PY) -m flask --app wsgi xiangflow init --demo

@@ -40,19 +40,15 @@ from datetime import datetime, timezone  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from engine import demo_data as D  # noqa: E402
-from engine.bootstrap import DEMO_TOWNSHIP, first_village, setup_database  # noqa: E402
+from engine.bootstrap import DEMO_TOWNSHIP, demo_office_keys, first_village, setup_database  # noqa: E402
 from engine.core.clock import FixedClock  # noqa: E402
 from engine.core.db import make_engine, make_session_factory  # noqa: E402
 from engine.models import IssuedNotice, Subject, User  # noqa: E402
+from engine.notices.batches import merge_pdfs, run_batch, write_zip  # noqa: E402
 from engine.notices.pki import KeyStore  # noqa: E402
-from engine.notices.service import (  # noqa: E402
-    RENDERER,
-    load_catalog,
-    merge_pdfs,
-    run_batch,
-    sign_pdf,
-    write_zip,
-)
+from engine.notices.render import RENDERER  # noqa: E402
+from engine.notices.sign import sign_pdf  # noqa: E402
+from engine.procedures.notice_catalog import load_catalog  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
 FIELDS = {"contact_phone": "0825-5421234"}
@@ -64,8 +60,10 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def exited_cases(factory, clock, village: str, n: int) -> list[int]:
-    """n households of the village taken through the whole 四步法 exit by the demo users, stage by stage
-    (入户核查, 民主评议 → 村级公示 week → 镇复核, 部门审定, 县级公告 → 公告 week → 退出告知)."""
+    """n households of the village taken through the whole 四步法 exit by the demo users, stage by stage:
+    入户核查, 民主评议 → 出具村级公示 (issued, which starts the 公示 week) → 镇复核, 部门审定, 县级公告 →
+    出具县级公告 (issued, the 公告 week) → 退出告知. The two public notices are issued for chunks of cases
+    (one notice per chunk) so that none of them runs to hundreds of pages."""
     from datetime import timedelta
 
     from engine.models import Case, CaseStatus, TaskRow, TaskStatus
@@ -94,6 +92,13 @@ def exited_cases(factory, clock, village: str, n: int) -> list[int]:
                         work.signatures.add_signature(row.id, actors[who], D.signature_png(row.id))
                     work.cases.complete_task(row.id, actors[who], "approve", "情况属实,同意。", data)
 
+    def issue(who: str, kind: str, chunk: int = 50):
+        """Issue the public notice whose step is open on every case (completing that step)."""
+        for start in range(0, len(ids), chunk):
+            with UnitOfWork(factory, clock) as work:
+                work.notices.issue(
+                    actors[who], "monitoring_exit", kind, ids[start:start + chunk], D.NOTICE_FIELDS[kind])
+
     def pass_period():
         clock.advance(timedelta(days=D.NOTICE_DAYS, hours=1))
         while True:
@@ -102,8 +107,10 @@ def exited_cases(factory, clock, village: str, n: int) -> list[int]:
                     return
 
     complete([("demo_village", D.HOUSEHOLD_CHECK), D.REVIEW_STEPS[0]])
+    issue("demo_village", "village_public_notice")
     pass_period()
     complete(D.REVIEW_STEPS[1:])
+    issue("demo_county", "county_announcement")
     pass_period()
     complete([("demo_village", D.EXIT_NOTICE)])
     with UnitOfWork(factory, clock) as work:
@@ -126,7 +133,7 @@ def main() -> None:
     factory = make_session_factory(engine)
     with UnitOfWork(factory, clock) as work:
         village = first_village(work, DEMO_TOWNSHIP)
-        KeyStore(work.session, clock).keygen(DEMO_TOWNSHIP, "宝梵镇人民政府")
+        demo_office_keys(work, village)  # the village committee, 宝梵镇 and 蓬溪县
         clerk = work.directory.actor(work.session.scalar(select(User).where(User.username == "demo_clerk")))
 
     total = args.warmup + args.samples + args.batch
@@ -155,9 +162,9 @@ def main() -> None:
         office = KeyStore(work.session, clock).signer(stored.office)
         service = work.notices
         kind = service.kind("monitoring_exit", "exit_notice")
-        case = service._cases(clerk, [cases[0]])
+        case = service.eligibility.cases(clerk, [cases[0]])
         group = service.groups(kind, case)[0]
-        context = service._context(kind, group, stored.office, stored.params, serial, clock.now(), {})
+        context = service.issuer.contexts.build(kind, group, stored.office, stored.params, serial, clock.now(), {})
         context["notice"]["title"] = stored.title
         html = RENDERER.jinja(catalog).get_template(kind.template).render(**context)
     render_ms, sign_ms = [], []

@@ -34,13 +34,8 @@ from flask_login import login_required
 
 from engine.core.errors import ConflictError, ValidationError, XiangFlowError
 from engine.models import NoticeBatchStatus
+from engine.notices.batches import merge_pdfs, run_batch, run_queued_batches, write_zip
 from engine.notices.pki import PASSPHRASE_ENV, certificate_summary, parse_office
-from engine.notices.service import (
-    merge_pdfs,
-    run_batch,
-    run_queued_batches,
-    write_zip,
-)
 from web.services import actor, client_addr, clock, state, work
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from flask_login import UserMixin, current_user
 
 from engine.access.assignment import Actor
 from engine.core.clock import SystemClock
-from engine.notices.service import PUBLIC_URL_ENV
+from engine.notices.context import PUBLIC_URL_ENV
 from engine.runtime.notify import SmtpSettings
 from engine.uow import UnitOfWork
 

@@ -5,7 +5,7 @@ subject kind, process id, settings), its BPMN and DMN files; the forms its user 
 (``formKey``) live in ``forms/``. Every file of its ``notices/`` folder (``notices.json``, the notice
 kinds it issues, and their HTML/CSS templates) is part of the version as ``template/<name>``: deploy
 checks each issuance step's ``noticeKind`` against ``template/notices.json``, and a notice is rendered
-from the templates of the procedure's current version (engine/notices/service.py), so a procedure made in the
+from the templates of the procedure's current version (engine/procedures/notice_catalog.py), so a procedure made in the
 studio, with no folder on disk, issues its own notices. Deploying content that changed (a template
 included) makes a new version (content-hashed); identical content returns the existing version.
 """
@@ -30,6 +30,7 @@ from engine.core.errors import DefinitionError, NotFoundError, UnsafeExpressionE
 from engine.models import Procedure, ProcedureVersion
 from engine.procedures import forms as forms_mod
 from engine.procedures.expressions import check_expression, parse_script
+from engine.procedures.notice_catalog import NOTICES_FILE, TEMPLATE_PREFIX, catalog_problems
 from engine.procedures.serialization import SPEC_CACHE, spec_to_json
 from engine.procedures.step_rules import spec_properties
 
@@ -42,8 +43,6 @@ NS = {
     "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
 }
 _LANE_ROLE = re.compile(r"\(([a-z][a-z0-9_]*)\)\s*$")
-NOTICES_FILE = "template/notices.json"  # a bundle's notice catalog (workflows/<code>/notices/notices.json)
-TEMPLATE_PREFIX = "template/"
 # a notice file's key in a bundle: workflows/<code>/notices/<name> (templates, stylesheets, catalog, notes)
 TEMPLATE_KEY_RE = re.compile(r"template/[A-Za-z0-9_][A-Za-z0-9_\-]{0,79}\.(html|css|json|md)")
 
@@ -360,10 +359,6 @@ def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):
         line = getattr(exc, "line_number", None)
         raise DefinitionError("BPMN/DMN 校验失败", [(f"{where}" + (f" 第{line}行" if line else ""), str(exc).splitlines()[0])]) from exc
     _check_tasks(bundle, spec, subprocess_specs, known_roles, problems)
-    from engine.notices.service import (
-        catalog_problems,  # here: engine.notices.service builds on the runtime, which imports this module
-    )
-
     problems.extend(catalog_problems(bundle.code, bundle.files))
     if problems:
         raise DefinitionError("流程定义未通过校验", problems)

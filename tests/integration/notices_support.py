@@ -111,7 +111,7 @@ def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> i
 
 def today(db) -> str:
     """The date the notices issued now carry, as GB/T 9704 writes it."""
-    from engine.notices.service import cn_date
+    from engine.notices.formatting import cn_date
 
     return cn_date(db.clock.now())
 

@@ -24,8 +24,9 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from engine.models import IssuedNotice, NoticeBatch, NoticeBatchStatus
+from engine.notices.batches import run_batch
 from engine.notices.pki import KeyStore
-from engine.notices.service import run_batch, validate_signature
+from engine.notices.verify import validate_signature
 
 KIND_PAGE = "/notices/monitoring_exit/village_public_notice"
 

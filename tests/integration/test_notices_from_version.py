@@ -17,7 +17,8 @@ from engine.core import settings
 from engine.core.errors import NotFoundError
 from engine.models import IssuedNotice, TaskRow, TaskStatus
 from engine.notices.pki import KeyStore
-from engine.notices.service import load_catalog, validate_signature
+from engine.notices.verify import validate_signature
+from engine.procedures.notice_catalog import load_catalog
 from engine.runtime.cases import ISSUE_ACTION
 from engine.studio.service import DraftProblems
 

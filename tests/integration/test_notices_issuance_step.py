@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from engine import demo_data as D
 from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, IssuedNotice, TaskRow, TaskStatus, TimerRow, TimerStatus
-from engine.notices import service as notices_mod
-from engine.notices.service import cn_date
+from engine.notices import sign as notices_sign
+from engine.notices.formatting import cn_date
 from engine.procedures.expressions import CHINA_TZ
 
 NOTICE = timedelta(days=D.NOTICE_DAYS)
@@ -140,7 +140,7 @@ def test_an_issue_that_fails_while_signing_completes_no_step_and_stores_nothing(
     def broken(*_args, **_kwargs):
         raise RuntimeError("签章设备故障")
 
-    monkeypatch.setattr(notices_mod, "sign_pdf", broken)
+    monkeypatch.setattr(notices_sign, "sign_pdf", broken)
     # the caller swallows the error and commits: the savepoint alone must undo the completed steps
     with db.uow() as work:
         service = work.notices

@@ -17,8 +17,9 @@ from test_notices_render import _text
 from engine.core import settings
 from engine.core.errors import DefinitionError, NotFoundError
 from engine.models import AuditEvent, CaseStatus, ProcedureVersion, TaskRow, TaskStatus, TimerStatus
+from engine.notices.formatting import cn_date
 from engine.notices.pki import KeyStore
-from engine.notices.service import cn_date, validate_signature
+from engine.notices.verify import validate_signature
 from engine.procedures.definitions import bundle_from_files, compile_bundle, read_folder
 from engine.procedures.expressions import CHINA_TZ
 from tests.integration.studio_support import studio

@@ -27,8 +27,10 @@ from sqlalchemy.exc import DBAPIError
 
 from engine.core.errors import ValidationError
 from engine.models import AuditEvent, IssuedNotice, TaskRow
-from engine.notices.service import RENDERER, cn_date, load_catalog, version_catalog
+from engine.notices.formatting import cn_date
+from engine.notices.render import RENDERER
 from engine.procedures.expressions import CHINA_TZ
+from engine.procedures.notice_catalog import load_catalog, version_catalog
 
 A4 = (595.28, 841.89)
 LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM

@@ -32,7 +32,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from engine.core.errors import ValidationError
 from engine.models import OfficeKey
 from engine.notices.pki import KeyStore, office_code
-from engine.notices.service import validate_signature
+from engine.notices.verify import validate_signature
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from engine.queries.overview import CaseOverview
 from engine.queries.reports import ReportService
 from engine.registry.excel import RegistryExcel
 from engine.registry.service import RegistryService
+from engine.registry.users import UserAdminService
 from engine.runtime.cases import CaseService
 from engine.runtime.signatures import SignatureService
 from engine.studio.service import StudioService
@@ -54,6 +55,7 @@ class Services:
         self.signatures = SignatureService(session, clock, self.cases, self.operations)
         self.registry = RegistryService(session, clock)
         self.registry_excel = RegistryExcel(self.registry)
+        self.users = UserAdminService(session, clock, self.directory, self.access)
 
     @cached_property
     def keys(self) -> KeyStore:

@@ -43,6 +43,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(studio.bp)  # procedure studio (流程设计), admins only
     from web import registry
     app.register_blueprint(registry.bp)  # 农户与项目: the subject registry's pages
+    from web import users
+    app.register_blueprint(users.bp)  # 用户与授权: admins manage users and grants in their scope
     notifications.register(app)
     from web import notices
     notices.init_app(app)  # signed notices: staff pages, public /verify, batch runner, `flask notices` CLI

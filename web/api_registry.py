@@ -159,3 +159,53 @@ def import_subjects():
     out = {"kind": kind, "count": result.count, "members": result.member_count, "stored": result.stored,
            "preview": result.preview}
     return jsonify(out), 200 if dry_run else 201
+
+
+# ------------------------------------------------------------------ users, roles, grants (admins)
+def user_json(user) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "is_active": user.is_active,
+            "grants": [{"id": g.id, "role": g.role_code, "region_code": g.region_code} for g in user.grants]}
+
+
+@bp.route("/users", methods=["POST"])
+def create_user():
+    payload = body()
+    with work() as w:
+        out = user_json(w.users.create(actor(), payload, client_addr=client_addr()))
+    return jsonify(out), 201
+
+
+@bp.route("/users")
+def users():
+    name = request.args.get("name")
+    with work() as w:
+        return jsonify({"users": [user_json(u) for u in w.users.list(actor(), name if isinstance(name, str) else None)]})
+
+
+@bp.route("/users/<int:user_id>")
+def get_user(user_id: int):
+    with work() as w:
+        return jsonify(user_json(w.users.get(actor(), user_id)))
+
+
+@bp.route("/users/<int:user_id>", methods=["PATCH"])
+def patch_user(user_id: int):
+    payload = body()
+    with work() as w:
+        return jsonify(user_json(w.users.update(actor(), user_id, payload, client_addr=client_addr())))
+
+
+@bp.route("/users/<int:user_id>/grants", methods=["POST"])
+def add_grants(user_id: int):
+    payload = body()
+    with work() as w:
+        w.users.grant(actor(), user_id, payload.get("grants"), client_addr=client_addr())
+        return jsonify(user_json(w.users.get(actor(), user_id))), 201
+
+
+@bp.route("/users/<int:user_id>/grants/<int:grant_id>", methods=["DELETE"])
+def revoke_grant(user_id: int, grant_id: int):
+    with work() as w:
+        w.users.revoke(actor(), user_id, grant_id, client_addr=client_addr())
+        return jsonify(user_json(w.users.get(actor(), user_id)))

@@ -36,6 +36,7 @@ from engine.models import (
     TaskRow,
     TaskStatus,
 )
+from engine.operations.uploads import check_upload
 from engine.procedures import forms
 from engine.procedures.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
 from engine.runtime.cases import checked_opinion
@@ -46,14 +47,6 @@ MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 URGE_INTERVAL = timedelta(hours=1)
 MAX_CO_SIGNERS = 10
 SIGN_POSITIONS = ("before", "after")
-# type → (extensions, magic-byte check); the content decides, never the name alone
-ALLOWED_TYPES = {
-    "image/jpeg": ((".jpg", ".jpeg"), lambda b: b.startswith(b"\xff\xd8\xff")),
-    "image/png": ((".png",), lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
-    "application/pdf": ((".pdf",), lambda b: b.startswith(b"%PDF-")),
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ((".docx",), lambda b: b[:2] == b"PK"),
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ((".xlsx",), lambda b: b[:2] == b"PK"),
-}
 
 
 class OperationsService:
@@ -319,9 +312,7 @@ class OperationsService:
             raise ValidationError("附件为空", {"file": "文件为空"})
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise ValidationError("附件过大", {"file": f"文件不能超过 {MAX_ATTACHMENT_BYTES // 1024 // 1024} MB"})
-        allowed = ALLOWED_TYPES.get(content_type)
-        if allowed is None or not name.lower().endswith(allowed[0]) or not allowed[1](content):
-            raise ValidationError("附件类型不允许", {"file": "只接受 JPG、PNG、PDF、DOCX、XLSX 文件"})
+        check_upload(name, content, content_type)  # decoded and opened, not sniffed (engine/operations/uploads.py)
         digest = hashlib.sha256(content).hexdigest()
         path = self.storage_dir / digest[:2] / digest
         if not path.exists():

@@ -12,10 +12,11 @@ from engine import demo_data as D
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import Attachment, AuditEvent, TaskRow, TaskStatus
 from engine.queries.inbox import merged_data
+from tests.integration import upload_samples
 from web import create_app
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n%%EOF\n"
+PNG = upload_samples.png()  # real files: uploads are decoded and opened, not sniffed (issue 15)
+PDF = upload_samples.pdf()
 
 
 def at_township(db) -> int:

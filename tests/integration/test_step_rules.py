@@ -18,11 +18,12 @@ from engine.core.errors import ConflictError, DefinitionError, ForbiddenError, V
 from engine.models import Attachment, AuditEvent, CaseStatus, ProcedureVersion, TaskRow, TaskStatus
 from engine.procedures.definitions import bundle_from_files, compile_bundle, read_folder
 from engine.procedures.step_rules import OPINION_MISSING, attachment_kinds, opinion_required, step_properties
+from tests.integration import upload_samples
 from tests.integration.studio_support import studio
 from tests.integration.test_procedure_project_library import REVIEWS, _do, _start
 
-PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n%%EOF\n"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PDF = upload_samples.pdf()
+PNG = upload_samples.png()  # real files: uploads are decoded and opened, not sniffed (issue 15)
 ROLES = {"village_cadre", "township_officer", "county_department", "county_leader", "office_clerk", "admin"}
 AT_TOWNSHIP, AT_DEPT = 2, 3  # exit_case depth: 镇复核, 部门审定
 
@@ -187,7 +188,7 @@ def test_a_single_kind_step_takes_its_kind_without_being_told(db, exit_case):
     case_id = exit_case(0)
     row = only_task(db, case_id)
     with db.uow() as work:
-        photo = work.operations.add_attachment(case_id, db.actor("demo_village"), "入户.jpg", b"\xff\xd8\xff\xe0xx",
+        photo = work.operations.add_attachment(case_id, db.actor("demo_village"), "入户.jpg", upload_samples.jpeg(),
                                                "image/jpeg", task_id=row.id)
         assert photo.kind == "入户照片"
 

@@ -58,6 +58,8 @@ def check_request() -> None:
     :raises ValidationError: a bad character, an out-of-range date or too deep JSON (field → message).
     """
     for field, value in _strings():
+        if not isinstance(value, str) or not isinstance(field, str):
+            continue
         problem = text_problem(value) or id_problem(field, value)
         if problem:
             raise ValidationError("请求含有无效内容", {field: problem})

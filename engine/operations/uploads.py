@@ -40,6 +40,7 @@ EXTENSIONS = {
     XLSX: (".xlsx",),
 }
 REFUSED = "只接受 JPG、PNG、PDF、DOCX、XLSX 文件"
+NOT_THIS_TYPE = "内容不是所声明的文件类型"  # answered as REFUSED alone: the file is of another kind altogether
 
 
 def check_upload(file_name: str, content: bytes, content_type: str) -> None:
@@ -57,13 +58,18 @@ def check_upload(file_name: str, content: bytes, content_type: str) -> None:
     else:
         problem = office_problem(content, content_type)
     if problem:
-        raise ValidationError("附件类型不允许", {"file": f"{REFUSED}:{problem}"})
+        raise ValidationError("附件类型不允许", {"file": REFUSED if problem == NOT_THIS_TYPE else f"{REFUSED}:{problem}"})
 
 
 def image_problem(content: bytes, expected: str) -> str | None:
     """Why content is not a whole image of the expected Pillow format, or None."""
     from PIL import Image
 
+    magic = b"\xff\xd8\xff" if expected == "JPEG" else b"\x89PNG\r\n\x1a\n"
+    if not content.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
+        return NOT_THIS_TYPE
+    if not content.startswith(magic):
+        return f"内容不是 {expected} 图片"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -90,7 +96,7 @@ _STARTXREF = re.compile(rb"startxref\s+(\d{1,12})\s+%%EOF\s*$")
 def pdf_problem(content: bytes) -> str | None:
     """Why content is not a structurally whole PDF, or None."""
     if not re.match(rb"%PDF-[12]\.\d", content):
-        return "不是 PDF 文件"
+        return NOT_THIS_TYPE
     match = _STARTXREF.search(content[-2048:])
     if not match:
         return "PDF 结构不完整(缺少 startxref 或 %%EOF)"
@@ -125,7 +131,7 @@ def office_problem(content: bytes, content_type: str) -> str | None:
         archive = zipfile.ZipFile(io.BytesIO(content))
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        return "不是有效的 Office 文件"
+        return NOT_THIS_TYPE if not content.startswith(b"PK") else "不是有效的 Office 文件"
     if len(infos) > MAX_ZIP_MEMBERS:
         return f"文件内条目超过 {MAX_ZIP_MEMBERS} 个"
     total = 0

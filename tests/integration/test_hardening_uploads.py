@@ -51,7 +51,7 @@ REFUSED = [
     ("cut.png", S.png()[:-20], "image/png", "图片已损坏"),
     ("jpeg-as.png", S.jpeg(), "image/png", "内容不是 PNG"),
     ("cut.jpg", S.jpeg()[: len(S.jpeg()) - 30], "image/jpeg", "图片已损坏"),
-    ("script.png", b"<script>alert(1)</script>", "image/png", "图片已损坏"),
+    ("script.png", b"<script>alert(1)</script>", "image/png", "只接受 JPG、PNG、PDF、DOCX、XLSX 文件"),
     ("name.exe", S.pdf(), "application/pdf", ""),
 ]
 

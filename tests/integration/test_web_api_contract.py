@@ -102,3 +102,22 @@ def test_a_started_case_records_the_procedure_version_it_runs(db, client_for):
     started = village.post("/api/v1/cases", json={"procedure": "monitoring_exit",
                                                   "subject": {"id": db.household("李秀英")}}).get_json()
     assert started["procedure_version"] == version["monitoring_exit"]
+
+
+def test_every_operation_documents_the_statuses_the_edge_and_the_guard_answer(client):
+    """Issue 15: 401 when not logged in, 422 for input refused at the edge, 404 for ids out of range,
+    and for requests with a body 400 (not JSON), 403 (cross-site), 413 (too large), 415 (not JSON).
+    The fuzz test (test_hardening_fuzz.py) checks that no other status is ever answered."""
+    spec = client.get(SPEC_URL).get_json()
+    missing = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            want = {"422"} | ({"404"} if "{" in path else set())
+            if (path, method) != ("/api/v1/session", "post"):
+                want.add("401")
+            if method != "get":
+                want |= {"400", "403", "413", "415"}
+            missing += [f"{method.upper()} {path}: {code}" for code in sorted(want - set(operation["responses"]))]
+    assert missing == []

@@ -2,8 +2,8 @@
 
 A batch is queued by ``NoticeService.create_batch`` (every group checked up front) and run by
 ``run_batch``: the batch row is claimed with a lease, the groups not yet issued are issued — in this
-process, or spread over ``workers`` processes (``XIANGFLOW_NOTICE_WORKERS``, default the number of
-cores, at most 4) each with its own database connection and its own warm renderer — and the progress
+process, or on PostgreSQL spread over ``workers`` processes (``XIANGFLOW_NOTICE_WORKERS``, default the
+number of cores, at most 4) each with its own database connection and its own warm renderer — and the progress
 is kept in ``notice_batch``. A batch interrupted half-way is resumed by the next claim once its lease
 ran out: groups already issued are skipped. Rendering and signing hold the GIL, so processes, not
 threads, are what use several cores.
@@ -105,11 +105,12 @@ def _worker_issue(job: _Job, key: str, case_ids: list[int]) -> _Outcome:
 
 
 def _shared_url(factory: sessionmaker) -> str | None:
-    """The database URL other processes can open (None for an in-memory SQLite database)."""
+    """The database URL worker processes open, or None: only PostgreSQL writes from several processes at
+    once. (SQLite has one writer, and a notice's transaction reads before it writes: in WAL mode a second
+    process's commit in between makes the upgrade fail at once, "database is locked", so SQLite batches
+    run in one process.)"""
     engine = factory.kw.get("bind")
-    if not isinstance(engine, Engine):
-        return None
-    if engine.dialect.name == "sqlite" and (engine.url.database in (None, "", ":memory:")):
+    if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
         return None
     return engine.url.render_as_string(hide_password=False)
 

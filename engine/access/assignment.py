@@ -6,8 +6,8 @@ in a lane of role X at level L, goes to the users holding X at R's ancestor on l
 
 Procedures have an owner region (``Procedure.owner_region_code``): the region of the admin grant
 used to create it in the studio, or NULL for the procedures shipped in ``workflows/`` (system-wide).
-``may_change_procedure`` is the one rule for who may change a procedure in the studio, and
-``procedure_serves`` the one rule for where its cases may be started.
+``procedure_serves`` is the one rule for where its cases may be started; who may change a procedure in
+the studio is ``AccessPolicy.may_change_procedure`` (engine/access/policy.py).
 """
 
 from __future__ import annotations
@@ -111,17 +111,3 @@ def region_prefix(code: str) -> str:
 def procedure_serves(owner_region_code: str | None, region_code: str) -> bool:
     """True if a case in region_code may run on a procedure owned by owner_region_code (NULL: anywhere)."""
     return owner_region_code is None or region_code.startswith(region_prefix(owner_region_code))
-
-
-def may_change_procedure(actor: Actor, owner_region_code: str | None, root_codes: Iterable[str]) -> bool:
-    """Whether actor may change (save, deploy, migrate, export, retire) a procedure with this owner.
-
-    A region-owned procedure: the owner region must lie inside one of the actor's admin grants (so a
-    county admin changes their county's procedures, a province admin those of the counties in the
-    province). A shipped, system-wide procedure (owner NULL): only an admin whose grants cover every
-    top-level region (``root_codes``, the provinces of the region table) — a county admin adapts it
-    by copying it under a new code owned by their county.
-    """
-    if owner_region_code is None:
-        return actor.admin_covers_all(root_codes)
-    return actor.admin_covers(owner_region_code)

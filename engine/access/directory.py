@@ -28,7 +28,7 @@ ROLES: tuple[tuple[str, str, RegionLevel], ...] = (
     ("county_leader", "县领导小组", RegionLevel.county),
     ("admin", "管理员", RegionLevel.county),
     # a province-level admin; one holding it in every province of the region table is the system admin
-    # who may change the shipped procedures (engine/access/assignment.py may_change_procedure)
+    # who may change the shipped procedures (engine/access/policy.py may_change_procedure)
     ("system_admin", "系统管理员", RegionLevel.province),
 )
 

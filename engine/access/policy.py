@@ -22,8 +22,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import false, or_, select
 from sqlalchemy.orm import Session
 
-from engine.access.assignment import Actor, actor_for
-from engine.access.assignment import may_change_procedure as _may_change_procedure
+from engine.access.assignment import Actor, actor_for, scope_for
 from engine.access.directory import RoleLevels
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import Case, CaseStatus, Region, RegionLevel, TaskRow, TaskStatus, User, UserRole
@@ -252,5 +251,21 @@ class AccessPolicy:
 
     @staticmethod
     def may_change_procedure(actor: Actor, owner_region_code: str | None, root_codes: Iterable[str]) -> bool:
-        """Whether actor may change (save, deploy, migrate, export, retire) a procedure with this owner."""
-        return actor.is_admin and _may_change_procedure(actor, owner_region_code, root_codes)
+        """Whether actor may change (save, deploy, migrate, export, retire) a procedure with this owner.
+
+        A region-owned procedure: an admin one of whose admin grants contains the owner region (a county
+        admin changes their county's procedures, a province admin those of the counties in the province).
+        A shipped, system-wide procedure (owner NULL): only an admin whose grants cover every top-level
+        region (``root_codes``, the provinces of the region table) — a county admin adapts it by copying it
+        under a new code owned by their county.
+        """
+        if not actor.is_admin:
+            return False
+        if owner_region_code is None:
+            return actor.admin_covers_all(root_codes)
+        return actor.admin_covers(owner_region_code)
+
+    def may_raise_event(self, role_code: str | None, case: Case, actor: Actor) -> bool:
+        """Whether actor may raise a waiting event (公示异议) of a lane's role: they hold it at the case's scope."""
+        level = self.role_levels.get(role_code or "")
+        return level is not None and actor.holds(role_code, scope_for(case.region_code, level))

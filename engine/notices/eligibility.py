@@ -16,6 +16,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from engine.access.assignment import Actor
+from engine.access.policy import AccessPolicy
 from engine.access.regions import PREFIX_LENGTH, ancestor_at, level_of
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import (
@@ -140,8 +141,7 @@ class Eligibility:
         if not ids:
             raise ValidationError("请选择案件", {"cases": "至少选择一个案件"})
         cases = list(self.session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.region_code, Case.id)))
-        if len(cases) != len(ids) or not all(actor.covers(c.region_code) or c.started_by_id == actor.user_id
-                                             for c in cases):
+        if len(cases) != len(ids) or not all(AccessPolicy.takes_part(c, actor) for c in cases):
             raise NotFoundError("案件不存在")
         return cases
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from engine.access.assignment import Actor
+from engine.access.policy import AccessPolicy
 from engine.core.errors import ForbiddenError, NotFoundError, ValidationError
 from engine.core.workcalendar import WorkCalendar
 from engine.models import AuditEvent, Case, HolidayOverride, TimerRow, TimerStatus
@@ -28,12 +29,12 @@ class AdminService:
         self.require_admin(actor)
         rows = self.session.scalars(select(TimerRow).where(TimerRow.status == TimerStatus.incident)
                                     .order_by(TimerRow.due_at).options(selectinload(TimerRow.case))).all()
-        return [r for r in rows if actor.admin_covers(r.case.region_code)]
+        return [r for r in rows if AccessPolicy.admin_covers(actor, r.case.region_code)]
 
     def _incident(self, actor: Actor, timer_id: int) -> TimerRow:
         self.require_admin(actor)
         timer = self.session.get(TimerRow, timer_id)
-        if timer is None or timer.status != TimerStatus.incident or not actor.admin_covers(timer.case.region_code):
+        if timer is None or timer.status != TimerStatus.incident or not AccessPolicy.admin_covers(actor, timer.case.region_code):
             raise NotFoundError("故障定时器不存在")
         return timer
 

@@ -11,7 +11,7 @@ from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
-from engine.access.assignment import Actor, scope_for
+from engine.access.assignment import Actor
 from engine.core.errors import ConflictError, ForbiddenError, ValidationError
 from engine.models import Case, CaseStatus, TaskRow, TaskStatus
 from engine.procedures.definitions import role_of_lane
@@ -20,6 +20,7 @@ from engine.runtime.projections import find_task, prune_event_manager
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from engine.access.policy import AccessPolicy
     from engine.runtime.pipeline import CasePipeline, Mutation
 
 MAX_REASON_LENGTH = 2000
@@ -36,6 +37,7 @@ class CaseEvents:
 
     session: Session
     pipeline: CasePipeline
+    access: AccessPolicy
     get_case: Callable[[int, Actor], Case]
 
     # ------------------------------------------------------------------ events (异议 etc.)
@@ -54,12 +56,11 @@ class CaseEvents:
             if not is_raisable(task):
                 continue
             role = role_of_lane(task.task_spec.lane)
-            level = pipeline.role_levels.get(role or "")
             events.append({
                 "event_id": task.task_spec.bpmn_id,
                 "name": task.task_spec.bpmn_name or task.task_spec.bpmn_id,
                 "role": role,
-                "can_raise": level is not None and actor.holds(role, scope_for(case.region_code, level)),
+                "can_raise": self.access.may_raise_event(role, case, actor),
             })
         return events
 
@@ -88,9 +89,7 @@ class CaseEvents:
                          if is_raisable(t) and t.task_spec.bpmn_id == event_id), None)
             if task is None:
                 raise ConflictError("案件当前不等待该事件(公示期可能已满)")
-            role = role_of_lane(task.task_spec.lane)
-            level = pipeline.role_levels.get(role or "")
-            if level is None or not actor.holds(role, scope_for(m.case.region_code, level)):
+            if not self.access.may_raise_event(role_of_lane(task.task_spec.lane), m.case, actor):
                 raise ForbiddenError("您无权提出此事项")
             task.data["last_event_reason"] = opinion  # inherited by the path the event opens
             m.workflow.catch(BpmnEvent(task.task_spec.event_definition, {"reason": opinion}))

@@ -15,7 +15,7 @@ task, timer or notification rows, only the audit record that it happened.
 
 Every studio action requires an admin grant (``Actor.is_admin``), and changing a procedure
 (opening, saving, validating, dry-running, deploying, exporting a draft or version, migrating its
-cases) requires ``may_change_procedure`` (engine/access/assignment.py) on the procedure's owner region:
+cases) requires ``AccessPolicy.may_change_procedure`` (engine/access/policy.py) on the procedure's owner region:
 a procedure created in the studio belongs to the region of the admin grant used (chosen from
 ``owner_choices``), a shipped one (owner NULL) only to an admin covering every province. A draft
 of an existing procedure follows that procedure's owner; a draft of a new code carries its own
@@ -51,7 +51,8 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from engine.access.assignment import Actor, may_change_procedure, procedure_serves, scope_for
+from engine.access.assignment import Actor, procedure_serves, scope_for
+from engine.access.policy import AccessPolicy
 from engine.core import clock as clock_mod
 from engine.core import workcalendar
 from engine.core.bounds import BAD_CHARS, BAD_CHARS_MESSAGE, loads_bounded
@@ -1099,14 +1100,14 @@ class StudioService:
         if not actor.is_admin:
             raise ForbiddenError("只有管理员可以使用流程设计")
 
-    # -- ownership (the rule itself is engine/access/assignment.py may_change_procedure)
+    # -- ownership (the rule itself is engine/access/policy.py may_change_procedure)
     def root_regions(self) -> list[str]:
         if self._roots is None:
             self._roots = list(self.session.scalars(select(Region.code).where(Region.parent_code.is_(None))))
         return self._roots
 
     def may_change(self, actor: Actor, owner_region_code: str | None) -> bool:
-        return actor.is_admin and may_change_procedure(actor, owner_region_code, self.root_regions())
+        return AccessPolicy.may_change_procedure(actor, owner_region_code, self.root_regions())
 
     def owner_name(self, owner_region_code: str | None) -> str:
         if owner_region_code is None:
@@ -1506,7 +1507,7 @@ class StudioService:
     def _running_cases(self, actor: Actor, version: ProcedureVersion) -> list[Case]:
         rows = self.session.scalars(select(Case).where(Case.procedure_version_id == version.id,
                                                        Case.status == CaseStatus.running).order_by(Case.id))
-        return [c for c in rows if actor.admin_covers(c.region_code)]
+        return [c for c in rows if AccessPolicy.admin_covers(actor, c.region_code)]
 
     def migration_preview(self, actor: Actor, from_id: int, to_id: int) -> list[MigrationCheck]:
         """For each running case of the old version in the admin's regions: can it move, and if not why.
@@ -1533,7 +1534,7 @@ class StudioService:
         for case_id in sorted(set(case_ids)):
             case = self.cases._lock_case(case_id)
             if case.procedure_version_id != old.id or case.status != CaseStatus.running \
-                    or not actor.admin_covers(case.region_code):
+                    or not AccessPolicy.admin_covers(actor, case.region_code):
                 results.append(MigrationCheck(case_id, case.title, case.region_code, [], False,
                                               ["案件不在此版本上运行,或不在您的管辖范围内"]))
                 continue

@@ -279,7 +279,7 @@ class TimerRow(Base):
     case: Mapped[Case] = relationship()
 
 
-# the inbox and its search at province scale (migration 0011, engine/queries/inbox.py): case status, the
+# the inbox and its search at province scale (migration 0012, engine/queries/inbox.py): case status, the
 # 我发起的 and 已办 tabs in their order, "name contains" by trigrams on PostgreSQL (a plain index elsewhere)
 Index("ix_case_instance_status", Case.status)
 Index("ix_case_instance_started_by_created", Case.started_by_id, Case.created_at)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -285,6 +286,14 @@ Index("ix_case_instance_status", Case.status)
 Index("ix_case_instance_started_by_created", Case.started_by_id, Case.created_at)
 Index("ix_task_completed_by_completed", TaskRow.completed_by_id, TaskRow.completed_at)
 Index("ix_subject_name_trgm", Subject.name, postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"})
+# 待办 (migration 0013): one range per (role, scope) of the unassigned open tasks, and the actor's assigned
+# ones, each in inbox order (due first, undated last), so counts read index entries and pages stop early
+_OPEN_POOL = text("status = 'open' AND assignee_id IS NULL")
+_OPEN = text("status = 'open'")
+Index("ix_task_open_pool", TaskRow.role_code, TaskRow.scope_code, TaskRow.due_at, TaskRow.created_at, TaskRow.id,
+      TaskRow.case_id, postgresql_where=_OPEN_POOL, sqlite_where=_OPEN_POOL)
+Index("ix_task_open_assigned", TaskRow.assignee_id, TaskRow.due_at, TaskRow.created_at, TaskRow.id, TaskRow.case_id,
+      postgresql_where=_OPEN, sqlite_where=_OPEN)
 
 
 class CaseCc(Base):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from engine.access import regions
 from engine.access.assignment import Actor
@@ -120,55 +120,24 @@ class InboxQueries:
         return list(self.session.scalars(select(Region).where(or_(*[Region.code.startswith(p) for p in prefixes]))
                                          .order_by(Region.code)))
 
-    def _todo_filter(self, actor: Actor):
-        # a task assigned to the actor (claimed, 转办, 委派, a 加签 co-signer's) is theirs even outside their
-        # roles: the permission follows the task; a task waiting on its co-signers is in nobody's inbox
-        mine = TaskRow.assignee_id == actor.user_id
-        scopes = actor.scopes
-        if not scopes:
-            return and_(TaskRow.status == TaskStatus.open, mine)
-        return and_(
-            TaskRow.status == TaskStatus.open,
-            or_(mine, and_(
-                TaskRow.assignee_id.is_(None),
-                or_(*[and_(TaskRow.role_code == r, TaskRow.scope_code == s) for r, s in sorted(scopes)]))),
-        )
+    def _todo_branches(self, actor: Actor) -> list:
+        """The 待办 visibility as disjoint conditions, each one an index range (unioned, never OR-ed).
 
-    def _tab(self, view: str, actor: Actor, search: InboxSearch, now: datetime | None, soon: timedelta | None,
-             count: bool = False):
-        """The one query builder behind every tab: its rows (or their COUNT) under the search.
-
-        Visibility comes first (my roles' open tasks, tasks I completed, cases I started, cases copied to
-        me); the search only narrows it, so it never reveals anything the tab would not show.
+        A task assigned to the actor (claimed, 转办, 委派, a 加签 co-signer's) is theirs even outside their
+        roles: the permission follows the task; an unassigned open task is in the inbox of each (role, scope)
+        the actor holds; a task waiting on its co-signers is in nobody's inbox. Kept apart, each condition is
+        a range of a partial index (ix_task_open_assigned, ix_task_open_pool) read in inbox order, so a
+        COUNT reads index entries only and a page stops after its rows however large the inbox is.
         """
-        if view in ("todo", "done"):
-            entity, date_col = TaskRow, TaskRow.created_at
-            if view == "todo":
-                visible = self._todo_filter(actor)
-                if visible is None:
-                    return None
-                if search.due == "overdue":
-                    visible = and_(visible, TaskRow.due_at < now)
-                elif search.due == "soon":
-                    visible = and_(visible, TaskRow.due_at >= now, TaskRow.due_at <= now + soon)
-                order = (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.created_at, TaskRow.id)
-            else:
-                visible = TaskRow.completed_by_id == actor.user_id
-                order = (TaskRow.completed_at.desc(), TaskRow.id.desc())
-            stmt = select(func.count(TaskRow.id) if count else TaskRow).where(visible)
-            if search.name or search.id_number or search.procedure or search.status:
-                stmt = stmt.join(Case, Case.id == TaskRow.case_id)
-        else:
-            entity, date_col = Case, Case.created_at
-            stmt = select(func.count(Case.id) if count else Case)
-            if view == "started":
-                stmt = stmt.where(Case.started_by_id == actor.user_id)
-                order = (Case.created_at.desc(), Case.id.desc())
-            else:
-                # a CC opens nothing by itself: only cases the actor may see by jurisdiction are listed
-                stmt = stmt.join(CaseCc, CaseCc.case_id == Case.id).where(
-                    CaseCc.user_id == actor.user_id, AccessPolicy.jurisdiction_clause(actor))
-                order = (CaseCc.created_at.desc(), Case.id.desc())
+        open_ = TaskRow.status == TaskStatus.open
+        branches = [and_(open_, TaskRow.assignee_id == actor.user_id)]
+        branches += [and_(open_, TaskRow.assignee_id.is_(None), TaskRow.role_code == r, TaskRow.scope_code == s)
+                     for r, s in sorted(actor.scopes)]
+        return branches
+
+    def _narrow(self, stmt, entity, search: InboxSearch):
+        """The search's conditions on a tab's statement (rows of entity, joined to Case where needed)."""
+        date_col = entity.created_at
         # task tabs filter the task's own region (a copy of its case's); case filters go through the join
         region_col = TaskRow.region_code if entity is TaskRow else Case.region_code
         if search.name or search.id_number:
@@ -189,17 +158,65 @@ class InboxQueries:
             stmt = stmt.where(date_col >= datetime.combine(search.date_from, time(0), CHINA_TZ))
         if search.date_to:
             stmt = stmt.where(date_col < datetime.combine(search.date_to + timedelta(days=1), time(0), CHINA_TZ))
+        return stmt
+
+    def _tab(self, view: str, actor: Actor, search: InboxSearch, now: datetime | None, soon: timedelta | None,
+             count: bool = False, limit: int | None = None):
+        """The one query builder behind every tab: its rows (or their COUNT) under the search.
+
+        Visibility comes first (my roles' open tasks, tasks I completed, cases I started, cases copied to
+        me); the search only narrows it, so it never reveals anything the tab would not show. Each tab is
+        an index range in the tab's order (the 待办 one range per role and scope, unioned), so its COUNT and
+        its pages cost what the actor can see, not what the database holds.
+        """
+        if view in ("todo", "done"):
+            joins_case = bool(search.name or search.id_number or search.procedure or search.status)
+
+            def rows(condition):
+                stmt = select(TaskRow.id if count else TaskRow).where(condition)
+                if joins_case:
+                    stmt = stmt.join(Case, Case.id == TaskRow.case_id)
+                return self._narrow(stmt, TaskRow, search)
+
+            if view == "done":
+                stmt = rows(TaskRow.completed_by_id == actor.user_id)
+                if count:
+                    return select(func.count()).select_from(stmt.subquery())
+                return stmt.order_by(TaskRow.completed_at.desc(), TaskRow.id.desc()).options(
+                    selectinload(TaskRow.case))
+            due = []
+            if search.due == "overdue":
+                due = [TaskRow.due_at < now]
+            elif search.due == "soon":
+                due = [TaskRow.due_at >= now, TaskRow.due_at <= now + soon]
+            branches = [rows(and_(b, *due)) for b in self._todo_branches(actor)]
+            if count:
+                return select(func.count()).select_from(union_all(*branches).subquery())
+            if limit is not None:  # each range read in order and only as far as the page needs
+                branches = [select(b.order_by(*_todo_order(TaskRow)).limit(limit).subquery()) for b in branches]
+            task = aliased(TaskRow, union_all(*branches).subquery())
+            return select(task).order_by(*_todo_order(task)).options(selectinload(task.case))
+        stmt = select(func.count() if count else Case).select_from(Case)
+        if view == "started":
+            stmt = stmt.where(Case.started_by_id == actor.user_id)
+            order = (Case.created_at.desc(), Case.id.desc())
+        else:
+            # a CC opens nothing by itself: only cases the actor may see by jurisdiction are listed
+            stmt = stmt.join(CaseCc, CaseCc.case_id == Case.id).where(
+                CaseCc.user_id == actor.user_id, AccessPolicy.jurisdiction_clause(actor))
+            order = (CaseCc.created_at.desc(), Case.id.desc())
+        stmt = self._narrow(stmt, Case, search)
         return stmt if count else stmt.order_by(*order)
 
     def page(self, view: str, actor: Actor, search: InboxSearch | None = None, page: int = 1,
              per_page: int = PER_PAGE, now: datetime | None = None, soon: timedelta | None = None) -> list:
-        """One page of a tab (task rows for 待办/已办, cases for 我发起的/抄送我的) under the search."""
-        stmt = self._tab(view, actor, search or InboxSearch(), now, soon)
-        if stmt is None:
-            return []
-        if view in ("todo", "done"):  # the listed tasks' cases (with version and subject) in one query, not per row
-            stmt = stmt.options(selectinload(TaskRow.case))
-        return list(self.session.scalars(stmt.limit(per_page).offset((max(page, 1) - 1) * per_page)))
+        """One page of a tab (task rows for 待办/已办, cases for 我发起的/抄送我的) under the search.
+
+        The listed tasks' cases (with version and subject) come in one more query, not one per row.
+        """
+        offset = (max(page, 1) - 1) * per_page
+        stmt = self._tab(view, actor, search or InboxSearch(), now, soon, limit=offset + per_page)
+        return list(self.session.scalars(stmt.limit(per_page).offset(offset)))
 
     def counts(self, actor: Actor, search: InboxSearch | None = None, now: datetime | None = None,
                soon: timedelta | None = None) -> dict[str, int]:
@@ -207,7 +224,7 @@ class InboxQueries:
         out = {}
         for view in VIEWS:
             stmt = self._tab(view, actor, search or InboxSearch(), now, soon, count=True)
-            out[view] = (self.session.scalar(stmt) or 0) if stmt is not None else 0
+            out[view] = self.session.scalar(stmt) or 0
         return out
 
     def todo(self, actor: Actor, limit: int = 200, due: str | None = None, now=None,
@@ -273,6 +290,11 @@ class InboxQueries:
 
     def waiting_timer_count(self) -> int:
         return self.session.scalar(select(func.count(TimerRow.id)).where(TimerRow.status == TimerStatus.waiting)) or 0
+
+
+def _todo_order(task) -> tuple:
+    """待办 order: soonest due first, undated last, then by arrival (the order of ix_task_open_pool)."""
+    return task.due_at.asc().nulls_last(), task.created_at, task.id
 
 
 def merged_data(tasks: list[TaskRow]) -> dict:

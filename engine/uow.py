@@ -15,6 +15,7 @@ from engine.core.errors import ConflictError
 from engine.notices.pki import KeyStore
 from engine.notices.service import NoticeService
 from engine.operations.admin import AdminService
+from engine.operations.batch import BatchApproval
 from engine.operations.service import OperationsService
 from engine.procedures.definitions import DefinitionService
 from engine.queries.inbox import InboxQueries
@@ -53,6 +54,7 @@ class Services:
         self.reports = ReportService(session, clock)
         self.operations = OperationsService(session, clock, self.cases, storage_dir)
         self.signatures = SignatureService(session, clock, self.cases, self.operations)
+        self.batch = BatchApproval(session, self.cases, self.access)
         self.registry = RegistryService(session, clock)
         self.registry_excel = RegistryExcel(self.registry)
         self.users = UserAdminService(session, clock, self.directory, self.access)

@@ -33,6 +33,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(cases.bp)
+    from web import batch
+    app.register_blueprint(batch.bp)  # 批量审批 of a step that allows it
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(reports.bp)

@@ -168,6 +168,25 @@ def task(task_id: int):
         return jsonify(out)
 
 
+@bp.route("/tasks/batch-approve", methods=["POST"])
+def batch_approve():
+    """批量审批: approve several tasks of a step that allows it with one opinion; one result per task."""
+    payload = body()
+    ids, data = payload.get("task_ids"), payload.get("data", {})
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**31
+                                            for i in ids):
+        raise ValidationError("task_ids 必须是任务编号的数组", {"task_ids": "task_ids 必须是任务编号(正整数)的数组"})
+    if not isinstance(data, dict):
+        raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
+    opinion = payload.get("opinion")
+    if opinion is not None and not isinstance(opinion, str):
+        raise ValidationError("opinion 必须是文本", {"opinion": "opinion 必须是文本"})
+    with work() as w:
+        outcomes = w.batch.approve(ids, actor(), opinion, data, client_addr=client_addr())
+    return jsonify({"results": [o.as_dict() for o in outcomes], "approved": sum(o.ok for o in outcomes),
+                    "failed": sum(not o.ok for o in outcomes)})
+
+
 @bp.route("/tasks/<int:task_id>/complete", methods=["POST"])
 def complete(task_id: int):
     payload = body()

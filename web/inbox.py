@@ -36,7 +36,8 @@ def index():
                                form=request.args, errors=errors, due=search.due if search else None,
                                regions=w.inbox.search_regions(me), procedures=w.definitions.list_latest(),
                                statuses=list(CaseStatus), soon_limit=now + soon,
-                               progress=w.inbox.instance_progress(items) if view in ("todo", "done") else {}), status
+                               progress=w.inbox.instance_progress(items) if view in ("todo", "done") else {},
+                               batchable=w.batch.eligible(items, me) if view == "todo" else set()), status
 
 
 def _start_page(errors: dict, status: int = 200):

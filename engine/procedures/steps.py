@@ -34,6 +34,7 @@ PROPERTY_NAMES: dict[str, str] = {
     "startsProcedure": "发起的流程",
     "passData": "传递的数据",
     "signMode": "会签方式",
+    "batchApproval": "允许批量审批",
 }
 
 _ATTR = "_xf_step_properties"
@@ -64,6 +65,7 @@ class StepProperties:
     starts_procedure: str | None = None
     pass_data: tuple[str, ...] = ()
     sign_mode: str | None = None
+    batch_approval: bool = False  # 批量审批: the holder may approve several such tasks with one opinion
 
     @property
     def is_issuance(self) -> bool:
@@ -102,6 +104,7 @@ class StepProperties:
             starts_procedure=text("startsProcedure"),
             pass_data=split_list(raw.get("passData")),
             sign_mode=text("signMode"),
+            batch_approval=(raw.get("batchApproval") or "").strip().lower() == "true",
         )
 
 

@@ -12,7 +12,7 @@ the studio is ``AccessPolicy.may_change_procedure`` (engine/access/policy.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.access.regions import PREFIX_LENGTH, ancestor_at, level_of
@@ -90,7 +90,7 @@ class Actor:
         return any(g.prefix.startswith(owner) or owner.startswith(g.prefix) for g in self.grants)
 
 
-def actor_for(user: User, role_levels: dict[str, RegionLevel]) -> Actor:
+def actor_for(user: User, role_levels: Mapping[str, RegionLevel]) -> Actor:
     """Resolve a user's grants against the role levels."""
     grants = tuple(
         Grant(g.role_code, g.region_code, role_levels[g.role_code]) for g in user.grants

@@ -230,10 +230,9 @@ class AccessPolicy:
         :raises ValidationError: field → a message naming who may be chosen.
         """
         user = self.session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
-        holds = user is not None and self.session.scalar(select(UserRole.id).where(
-            UserRole.user_id == user.id, UserRole.role_code == row.role_code,
-            UserRole.region_code == row.scope_code).limit(1)) is not None
-        if not holds:
+        if user is None or self.session.scalar(select(UserRole.id).where(
+                UserRole.user_id == user.id, UserRole.role_code == row.role_code,
+                UserRole.region_code == row.scope_code).limit(1)) is None:
             raise ValidationError("无法转办", {field: "只能转办给本辖区同一岗位的人员"})
         if user.id == actor.user_id:
             raise ValidationError("无法转办", {field: "不能转办给自己"})
@@ -267,5 +266,5 @@ class AccessPolicy:
 
     def may_raise_event(self, role_code: str | None, case: Case, actor: Actor) -> bool:
         """Whether actor may raise a waiting event (公示异议) of a lane's role: they hold it at the case's scope."""
-        level = self.role_levels.get(role_code or "")
-        return level is not None and actor.holds(role_code, scope_for(case.region_code, level))
+        level = self.role_levels.get(role_code) if role_code else None
+        return role_code is not None and level is not None and actor.holds(role_code, scope_for(case.region_code, level))

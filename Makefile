@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
+# pytest-xdist workers for `make test` (auto = one per CPU); each has its own database (tests/conftest.py)
+TEST_WORKERS ?= auto
 # WeasyPrint needs Pango; libharfbuzz-subset0 makes it subset CJK fonts 10–40× faster; poppler-utils: pdfsig; libnss3-tools: certutil
 APT_PACKAGES := chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils libnss3-tools
 
@@ -62,11 +64,11 @@ serve: setup ## production profile on http://127.0.0.1:$(PORT): gunicorn ($(WEB_
 	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/gunicorn --workers $(WEB_WORKERS) --bind 127.0.0.1:$(PORT) --timeout 60 --access-logfile - wsgi:app
 
-test: setup ## run the whole test suite (on SQLite, or on PostgreSQL when DATABASE_URL is set)
-	$(PY) -m pytest
+test: setup ## run the whole test suite in parallel (on SQLite, or on PostgreSQL when DATABASE_URL is set)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-test-postgres: setup ## run the suite on the local PostgreSQL (database test)
-	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test $(PY) -m pytest
+test-postgres: setup ## run the suite on the local PostgreSQL (databases test_gw0, test_gw1, …)
+	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.installed ## ruff (includes the rule that engine/ never imports Flask)
 	$(PY) -m ruff check .

@@ -5,6 +5,15 @@ database in the state "migrated + roles + regions + procedures + demo users/hous
 with no cases: on SQLite a copy of a template file; on PostgreSQL every table but the fixed
 reference data is truncated, procedures and versions deployed by a test are deleted, and the demo
 users re-created.
+
+With pytest-xdist (``make test`` runs ``-n auto``) every worker process is a session of its own: on
+SQLite it builds its own template file under its own temporary folder; on PostgreSQL it works in a
+database of its own, ``<DATABASE_URL's database>_<worker id>`` (e.g. ``xf_tests_gw0``) on the same
+server, dropped and created again at the start of each run. Without xdist the suite uses
+DATABASE_URL's database itself, as before.
+
+Passwords are hashed with argon2's cheapest parameters (``argon2.profiles.CHEAPEST``) in tests only:
+a login then costs microseconds instead of the production parameters' three passes over 64 MiB.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
+from sqlalchemy import create_engine, make_url, select, text
 
 from engine.access.regions import ancestor_at
 from engine.bootstrap import load_demo, setup_database
@@ -38,6 +49,23 @@ TRIMMED_TABLES = ("procedure_version", "procedure", "office_key", "notice_author
 def _postgres_url() -> str | None:
     url = os.environ.get("DATABASE_URL")
     return database_url() if url else None
+
+
+def _worker_database(url: str, worker: str | None) -> str:
+    """The PostgreSQL database this pytest process works in: url's own without xdist, else a database
+    of the worker's own on the same server (``<name>_<worker>``), dropped and created afresh."""
+    if worker is None:
+        return url
+    server = make_url(url)
+    name = f"{server.database}_{worker}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")  # connected to url's database, never `postgres`
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return server.set(database=name).render_as_string(hide_password=False)
 
 
 @dataclass
@@ -137,6 +165,19 @@ class Database:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing():
+    """Hash (and so verify) passwords at argon2's lowest cost in tests; production keeps PasswordHasher()."""
+    from engine.access import directory
+
+    patch = pytest.MonkeyPatch()
+    cheap = PasswordHasher.from_parameters(CHEAPEST)
+    patch.setattr(directory, "_HASHER", cheap)
+    patch.setattr(directory, "_DUMMY_HASH", cheap.hash("xiangflow-no-such-user"))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _attachments_outside_the_repo(tmp_path_factory):
     """Apps created by tests store attachments in a temporary folder, never in instance/."""
     from engine.core import settings
@@ -148,10 +189,11 @@ def _attachments_outside_the_repo(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def _template(tmp_path_factory):
+def _template(tmp_path_factory, _cheap_password_hashing):
     clock = FixedClock(START)
     pg = _postgres_url()
     if pg:
+        pg = _worker_database(pg, os.environ.get("PYTEST_XDIST_WORKER"))  # gw0, gw1, … under xdist
         engine = make_engine(pg)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))

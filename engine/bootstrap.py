@@ -14,7 +14,7 @@ from engine.access import regions as regions_mod
 from engine.access.directory import hash_password
 from engine.core import settings
 from engine.models import Region, RegionLevel, Subject, User
-from engine.procedures.definitions import read_folder
+from engine.procedures.definitions import check_context, read_folder
 from engine.uow import UnitOfWork
 
 DEMO_PASSWORD = "demo12345"
@@ -65,12 +65,13 @@ def setup_database(engine: Engine, clock, demo: bool = True, demo_cases: bool = 
 def deploy_all(work: UnitOfWork, deployed_by: str = "system") -> list[str]:
     """Deploy every procedure folder under workflows/; return the codes deployed."""
     roles = set(work.directory.role_levels())
-    codes = []
-    for folder in sorted(p for p in settings.WORKFLOWS_DIR.iterdir() if (p / "procedure.json").is_file()):
-        bundle = read_folder(folder, settings.FORMS_DIR)
-        work.definitions.deploy(bundle, deployed_by, roles)
-        codes.append(bundle.code)
-    return codes
+    folders = sorted(p for p in settings.WORKFLOWS_DIR.iterdir() if (p / "procedure.json").is_file())
+    bundles = [read_folder(folder, settings.FORMS_DIR) for folder in folders]
+    # the shipped procedures pass data to each other (startsProcedure + passData), whatever order they deploy in
+    context = check_context(roles, passed_in=work.definitions.passed_in([b.files for b in bundles]))
+    for bundle in bundles:
+        work.definitions.deploy(bundle, deployed_by, roles, context)
+    return [b.code for b in bundles]
 
 
 def first_village(work: UnitOfWork, township: str) -> str:

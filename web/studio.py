@@ -31,7 +31,8 @@ from flask_login import current_user
 
 from engine.core.errors import DefinitionError, ValidationError, XiangFlowError
 from engine.models import CaseStatus
-from engine.studio.service import CASE_STATUS_VALUES, MAX_ZIP_BYTES, DraftProblems
+from engine.procedures.checks.rules import editor_vocabulary
+from engine.studio.service import MAX_ZIP_BYTES, DraftProblems
 from web.errors import STATUS, error_response
 from web.services import actor, client_addr, work
 
@@ -175,8 +176,8 @@ def editor(draft_id: int):
                 "index": url_for("studio.index"),
             },
             "roles": [{"code": r.code, "name": r.name, "level": r.level.value} for r in service.roles()],
-            "caseStatuses": list(CASE_STATUS_VALUES),
             "procedures": sorted(service.linkable_procedures(service.draft_owner(draft))),
+            **editor_vocabulary(),  # step property names and labels, actions, statuses: the engine's, not a copy
         }
         return render_template("studio/editor.html", draft=draft, config=config, statuses=CaseStatus)
 

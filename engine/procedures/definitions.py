@@ -20,31 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
-from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor
-from engine.core.errors import DefinitionError, NotFoundError, UnsafeExpressionError
+from engine.core.errors import DefinitionError, NotFoundError
 from engine.models import Procedure, ProcedureVersion
+from engine.procedures import checks
 from engine.procedures import forms as forms_mod
-from engine.procedures.expressions import check_expression, parse_script
-from engine.procedures.notice_catalog import NOTICES_FILE, TEMPLATE_PREFIX, catalog_problems
+from engine.procedures.checks.bundle import NS
+from engine.procedures.checks.files import MAX_FILE_BYTES, TEMPLATE_KEY_RE
+from engine.procedures.checks.problem import ProblemsError
+from engine.procedures.checks.rules import PROCEDURE_CODE_RE, PROCEDURE_CODE_RULE, SUBJECT_KINDS
+from engine.procedures.notice_catalog import TEMPLATE_PREFIX
 from engine.procedures.serialization import SPEC_CACHE, spec_to_json
-from engine.procedures.step_rules import spec_properties
+from engine.procedures.steps import role_of_lane  # noqa: F401 - the runtime reads lanes from here
 
-MAX_FILE_BYTES = 2 * 1024 * 1024
-ALLOWED_ACTIONS = ("approve", "reject", "return")
-SUBJECT_KINDS = ("household", "project")
-NS = {
-    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
-    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
-    "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
-}
-_LANE_ROLE = re.compile(r"\(([a-z][a-z0-9_]*)\)\s*$")
-# a notice file's key in a bundle: workflows/<code>/notices/<name> (templates, stylesheets, catalog, notes)
-TEMPLATE_KEY_RE = re.compile(r"template/[A-Za-z0-9_][A-Za-z0-9_\-]{0,79}\.(html|css|json|md)")
+CheckContext = checks.CheckContext
+# libxml2's error codes for the mistakes people make most, said in Chinese
+_XML_ERRORS = {4: "文档是空的或不是 XML", 5: "根元素之后还有多余内容", 9: "含有无效字符",
+               23: "缺少 “>”", 38: "属性值缺少引号", 41: "属性没有值", 42: "属性重复", 65: "属性之间缺少空格",
+               73: "缺少 “>”", 76: "开始标签和结束标签不匹配", 77: "文件不完整(缺少结束标签)",
+               201: "使用了未声明的命名空间前缀", 68: "“&” 后不是有效的实体(请写作 &amp;)"}
 
 
 @dataclass
@@ -65,14 +62,6 @@ class ProcedureBundle:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def role_of_lane(lane_name: str | None) -> str | None:
-    """The role code a lane names: ``村级工作专班 (village_cadre)`` or plain ``village_cadre``."""
-    if not lane_name:
-        return None
-    match = _LANE_ROLE.search(lane_name)
-    return match.group(1) if match else lane_name.strip()
-
-
 def safe_xml(text: str, filename: str) -> etree._Element:
     """Parse untrusted XML with DTDs, entities and network access off.
 
@@ -87,7 +76,10 @@ def safe_xml(text: str, filename: str) -> etree._Element:
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise DefinitionError("XML 格式错误", [(filename, str(exc))]) from exc
+        line, column = getattr(exc, "lineno", None), getattr(exc, "offset", None)
+        where = f"第 {line} 行第 {column} 列: " if line else ""
+        reason = _XML_ERRORS.get(getattr(exc, "code", 0), "XML 语法错误")
+        raise DefinitionError("XML 格式错误", [(filename, f"不是格式正确的 XML({where}{reason})")]) from exc
     doc = root.getroottree().docinfo
     if doc.doctype or doc.internalDTD is not None:
         raise DefinitionError("不接受 DOCTYPE/实体声明", [(filename, "XML 中含有 DOCTYPE")])
@@ -145,8 +137,8 @@ def bundle_from_files(files: dict[str, str]) -> ProcedureBundle:
     try:
         manifest = json.loads(files["procedure.json"])
         problems = []
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", str(manifest.get("code", ""))):
-            problems.append(("procedure.json", "code 须为小写字母开头的 1–64 位字母、数字或下划线"))
+        if not PROCEDURE_CODE_RE.fullmatch(str(manifest.get("code", ""))):
+            problems.append(("procedure.json", PROCEDURE_CODE_RULE))
         if not 1 <= len(str(manifest.get("name", ""))) <= 120:
             problems.append(("procedure.json", "name 须为 1–120 个字"))
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,119}", str(manifest.get("process_id", ""))):
@@ -165,204 +157,40 @@ def bundle_from_files(files: dict[str, str]) -> ProcedureBundle:
             settings=dict(manifest.get("settings", {})),
             files=dict(files),
         )
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise DefinitionError("procedure.json 无效", [("procedure.json", str(exc))]) from exc
-
-
-def _bpmn_roots(bundle: ProcedureBundle) -> list[tuple[str, etree._Element]]:
-    return [(name, safe_xml(text, name)) for name, text in bundle.files.items() if name.startswith("bpmn/")]
+    except KeyError as exc:
+        raise DefinitionError("procedure.json 无效", [("procedure.json", f"缺少 {exc.args[0]}")]) from exc
+    except ValueError as exc:
+        raise DefinitionError("procedure.json 无效", [("procedure.json", "不是有效的 JSON")]) from exc
+    except (TypeError, AttributeError) as exc:
+        raise DefinitionError("procedure.json 无效", [("procedure.json", "必须是对象,含 code、name、process_id")]) from exc
 
 
 def _form_keys(bundle: ProcedureBundle) -> set[str]:
     keys = set()
-    for _name, root in _bpmn_roots(bundle):
-        for prop in root.iterfind(".//spiffworkflow:property[@name='formKey']", NS):
-            keys.add(prop.get("value"))
+    for name, text in bundle.files.items():
+        if name.startswith("bpmn/"):
+            for prop in safe_xml(text, name).iterfind(".//spiffworkflow:property[@name='formKey']", NS):
+                keys.add(prop.get("value"))
     return keys
 
 
-def _element_label(node: etree._Element) -> str:
-    return f"{node.get('name') or ''}[{node.get('id')}]"
+def check_context(known_roles: set[str] | frozenset[str], known_procedures=None, linkable=None, passed_in=None,
+                  clock=None) -> CheckContext:
+    """What the procedure checks know besides the bundle (see ``engine.procedures.checks.CheckContext``)."""
+    return CheckContext(frozenset(known_roles),
+                        None if known_procedures is None else frozenset(known_procedures),
+                        None if linkable is None else frozenset(linkable), passed_in, clock)
 
 
-def _owner(node: etree._Element) -> etree._Element:
-    while node is not None and node.get("id") is None:
-        node = node.getparent()
-    return node
+def compile_bundle(bundle: ProcedureBundle, known_roles: set[str], context: CheckContext | None = None):
+    """Check a bundle with the procedure checks and return its parsed (spec, subprocess_specs).
 
-
-def _check_expressions(root: etree._Element, problems: list[tuple[str, str]]) -> None:
-    def check(node, text, kind):
-        try:
-            if kind == "script":
-                parse_script(text)
-            else:
-                check_expression(text)
-        except UnsafeExpressionError as exc:
-            problems.append((_element_label(_owner(node)), str(exc)))
-
-    for node in root.iterfind(".//bpmn:conditionExpression", NS):
-        check(node, node.text or "", "expr")
-    for tag in ("timeDate", "timeDuration", "timeCycle"):
-        for node in root.iterfind(f".//bpmn:{tag}", NS):
-            check(node, node.text or "", "expr")
-    for node in root.iterfind(".//bpmn:completionCondition", NS):
-        check(node, node.text or "", "expr")
-    for node in root.iterfind(".//bpmn:multiInstanceLoopCharacteristics", NS):
-        problem = multi_instance_problem(node)
-        if problem:
-            problems.append((_element_label(node.getparent()), problem))
-    for node in root.iterfind(".//spiffworkflow:property[@name='dueAt']", NS):
-        check(node, node.get("value") or "", "expr")
-    for node in root.iterfind(".//bpmn:scriptTask/bpmn:script", NS):
-        check(node, node.text or "", "script")
-    for tag in ("preScript", "postScript"):
-        for node in root.iterfind(f".//spiffworkflow:{tag}", NS):
-            check(node, node.text or "", "script")
-
-
-def _check_dmn(name: str, root: etree._Element, problems: list[tuple[str, str]]) -> None:
-    dmn_ns = {"dmn": root.nsmap.get(None) or ""}
-    for node in root.iterfind(".//dmn:inputExpression/dmn:text", dmn_ns):
-        try:
-            check_expression(node.text or "")
-        except UnsafeExpressionError as exc:
-            problems.append((f"{name}", str(exc)))
-    for tag in ("inputEntry", "outputEntry"):
-        for node in root.iterfind(f".//dmn:{tag}/dmn:text", dmn_ns):
-            problem = dmn_entry_problem(node.text or "")
-            if problem:
-                problems.append((f"{name}", problem))
-
-
-def multi_instance_problem(loop: etree._Element) -> str | None:
-    """Why a user task's multiInstanceLoopCharacteristics cannot run as a 会签/或签, or None.
-
-    Each instance is one signer's task row: the signers come from a collection
-    (``loopDataInputRef``, e.g. ``role_members(...)`` in the preScript or a form's list of
-    usernames) and each instance's signer is its ``inputDataItem``.
+    :raises ProblemsError: with every problem found, each naming its element (a DefinitionError).
     """
-    if loop.getparent() is None or etree.QName(loop.getparent()).localname != "userTask":
-        return None
-    if loop.find("bpmn:loopCardinality", NS) is not None:
-        return "会签/或签不能用 loopCardinality:请用 loopDataInputRef 指定会签人员名单"
-    if not (getattr(loop.find("bpmn:loopDataInputRef", NS), "text", "") or "").strip():
-        return "会签/或签必须用 loopDataInputRef 指定会签人员名单(用户名列表)"
-    if loop.find("bpmn:inputDataItem", NS) is None:
-        return "会签/或签必须有 inputDataItem(每个实例的会签人)"
-    return None
-
-
-def dmn_entry_problem(text: str) -> str | None:
-    """Why a DMN input/output entry is not allowed, or None.
-
-    An entry is either a whole expression ("低保", 6500) or a test completing ``input <entry>``
-    (``< 6500``); ``?`` stands for the input value, as SpiffWorkflow's DMN engine reads it.
-    """
-    text = text.strip()
-    if not text or text == "-":
-        return None
-    errors = []
-    for candidate in (text.replace("?", "dmninputexpr"), f"v {text}"):
-        try:
-            check_expression(candidate)
-            return None
-        except UnsafeExpressionError as exc:
-            errors.append(str(exc))
-    return errors[0]
-
-
-def declared_notice_kinds(files: dict[str, str]) -> set[str]:
-    """The notice kinds a bundle's ``notices.json`` declares (none without one, or when it is malformed)."""
-    try:
-        kinds = json.loads(files.get(NOTICES_FILE) or "{}").get("kinds", [])
-    except (ValueError, AttributeError):
-        return set()
-    if not isinstance(kinds, list):
-        return set()
-    return {str(k["code"]) for k in kinds if isinstance(k, dict) and k.get("code")}
-
-
-def notice_kind_problem(kind: str, files: dict[str, str]) -> str | None:
-    """Why a user task's ``noticeKind`` cannot be issued, or None: the bundle's notices.json must declare it."""
-    if kind in declared_notice_kinds(files):
-        return None
-    return f"通知模板 {kind!r} 未在 notices.json 中声明"
-
-
-def _check_tasks(bundle, spec, subprocess_specs, known_roles, problems) -> None:
-    from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
-
-    from engine.procedures.step_rules import step_rule_problems
-    from engine.runtime.signatures import signature_property_problem
-
-    all_specs = [spec, *subprocess_specs.values()]
-    for process in all_specs:
-        for task_spec in process.task_specs.values():
-            if not isinstance(task_spec, UserTask):
-                continue
-            label = f"{task_spec.bpmn_name or ''}[{task_spec.bpmn_id}]"
-            props = spec_properties(task_spec)
-            role = role_of_lane(task_spec.lane)
-            if role is None:
-                problems.append((label, "用户任务必须位于泳道中(泳道名 = 角色代码)"))
-            elif role not in known_roles:
-                problems.append((label, f"泳道 {task_spec.lane!r} 对应的角色 {role!r} 不存在"))
-            form_key = props.get("formKey")
-            if not form_key:
-                problems.append((label, "用户任务缺少 formKey"))
-            elif f"form/{form_key}" not in bundle.files:
-                problems.append((label, f"表单 {form_key!r} 不存在"))
-            else:
-                try:
-                    forms_mod.parse_schema(bundle.files[f"form/{form_key}"])
-                except DefinitionError as exc:
-                    problems.append((label, f"表单 {form_key!r} 无效: {exc}"))
-            actions = [a.strip() for a in props.get("actions", "approve").split(",") if a.strip()]
-            bad = [a for a in actions if a not in ALLOWED_ACTIONS]
-            if bad or not actions:
-                problems.append((label, f"actions 只能是 {','.join(ALLOWED_ACTIONS)}"))
-            signature_problem = signature_property_problem(task_spec)
-            if signature_problem:
-                problems.append((label, signature_problem))
-            problems.extend((label, problem) for problem in step_rule_problems(props))
-            notice_problem = props.get("noticeKind") and notice_kind_problem(props["noticeKind"], bundle.files)
-            if notice_problem:
-                problems.append((label, notice_problem))
-
-
-def compile_bundle(bundle: ProcedureBundle, known_roles: set[str]):
-    """Parse and check a bundle; return (spec, subprocess_specs).
-
-    :raises DefinitionError: with every problem found, each naming its element.
-    """
-    problems: list[tuple[str, str]] = []
-    parser = SpiffBpmnParser(validator=VALIDATOR)
-    bpmn_roots = _bpmn_roots(bundle)
-    if not bpmn_roots:
-        raise DefinitionError("没有 BPMN 文件", [(bundle.code, "没有 .bpmn 文件")])
-    try:
-        for name, root in bpmn_roots:
-            _check_expressions(root, problems)
-            parser.add_bpmn_xml(root, filename=name)
-        for name, text in bundle.files.items():
-            if name.startswith("dmn/"):
-                root = safe_xml(text, name)
-                _check_dmn(name, root, problems)
-                parser.add_dmn_xml(root, filename=name)
-        if problems:
-            raise DefinitionError("流程定义未通过校验", problems)
-        spec = parser.get_spec(bundle.process_id)
-        subprocess_specs = parser.get_subprocess_specs(bundle.process_id)
-    except ValidationException as exc:
-        where = getattr(exc, "id", None) or getattr(exc, "file_name", None) or bundle.code
-        line = getattr(exc, "line_number", None)
-        raise DefinitionError("BPMN/DMN 校验失败", [(f"{where}" + (f" 第{line}行" if line else ""), str(exc).splitlines()[0])]) from exc
-    _check_tasks(bundle, spec, subprocess_specs, known_roles, problems)
-    problems.extend(catalog_problems(bundle.code, bundle.files))
-    if problems:
-        raise DefinitionError("流程定义未通过校验", problems)
-    return spec, subprocess_specs
+    inspected = checks.inspect(bundle.files, context or check_context(known_roles))
+    if inspected.problems:
+        raise ProblemsError("流程定义未通过校验", inspected.problems)
+    return inspected.spec, inspected.subprocess_specs
 
 
 _FILES_CACHE: dict[str, dict[str, str]] = {}  # content hash → files; content never changes under a hash
@@ -375,12 +203,18 @@ class DefinitionService:
         self.session = session
         self.clock = clock
 
-    def deploy(self, bundle: ProcedureBundle, deployed_by: str, known_roles: set[str]) -> ProcedureVersion:
-        """Validate bundle and store it as a new version unless identical content exists.
+    def deploy(self, bundle: ProcedureBundle, deployed_by: str, known_roles: set[str],
+               context: CheckContext | None = None) -> ProcedureVersion:
+        """Check bundle with the procedure checks and store it as a new version unless identical content exists.
 
-        :raises DefinitionError: the bundle is invalid; nothing is stored.
+        ``context`` is what the checks know of other procedures; by default the data the newest deployed
+        versions pass to this one (the studio passes its own, with the procedures it may link to).
+
+        :raises ProblemsError: the bundle is invalid (a DefinitionError); nothing is stored.
         """
-        spec, subprocess_specs = compile_bundle(bundle, known_roles)
+        if context is None:
+            context = check_context(known_roles, passed_in=self.passed_in())
+        spec, subprocess_specs = compile_bundle(bundle, known_roles, context)
         procedure = self.session.scalar(select(Procedure).where(Procedure.code == bundle.code))
         if procedure is None:
             procedure = Procedure(code=bundle.code, name=bundle.name)
@@ -427,6 +261,11 @@ class DefinitionService:
         if version is None:
             raise NotFoundError(f"流程 {code!r} 不存在")
         return version
+
+    def passed_in(self, extra: list[dict[str, str]] | None = None) -> dict[str, frozenset[str]]:
+        """Procedure code → data keys the newest deployed versions (and extra file sets) pass when they
+        start it (``startsProcedure`` + ``passData``): names that procedure's expressions may read."""
+        return checks.passed_in([*(self.files(v) for v in self.list_latest()), *(extra or [])])
 
     def list_latest(self) -> list[ProcedureVersion]:
         procedures = self.session.scalars(select(Procedure).order_by(Procedure.code)).all()

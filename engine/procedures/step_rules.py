@@ -16,12 +16,10 @@ from the version's spec, never from a loaded case; deploy and the studio check t
 
 from __future__ import annotations
 
-from engine.procedures.steps import raw_properties
+from engine.procedures.steps import GENERAL_KIND, NO_ATTACHMENTS, StepProperties, raw_properties
 
 OPINION_REQUIRED = "opinionRequired"
 ATTACHMENTS = "attachments"
-NO_ATTACHMENTS = "none"
-GENERAL_KIND = "file"
 GENERAL_LABEL = "一般附件"
 RESERVED_KINDS = (GENERAL_KIND, "signature", NO_ATTACHMENTS)
 MAX_KIND_LENGTH = 16  # attachment.kind is String(16)
@@ -55,7 +53,7 @@ def step_properties(definitions, version, spec_name: str) -> dict[str, str]:
 
 def opinion_required(props: dict[str, str]) -> bool:
     """Whether every action on the step needs an opinion (``opinionRequired="true"``)."""
-    return (props.get(OPINION_REQUIRED) or "").strip().lower() == "true"
+    return StepProperties.parse(props).opinion_required
 
 
 def missing_opinion_message(props: dict[str, str], action: str) -> str | None:
@@ -69,12 +67,7 @@ def missing_opinion_message(props: dict[str, str], action: str) -> str | None:
 
 def attachment_kinds(props: dict[str, str]) -> list[str]:
     """The attachment kinds a step accepts: its labels, [] for ``none``, [``file``] when not stated."""
-    raw = props.get(ATTACHMENTS)
-    if raw is None or not raw.strip():
-        return [GENERAL_KIND]
-    if raw.strip() == NO_ATTACHMENTS:
-        return []
-    return list(dict.fromkeys(k.strip() for k in raw.replace("，", ",").split(",") if k.strip()))
+    return list(StepProperties.parse(props).attachments)
 
 
 def kind_label(kind: str) -> str:

@@ -9,6 +9,7 @@ mapping stays available as ``raw`` for the deploy/studio checks, which must see 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ ISSUE_ACTION = "issue"
 DEFAULT_ACTIONS = ("approve",)
 NO_ATTACHMENTS = "none"
 GENERAL_KIND = "file"
+SIGNATURE_MODES = ("required", "optional")  # the values of ``signature`` (engine/runtime/signatures.py)
 
 # every property name XiangFlow reads from a step, with what it means (served to the studio's editor)
 PROPERTY_NAMES: dict[str, str] = {
@@ -38,6 +40,17 @@ PROPERTY_NAMES: dict[str, str] = {
 }
 
 _ATTR = "_xf_step_properties"
+
+# a lane names the role that works its tasks: "村级工作专班 (village_cadre)" or the bare code "village_cadre";
+# web/assets/src/bpmnlint-plugin-xiangflow/rules/lane-role.js states the same two forms (a test runs both)
+ROLE_CODE = r"[a-z][a-z0-9_]{0,39}"
+LANE_ROLE_RE = re.compile(rf"^(?:.*?\s*\(({ROLE_CODE})\)|\s*({ROLE_CODE}))\s*$", re.DOTALL)
+
+
+def role_of_lane(lane_name: str | None) -> str | None:
+    """The role code a lane names (``村级工作专班 (village_cadre)`` or ``village_cadre``), or None."""
+    match = LANE_ROLE_RE.match(lane_name or "")
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def split_list(raw: str | None) -> tuple[str, ...]:

@@ -11,6 +11,9 @@
 // Values are spiffworkflow:properties / spiffworkflow:calledDecisionId extension elements, written
 // through the modeler's command stack (undo works) by the helpers exported below; the page's
 // automation API (window.xiangflowStudio.properties) uses the same helpers.
+// The property names and labels, actions, case statuses, attachment limits and the lane pattern are the
+// engine's (engine/procedures/checks/rules.py editor_vocabulary, served in the page's config): call
+// useVocabulary(config) before the panel is built; nothing here restates them.
 import {
   CheckboxEntry,
   isCheckboxEntryEdited,
@@ -24,18 +27,25 @@ import {
 import { useService } from 'bpmn-js-properties-panel';
 import { getBusinessObject, is } from 'bpmn-js/lib/util/ModelUtil';
 
-export const ACTIONS = [
-  ['approve', '通过'],
-  ['reject', '不通过'],
-  ['return', '退回'],
-];
+export const ACTIONS = [];
+export const CASE_STATUS_LABELS = {};
+const PROPERTY_LABELS = {};
+const ATTACHMENTS = { none: 'none', reserved: [], maxLength: 0, maxKinds: 0 };
+let LANE_ROLE = /$^/;
 
-export const CASE_STATUS_LABELS = {
-  running: '办理中', exited: '已退出', delayed_exit: '缓退', approved: '已批准', rejected: '未通过',
-  completed: '已办结', identified: '已认定', withdrawn: '已撤回',
-};
+export function useVocabulary(config) {
+  ACTIONS.splice(0, ACTIONS.length, ...config.actions);
+  config.caseStatuses.forEach(([value, label]) => { CASE_STATUS_LABELS[value] = label; });
+  Object.assign(PROPERTY_LABELS, config.properties);
+  Object.assign(ATTACHMENTS, config.attachments);
+  LANE_ROLE = new RegExp(config.lanePattern, 's');
+}
 
-const LANE_ROLE = /\s*\(([a-z][a-z0-9_]*)\)\s*$/;
+// a property's label as the engine names it, with the name a BPMN expert looks for
+function label(name, extra = '') {
+  if (!(name in PROPERTY_LABELS)) throw new Error(`unknown step property ${name}`);
+  return `${PROPERTY_LABELS[name]}${extra}(${name})`;
+}
 
 // ------------------------------------------------------------------ model helpers
 export function getSpiffProperty(element, name) {
@@ -115,15 +125,15 @@ export function setCalledDecision(injector, element, decisionId) {
 
 export function roleOfLane(name) {
   const match = LANE_ROLE.exec(name || '');
-  return match ? match[1] : '';
+  return match ? (match[1] || match[2]) : '';
 }
 
 export function setLaneRole(injector, lane, roleCode, roles) {
   const modeling = injector.get('modeling');
   const current = getBusinessObject(lane).name || '';
-  const label = current.replace(LANE_ROLE, '').trim();
+  const named = roleOfLane(current) ? current.slice(0, Math.max(current.lastIndexOf('('), 0)) : current;
   const role = roles.find((r) => r.code === roleCode);
-  const chinese = label || (role ? role.name : '');
+  const chinese = named.trim() || (role ? role.name : '');
   modeling.updateProperties(lane, { name: roleCode ? `${chinese} (${roleCode})` : chinese });
 }
 
@@ -225,32 +235,33 @@ function spiffSelect(id, name, label, options, description) {
   }));
 }
 
-// the same limits as engine/procedures/step_rules.py step_rule_problems (the server's check decides)
+// engine/procedures/step_rules.py step_rule_problems' limits, as served (the server's check decides)
 export function attachmentsProblem(value) {
   const raw = (value || '').trim();
-  if (!raw || raw === 'none') return null;
+  if (!raw || raw === ATTACHMENTS.none) return null;
   const labels = raw.replace(/，/g, ',').split(',').map((k) => k.trim());
   if (labels.some((k) => !k)) return '附件类别之间用逗号分隔,不能有空项';
-  if (labels.some((k) => ['file', 'signature', 'none'].includes(k) || k.length > 16)) {
-    return '附件类别不能是 file、signature、none,每项不超过 16 字;不接受附件时只填 none';
+  if (labels.some((k) => ATTACHMENTS.reserved.includes(k) || k.length > ATTACHMENTS.maxLength)) {
+    return `附件类别不能是 ${ATTACHMENTS.reserved.join('、')},每项不超过 ${ATTACHMENTS.maxLength} 字;`
+      + `不接受附件时只填 ${ATTACHMENTS.none}`;
   }
   if (new Set(labels).size !== labels.length) return '附件类别有重复';
-  if (labels.length > 10) return '最多 10 个附件类别';
+  if (labels.length > ATTACHMENTS.maxKinds) return `最多 ${ATTACHMENTS.maxKinds} 个附件类别`;
   return null;
 }
 
 function opinionRequiredEntry() {
   return entry('xf-opinion-required', 'checkbox', (element, injector) => ({
-    label: '必须填写意见(opinionRequired)',
+    label: label('opinionRequired'),
     description: '勾选后本步骤的每个操作(包括通过)都必须填写审批意见;不勾选时仅不通过、退回须填写',
     getValue: () => getSpiffProperty(element, 'opinionRequired') === 'true',
     setValue: (checked) => setSpiffProperty(injector, element, 'opinionRequired', checked ? 'true' : ''),
   }));
 }
 
-function actionEntry(action, label) {
+function actionEntry(action, word) {
   return entry(`xf-action-${action}`, 'checkbox', (element, injector) => ({
-    label: `允许${label}(${action})`,
+    label: `允许${word}(${action})`,
     getValue: () => getActions(element).includes(action),
     setValue: (checked) => setAction(injector, element, action, checked),
   }));
@@ -329,16 +340,16 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
     const entries = [];
     if (is(element, 'bpmn:Lane')) entries.push(laneRoleEntry(config));
     if (is(element, 'bpmn:UserTask')) {
-      entries.push(spiffSelect('xf-form-key', 'formKey', '表单', () => config.forms().map((k) => ({ value: k, label: k })),
+      entries.push(spiffSelect('xf-form-key', 'formKey', label('formKey'), () => config.forms().map((k) => ({ value: k, label: k })),
         '在“表单”页新建和编辑表单'));
-      ACTIONS.forEach(([action, label]) => entries.push(actionEntry(action, label)));
-      entries.push(spiffText('xf-due-in', 'dueIn', '办理时限(ISO 时长)', '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
+      ACTIONS.forEach(([action, word]) => entries.push(actionEntry(action, word)));
+      entries.push(spiffText('xf-due-in', 'dueIn', label('dueIn', ',ISO 时长'), '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
         (v) => (!v || ISO_DURATION.test(v) ? null : '应为 ISO 时长,如 P5D')));
       entries.push(opinionRequiredEntry());
-      entries.push(spiffText('xf-attachments', 'attachments', '允许的附件(attachments)',
+      entries.push(spiffText('xf-attachments', 'attachments', label('attachments'),
         '逗号分隔的附件类别,如 房屋照片,鉴定报告(上传时供选择);填 none 表示本步骤不接受附件;不填为一般附件',
         attachmentsProblem));
-      entries.push(spiffSelect('xf-notice-kind', 'noticeKind', '出具公文(签发即完成本步骤)', () => config.noticeKinds().map((k) => ({ value: k.code, label: `${k.name} (${k.code})` })),
+      entries.push(spiffSelect('xf-notice-kind', 'noticeKind', label('noticeKind', ',签发即完成本步骤'), () => config.noticeKinds().map((k) => ({ value: k.code, label: `${k.name} (${k.code})` })),
         '选择后本步骤只能在“公示公告”页面签发该公文来完成,其后的公示期自签发起算;公文模板见 notices/notices.json'));
     }
     if (is(element, 'bpmn:BusinessRuleTask')) entries.push(decisionEntry(config));
@@ -352,12 +363,12 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
       entries.push(conditionEntry());
     }
     if (is(element, 'bpmn:FlowNode')) {
-      entries.push(spiffSelect('xf-case-status', 'caseStatus', '完成后案件状态',
-        () => config.caseStatuses.map((s) => ({ value: s, label: `${CASE_STATUS_LABELS[s] || s} (${s})` }))));
-      entries.push(spiffSelect('xf-starts-procedure', 'startsProcedure', '完成后发起关联流程',
+      entries.push(spiffSelect('xf-case-status', 'caseStatus', label('caseStatus', ',本步骤完成后'),
+        () => config.caseStatuses.map(([s, word]) => ({ value: s, label: `${word} (${s})` }))));
+      entries.push(spiffSelect('xf-starts-procedure', 'startsProcedure', label('startsProcedure', ',本步骤完成后'),
         () => config.procedures.map((p) => ({ value: p, label: p }))));
       if (getSpiffProperty(element, 'startsProcedure')) {
-        entries.push(spiffText('xf-pass-data', 'passData', '传递的字段(逗号分隔)'));
+        entries.push(spiffText('xf-pass-data', 'passData', label('passData', ',逗号分隔')));
       }
     }
     if (entries.length) {

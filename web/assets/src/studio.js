@@ -42,6 +42,7 @@ const translateModule = { translate: ['value', translate] };
 // ------------------------------------------------------------------ page state
 const root = document.getElementById('studio');
 const config = JSON.parse(document.getElementById(root.dataset.configSource).textContent);
+props.useVocabulary(config); // the engine's step property names, actions and statuses
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const state = { files: {}, lockVersion: null, bpmnKey: null, currentForm: null, currentDmn: null, problems: [] };
 const $ = (sel) => root.querySelector(sel);

@@ -31,6 +31,7 @@ from engine.models import (
 )
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.forms import valid_cn_id
+from engine.runtime.case_data import merged_data  # noqa: F401 (read models use it under this name)
 
 VIEWS = ("todo", "done", "started", "cc")
 SEARCH_FIELDS = ("name", "id_number", "region", "procedure", "status", "date_from", "date_to", "due")
@@ -295,15 +296,6 @@ class InboxQueries:
 def _todo_order(task) -> tuple:
     """待办 order: soonest due first, undated last, then by arrival (the order of ix_task_open_pool)."""
     return task.due_at.asc().nulls_last(), task.created_at, task.id
-
-
-def merged_data(tasks: list[TaskRow]) -> dict:
-    """The case's form data: every approved step's data, later steps winning."""
-    data: dict = {}
-    for row in tasks:
-        if row.status == TaskStatus.completed and row.action == "approve" and row.data:
-            data.update(row.data)
-    return data
 
 
 def diagram_marks(case: Case, tasks: list[TaskRow], timers: list[TimerRow]) -> dict[str, list[str]]:

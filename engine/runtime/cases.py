@@ -51,6 +51,7 @@ from engine.procedures.definitions import DefinitionService, role_of_lane
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
 from engine.procedures.steps import ISSUE_ACTION, properties_of
 from engine.runtime import countersign, returns
+from engine.runtime.case_data import merged_data
 from engine.runtime.cosign import CoSigning
 from engine.runtime.events import CaseEvents
 from engine.runtime.notify import NotificationService
@@ -126,8 +127,6 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
 
     def task_form(self, row: TaskRow) -> tuple[dict[str, Any], dict[str, Any]]:
         """The form-js schema of a task and the data to prefill it with (no deserialization)."""
-        from engine.queries.inbox import merged_data
-
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         tasks = self.session.scalars(select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)).all()
         data = merged_data(list(tasks))
@@ -257,8 +256,6 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
 
         :raises ValidationError: a field is missing or invalid.
         """
-        from engine.queries.inbox import merged_data
-
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         earlier = merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))

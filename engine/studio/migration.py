@@ -18,11 +18,12 @@ from sqlalchemy import select
 from engine.access.assignment import Actor, scope_for
 from engine.access.policy import AccessPolicy
 from engine.core.errors import CaseExecutionError, NotFoundError, ValidationError
-from engine.models import AuditEvent, Case, CaseStatus, ProcedureVersion, TaskRow, TaskStatus
+from engine.models import Case, CaseStatus, ProcedureVersion, TaskRow, TaskStatus
 from engine.procedures.definitions import role_of_lane
 from engine.procedures.serialization import FULL_SERIALIZER, SERIALIZER_VERSION, dump_state, load_state
-from engine.procedures.steps import properties_of
-from engine.runtime.cases import _is_timer, _prune_event_manager, task_actions
+from engine.procedures.steps import properties_of, raw_properties
+from engine.runtime.pipeline import Mutation
+from engine.runtime.projections import is_timer, prune_event_manager
 from engine.studio.ownership import StudioOwnership
 
 
@@ -82,30 +83,32 @@ class StudioMigration(StudioOwnership):
         if not case_ids:
             raise ValidationError("请选择案件", {"case_ids": "请至少选择一个案件"})
         results: list[MigrationCheck] = []
+        pipeline = self.cases.pipeline
         for case_id in sorted(set(case_ids)):
-            case = self.cases._lock_case(case_id)
-            if case.procedure_version_id != old.id or case.status != CaseStatus.running \
-                    or not AccessPolicy.admin_covers(actor, case.region_code):
-                results.append(MigrationCheck(case_id, case.title, case.region_code, [], False,
-                                              ["案件不在此版本上运行,或不在您的管辖范围内"]))
-                continue
-            expected = case.lock_version
-            check, workflow = self._trial(case, new)
-            if not check.movable:
-                results.append(check)
-                continue
-            case.procedure_version_id = new.id
-            case.version = new
-            self.session.flush()
-            self.cases._save(case, workflow, expected_lock=expected)
-            self._refresh_open_rows(case, workflow)
-            self.session.add(AuditEvent(
-                case_id=case.id, user_id=actor.user_id, action="version_migrated",
-                step=f"版本迁移 v{old.version} → v{new.version}", opinion=reason,
-                data_diff={"procedure": new.procedure.code, "from_version": old.version, "to_version": new.version,
-                           "current_steps": check.current_steps},
-                created_at=self.clock.now(), client_addr=client_addr))
-            check.moved = True
+            def move(m: Mutation) -> MigrationCheck:
+                case = m.case
+                if case.procedure_version_id != old.id or case.status != CaseStatus.running \
+                        or not AccessPolicy.admin_covers(actor, case.region_code):
+                    m.keep()
+                    return MigrationCheck(case.id, case.title, case.region_code, [], False,
+                                          ["案件不在此版本上运行,或不在您的管辖范围内"])
+                check, workflow, completed_before = self._trial(case, new)
+                if workflow is None:
+                    m.keep()
+                    return check
+                m.replace(workflow, new)
+                m.completed_before = completed_before  # what the move itself completes counts as done now
+                m.settled()  # the trial advanced the migrated workflow already
+                m.record("version_migrated", user_id=actor.user_id, step=f"版本迁移 v{old.version} → v{new.version}",
+                         opinion=reason, client_addr=client_addr,
+                         detail={"procedure": new.procedure.code, "from_version": old.version,
+                                 "to_version": new.version, "current_steps": check.current_steps})
+                check.moved = True
+                return check
+
+            check = pipeline.mutate(case_id, move)
+            if check.moved:
+                self._refresh_open_rows(check.case_id)
             results.append(check)
         self.audit(actor, "studio_migrated", f"{new.procedure.name} v{old.version} → v{new.version}",
                    {"moved": [r.case_id for r in results if r.moved],
@@ -115,18 +118,21 @@ class StudioMigration(StudioOwnership):
         self.session.flush()
         return results
 
-    def _trial(self, case: Case, new: ProcedureVersion) -> tuple[MigrationCheck, BpmnWorkflow | None]:
-        """Migrate one case's workflow in memory; (check, migrated workflow or None)."""
+    def _trial(self, case: Case, new: ProcedureVersion) -> tuple[MigrationCheck, BpmnWorkflow | None, set]:
+        """Migrate a fresh copy of one case's workflow in memory; (check, migrated workflow or None, the ids
+        of its tasks completed before the move)."""
         open_steps = [t.title for t in self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == case.id, TaskRow.status == TaskStatus.open))]
         check = MigrationCheck(case.id, case.title, case.region_code, open_steps, False, [])
         new_spec, new_subs = self.definitions.specs(new)
-        with self.cases._context():
+        pipeline = self.cases.pipeline
+        with pipeline.context():
             try:
-                workflow = self.cases._load(case)
-            except Exception as exc:  # noqa: BLE001 - a case that cannot load cannot move
-                check.reasons.append(f"案件状态无法读取: {exc}")
-                return check, None
+                workflow = pipeline.load(case)  # a copy of its own: the case's live workflow is not touched
+            except Exception:  # noqa: BLE001 - a case that cannot load cannot move
+                check.reasons.append("案件状态无法读取")
+                return check, None, set()
+            completed_before = {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
             top, subs = diff_workflow(FULL_SERIALIZER.registry, workflow, new_spec, new_subs)
             live = TaskState.FINISHED_MASK | TaskState.WAITING | TaskState.READY | TaskState.STARTED
             for task in top.removed:
@@ -141,7 +147,7 @@ class StudioMigration(StudioOwnership):
                     if task.has_state(live):
                         check.reasons.append(f"{_state_word(task)}的步骤 {_task_label(task)} 在新版本中不存在")
             if check.reasons:
-                return check, None
+                return check, None, set()
             kept = _keep_waiting_state(workflow)
             migrate_workflow(top, workflow, new_spec)
             workflow.subprocess_specs = new_subs
@@ -149,48 +155,48 @@ class StudioMigration(StudioOwnership):
                 sub = workflow.subprocesses.get(sp_id)
                 if sub is not None:
                     migrate_workflow(sp_diff, sub, new_subs[sub.spec.name])
-            _prune_event_manager(workflow)
+            prune_event_manager(workflow)
             _restore_waiting_state(workflow, kept)
             try:
-                self.cases._advance(workflow, case)
+                pipeline.advance(workflow)
             except CaseExecutionError as exc:
                 check.reasons.append(f"在新版本上无法继续: {exc}")
-                return check, None
+                return check, None, set()
             stale = _tasks_not_in(workflow, new_spec, new_subs)
             if stale:
                 check.reasons.append(f"步骤 {', '.join(sorted(stale))} 无法对应到新版本")
-                return check, None
+                return check, None, set()
             try:
                 load_state(dump_state(workflow), SERIALIZER_VERSION, (new_spec, new_subs), lambda: new.spec_json)
-            except Exception as exc:  # noqa: BLE001 - a state that cannot round-trip must not be saved
-                check.reasons.append(f"迁移后的状态无法保存: {exc}")
-                return check, None
+            except Exception:  # noqa: BLE001 - a state that cannot round-trip must not be saved
+                check.reasons.append("迁移后的状态无法保存(序列化失败)")
+                return check, None, set()
         check.movable = True
-        return check, workflow
+        return check, workflow, completed_before
 
-    def _refresh_open_rows(self, case: Case, workflow: BpmnWorkflow) -> None:
-        """Open task rows that survived the move take their step's title, form, actions and role from
-        the new version."""
-        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+    def _refresh_open_rows(self, case_id: int) -> None:
+        """Open task rows that survived the move take their step's title, form, actions and role from the new
+        version (the pipeline opened and cancelled the others). Only the row columns that name the step are
+        written; engine/runtime's projection keeps rows of unchanged steps as they are."""
+        case = self.session.get(Case, case_id)
+        spec, subprocess_specs = self.definitions.specs(case.version)
+        steps = {t.bpmn_id: t for process in (spec, *subprocess_specs.values()) for t in process.task_specs.values()
+                 if getattr(t, "bpmn_id", None) and raw_properties(t)}  # a 会签's properties are on its child spec
         for row in self.session.scalars(select(TaskRow).where(TaskRow.case_id == case.id,
                                                               TaskRow.status == TaskStatus.open)):
-            task = ready.get(row.spiff_task_id)
-            if task is None:
-                continue
-            spec = task.task_spec
-            role = role_of_lane(spec.lane)
+            step = steps.get(row.spec_name)
+            role = role_of_lane(getattr(step, "lane", None))
             level = self.cases.role_levels.get(role or "")
-            if level is None:
+            if step is None or level is None:
                 continue
-            row.title = spec.bpmn_name or spec.bpmn_id
-            row.spec_name = spec.bpmn_id
-            row.lane = spec.lane
+            props = properties_of(step)
+            row.title = step.bpmn_name or step.bpmn_id
+            row.lane = step.lane
             row.role_code = role
             row.scope_code = scope_for(case.region_code, level)
-            row.form_key = properties_of(spec).form_key
-            row.actions = ",".join(task_actions(spec))
+            row.form_key = props.form_key
+            row.actions = ",".join(props.actions)
         self.session.flush()
-
 
 
 def _task_label(task) -> str:
@@ -236,7 +242,7 @@ def _restore_waiting_state(workflow: BpmnWorkflow, kept) -> None:
             continue
         task.data = data
         event_def = getattr(task.task_spec, "event_definition", None)
-        if event_value is not None and _is_timer(task) and getattr(event_def, "expression", None) == expression:
+        if event_value is not None and is_timer(task) and getattr(event_def, "expression", None) == expression:
             task.internal_data["event_value"] = event_value
 
 

@@ -23,7 +23,8 @@ from engine.procedures.checks.rules import DATA_KEY_RE, is_reserved_data_key
 from engine.procedures.definitions import ProcedureBundle, bundle_from_files, role_of_lane
 from engine.procedures.expressions import SCRIPT_ENGINE
 from engine.procedures.steps import properties_of
-from engine.runtime.cases import _completed_path, _is_timer, _timer_due, countersign
+from engine.runtime import countersign
+from engine.runtime.projections import case_status, completed_path, is_timer, timer_due
 from engine.studio.validation import DraftProblems, StudioValidation
 
 MAX_DRY_RUN_STEPS = 200
@@ -100,8 +101,8 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
                     current = ready[0]
                     steps.append(_sandbox_user_task(bundle, current, data, per_step))
                     continue
-                timers = [t for t in workflow.get_tasks(state=TaskState.WAITING) if _is_timer(t)]
-                dues = [(d, t) for t in timers if (d := _timer_due(t)) is not None]
+                timers = [t for t in workflow.get_tasks(state=TaskState.WAITING) if is_timer(t)]
+                dues = [(d, t) for t in timers if (d := timer_due(t)) is not None]
                 if not dues:
                     result.waiting = [t.task_spec.bpmn_name or t.task_spec.bpmn_id
                                       for t in workflow.get_tasks(state=TaskState.WAITING)
@@ -123,8 +124,9 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
             failed = getattr(exc, "task", None) or current
             result.error = f"流程无法继续: {exc}"
             result.error_element = getattr(getattr(failed, "task_spec", None), "bpmn_id", None)
-        result.path = _completed_path(workflow.get_tasks(state=TaskState.COMPLETED))
-        result.status = _sandbox_status(workflow, result.completed)
+        completed = workflow.get_tasks(state=TaskState.COMPLETED)
+        result.path = completed_path(completed)
+        result.status = case_status(workflow, completed, result.completed).label  # the runtime's one status rule
         result.ended_at = clock.now()
     return result
 
@@ -146,17 +148,6 @@ def _sandbox_user_task(bundle: ProcedureBundle, task, data: dict[str, Any], per_
     filled = "、".join(f"{k}={v}" for k, v in cleaned.items())
     return DryRunStep(spec.bpmn_id, spec.bpmn_name or spec.bpmn_id, "user_task",
                       f"{role} 通过" + (f";{filled}" if filled else ""))
-
-
-def _sandbox_status(workflow: BpmnWorkflow, completed: bool) -> str:
-    latest, latest_time = None, -1.0
-    for task in workflow.get_tasks(state=TaskState.COMPLETED):
-        value = properties_of(task.task_spec).case_status
-        if value and task.last_state_change > latest_time:
-            latest, latest_time = value, task.last_state_change
-    if latest:
-        return latest
-    return "completed" if completed else "running"
 
 
 

@@ -277,6 +277,14 @@ ENGINE_REFUSALS = {
 }
 
 
+@pytest.mark.parametrize(("name", "value"), [("signature", "maybe"), ("batchApproval", "yes"),
+                                             ("attachments", "signature"), ("opinionRequired", "1")])
+def test_each_step_rule_value_is_checked_on_its_step(name, value):
+    bundle = CheckedBundle(files(check_props=_task(f'<spiffworkflow:property name="{name}" value="{value}" />')), context())
+    (problem,) = ALL_CHECKS["user_task_rules"](bundle)
+    assert (problem.element_id, problem.element_name) == ("check", "核查")
+
+
 @pytest.mark.parametrize("kind", list(ENGINE_REFUSALS))
 def test_what_spiffworkflow_refuses_is_said_in_chinese_naming_the_element(kind):
     bpmn_args, where, words = ENGINE_REFUSALS[kind]

@@ -62,11 +62,15 @@ def user_task_time_limits(b: CheckedBundle) -> list[Problem]:
 
 
 def user_task_rules(b: CheckedBundle) -> list[Problem]:
-    """opinionRequired, attachments and signature take allowed values (engine/procedures/step_rules.py)."""
+    """opinionRequired, attachments, batchApproval and signature take allowed values
+    (engine/procedures/step_rules.py)."""
     found = []
     for node in _user_tasks(b):
         props = b.properties(node)
         found += [b.problem(node.get("id"), why) for why in step_rule_problems(props.raw)]
+        batch = props.raw.get("batchApproval")
+        if batch is not None and batch.strip().lower() not in ("true", "false"):
+            found.append(b.problem(node.get("id"), f"batchApproval(允许批量审批)只能是 true 或 false(现为 {batch!r})"))
         if "signature" in props.raw and props.signature not in SIGNATURE_MODES:
             found.append(b.problem(node.get("id"), f"signature 只能是 {' 或 '.join(SIGNATURE_MODES)}"))
     return found

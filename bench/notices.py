@@ -253,7 +253,7 @@ def main() -> None:
         merged = merge_pdfs(notices)
         t3 = time.perf_counter()
     batch_sizes = [n.size_bytes for n in notices]
-    print(f"batch of {len(batch_cases):,} notices (run_batch, one transaction each, {workers} processes): "
+    print(f"batch of {len(batch_cases):,} notices (run_batch, one transaction each, {workers} process{'es' if workers > 1 else ''}): "
           f"{batch_s:.1f} s ({len(batch_cases) / batch_s:.1f} notices/s, {batch_s * 1000 / len(batch_cases):.0f} ms "
           f"per notice), status {status.value if status else '?'}, {batch.done_count} done, "
           f"{batch.failed_count} failed; size p50 {percentile(batch_sizes, 50) / 1024:.0f} KB, "

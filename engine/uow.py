@@ -23,6 +23,7 @@ from engine.queries.overview import CaseOverview
 from engine.queries.reports import ReportService
 from engine.registry.excel import RegistryExcel
 from engine.registry.service import RegistryService
+from engine.registry.starts import StartService
 from engine.registry.users import UserAdminService
 from engine.runtime.cases import CaseService
 from engine.runtime.signatures import SignatureService
@@ -58,6 +59,7 @@ class Services:
         self.registry = RegistryService(session, clock)
         self.registry_excel = RegistryExcel(self.registry)
         self.users = UserAdminService(session, clock, self.directory, self.access)
+        self.starts = StartService(session, self.definitions, self.cases, self.registry)
 
     @cached_property
     def keys(self) -> KeyStore:

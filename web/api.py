@@ -215,7 +215,7 @@ def start_case():
         raise ValidationError("data 必须是对象", {"data": "data 必须是对象"})
     me = actor()
     with work() as w:
-        case = w.cases.start_case(str(payload.get("procedure", "")), subject["id"], me, data=data,
+        case = w.starts.start(str(payload.get("procedure", "")), subject["id"], me, data=data,
                                   client_addr=client_addr())
         if payload.get("region") and payload["region"] != case.region_code:
             raise ValidationError("region 与对象所在地区不符", {"region": "region 与对象所在地区不符"})

@@ -8,6 +8,8 @@ from flask_login import login_required
 from engine.core.errors import ValidationError
 from engine.models import CaseStatus
 from engine.queries.inbox import PER_PAGE, VIEWS, InboxSearch
+from engine.registry.service import SubjectSearch
+from engine.registry.starts import DuplicateCaseError
 from web.edge import page_arg
 from web.services import actor, client_addr, clock, due_soon, work
 
@@ -40,11 +42,27 @@ def index():
                                batchable=w.batch.eligible(items, me) if view == "todo" else set()), status
 
 
-def _start_page(errors: dict, status: int = 200):
+START_CHOICES = 1000  # subjects listed per kind on the start page; a name filter narrows a larger registry
+
+
+def _start_page(errors: dict, status: int = 200, chosen: dict | None = None):
     me = actor()
+    chosen = chosen or request.args
     with work() as w:
-        return render_template("start.html", procedures=w.definitions.available_to(me),
-                               subjects=w.directory.subjects_for(me, "household"), errors=errors), status
+        procedures = w.definitions.available_to(me)
+        kinds = {v.procedure.code: w.definitions.manifest(v).get("subject_kind", "household") for v in procedures}
+        procedure = chosen.get("procedure") if chosen.get("procedure") in kinds else None
+        subject_id = str(chosen.get("subject_id", ""))
+        if procedure is None and subject_id.isdigit():  # 为其发起流程 from the registry: a procedure of its kind
+            kind = w.registry.get(int(subject_id), me).kind
+            procedure = next((code for code, k in kinds.items() if k == kind), None)
+        subjects = {kind: w.registry.search(me, SubjectSearch(kind=kind, name=(chosen.get("q") or "").strip()[:60]
+                                                              or None, per_page=START_CHOICES))[0]
+                    for kind in ("household", "project")}
+        return render_template("start.html", procedures=procedures, kinds=kinds, subjects=subjects,
+                               procedure=procedure, kind=kinds.get(procedure, "household"),
+                               subject_id=subject_id, q=chosen.get("q", ""),
+                               errors=errors), status
 
 
 @bp.route("/cases/new", methods=["GET", "POST"])
@@ -59,12 +77,14 @@ def start():
         subject_id = 0
     try:
         with work() as w:
-            case = w.cases.start_case(request.form.get("procedure", ""), subject_id, me, client_addr=client_addr())
+            case = w.starts.start(request.form.get("procedure", ""), subject_id, me, client_addr=client_addr())
             case_id = case.id
             first_id = next((t.id for t in w.inbox.case_tasks(case_id)
                              if t.status.value == "open" and w.access.is_own_todo(t, me)), None)
     except ValidationError as exc:
-        return _start_page(exc.errors, 422)
+        return _start_page(exc.errors, 422, request.form)
+    except DuplicateCaseError as exc:  # the duplicate guard: this subject's case of the procedure is running
+        return _start_page(exc.errors, 409, request.form)
     flash("流程已发起", "success")
     if first_id:
         return redirect(url_for("cases.task", task_id=first_id))

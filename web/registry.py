@@ -96,6 +96,9 @@ def new():
     except ForbiddenError as exc:
         return _form_page(kind, fields, {"region_code": str(exc)}, status=403)
     flash("已登记", "success")
+    procedure = request.args.get("procedure") or request.form.get("procedure")
+    if procedure:  # registered from 发起流程: back there with the new subject chosen
+        return redirect(url_for("inbox.start", procedure=procedure, subject_id=subject_id))
     return redirect(url_for("registry.show", subject_id=subject_id))
 
 

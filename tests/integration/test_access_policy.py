@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from engine import demo_data as D
 from engine.core.errors import NotFoundError, ValidationError
 from engine.models import AuditEvent, CaseCc, Notification, User
+from tests.integration import upload_samples as S
 
-PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n%%EOF\n"
+PDF = S.pdf()  # a structurally whole PDF: uploads are checked beyond their first bytes
 OUTSIDE = "赤城镇乡村振兴办(演示)的辖区不包含本案件;只能选择辖区包含"
 
 

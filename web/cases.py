@@ -38,6 +38,8 @@ def show(case_id: int):
             region_path=w.directory.region_path(case.region_code),
             show_full_id=me.may_see_full_id(case.subject.region_code),
             my_tasks=my_tasks, holder_ops={t.id: w.access.holder_operations(t, me) for t in my_tasks},
+            cc_people=w.access.candidates(case, me),
+            transfer_people={t.id: w.access.candidates(case, me, row=t) for t in my_tasks},
             urgeable=[t.id for t in open_tasks if w.access.may_urge(t, me)],
             read_only=not w.access.takes_part(case, me),
             events=w.cases.waiting_events(case, me),
@@ -98,7 +100,7 @@ def urge(task_id: int):
 @bp.route("/cases/<int:case_id>/cc", methods=["POST"])
 @login_required
 def cc(case_id: int):
-    names = [n for n in request.form.get("to", "").replace(",", " ").replace("，", " ").split() if n]
+    names = _usernames(" ".join(request.form.getlist("to")))  # picker checkboxes, or names typed
     return _act(case_id, lambda w: w.operations.cc(case_id, actor(), names, request.form.get("opinion")), "已抄送")
 
 
@@ -207,6 +209,7 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
             steps=w.overview.steps(case, tasks, me.may_see_full_id(case.subject.region_code), before=row),
             case_files=w.overview.case_files(case), is_image=w.overview.is_image,
             own_files=w.overview.task_files(row),
+            case_people=w.access.candidates(case, me) if is_open else [],
             region_path=w.directory.region_path(case.region_code),
             bpmn_xml=w.definitions.bpmn_xml(case.version),
             marks=diagram_marks(case, tasks, w.inbox.case_timers(row.case_id)),
@@ -330,7 +333,7 @@ def add_sign(task_id: int):
     case_id = _case_of_task(task_id)
 
     def operation(w, opinion, data):
-        w.operations.add_sign(task_id, actor(), _usernames(request.form.get("sign_to", "")), position, opinion,
+        w.operations.add_sign(task_id, actor(), _usernames(" ".join(request.form.getlist("sign_to"))), position, opinion,
                               data if position == "after" else None)
         return case_id
     return _submit_task_form(task_id, operation, "已加签" + (

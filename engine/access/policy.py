@@ -18,16 +18,33 @@ Every service and view asks this module; nothing else restates these rules.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from sqlalchemy import false, or_, select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor, actor_for, scope_for
 from engine.access.directory import RoleLevels
+from engine.access.regions import ancestor_at
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from engine.models import Case, CaseStatus, Region, RegionLevel, TaskRow, TaskStatus, User, UserRole
+from engine.models import Case, CaseStatus, Region, RegionLevel, Role, TaskRow, TaskStatus, User, UserRole
 
 READ_ONLY = "抄送给您的案件只能查看,不能办理、抄送或催办"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A person a picker offers: the username the form sends, and the words it shows."""
+
+    username: str
+    display_name: str
+    role_name: str
+    region_name: str
+    rank: int  # 0 = the case's own level (village), upwards
+
+    @property
+    def label(self) -> str:
+        return f"{self.display_name} · {self.role_name} · {self.region_name}"
 
 
 class AccessPolicy:
@@ -237,6 +254,28 @@ class AccessPolicy:
         if user.id == actor.user_id:
             raise ValidationError("无法转办", {field: "不能转办给自己"})
         return user
+
+    def candidates(self, case: Case, actor: Actor, row: TaskRow | None = None) -> list[Candidate]:
+        """Whom actor may choose, for the pickers: with ``row``, the 转办 rule (``transfer_recipient``: active
+        holders of the task's role at its scope); without, the 抄送/委派/加签 rule (``recipient``: active users
+        whose jurisdiction contains the case — a grant at the case's own region or one of its ancestors at the
+        grant role's level). Never the actor. Sorted from the case's own level upwards, then by name."""
+        stmt = (select(User, Role, Region).join(UserRole, UserRole.user_id == User.id)
+                .join(Role, Role.code == UserRole.role_code).join(Region, Region.code == UserRole.region_code)
+                .where(User.is_active.is_(True), User.id != actor.user_id))
+        if row is not None:
+            stmt = stmt.where(UserRole.role_code == row.role_code, UserRole.region_code == row.scope_code)
+        else:
+            stmt = stmt.where(or_(*[and_(Role.level == level, UserRole.region_code == ancestor_at(case.region_code, level))
+                                    for level in RegionLevel]))
+        order = {level: i for i, level in enumerate(reversed(list(RegionLevel)))}
+        found: dict[str, Candidate] = {}
+        for user, role, region in self.session.execute(stmt):
+            item = found.get(user.username)
+            if item is None or order[role.level] < item.rank:
+                found[user.username] = Candidate(user.username, user.display_name, role.name, region.name,
+                                                 order[role.level])
+        return sorted(found.values(), key=lambda c: (c.rank, c.display_name, c.username))
 
     def _region_name(self, code: str) -> str:
         region = self.session.get(Region, code)

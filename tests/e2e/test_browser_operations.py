@@ -163,11 +163,12 @@ def test_a_task_transferred_to_a_colleague_of_the_same_role_and_township_leaves_
     case_id = housing_case("township_audit")
     township = user_page("demo_township")
     open_case(township, case_id)
-    township.get_by_label("转办给").fill("demo_other_township")  # 赤城镇: another jurisdiction
-    township.get_by_role("button", name="转办", exact=True).click()
-    expect_flash(township, case_id, "未成功:只能转办给本辖区同一岗位的人员")
+    picker = township.get_by_label("转办给")  # a picker of who may take it: same post, same township
+    offered = picker.locator("option").evaluate_all("options => options.map(o => o.value).filter(Boolean)")
+    assert offered == ["township_two"], offered  # 赤城镇's officer (another jurisdiction) is not offered
+    expect(picker.locator("option[value=township_two]")).to_contain_text(colleague)
 
-    township.get_by_label("转办给").fill("township_two")
+    picker.select_option("township_two")
     township.get_by_label("转办说明").fill("本人外出,请代为审核")
     township.get_by_role("button", name="转办", exact=True).click()
     expect_flash(township, case_id, "已转办")
@@ -228,16 +229,18 @@ def test_a_cc_reaches_only_the_cases_jurisdiction_and_shows_the_case_under_cc(db
     case_id = housing_case("township_audit")
     village = user_page("demo_village")
     open_case(village, case_id)
-    village.get_by_label("抄送给").fill("demo_other_township")  # 赤城镇: outside the case's jurisdiction
-    village.get_by_role("button", name="抄送", exact=True).click()
-    expect(village).to_have_url(re.compile(rf"/cases/{case_id}$"))
-    expect(village.get_by_role("status")).to_contain_text("赤城镇乡村振兴办(演示)的辖区不包含本案件")
+    picker = village.get_by_test_id("picker-to")  # only people whose jurisdiction contains the case
+    picker.locator("summary").click()
+    expect(picker.locator("input[value=demo_other_township]")).to_have_count(0)  # 赤城镇: not offered
+    expect(picker.locator("input[value=demo_township]")).to_have_count(1)
     assert count(db, CaseCc) == 0
     outsider = user_page("demo_other_township")
     response = outsider.goto(f"/cases/{case_id}")
     assert response is not None and response.status == 404
 
-    village.get_by_label("抄送给").fill("demo_clerk")  # 宝梵镇办公室: inside
+    picker.get_by_placeholder("按姓名、岗位或地区筛选").fill("办公室")  # the filter narrows the list
+    expect(picker.locator("label[data-people-item]:visible")).to_have_count(1)
+    picker.get_by_label(re.compile("宝梵镇办公室")).check()  # 宝梵镇办公室: inside
     village.get_by_label("抄送说明").fill("请参阅本户改造情况")
     village.get_by_role("button", name="抄送", exact=True).click()
     expect_flash(village, case_id, "已抄送")

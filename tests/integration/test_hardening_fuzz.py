@@ -19,8 +19,8 @@ from schemathesis import GenerationMode
 from engine.bootstrap import DEMO_PASSWORD
 
 SPEC_URL = "/api/v1/openapi.json"
-EXAMPLES = 3
-BUDGET_SECONDS = 40
+EXAMPLES = 2
+BUDGET_SECONDS = 45
 
 
 def _ids(db, username: str) -> dict[str, int]:
@@ -43,8 +43,10 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_5xx_and_no_undocumen
     skipped: list[str] = []
     started = time.monotonic()
 
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    if username != "demo_village":
+        operations.reverse()  # on a slow machine the two roles leave different operations to the budget
+    for operation in operations:
         label = f"{operation.method.upper()} {operation.path}"
         if label == "DELETE /api/v1/session":
             continue  # logging out would end the role's session (tested in test_hardening_sessions)
@@ -62,7 +64,7 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_5xx_and_no_undocumen
     assert not failures, "\n".join(sorted(set(failures))[:30])
     assert sum(seen.values()) >= 60, seen
     # on a loaded machine the budget may end the run early; most operations must still have been fuzzed
-    assert len(skipped) <= len(spec["paths"]) // 2, f"time budget of {BUDGET_SECONDS} s ran out before: {skipped}"
+    assert len(skipped) <= len(operations) // 2, f"time budget of {BUDGET_SECONDS} s ran out before: {skipped}"
     assert seen[200] + seen[201] > 0 and seen[422] > 0, seen  # both valid and refused requests were made
 
 

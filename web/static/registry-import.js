@@ -3,6 +3,7 @@
 (function () {
   const form = document.getElementById("import-form");
   if (!form) return;
+  form.addEventListener("submit", (event) => event.preventDefault());  // no inline onsubmit: the CSP blocks it
   const bar = document.getElementById("import-progress");
   const status = document.getElementById("import-status");
   const problems = document.getElementById("import-problems");

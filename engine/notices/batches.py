@@ -119,7 +119,7 @@ def _outcomes(factory: sessionmaker, clock, job: _Job, pending: list[tuple[str, 
               workers: int) -> Iterator[_Outcome]:
     url = _shared_url(factory) if workers > 1 else None
     workers = min(workers, len(pending) // MIN_GROUPS_PER_WORKER) if url else 1
-    if workers <= 1:
+    if url is None or workers <= 1:
         for key, case_ids in pending:
             yield _issue_group(factory, clock, job, key, case_ids)
         return

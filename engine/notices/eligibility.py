@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -122,7 +123,7 @@ class Eligibility:
 
     def due_conditions(self, kind: NoticeKind) -> list:
         """When a case needs this notice: at its open issuance step (or another open step), or in a status."""
-        conditions = []
+        conditions: list[Any] = []
         steps = self.issuance_steps(kind) | set(kind.due_open_steps)
         if steps:
             conditions.append(exists().where(TaskRow.case_id == Case.id, TaskRow.status == TaskStatus.open,
@@ -198,11 +199,11 @@ class Eligibility:
         ids = [c.id for c in cases]
         at_step = bool(self.issuance_steps(kind))
         superseding = aliased(IssuedNotice)
-        covered = self.session.execute(
+        covered: list[tuple[int, str]] = [tuple(row) for row in self.session.execute(
             select(IssuedNoticeCase.case_id, IssuedNotice.serial).join(IssuedNotice)
             .where(IssuedNoticeCase.case_id.in_(ids), IssuedNotice.procedure_code == kind.procedure_code,
                    IssuedNotice.kind == kind.code)
-            .where(~exists().where(superseding.supersedes_id == IssuedNotice.id))).all()
+            .where(~exists().where(superseding.supersedes_id == IssuedNotice.id)))]
         conditions = self.due_conditions(kind)
         if conditions:
             due = set(self.session.scalars(select(Case.id).where(Case.id.in_(ids), or_(*conditions))))

@@ -97,7 +97,7 @@ class NoticeRenderer:
         """Name the built notice font before each installed family it was cut from (which stays as the
         fallback for characters outside its set)."""
         for pattern, notice in self._aliases:
-            css = pattern.sub(lambda m, notice=notice: f'"{notice}", {m.group(0)}', css)
+            css = pattern.sub(f'"{notice}", \\g<0>', css)
         return css
 
     def jinja(self, catalog: NoticeCatalog):

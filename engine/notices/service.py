@@ -163,7 +163,10 @@ class NoticeService:
         return self.session.get(IssuedNotice, notice.supersedes_id) if notice.supersedes_id else None
 
     def pdf(self, notice: IssuedNotice) -> bytes:
-        return self.session.scalar(select(IssuedNotice.pdf).where(IssuedNotice.id == notice.id))
+        data = self.session.scalar(select(IssuedNotice.pdf).where(IssuedNotice.id == notice.id))
+        if data is None:
+            raise NotFoundError("没有这个编号的公文")
+        return data
 
     def list_for(self, actor: Actor, limit: int = 200) -> list[IssuedNotice]:
         prefixes = {g.prefix for g in actor.grants}

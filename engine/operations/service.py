@@ -40,7 +40,6 @@ from engine.operations.uploads import check_upload
 from engine.procedures import forms
 from engine.procedures.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
 from engine.runtime.cases import checked_opinion
-from engine.runtime.notify import NotificationService
 from engine.runtime.signatures import SIGNATURE_KIND
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -56,7 +55,7 @@ class OperationsService:
         self.cases = cases
         self.access = cases.access  # the one access policy (engine/access/policy.py)
         self.storage_dir = storage_dir
-        self.notifications = NotificationService(session, clock)
+        self.notifications = cases.notifications
 
     # --------------------------------------------------------------- claim / transfer
     def _open_task_for_holder(self, task_id: int, actor: Actor) -> TaskRow:

@@ -169,3 +169,40 @@ def test_module_level_imports_between_engine_modules_form_no_cycle():
         if node not in index:
             connect(node)
     assert set(cycles) == CYCLES_ALLOWED
+
+
+# ----------------------------------------------------------------------------- one composition root
+# Services constructed outside engine/uow.py, each with its reason (may only shrink).
+CONSTRUCTED_OUTSIDE_THE_ROOT = {
+    # notice batch workers (separate processes, picklable jobs) open their own sessions and services
+    ("engine/notices/batches.py", "NoticeService"),
+    ("engine/notices/batches.py", "DirectoryService"),
+    # constructor fallbacks of services whose collaborators the root always passes
+    ("engine/notices/service.py", "CaseService"),
+    ("engine/studio/ownership.py", "CaseService"),
+    ("engine/studio/ownership.py", "DefinitionService"),
+    ("engine/runtime/cases.py", "AccessPolicy"),
+    ("engine/runtime/cases.py", "DefinitionService"),
+    # the case service's own notifier, shared by the operations (work.notifications is this one)
+    ("engine/runtime/cases.py", "NotificationService"),
+}
+
+
+def test_services_are_built_by_the_unit_of_work_not_by_web_cli_tests_or_bench():
+    service = re.compile(r"(Service|Queries|Policy)$")
+    names = {node.name for path in ENGINE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text("utf-8")))
+             if isinstance(node, ast.ClassDef) and service.search(node.name)}
+    assert {"CaseService", "NoticeService", "StudioService", "AccessPolicy", "InboxQueries"} <= names
+    found = set()
+    for folder in ("engine", "web", "tests", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            where = path.relative_to(ROOT).as_posix()
+            if where == "engine/uow.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                    if name in names:
+                        found.add((where, name))
+    assert found == CONSTRUCTED_OUTSIDE_THE_ROOT

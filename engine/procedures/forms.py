@@ -23,6 +23,7 @@ import re2
 
 from engine.core.bounds import loads_bounded
 from engine.core.errors import DefinitionError, ValidationError
+from engine.procedures import form_rules
 
 INPUT_TYPES = {"textfield", "textarea", "number", "select", "radio", "checkbox", "checklist", "datetime"}
 STATIC_TYPES = {"text", "spacer", "separator", "html"}
@@ -174,10 +175,10 @@ def _check_one(comp: dict[str, Any], raw: Any) -> tuple[Any, str | None]:
         return value, None
     if kind == "datetime":
         try:
-            date.fromisoformat(value[:10])
+            day = date.fromisoformat(value[:10])
         except ValueError:
             return value, f"{label}: 日期格式应为 YYYY-MM-DD"
-        return value[:10], None
+        return value[:10], form_rules.date_problem(label, day)
     if len(value) > int(rules.get("maxLength", MAX_TEXT_LENGTH)):
         return value, f"{label}: 不能超过 {rules.get('maxLength', MAX_TEXT_LENGTH)} 个字"
     if "minLength" in rules and len(value) < int(rules["minLength"]):
@@ -196,7 +197,8 @@ def _pattern_matches(pattern: str, value: str) -> bool:
         return False
 
 
-def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: dict[str, Any] | None = None,
+             subject: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the cleaned values of the schema's fields from submitted data.
 
     Keys not in the schema are dropped; disabled and read-only fields keep no new value. A date
@@ -219,6 +221,9 @@ def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: dict[st
         elif value is not None:
             cleaned[key] = value
     _check_date_order(schema, cleaned, earlier or {}, errors)
+    if subject:  # fields that state the case's subject must agree with the registry (form_rules)
+        for key, message in form_rules.subject_problems(input_components(schema), cleaned, subject).items():
+            errors.setdefault(key, message)
     if errors:
         raise ValidationError("表单填写有误", errors)
     return cleaned

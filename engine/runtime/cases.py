@@ -46,7 +46,7 @@ from engine.models import (
     TimerRow,
     TimerStatus,
 )
-from engine.procedures import forms
+from engine.procedures import form_rules, forms
 from engine.procedures.definitions import DefinitionService, role_of_lane
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
 from engine.procedures.steps import ISSUE_ACTION, properties_of
@@ -132,7 +132,10 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         data = merged_data(list(tasks))
         if row.pending and row.pending.get("draft"):  # what the delegate (委派) filled in, for the owner to confirm
             data.update(row.pending["draft"].get("data") or {})
-        keys = {c["key"] for c in forms.input_components(schema)}
+        components = forms.input_components(schema)
+        subject = self._case_of(row).subject  # fields that state the subject start from the registry
+        data = {**form_rules.subject_prefill(components, {"name": subject.name, "id_number": subject.id_number}), **data}
+        keys = {c["key"] for c in components}
         return schema, {k: v for k, v in data.items() if k in keys}
 
     def decision_data(self, case: Case) -> dict[str, Any]:
@@ -259,7 +262,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         earlier = merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))
-        cleaned = forms.validate(schema, data or {}, earlier)
+        subject = self._case_of(row).subject
+        cleaned = forms.validate(schema, data or {}, earlier, {"name": subject.name, "id_number": subject.id_number})
         self._check_signers(self._case_of(row), cleaned)
         return cleaned
 

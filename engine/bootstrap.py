@@ -117,6 +117,8 @@ def load_demo(work: UnitOfWork, with_cases: bool = True) -> dict[str, str]:
         "demo_leader1": ("蓬溪县领导小组成员甲(演示)", [("county_leader", DEMO_COUNTY)]),
         "demo_leader2": ("蓬溪县领导小组成员乙(演示)", [("county_leader", DEMO_COUNTY)]),
         "demo_leader3": ("蓬溪县领导小组成员丙(演示)", [("county_leader", DEMO_COUNTY)]),
+        # 帮扶责任人: 防返贫监测's 制定帮扶计划, 落实帮扶措施 and monthly visits go to this role in the village
+        "demo_helper": ("宝梵镇帮扶责任人(演示)", [("assistance_cadre", village)]),
         "demo_clerk": ("宝梵镇办公室(演示)", [("office_clerk", DEMO_TOWNSHIP)]),
         "demo_admin": ("蓬溪县管理员(演示)", [("admin", DEMO_COUNTY)]),
         "demo_sysadmin": ("系统管理员(演示)", [("system_admin", code) for code in provinces]),

@@ -30,6 +30,31 @@ def register(app: Flask) -> None:
     def users():
         """User accounts: password, deactivate, activate (each ends the user's login sessions)."""
 
+    @users.command("create")
+    @click.argument("username")
+    @click.argument("display_name")
+    @click.option("--grant", "grants", multiple=True, required=True, metavar="ROLE@REGION",
+                  help="a role at a 12-digit region code, e.g. system_admin@510000000000 (repeatable)")
+    @click.password_option()
+    def create(username: str, display_name: str, grants: tuple[str, ...], password: str):
+        """Create an account (the county's first admin; later users are made on 用户与授权 or POST /api/v1/users)."""
+        from engine.registry.users import USERNAME, password_problem
+
+        problem = password_problem(password, username) or (None if USERNAME.fullmatch(username) else "用户名无效")
+        if problem:
+            raise click.ClickException(problem)
+        pairs = [tuple(g.split("@", 1)) for g in grants]
+        if any(len(p) != 2 for p in pairs):
+            raise click.ClickException("--grant 的格式是 角色@区划代码")
+        try:
+            with work() as w:
+                if w.directory.user_by_username(username) is not None:
+                    raise click.ClickException(f"用户名 {username} 已被使用")
+                w.directory.create_user(username, display_name, password, pairs)
+        except (ValueError, KeyError) as exc:
+            raise click.ClickException(f"授权无效:{exc}") from None
+        click.echo(f"已创建 {username}({'、'.join(grants)})")
+
     @users.command("password")
     @click.argument("username")
     @click.password_option()

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor
-from engine.access.directory import DirectoryService, hash_password
+from engine.access.directory import DirectoryService
 from engine.access.policy import AccessPolicy
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import Region, Role, User, UserRole
@@ -161,7 +161,7 @@ class UserAdminService:
             if problem:
                 errors["password"] = problem
             else:
-                user.password_hash = hash_password(payload["password"])
+                self.directory.set_password(user.username, payload["password"])  # ends their sessions too
                 changed.append("password")
         if "is_active" in payload:
             if not isinstance(payload["is_active"], bool):
@@ -169,7 +169,7 @@ class UserAdminService:
             elif payload["is_active"] != user.is_active:
                 if user.id == actor.user_id:
                     raise ForbiddenError("不能停用自己的账号")
-                user.is_active = payload["is_active"]
+                self.directory.set_active(user.username, payload["is_active"])  # deactivating ends sessions
                 changed.append("is_active")
         if errors:
             raise ValidationError("用户信息有误:" + ";".join(errors.values()), errors)

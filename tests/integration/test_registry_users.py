@@ -129,3 +129,18 @@ def test_the_users_page_creates_a_user_and_grants_a_role(db, client_for, csrf_to
     weak = admin.post("/admin/users/", data={**form, "username": "bf_other", "password": "abc"})
     assert weak.status_code == 422 and "密码长度" in weak.get_data(as_text=True)
     assert client_for("demo_village").get("/admin/users/").status_code == 403
+
+
+def test_the_first_admin_of_an_empty_county_is_made_on_the_command_line(app, client, login):
+    runner = app.test_cli_runner()
+    args = ["users", "create", "px_admin", "蓬溪县管理员", "--grant", "admin@510921000000", "--password", PASSWORD]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    login(client, "px_admin", PASSWORD)
+    assert client.get("/api/v1/users").status_code == 200
+    again = runner.invoke(args=args)
+    assert again.exit_code != 0 and "已被使用" in again.output
+    weak = runner.invoke(args=["users", "create", "px_b", "乙", "--grant", "admin@510921000000", "--password", "123"])
+    assert weak.exit_code != 0 and "密码长度" in weak.output
+    level = runner.invoke(args=["users", "create", "px_c", "丙", "--grant", "admin@510921107000", "--password", PASSWORD])
+    assert level.exit_code != 0 and "授权无效" in level.output

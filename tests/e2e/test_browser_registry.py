@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import io
+import re
+from datetime import timedelta
 
 import pytest
 from openpyxl import Workbook
 from playwright.sync_api import expect
 
+from engine.registry.service import SubjectSearch
 from tests.integration.registry_support import id_number, region_of, wrong_check_digit
 
 pytestmark = pytest.mark.e2e
@@ -89,3 +92,69 @@ def test_an_excel_file_with_a_bad_row_is_refused_whole_then_the_corrected_file_i
     expect(page.locator("#import-progress")).to_have_attribute("value", "100")
     page.goto("/registry/?kind=household&name=台账户")
     expect(page.get_by_test_id("registry-row")).to_have_count(5)
+
+
+def test_start_identification_for_a_household_registered_from_the_start_page_with_its_assistance_cadre(db, user_page):
+    from tests.integration.test_procedure_monitoring_identification import MAIN, RISK_REPORT
+
+    page = user_page("demo_village")
+    page.get_by_role("link", name="发起流程").click()
+    page.get_by_label("流程").select_option(label="防返贫监测对象识别认定及帮扶(v1)")
+    page.get_by_test_id("register-household").click()
+    head = id_number("51092119780808003")
+    page.get_by_label("户主姓名").fill("马新发")
+    page.get_by_label("户主身份证号").fill(head)
+    page.get_by_label("监测对象类别").select_option("突发严重困难户")
+    page.get_by_label("帮扶责任人").select_option(label="宝梵镇帮扶责任人(演示)")  # a real user, from the picker
+    page.get_by_test_id("save-subject").click()
+    expect(page.get_by_label("流程")).to_have_value("monitoring_identification")
+    expect(page.get_by_label("农户")).to_have_value(re.compile(r"\d+"))
+    expect(page.locator("#subject_household option:checked")).to_have_text("马新发(突发严重困难户)")
+    page.get_by_role("button", name="发起").click()
+    expect(page.get_by_role("status")).to_have_text("流程已发起")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("风险发现登记")
+
+    # the identification steps by their holders (engine), up to the 帮扶责任人's first step
+    with db.uow() as work:
+        subject = work.registry.search(db.actor("demo_village"), SubjectSearch(kind="household", name="马新发"))[0][0]
+        assert subject.attrs["assistance_cadre"] == "demo_helper"
+    case_id = next(c for c in _cases_of(db, subject.id))
+    db.complete(case_id, "demo_village", data=RISK_REPORT)
+    for spec in ("household_check", "village_review", "township_audit", "county_identification", "system_entry"):
+        db.complete(case_id, MAIN[spec][1], data=MAIN[spec][4])
+        if spec == "village_review":
+            db.clock.advance(timedelta(days=8))
+            with db.uow() as work:
+                work.cases.fire_due_timers()
+    helper = user_page("demo_helper")
+    row = helper.get_by_test_id("task-row")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("制定帮扶计划")
+    expect(row).to_contain_text("马新发")
+
+
+def test_project_library_starts_for_a_project_registered_from_the_start_page(db, user_page):
+    page = user_page("demo_village")
+    page.goto("/cases/new")
+    page.get_by_label("流程").select_option(label="项目库项目申报审批及实施管理(v1)")
+    expect(page.get_by_label("项目")).to_be_visible()
+    expect(page.get_by_label("农户")).to_be_hidden()
+    page.get_by_test_id("register-project").click()
+    page.get_by_label("项目名称").fill("村级电商服务站")
+    page.get_by_label("项目类型").select_option("产业发展")
+    page.get_by_label("预算(元)").fill("260000")
+    page.get_by_label("联农带农机制").fill("代销农产品,带动 40 户增收")
+    page.get_by_test_id("save-subject").click()
+    expect(page.locator("#subject_project option:checked")).to_have_text("村级电商服务站(产业发展)")
+    page.get_by_role("button", name="发起").click()
+    expect(page.get_by_role("status")).to_have_text("流程已发起")
+    page.get_by_role("link", name="发起流程").click()
+    page.get_by_label("流程").select_option(label="项目库项目申报审批及实施管理(v1)")
+    page.get_by_label("项目").select_option(label="村级电商服务站(产业发展)")
+    page.get_by_role("button", name="发起").click()
+    expect(page.get_by_test_id("subject-error")).to_contain_text("不能重复发起")  # the duplicate guard
+
+
+def _cases_of(db, subject_id: int) -> list[int]:
+    with db.uow() as work:
+        return [c.id for c in work.inbox.subject_cases(subject_id)]

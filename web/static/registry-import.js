@@ -49,6 +49,7 @@
     xhr.onerror = () => { status.textContent = "网络错误,未导入"; };
     xhr.send(data);
   }
+  form.addEventListener("submit", (e) => e.preventDefault());  // Enter in the file field does not post the page
   document.getElementById("import-check").addEventListener("click", () => send(true));
   store.addEventListener("click", () => send(false));
   form.querySelector("input[type=file]").addEventListener("change", () => { store.disabled = true; });

@@ -123,6 +123,7 @@ class CaseEvents:
         """撤回: take back one's last approved step while the next step has not been acted on.
 
         :raises ConflictError: the next step was already acted on (or nothing to withdraw).
+        :raises ValidationError: no reason given.
         """
         self.get_case(case_id, actor)
         pipeline = self.pipeline
@@ -130,6 +131,11 @@ class CaseEvents:
         row = self.withdrawable(case_id, actor)
         if row is None:
             raise ConflictError("无法撤回:下一步已办理,或您没有可撤回的步骤")
+        reason = (opinion or "").strip()  # taking back a decision says why, like 退回 and 不通过
+        if not reason:
+            raise ValidationError("请填写撤回原因", {"opinion": "撤回时必须填写原因"})
+        if len(reason) > MAX_REASON_LENGTH:
+            raise ValidationError("撤回原因过长", {"opinion": f"不能超过 {MAX_REASON_LENGTH} 字"})
 
         def act(m: Mutation) -> Case:
             task = find_task(m.workflow, row.spiff_task_id)
@@ -139,7 +145,7 @@ class CaseEvents:
             prune_event_manager(m.workflow)
             # the taken-back approval no longer counts: not in the case data, 已办 shows it as 撤回
             row.action = "withdraw"
-            m.record("withdraw", task=row, user_id=actor.user_id, opinion=(opinion or "").strip() or None,
+            m.record("withdraw", task=row, user_id=actor.user_id, opinion=reason,
                      client_addr=client_addr)
             return case
 

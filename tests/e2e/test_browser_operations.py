@@ -147,6 +147,7 @@ def test_the_last_approver_withdraws_while_the_next_step_is_untouched_but_not_on
     open_case(township, case_id)
     expect(township.get_by_test_id("withdraw")).to_be_visible()
     approve_housing_step(case_id, "county_approval")
+    township.get_by_label("撤回原因").fill("补充鉴定照片")
     township.get_by_role("button", name="撤回我上一步的办理").click()
     expect(township).to_have_url(re.compile(rf"/cases/{case_id}$"))
     expect(township.get_by_role("status")).to_contain_text("无法撤回:下一步已办理")

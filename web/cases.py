@@ -32,7 +32,7 @@ def show(case_id: int):
             history=w.inbox.case_history(case_id),
             data=merged_data(tasks), labels=w.definitions.field_labels(case.version),
             id_fields=w.definitions.id_number_fields(case.version),
-            computed=w.cases.decision_data(case),
+            computed=w.overview.decision_words(case, w.cases.decision_data(case)),
             marks=diagram_marks(case, tasks, timers),
             bpmn_xml=w.definitions.bpmn_xml(case.version),
             region_path=w.directory.region_path(case.region_code),

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine.core.glossary import ACTION_LABELS
 from engine.models import Attachment, Case, TaskRow, TaskStatus
-from engine.procedures.definitions import DefinitionService
+from engine.procedures.definitions import DefinitionService, safe_xml
 from engine.procedures.forms import input_components, mask_id
 
 SIGNATURE_KIND = "signature"
@@ -122,6 +122,31 @@ class CaseOverview:
         """What was attached to this task so far (signatures apart: the pad shows them)."""
         return list(self.session.scalars(select(Attachment).where(
             Attachment.task_id == row.id, Attachment.kind != SIGNATURE_KIND).order_by(Attachment.id)))
+
+    def decision_words(self, case: Case, computed: dict[str, Any]) -> list[tuple[str, str]]:
+        """What the diagram decided (DMN results), by the decision tables' own output labels and in words:
+        a code with a ``<code>_name`` output beside it shows that name; values no table labels (the engine's
+        own bookkeeping, e.g. a notice serial) are not shown."""
+        labels = self._dmn_labels(case)
+        words = []
+        for key, value in computed.items():
+            if key not in labels or (key.endswith("_name") and key.removesuffix("_name") in labels):
+                continue
+            shown = computed.get(f"{key}_name", value)
+            text = "是" if shown is True else "否" if shown is False else str(shown)
+            words.append((labels[key], text))
+        return words
+
+    def _dmn_labels(self, case: Case) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for name, text in DefinitionService.files(case.version).items():
+            if not name.startswith("dmn/"):
+                continue
+            root = safe_xml(text, name)
+            for output in root.iter("{*}output"):
+                if output.get("name") and output.get("label"):
+                    labels.setdefault(output.get("name"), output.get("label"))
+        return labels
 
     @staticmethod
     def is_image(attachment: Attachment) -> bool:

@@ -209,3 +209,19 @@ def revoke_grant(user_id: int, grant_id: int):
     with work() as w:
         w.users.revoke(actor(), user_id, grant_id, client_addr=client_addr())
         return jsonify(user_json(w.users.get(actor(), user_id)))
+
+
+# ------------------------------------------------------------------ batch start (定期预判)
+@bp.route("/cases/batch", methods=["POST"])
+def start_batch():
+    payload = body()
+    ids = payload.get("subject_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**31
+                                            for i in ids):
+        raise ValidationError("subject_ids 应为对象编号列表", {"subject_ids": "subject_ids 应为对象编号列表"})
+    procedure = payload.get("procedure")
+    with work() as w:
+        started, skipped = w.starts.start_many(procedure if isinstance(procedure, str) else "", ids, actor(),
+                                               client_addr=client_addr())
+    return jsonify({"started": [{"subject_id": s, "case_id": c} for s, c in started],
+                    "skipped": [{"subject_id": s, "running_case_id": c, "reason": r} for s, c, r in skipped]}), 201

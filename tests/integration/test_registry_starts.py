@@ -102,3 +102,32 @@ def test_project_library_starts_for_a_newly_registered_project(db, client_for):
     wrong_kind = village.post("/api/v1/cases", json={"procedure": "monitoring_exit",
                                                      "subject": {"id": project.get_json()["id"]}})
     assert wrong_kind.status_code == 422
+
+
+def test_a_batch_start_skips_and_reports_running_cases_and_starts_the_rest(db, client_for):
+    village = client_for("demo_village")
+    ids = [db.household(name) for name in ("张德明", "李秀英", "王建国")]
+    running = village.post("/api/v1/cases", json={"procedure": "monitoring_exit", "subject": {"id": ids[1]}}
+                           ).get_json()["id"]
+    response = village.post("/api/v1/cases/batch", json={"procedure": "monitoring_exit", "subject_ids": ids})
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert [s["subject_id"] for s in body["started"]] == [ids[0], ids[2]]
+    assert [(s["subject_id"], s["running_case_id"]) for s in body["skipped"]] == [(ids[1], running)]
+    assert "不能重复发起" in body["skipped"][0]["reason"]
+    assert all(db.case(s["case_id"]).status.value == "running" for s in body["started"])
+
+
+def test_a_batch_with_one_subject_that_cannot_start_starts_nothing(db, client_for, snapshot):
+    village = client_for("demo_village")
+    ids = [db.household("张德明"), db.household("赵大山", username="demo_other_village"), db.household("王建国")]
+    before = snapshot()
+    response = village.post("/api/v1/cases/batch", json={"procedure": "monitoring_exit", "subject_ids": ids})
+    assert response.status_code == 422
+    assert f"对象 {ids[1]}" in response.get_json()["errors"]["subject_ids"]
+    assert snapshot() == before  # the first household's case was rolled back with the batch
+    for bad in ({"procedure": "monitoring_exit", "subject_ids": []}, {"procedure": "monitoring_exit"},
+                {"procedure": "monitoring_exit", "subject_ids": ["1"]}, {"procedure": "monitoring_exit",
+                                                                         "subject_ids": [2**40]}):
+        assert village.post("/api/v1/cases/batch", json=bad).status_code == 422, bad
+    assert village.post("/api/v1/cases/batch", json={"procedure": "nope", "subject_ids": ids[:1]}).status_code == 404

@@ -24,6 +24,9 @@ the processes meet at a barrier before and after each round so their rounds over
   ``TaskRow`` of the case, ``CaseService.complete_task`` (case lock, spec-free state, spec
   cache, task/timer row sync, audit event), commit. Actors are resolved once per process
   (the web layer's per-request user load is not counted).
+* XF cold: the same with the per-process live-workflow cache off (``LIVE_WORKFLOWS.capacity = 0``), so
+  every mutation deserializes the stored state, as when consecutive requests for one case land on
+  different web processes.
 * naive: a table with one ``Text`` blob per case holding the whole workflow serialized
   *with its spec* by ``FULL_SERIALIZER``. Per step: ORM load, ``deserialize_json``, complete
   the ready user task, ``do_engine_steps``, ``serialize_json``, ORM save, commit. No task
@@ -54,6 +57,7 @@ import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
+import queue as queue_mod  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -88,6 +92,7 @@ from engine.models import (  # noqa: E402
 from engine.procedures.expressions import SCRIPT_ENGINE  # noqa: E402
 from engine.procedures.serialization import FULL_SERIALIZER, spec_from_json  # noqa: E402
 from engine.procedures.step_rules import spec_properties  # noqa: E402
+from engine.runtime.live_cache import LIVE_WORKFLOWS  # noqa: E402
 from engine.runtime.projections import is_timer, timer_due  # noqa: E402
 from engine.uow import UnitOfWork  # noqa: E402
 
@@ -229,6 +234,18 @@ class XiangFlowPath:
         self.engine.dispose()
 
 
+class XiangFlowColdPath(XiangFlowPath):
+    """XiangFlow with the live-workflow cache off: every mutation deserializes the stored state, as when
+    consecutive requests for one case land on different web processes."""
+
+    name = "XF cold"
+
+    def __init__(self, url: str):
+        LIVE_WORKFLOWS.capacity = 0
+        LIVE_WORKFLOWS.clear()
+        super().__init__(url)
+
+
 # ---------------------------------------------------------------------------------- naive
 class NaivePath:
     name = "naive"
@@ -365,7 +382,7 @@ def _next_due(wf) -> datetime | None:
     return min((due for due in dues if due is not None), default=None)
 
 
-PATHS = {"xiangflow": XiangFlowPath, "naive": NaivePath}
+PATHS = {"xiangflow": XiangFlowPath, "xiangflow-cold": XiangFlowColdPath, "naive": NaivePath}
 
 
 # ---------------------------------------------------------------------------------- running
@@ -479,8 +496,18 @@ def run_processes(kind: str, url: str, subject_ids: list[int], processes: int) -
     for p in procs:
         p.start()
     results = []
-    for _ in procs:
-        status, payload = queue.get()
+    while len(results) < len(procs):
+        try:
+            status, payload = queue.get(timeout=5)
+        except queue_mod.Empty:
+            # a worker that died before it could report (killed, or an import failure) must not hang the bench
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                barrier.abort()
+                for p in procs:
+                    p.join(timeout=10)
+                raise SystemExit(f"{kind} worker exited with code {dead[0].exitcode} without a result") from None
+            continue
         if status != "ok":
             for p in procs:
                 p.join(timeout=10)
@@ -519,7 +546,7 @@ def check_and_measure(url: str, kind: str, case_ids: list[int]) -> float:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            if kind == "xiangflow":
+            if kind.startswith("xiangflow"):
                 rows = session.execute(select(Case.status, Case.state).where(Case.id.in_(case_ids))).all()
                 bad = [s for s, _ in rows if s != CaseStatus.exited]
                 sizes = [len(state.encode("utf-8")) for _, state in rows]
@@ -677,10 +704,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     sizes: dict[str, float] = {}
     for procs in process_counts:
-        for kind in ("xiangflow", "naive"):
+        for kind in ("xiangflow", "xiangflow-cold", "naive"):
             subject_ids = add_households(url, args.cases, f"{kind}-{procs}p-")
             res = run_processes(kind, url, subject_ids, procs)
-            sizes.setdefault(kind, check_and_measure(url, kind, res["case_ids"]))
+            sizes.setdefault(kind.removesuffix("-cold"), check_and_measure(url, kind, res["case_ids"]))
             results.append(res)
 
     print(f"\nuser tasks completed per case: {' → '.join(results[0]['titles'])}")
@@ -696,15 +723,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['wall_s']:>7.2f} {r['completions_per_s']:>8.1f} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} "
               f"{r['max_ms']:>7.1f} {r['cpu_ms']:>7.2f} {r['starts_per_s']:>8.1f} {r['retries']:>7}")
     print()
-    ratios = {}
+    ratios: dict[int, float] = {}
+    cold_ratios: dict[int, float] = {}
     for procs in process_counts:
         xf = next(r for r in results if r["path"] == "xiangflow" and r["processes"] == procs)
+        cold = next(r for r in results if r["path"] == "xiangflow-cold" and r["processes"] == procs)
         nv = next(r for r in results if r["path"] == "naive" and r["processes"] == procs)
         ratios[procs] = xf["completions_per_s"] / nv["completions_per_s"]
-        verdict = "faster" if ratios[procs] >= 1 else "SLOWER"
-        print(f"throughput XiangFlow/naive, {procs} process(es): {ratios[procs]:.2f}x "
-              f"(XiangFlow is {verdict} than the naive baseline); client CPU per completion "
-              f"{xf['cpu_ms']:.2f} ms vs {nv['cpu_ms']:.2f} ms")
+        cold_ratios[procs] = cold["completions_per_s"] / nv["completions_per_s"]
+        for label, ratio, row in (("warm (live-workflow cache on)", ratios[procs], xf),
+                                  ("cold (cache off)", cold_ratios[procs], cold)):
+            verdict = "faster" if ratio >= 1 else "SLOWER"
+            print(f"throughput XiangFlow/naive, {procs} process(es), {label}: {ratio:.2f}x "
+                  f"(XiangFlow is {verdict} than the naive baseline); client CPU per completion "
+                  f"{row['cpu_ms']:.2f} ms vs {nv['cpu_ms']:.2f} ms")
     print(f"state size at the end (waiting for 回访): XiangFlow case.state {sizes['xiangflow']:.0f} B (spec-free), "
           f"naive blob {sizes['naive']:.0f} B (with spec), ratio {sizes['xiangflow'] / sizes['naive']:.2f}")
     rows = count_rows(url)
@@ -721,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
                      if k not in ("case_ids", "titles")} for r in results],
         "throughput_ratio_xiangflow_over_naive": {str(k): round(v, 3) for k, v in ratios.items()},
+        "throughput_ratio_cold_over_naive": {str(k): round(v, 3) for k, v in cold_ratios.items()},
         "state_bytes": {"xiangflow": round(sizes["xiangflow"]), "naive": round(sizes["naive"])},
         "loadavg_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
     }

@@ -31,3 +31,5 @@ WORKFLOWS_DIR = ROOT / "workflows"
 FORMS_DIR = ROOT / "forms"
 REGIONS_CSV = Path(os.environ.get("XIANGFLOW_REGIONS_CSV", str(ROOT / "data" / "regions" / "seed_counties.csv")))
 STORAGE_DIR = Path(os.environ.get("XIANGFLOW_STORAGE_DIR", str(ROOT / "instance" / "attachments")))
+# live workflows kept per process after a commit (engine/runtime/live_cache.py); 0 turns the cache off
+LIVE_WORKFLOW_CACHE = int(os.environ.get("XIANGFLOW_LIVE_WORKFLOW_CACHE", "256"))

@@ -15,7 +15,7 @@ keeps working; a modelled loop would deepen the tree each round, SpiffWorkflow i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -140,13 +140,12 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
 
     def decision_data(self, case: Case) -> dict[str, Any]:
         """Values the diagram computed (DMN results, scripts) that no form shows, for the case page."""
-        with self.pipeline.context():
-            workflow = self.pipeline.load(case)
-        last = workflow.last_task or workflow.task_tree
         form_keys = set(self.definitions.field_labels(case.version))
-        return {k: v for k, v in sorted(last.data.items())
-                if k not in RESERVED_KEYS and k not in form_keys and not k.startswith(("subject_", "linked_"))
-                and k not in ("last_event_reason",) and isinstance(v, (str, int, float, bool))}
+        with self.pipeline.reading(case) as workflow:
+            last = workflow.last_task or workflow.task_tree
+            return {k: v for k, v in sorted(last.data.items())
+                    if k not in RESERVED_KEYS and k not in form_keys and not k.startswith(("subject_", "linked_"))
+                    and k not in ("last_event_reason",) and isinstance(v, (str, int, float, bool))}
 
     def step_properties(self, row: TaskRow) -> dict[str, str]:
         """The properties of the row's user step (``opinionRequired``, ``attachments`` …), from the version's spec."""
@@ -206,10 +205,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         :raises ValidationError: bad action, missing opinion or bad form data.
         :raises CaseExecutionError: the workflow could not advance; nothing is saved.
         """
+        case, _ = self.pipeline.lock_task(task_id)  # the row read fresh under the case lock, in one statement
         row = self.get_task(task_id, actor)
-        self.check_may_complete(row, actor, action)
-        case = self.pipeline.lock(row.case_id)
-        self.session.refresh(row)
         self.check_may_complete(row, actor, action)
 
         allowed = row.actions.split(",")
@@ -260,8 +257,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         :raises ValidationError: a field is missing or invalid.
         """
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
-        earlier = merged_data(list(self.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id))))
+        earlier = _Earlier(lambda: merged_data(list(self.session.scalars(
+            select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)))))
         subject = self._case_of(row).subject
         cleaned = forms.validate(schema, data or {}, earlier, {"name": subject.name, "id_number": subject.id_number})
         self._check_signers(self._case_of(row), cleaned)
@@ -312,9 +309,9 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         :raises ConflictError: the task is no longer ready.
         :raises ValidationError: the required signature is missing.
         """
-        with self.pipeline.context():
-            task = self._ready_task(self.pipeline.load(self._case_of(row)), row)
-        require_signature(self.session, row, task.task_spec)
+        with self.pipeline.reading(self._case_of(row)) as workflow:
+            spec = self._ready_task(workflow, row).task_spec
+        require_signature(self.session, row, spec)
 
     # ------------------------------------------------------------------ issuance (出具公示/公告)
     def complete_issuance(self, case_id: int, notice_kind: str, actor: Actor,
@@ -382,13 +379,11 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         """Earlier user steps (bpmn id, name) that a return from this open task may go back to."""
         if row.status not in (TaskStatus.open, TaskStatus.waiting) or "return" not in row.actions.split(","):
             return []
-        with self.pipeline.context():
-            task = find_task(self.pipeline.load(self._case_of(row)), row.spiff_task_id)
-        if task is None:
-            return []
         seen: dict[str, str] = {}
-        for target in returns.earlier_user_steps(task):
-            seen.setdefault(target.task.task_spec.bpmn_id, countersign.step_name(target.task.task_spec))
+        with self.pipeline.reading(self._case_of(row)) as workflow:
+            task = find_task(workflow, row.spiff_task_id)
+            for target in returns.earlier_user_steps(task) if task is not None else []:
+                seen.setdefault(target.task.task_spec.bpmn_id, countersign.step_name(target.task.task_spec))
         return list(seen.items())
 
     # ------------------------------------------------------------------ for engine/studio (until it uses mutate)
@@ -413,6 +408,31 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
             m.settled()
 
         self.pipeline.run(case, act)
+
+
+class _Earlier(Mapping[str, Any]):
+    """The case's earlier form data, read from its task rows only if a form rule asks for it."""
+
+    def __init__(self, load: Callable[[], dict[str, Any]]):
+        self._load = load
+        self._data: dict[str, Any] | None = None
+
+    def _loaded(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def __bool__(self) -> bool:  # forms.validate writes ``earlier or {}``: do not read for that
+        return True
+
+    def __getitem__(self, key: str) -> Any:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 def _checked_start_data(data: dict[str, Any] | None) -> dict[str, Any]:

@@ -49,16 +49,14 @@ class CaseEvents:
         if case.finished_at is not None or case.status in (CaseStatus.rejected, CaseStatus.withdrawn):
             return []
         pipeline = self.pipeline
-        with pipeline.context():
-            workflow = pipeline.load(case)
+        with pipeline.reading(case) as workflow:
+            waiting = [t.task_spec for t in workflow.get_tasks(state=TaskState.WAITING) if is_raisable(t)]
         events = []
-        for task in workflow.get_tasks(state=TaskState.WAITING):
-            if not is_raisable(task):
-                continue
-            role = role_of_lane(task.task_spec.lane)
+        for spec in waiting:
+            role = role_of_lane(spec.lane)
             events.append({
-                "event_id": task.task_spec.bpmn_id,
-                "name": task.task_spec.bpmn_name or task.task_spec.bpmn_id,
+                "event_id": spec.bpmn_id,
+                "name": spec.bpmn_name or spec.bpmn_id,
                 "role": role,
                 "can_raise": self.access.may_raise_event(role, case, actor),
             })

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from engine.models import Notification, TaskRow, TaskStatus, User, UserRole
+from engine.models import Notification, TaskRow, TaskStatus, User, UserRole, UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,17 @@ class NotificationService:
                  "body": body, "created_at": now} for user_id in ids])
         return len(ids)
 
-    def task_opened(self, row: TaskRow) -> None:
-        self.notify(self.holders(row.role_code, row.scope_code), "task", f"新待办:{row.title}",
-                    f"{row.case.title}", case_id=row.case_id, task_id=row.id)
+    def task_opened(self, row: TaskRow, case_title: str) -> None:
+        """Tell every active holder of a new group task's role at its scope (one INSERT … SELECT)."""
+        holders = (
+            select(UserRole.user_id, literal(row.case_id), literal(row.id), literal("task"),
+                   literal(f"新待办:{row.title}"[:200]), literal(case_title), literal(self.clock.now(), UTCDateTime()))
+            .join(User, User.id == UserRole.user_id)
+            .where(UserRole.role_code == row.role_code, UserRole.region_code == row.scope_code,
+                   User.is_active.is_(True))
+        )
+        self.session.execute(insert(Notification).from_select(
+            ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"], holders))
 
     def remind_due_tasks(self, window: timedelta) -> int:
         """催办: tell the assignees of open tasks due within window, once per task; return tasks reminded."""

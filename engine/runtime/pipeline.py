@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import inspect, select, update
+from sqlalchemy import bindparam, inspect, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine.access.assignment import scope_for
@@ -48,11 +48,22 @@ from engine.procedures.definitions import DefinitionService
 from engine.procedures.expressions import SCRIPT_ENGINE
 from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
 from engine.runtime import countersign
+from engine.runtime.live_cache import LIVE_WORKFLOWS, database_key
 from engine.runtime.notify import NotificationService
 from engine.runtime.projections import Projections, TreeWalk, apply_outcome, case_status, completed_path
 
 T = TypeVar("T")
 _UNSET: Any = object()
+_TASK = TaskRow.__table__
+_CASE = Case.__table__
+# the compare-and-set save, built once; the columns it sets are the parameters given (a plain table UPDATE:
+# the case object is brought up to date by hand)
+# the task row and its case in one statement; the row's people are loaded only if used
+_LOCK_TASK = (select(Case, TaskRow).join(TaskRow, TaskRow.case_id == Case.id).where(TaskRow.id == bindparam("task_id"))
+              .options(lazyload(TaskRow.completed_by), lazyload(TaskRow.assignee))
+              .execution_options(populate_existing=True))
+_LOCK_TASK_FOR_UPDATE = _LOCK_TASK.with_for_update(of=Case)
+_SAVE = update(_CASE).where(_CASE.c.id == bindparam("case_id"), _CASE.c.lock_version == bindparam("expected_lock"))
 
 
 class Mutation:
@@ -64,6 +75,9 @@ class Mutation:
         self.version: ProcedureVersion = case.version
         self._workflow = workflow
         self.completed_before: set = set()  # ids of the tasks completed before the act (a new case: none)
+        # the tree as stored before the act: the task and timer rows mirror it (None: read the rows instead)
+        self.before: TreeWalk | None = TreeWalk() if workflow is not None else None
+        self.completed_rows: list[tuple[TaskRow, TaskStatus]] = []
         self.kept = False
         self.engine_steps = True
         self._events: list[dict[str, Any]] = []
@@ -73,8 +87,9 @@ class Mutation:
     def workflow(self) -> BpmnWorkflow:
         """The case's live workflow (loaded on first use)."""
         if self._workflow is None:
-            self._workflow = self._pipeline.load(self.case)
-            self.completed_before = {t.id for t in self._workflow.get_tasks(state=TaskState.COMPLETED)}
+            self._workflow, walk = self._pipeline.take(self.case)
+            self.before = walk or TreeWalk.of(self._workflow)
+            self.completed_before = {t.id for t in self.before.completed}
         return self._workflow
 
     @property
@@ -105,15 +120,21 @@ class Mutation:
             values["opinion"] = opinion
         if data is not _UNSET:
             values["data"] = data
-        done = self._pipeline.session.execute(
-            update(TaskRow).where(TaskRow.id == row.id, TaskRow.status == expect).values(**values))
+        session = self._pipeline.session
+        with session.no_autoflush:  # a plain table UPDATE: the row object is brought up to date below
+            done = session.execute(update(_TASK).where(_TASK.c.id == row.id, _TASK.c.status == expect)
+                                   .values(**values))
         if done.rowcount != 1:
             raise ConflictError("该任务已被处理")
+        for key, value in values.items():
+            set_committed_value(row, key, value)
+        self.completed_rows.append((row, expect))
 
     def replace(self, workflow: BpmnWorkflow, version: ProcedureVersion) -> None:
         """Put the case on another version with its migrated workflow (studio migration)."""
         if self._workflow is None:
             self.completed_before = {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
+        self.before = None  # the migrated tree is no longer the stored one: project from the rows
         self._workflow = workflow
         self.version = version
         self.case.procedure_version_id = version.id
@@ -241,7 +262,7 @@ class CasePipeline:
         walk = TreeWalk.of(m.workflow)  # the one walk every projection reads
         apply_outcome(m.case, case_status(m.workflow, walk.completed, walk.finished), now)
         m.case.path = completed_path(walk.completed)
-        self.save(m.case, m.workflow, expected, now)
+        self.save(m.case, m.workflow, expected, now, walk)
         self.projections.run(m, walk, now)
 
     def _write_events(self, m: Mutation) -> None:
@@ -268,11 +289,45 @@ class CasePipeline:
             raise NotFoundError("案件不存在")
         return case
 
+    def lock_task(self, task_id: int) -> tuple[Case, TaskRow]:
+        """A task row, read fresh, and its case locked, in one statement (``lock`` for a task's case).
+
+        :raises NotFoundError: no such task.
+        :raises ConflictError: another transaction holds the lock.
+        """
+        stmt = _LOCK_TASK_FOR_UPDATE if self.session.get_bind().dialect.name == "postgresql" else _LOCK_TASK
+        try:
+            found = self.session.execute(stmt, {"task_id": task_id}).first()
+        except OperationalError as exc:
+            raise ConflictError("案件正被他人处理,请稍后重试") from exc
+        if found is None:
+            raise NotFoundError("任务不存在")
+        return found[0], found[1]
+
     def load(self, case: Case) -> BpmnWorkflow:
-        """The case's workflow as stored (for reading; a change goes through ``mutate``)."""
+        """The case's workflow as stored, deserialized (a change goes through ``mutate``)."""
         version = case.version
         return load_state(case.state, case.serializer_version, self.definitions.specs(version),
                           lambda: version.spec_json)
+
+    def take(self, case: Case) -> tuple[BpmnWorkflow, TreeWalk | None]:
+        """The case's workflow for a mutation: this process's live copy of exactly the stored state if it
+        has one (taken out of the cache while the mutation uses it, with its walk), else deserialized."""
+        entry = LIVE_WORKFLOWS.take((database_key(self.session), case.id), case.lock_version, case.state)
+        if entry is None:
+            return self.load(case), None
+        return entry.workflow, entry.walk
+
+    @contextlib.contextmanager
+    def reading(self, case: Case) -> Iterator[BpmnWorkflow]:
+        """The case's workflow to read (not change) inside the block, in the diagram's context."""
+        key = (database_key(self.session), case.id)
+        lock_version, state = case.lock_version, case.state
+        with self.context():
+            entry = LIVE_WORKFLOWS.take(key, lock_version, state)
+            yield entry.workflow if entry is not None else self.load(case)
+        if entry is not None:
+            LIVE_WORKFLOWS.give_back(key, entry)
 
     def advance(self, workflow: BpmnWorkflow) -> None:
         """Fire due timers and run the engine steps up to the next wait state.
@@ -285,7 +340,8 @@ class CasePipeline:
         except (SpiffWorkflowException, UnsafeExpressionError, NameError, TypeError, ValueError) as exc:
             raise CaseExecutionError(f"流程无法继续: {exc}") from exc
 
-    def save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None, now) -> None:
+    def save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None, now,
+             walk: TreeWalk | None = None) -> None:
         """Write the state with the case's status and path: a compare-and-set on lock_version.
 
         :raises ConflictError: the case changed since it was locked.
@@ -296,6 +352,7 @@ class CasePipeline:
             case.updated_at = now
             case.lock_version = 1
             self.session.flush()
+            LIVE_WORKFLOWS.remember(self.session, (database_key(self.session), case.id), 1, state, workflow, walk)
             return
         values = dict(state=state, updated_at=now, lock_version=expected_lock + 1, status=case.status,
                       outcome_reason=case.outcome_reason, finished_at=case.finished_at,
@@ -304,10 +361,7 @@ class CasePipeline:
         try:
             # the attribute changes above travel in this one compare-and-set statement; no autoflush of them first
             with self.session.no_autoflush:
-                res = self.session.execute(
-                    update(Case).where(Case.id == case.id, Case.lock_version == expected_lock)
-                    .values(**values).execution_options(synchronize_session=False)
-                )
+                res = self.session.execute(_SAVE, {"case_id": case.id, "expected_lock": expected_lock, **values})
         except OperationalError as exc:
             raise ConflictError("案件正被他人处理,请稍后重试") from exc
         if res.rowcount != 1:
@@ -319,3 +373,5 @@ class CasePipeline:
         unsaved = [a.key for a in inspect(case).attrs if a.history.has_changes()]
         if unsaved:
             self.session.expire(case, unsaved)
+        LIVE_WORKFLOWS.remember(self.session, (database_key(self.session), case.id), expected_lock + 1, state,
+                                workflow, walk)

@@ -17,7 +17,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from engine.access.assignment import procedure_serves, scope_for
 from engine.core.errors import CaseExecutionError, NotFoundError
@@ -29,6 +29,8 @@ from engine.runtime import countersign
 
 if TYPE_CHECKING:
     from engine.runtime.pipeline import CasePipeline, Mutation
+
+_TASK = TaskRow.__table__
 
 
 def timer_due(task) -> datetime | None:
@@ -160,25 +162,34 @@ class Projections:
         self.session = pipeline.session
 
     def run(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
-        self.sync_tasks(m.case, walk, now)
+        self.sync_tasks(m, walk, now)
         self.sync_timers(m, walk, now)
         self.start_linked_cases(m, walk)
 
     # ------------------------------------------------------------------ task rows
-    def sync_tasks(self, case: Case, walk: TreeWalk, now: datetime) -> None:
-        ready = dict(walk.ready_manual)
-        open_rows = self.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == case.id,
-                                  TaskRow.status.in_((TaskStatus.open, TaskStatus.waiting)))
-        ).all()
-        still_ready = set(ready)
-        for row in open_rows:
-            # a 加签 parent (waiting) and its co-signers' rows share one spiff task: kept or cancelled together
-            if row.spiff_task_id in still_ready:
-                ready.pop(row.spiff_task_id, None)
-            else:
-                row.status = TaskStatus.cancelled
-                row.completed_at = now
+    def sync_tasks(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
+        """Open a row for each user task that became ready, cancel the rows of those no longer ready.
+
+        The open (and waiting) rows of a case mirror the ready user tasks of its stored tree, so the
+        difference between the tree before and after the act says what to do without reading the rows;
+        when the tree before is unknown (a migrated workflow) the rows are read.
+        """
+        case = m.case
+        if m.before is None:
+            ready = self._reconcile_with_rows(case, walk, now)
+        else:
+            ready = {k: t for k, t in walk.ready_manual.items() if k not in m.before.ready_manual}
+            gone = set(m.before.ready_manual) - set(walk.ready_manual)
+            # a task's own row completed now from open has no open co-signers: nothing of its task is left to
+            # cancel (a 加签 parent completed from waiting, or a co-signer's row, leaves rows of it open)
+            gone -= {row.spiff_task_id for row, was in m.completed_rows
+                     if was == TaskStatus.open and row.parent_task_id is None}
+            if gone:
+                self.session.execute(
+                    update(TaskRow).where(TaskRow.case_id == case.id, TaskRow.spiff_task_id.in_(sorted(gone)),
+                                          TaskRow.status.in_((TaskStatus.open, TaskStatus.waiting)))
+                    .values(status=TaskStatus.cancelled, completed_at=now)
+                    .execution_options(synchronize_session="evaluate"))
         if not ready:
             return
         definitions = self.pipeline.definitions
@@ -222,13 +233,32 @@ class Projections:
                 if row.assignee_id is None:
                     raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的会签人 {signer!r} 不是本辖区的 {role}")
                 row.instance_group, row.multi_sign = countersign.group_of(parent), countersign.sign_mode(spec)
-            self.session.add(row)
-            self.session.flush()
+            # a plain table INSERT (the ORM's unit of work is slower and nothing in this transaction needs the
+            # object in the session); the row object is the notifications' view of it
+            values = {c.key: getattr(row, c.key) for c in _TASK.columns if c.key != "id"}
+            row.id = self.session.execute(insert(_TASK).values(values)).inserted_primary_key[0]
             if row.assignee_id:
                 notifications.notify([row.assignee_id], "task", f"新待办:{row.title}", case.title,
                                      case_id=case.id, task_id=row.id)
             else:
-                notifications.task_opened(row)
+                notifications.task_opened(row, case.title)
+
+    def _reconcile_with_rows(self, case: Case, walk: TreeWalk, now: datetime) -> dict[str, Any]:
+        """Cancel the case's open rows whose task is no longer ready; return the ready tasks without a row."""
+        ready = dict(walk.ready_manual)
+        open_rows = self.session.scalars(
+            select(TaskRow).where(TaskRow.case_id == case.id,
+                                  TaskRow.status.in_((TaskStatus.open, TaskStatus.waiting)))
+        ).all()
+        still_ready = set(ready)
+        for row in open_rows:
+            # a 加签 parent (waiting) and its co-signers' rows share one spiff task: kept or cancelled together
+            if row.spiff_task_id in still_ready:
+                ready.pop(row.spiff_task_id, None)
+            else:
+                row.status = TaskStatus.cancelled
+                row.completed_at = now
+        return ready
 
     def _due_at(self, due_in: str | None, now: datetime, day_kind: str) -> datetime | None:
         """A task's due time from its ``dueIn`` duration, in natural or working days."""
@@ -253,6 +283,9 @@ class Projections:
     # ------------------------------------------------------------------ timer rows
     def sync_timers(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
         case = m.case
+        if m.before is not None and {k: due for k, (_t, due) in m.before.waiting_timers.items()} \
+                == {k: due for k, (_t, due) in walk.waiting_timers.items()}:
+            return  # the timer rows mirror the stored tree's waiting timers, and those did not change
         waiting = dict(walk.waiting_timers)
         # every timer row of the case in one query: the waiting ones are synced, the others re-armed if waiting again
         all_rows = self.session.scalars(select(TimerRow).where(TimerRow.case_id == case.id)).all()

@@ -43,13 +43,13 @@ def _race(db, task_id: int, usernames: list[str], data: dict, monkeypatch) -> li
     actors = [db.actor(u) for u in usernames]
     barrier = threading.Barrier(len(actors))
     both_read_open = threading.Barrier(len(actors))
-    original_lock = CasePipeline.lock
+    original_lock = CasePipeline.lock_task
 
-    def lock_after_both_have_read(self, case_id):
+    def lock_after_both_have_read(self, task_id):
         both_read_open.wait(timeout=20)
-        return original_lock(self, case_id)
+        return original_lock(self, task_id)
 
-    monkeypatch.setattr(CasePipeline, "lock", lock_after_both_have_read)
+    monkeypatch.setattr(CasePipeline, "lock_task", lock_after_both_have_read)
     results: list[object] = [None] * len(actors)
 
     def work_on(i: int) -> None:

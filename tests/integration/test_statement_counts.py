@@ -76,3 +76,27 @@ def test_case_page_issues_as_many_statements_after_a_return_and_resubmit_as_befo
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
     assert page.count("请补充收入证明") >= 1
     assert _statements(app, client, f"/cases/{case_id}") == before
+
+
+def test_completing_a_task_runs_at_most_seven_statements(db):
+    """A completion through the mutation pipeline: the task read with its case locked, the task row and the
+    case saved (compare-and-set), the next task row and its holders' notifications, the audit row — plus,
+    on 民主评议, the earlier steps' data its date rule compares with."""
+    (subject_id,) = _households(db, 1)
+    case_id = _case_past_household_check(db, subject_id)
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "village_review"
+    village = db.actor("demo_village")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.uow() as work:
+            work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert [t.spec_name for t in db.open_tasks(case_id)] == ["issue_village_notice"]
+    assert len(statements) <= 7, "\n".join(statements)

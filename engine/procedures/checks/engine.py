@@ -10,7 +10,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-from engine.procedures.checks.bundle import CheckedBundle
+from engine.procedures.checks.bundle import KIND_WORDS, CheckedBundle
 from engine.procedures.checks.problem import Problem
 from engine.procedures.steps import role_of_lane
 
@@ -49,13 +49,19 @@ _WORDS = {"Signal": "信号", "Message": "消息", "Error": "错误", "Escalatio
           "Input": "输入", "Output": "输出", "input": "输入", "output": "输出"}
 
 
+def _word(group: str) -> str:
+    if group in _WORDS:
+        return _WORDS[group]
+    return f"{KIND_WORDS[group]}({group})" if group in KIND_WORDS else group
+
+
 def spiff_message(exc: Exception) -> str:
     """What a SpiffWorkflow refusal means, in Chinese (never the exception's class or English text)."""
     text = str(exc)
     for pattern, message in _SPIFF_MESSAGES:
         match = pattern.search(text)
         if match:
-            return message.format(*(_WORDS.get(g, g) for g in match.groups()))
+            return message.format(*(_word(g) for g in match.groups()))
     return "流程图中有引擎无法识别的结构(可能缺少连线的起点/终点、引用了不存在的元素,或使用了不支持的写法)"
 
 

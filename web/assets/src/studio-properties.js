@@ -2,7 +2,8 @@
 // engine reads from a diagram (README, "BPMN properties XiangFlow reads"):
 //   lane            → role          (lane name "中文名 (role_code)")
 //   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind (an issuance step),
-//                     opinionRequired (true: every action needs an opinion), attachments (accepted kinds or none)
+//                     opinionRequired (true: every action needs an opinion), batchApproval (批量审批),
+//                     attachments (accepted kinds or none)
 //   business rule   → calledDecisionId (a decision of the draft's DMN files)
 //   timer event     → days in natural days ("P15D") or working days (workdays(15))
 //   sequence flow   → condition expression (out of exclusive/inclusive gateways)
@@ -250,6 +251,15 @@ export function attachmentsProblem(value) {
   return null;
 }
 
+function batchApprovalEntry() {
+  return entry('xf-batch-approval', 'checkbox', (element, injector) => ({
+    label: label('batchApproval'),
+    description: '勾选后办理人可在待办中勾选多件本步骤的任务,填写一次意见一并通过',
+    getValue: () => getSpiffProperty(element, 'batchApproval') === 'true',
+    setValue: (checked) => setSpiffProperty(injector, element, 'batchApproval', checked ? 'true' : ''),
+  }));
+}
+
 function opinionRequiredEntry() {
   return entry('xf-opinion-required', 'checkbox', (element, injector) => ({
     label: label('opinionRequired'),
@@ -346,6 +356,7 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
       entries.push(spiffText('xf-due-in', 'dueIn', label('dueIn', ',ISO 时长'), '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
         (v) => (!v || ISO_DURATION.test(v) ? null : '应为 ISO 时长,如 P5D')));
       entries.push(opinionRequiredEntry());
+      entries.push(batchApprovalEntry());
       entries.push(spiffText('xf-attachments', 'attachments', label('attachments'),
         '逗号分隔的附件类别,如 房屋照片,鉴定报告(上传时供选择);填 none 表示本步骤不接受附件;不填为一般附件',
         attachmentsProblem));

@@ -12,9 +12,9 @@ scheduler tick off) and drives it with ``--users`` simulated users of every leve
 township officers, county departments, county leaders; each its own account in its own region). Each
 user logs in once, then repeats: open the inbox, search by name, and — if the inbox holds a step the user
 can decide — open the task, complete it (approve, through the JSON API) and open its case; otherwise open
-a case from the inbox. Between requests a user thinks for a random time (exponential, mean ``--think``
-seconds; 0 = no pause). The first ``--warmup`` seconds are not counted. On the big database the same
-users then run one at a time (concurrency 1) for the complete-cost comparison.
+a case from the inbox. Between requests a user reads for a random time (exponential, mean ``--think``
+seconds, default 10; 0 = no pause). The first ``--warmup`` seconds are not counted. On the big database
+the same users then run one at a time without pauses (concurrency 1) for the complete-cost comparison.
 
 Prints p50/p95/p99 and throughput per operation and scale; the last line is one JSON object
 ``{"users": N, "scales": {"10000": {"inbox": {"p50_ms", "p95_ms", "p99_ms", "per_s", "count"}, …}, …}}``

@@ -58,7 +58,7 @@ from engine.runtime.notify import NotificationService
 from engine.runtime.pipeline import CasePipeline, Mutation
 from engine.runtime.projections import completed_path, find_task, is_timer, prune_event_manager, timer_due
 from engine.runtime.signatures import require_signature
-from engine.runtime.timers import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF, TimerFiring
+from engine.runtime.timers import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF, TIMER_LEASE, TimerFiring
 
 MAX_OPINION_LENGTH = 2000
 ISSUE_ELSEWHERE = "请在“公示公告”页面出具公示,出具后本步骤自动完成"
@@ -94,7 +94,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
     """Runs cases. Takes its session and clock; never commits."""
 
     def __init__(self, session: Session, clock, definitions: DefinitionService | None = None,
-                 timer_lease: timedelta = timedelta(minutes=5), access: AccessPolicy | None = None):
+                 timer_lease: timedelta = TIMER_LEASE, access: AccessPolicy | None = None):
         self.session = session
         self.clock = clock
         self.access = access or AccessPolicy(session)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from engine.access.directory import ROLES
 from engine.core.settings import ROOT
 from engine.models import AuditEvent, TaskRow, TaskStatus, TimerRow, TimerStatus
 from engine.procedures.definitions import bundle_from_files
+from engine.runtime.timers import TIMER_LEASE
 
 pytestmark = pytest.mark.postgres
 TIMERS = 2000
@@ -59,7 +61,9 @@ with app.app_context():
 
 
 def _worker(db, at, name, *extra):
-    return subprocess.Popen([sys.executable, "-m", "engine.runtime.timers", "--url", db.url, "--at", at.isoformat(),
+    """A worker process on a clock frozen at at, or on the system clock when at is None."""
+    clock = ["--at", at.isoformat()] if at is not None else []
+    return subprocess.Popen([sys.executable, "-m", "engine.runtime.timers", "--url", db.url, *clock,
                              "--batch", "50", "--name", name, *extra], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -134,9 +138,37 @@ def test_a_worker_killed_mid_run_loses_no_timer_and_fires_none_twice(many_due_ti
     out, err = early.communicate(timeout=600)
     assert early.returncode == 0, err[-2000:]
     assert _count(db, fired_stmt) == TIMERS - 25
-    # … and after the lease (5 minutes) has expired, they are fired exactly once
-    later = at + timedelta(minutes=6)
+    # … and once its lease (TIMER_LEASE, 30 s, no longer renewed by the dead worker) has run out, they are
+    # fired exactly once
+    later = at + TIMER_LEASE + timedelta(seconds=1)
     procs = [_worker(db, later, "w1"), _worker(db, later, "w2")]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+    _assert_each_fired_once(db)
+
+
+def test_a_live_workers_heartbeat_keeps_its_timers_and_a_killed_workers_timers_are_free_after_the_lease(
+        many_due_timers):
+    db = many_due_timers  # due a day after START, long before the system clock's now
+    lease = ["--lease-seconds", "6"]  # renewed every 2 s while the worker lives
+    holder = _worker(db, None, "holder", "--pause-after", "225", *lease)
+    assert holder.stdout.readline().strip() == "paused", holder.stderr.read()[-2000:]
+    held = select(func.count(TimerRow.id)).where(TimerRow.status == TimerStatus.waiting,
+                                                 TimerRow.claimed_until.is_not(None))
+    assert _count(db, held) == 25
+    time.sleep(9)  # longer than the lease: only the heartbeat keeps the 25 timers the holder's
+    other = _worker(db, None, "other", *lease)
+    out, err = other.communicate(timeout=600)
+    assert other.returncode == 0, err[-2000:]
+    fired_stmt = select(func.count(AuditEvent.id)).where(AuditEvent.action == "timer_fired")
+    assert _count(db, fired_stmt) == TIMERS - 25 and _count(db, held) == 25
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    for pipe in (holder.stdin, holder.stdout, holder.stderr):
+        pipe.close()
+    time.sleep(7)  # the dead holder renews nothing: its lease runs out
+    after = _worker(db, None, "after", *lease)
+    out, err = after.communicate(timeout=600)
+    assert after.returncode == 0, err[-2000:]
+    assert out.split()[-1] == "25"
     _assert_each_fired_once(db)

@@ -244,7 +244,8 @@ class Projections:
                 notifications.task_opened(row, case.title)
 
     def _reconcile_with_rows(self, case: Case, walk: TreeWalk, now: datetime) -> dict[str, Any]:
-        """Cancel the case's open rows whose task is no longer ready; return the ready tasks without a row."""
+        """Cancel the case's open rows whose task is no longer ready; return the ready tasks without a row.
+        A kept open row names its step as the tree now does (a migrated case's step may be renamed or moved)."""
         ready = dict(walk.ready_manual)
         open_rows = self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == case.id,
@@ -255,10 +256,23 @@ class Projections:
             # a 加签 parent (waiting) and its co-signers' rows share one spiff task: kept or cancelled together
             if row.spiff_task_id in still_ready:
                 ready.pop(row.spiff_task_id, None)
+                if row.status == TaskStatus.open:
+                    self._name_step(row, walk.ready_manual[row.spiff_task_id].task_spec, case)
             else:
                 row.status = TaskStatus.cancelled
                 row.completed_at = now
         return ready
+
+    def _name_step(self, row: TaskRow, spec: Any, case: Case) -> None:
+        """Give a row its step's title, lane, role, scope, form and actions from spec."""
+        role = role_of_lane(spec.lane)
+        level = self.pipeline.role_levels.get(role or "")
+        if level is None:
+            return
+        props = properties_of(spec)
+        row.title, row.spec_name, row.lane = spec.bpmn_name or spec.bpmn_id, spec.bpmn_id, spec.lane
+        row.role_code, row.scope_code = role, scope_for(case.region_code, level)
+        row.form_key, row.actions = props.form_key, ",".join(props.actions)
 
     def _due_at(self, due_in: str | None, now: datetime, day_kind: str) -> datetime | None:
         """A task's due time from its ``dueIn`` duration, in natural or working days."""

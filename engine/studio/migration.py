@@ -15,13 +15,11 @@ from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
-from engine.access.assignment import Actor, scope_for
+from engine.access.assignment import Actor
 from engine.access.policy import AccessPolicy
 from engine.core.errors import CaseExecutionError, NotFoundError, ValidationError
 from engine.models import Case, CaseStatus, ProcedureVersion, TaskRow, TaskStatus
-from engine.procedures.definitions import role_of_lane
 from engine.procedures.serialization import FULL_SERIALIZER, SERIALIZER_VERSION, dump_state, load_state
-from engine.procedures.steps import properties_of, raw_properties
 from engine.runtime.pipeline import Mutation
 from engine.runtime.projections import is_timer, prune_event_manager
 from engine.studio.ownership import StudioOwnership
@@ -106,10 +104,7 @@ class StudioMigration(StudioOwnership):
                 check.moved = True
                 return check
 
-            check = pipeline.mutate(case_id, move)
-            if check.moved:
-                self._refresh_open_rows(check.case_id)
-            results.append(check)
+            results.append(pipeline.mutate(case_id, move))  # its projections also rename the kept rows' steps
         self.audit(actor, "studio_migrated", f"{new.procedure.name} v{old.version} → v{new.version}",
                    {"moved": [r.case_id for r in results if r.moved],
                     "refused": {str(r.case_id): r.reasons for r in results if not r.moved},
@@ -173,30 +168,6 @@ class StudioMigration(StudioOwnership):
                 return check, None, set()
         check.movable = True
         return check, workflow, completed_before
-
-    def _refresh_open_rows(self, case_id: int) -> None:
-        """Open task rows that survived the move take their step's title, form, actions and role from the new
-        version (the pipeline opened and cancelled the others). Only the row columns that name the step are
-        written; engine/runtime's projection keeps rows of unchanged steps as they are."""
-        case = self.session.get(Case, case_id)
-        spec, subprocess_specs = self.definitions.specs(case.version)
-        steps = {t.bpmn_id: t for process in (spec, *subprocess_specs.values()) for t in process.task_specs.values()
-                 if getattr(t, "bpmn_id", None) and raw_properties(t)}  # a 会签's properties are on its child spec
-        for row in self.session.scalars(select(TaskRow).where(TaskRow.case_id == case.id,
-                                                              TaskRow.status == TaskStatus.open)):
-            step = steps.get(row.spec_name)
-            role = role_of_lane(getattr(step, "lane", None))
-            level = self.cases.role_levels.get(role or "")
-            if step is None or level is None:
-                continue
-            props = properties_of(step)
-            row.title = step.bpmn_name or step.bpmn_id
-            row.lane = step.lane
-            row.role_code = role
-            row.scope_code = scope_for(case.region_code, level)
-            row.form_key = props.form_key
-            row.actions = ",".join(props.actions)
-        self.session.flush()
 
 
 def _task_label(task) -> str:

@@ -56,7 +56,7 @@ from engine.runtime.cosign import CoSigning
 from engine.runtime.events import CaseEvents
 from engine.runtime.notify import NotificationService
 from engine.runtime.pipeline import CasePipeline, Mutation
-from engine.runtime.projections import completed_path, find_task, is_timer, prune_event_manager, timer_due
+from engine.runtime.projections import find_task, prune_event_manager
 from engine.runtime.signatures import require_signature
 from engine.runtime.timers import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF, TIMER_LEASE, TimerFiring
 
@@ -66,16 +66,6 @@ RESERVED_KEYS = {"case_id", "subject_name", "subject_kind", "region_code", "regi
                  "decision", "opinions", "last_opinion", "return_reason", "returned_from"}
 
 __all__ = ["CaseService", "ISSUE_ACTION", "MAX_TIMER_ATTEMPTS", "TIMER_BACKOFF", "checked_opinion"]
-
-# Names engine/studio imported from here before the pipeline existed; it moves onto the pipeline next.
-_completed_path, _is_timer, _prune_event_manager, _timer_due, _find_task = (
-    completed_path, is_timer, prune_event_manager, timer_due, find_task)
-
-
-def task_actions(task_spec) -> list[str]:
-    """The actions a user step allows (``properties_of(spec).actions``; kept for engine/studio)."""
-    return list(properties_of(task_spec).actions)
-
 
 def checked_opinion(opinion: str | None, required: str | None = None) -> str:
     """An opinion (审批意见) stripped and length-checked; required names why it may not be empty.
@@ -385,29 +375,6 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
             for target in returns.earlier_user_steps(task) if task is not None else []:
                 seen.setdefault(target.task.task_spec.bpmn_id, countersign.step_name(target.task.task_spec))
         return list(seen.items())
-
-    # ------------------------------------------------------------------ for engine/studio (until it uses mutate)
-    def _context(self):
-        return self.pipeline.context()
-
-    def _lock_case(self, case_id: int) -> Case:
-        return self.pipeline.lock(case_id)
-
-    def _load(self, case: Case) -> BpmnWorkflow:
-        workflow = self.pipeline.load(case)
-        workflow._xf_completed_before = {t.id for t in workflow.get_tasks(state=TaskState.COMPLETED)}
-        return workflow
-
-    def _advance(self, workflow: BpmnWorkflow, case: Case) -> None:
-        self.pipeline.advance(workflow)
-
-    def _save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None) -> None:
-        def act(m: Mutation) -> None:  # the studio locked the case, migrated and advanced the workflow
-            m.replace(workflow, case.version)
-            m.completed_before = getattr(workflow, "_xf_completed_before", set())
-            m.settled()
-
-        self.pipeline.run(case, act)
 
 
 class _Earlier(Mapping[str, Any]):

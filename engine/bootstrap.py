@@ -75,9 +75,9 @@ def deploy_all(work: UnitOfWork, deployed_by: str = "system") -> list[str]:
 
 
 def first_village(work: UnitOfWork, township: str) -> str:
-    return work.session.scalar(
+    return work.session.scalars(
         select(Region.code).where(Region.parent_code == township).order_by(Region.code).limit(1)
-    )
+    ).one()
 
 
 DEMO_HOUSEHOLDS = (
@@ -150,7 +150,7 @@ def demo_office_keys(work: UnitOfWork, village: str) -> None:
     from engine.notices.pki import office_code
 
     keys = work.keys
-    village_name = work.session.get(Region, village).name
+    village_name = work.session.get_one(Region, village).name
     for region_code, name in ((village, village_name), *DEMO_OFFICES):
         if keys.active(office_code(region_code, name)) is None:
             keys.keygen(region_code, name)

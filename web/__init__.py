@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
 
 from engine.core.db import make_engine, make_session_factory
 from web import edge
@@ -15,7 +18,7 @@ from web.services import AppState, load_login_user
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(load_config(config))
-    app.json.ensure_ascii = False  # the API speaks Chinese as UTF-8, not \uXXXX escapes
+    cast(DefaultJSONProvider, app.json).ensure_ascii = False  # the API speaks Chinese as UTF-8, not \uXXXX escapes
 
     engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
     app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))

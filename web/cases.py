@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
@@ -288,7 +289,7 @@ def _outcome(action: str, title: str, vote: bool, single: bool, case, tasks) -> 
     return f"{done},案件已办结"
 
 
-def _submit_task_form(task_id: int, operation, done: str):
+def _submit_task_form(task_id: int, operation, done: str | Callable[[], str]):
     """Run a task page form's ``operation(w, opinion, data)``, which returns the case id, and go to the case;
     on bad input show the task page again with the errors and what was entered."""
     opinion = request.form.get("opinion", "")

@@ -50,7 +50,7 @@ def register(app: Flask) -> None:
             with work() as w:
                 if w.directory.user_by_username(username) is not None:
                     raise click.ClickException(f"用户名 {username} 已被使用")
-                w.directory.create_user(username, display_name, password, pairs)
+                w.directory.create_user(username, display_name, password, [(p[0], p[1]) for p in pairs])
         except (ValueError, KeyError) as exc:
             raise click.ClickException(f"授权无效:{exc}") from None
         click.echo(f"已创建 {username}({'、'.join(grants)})")

@@ -46,7 +46,7 @@ def wants_json() -> bool:
 
 def error_response(status: int, message: str, errors: dict | None = None):
     if wants_json():
-        body = {"error": TITLES.get(status, "错误"), "message": message}
+        body: dict[str, object] = {"error": TITLES.get(status, "错误"), "message": message}
         if errors:
             body["errors"] = errors
         return jsonify(body), status

@@ -45,8 +45,8 @@ def time_left_at(due: datetime | None, now: datetime) -> str:
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(
         cn_datetime=cn_datetime, cn_date=cn_date, time_left=time_left, mask_id=mask_id,
-        case_status=lambda s: CASE_STATUS_LABELS.get(getattr(s, "value", s), s),
-        task_status=lambda s: TASK_STATUS_LABELS.get(getattr(s, "value", s), s),
+        case_status=lambda s: CASE_STATUS_LABELS.get(str(getattr(s, "value", s)), s),
+        task_status=lambda s: TASK_STATUS_LABELS.get(str(getattr(s, "value", s)), s),
         action_label=lambda a: ACTION_LABELS.get(a, a), attachment_kind=kind_label,
     )
     app.jinja_env.globals.update(now=lambda: clock().now())

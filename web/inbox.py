@@ -60,7 +60,7 @@ def _start_page(errors: dict, status: int = 200, chosen: dict | None = None):
                                                               or None, per_page=START_CHOICES))[0]
                     for kind in ("household", "project")}
         return render_template("start.html", procedures=procedures, kinds=kinds, subjects=subjects,
-                               procedure=procedure, kind=kinds.get(procedure, "household"),
+                               procedure=procedure, kind=kinds.get(procedure or "", "household"),
                                subject_id=subject_id, q=chosen.get("q", ""),
                                errors=errors), status
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
@@ -134,7 +136,7 @@ def edit(subject_id: int):
     full = me.may_see_full_id(current["region_code"])  # outside the village IDs are masked: not edited here
     if request.method == "GET":
         return _form_page(kind, current, {}, subject=subject, members_editable=full)
-    changes = {"name": request.form.get("name"), "region_code": request.form.get("region_code"),
+    changes: dict[str, Any] = {"name": request.form.get("name"), "region_code": request.form.get("region_code"),
                "attrs": _attrs_from_form(kind, request.form)}
     if full and kind == "household":
         changes["id_number"] = request.form.get("id_number")

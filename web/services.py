@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from flask import current_app, has_request_context, request, session
 from flask_login import UserMixin, current_user
@@ -20,8 +21,9 @@ from engine.uow import UnitOfWork
 
 @dataclass
 class AppState:
-    engine: object
-    factory: object
+    # what engine.core.db's make_engine / make_session_factory return (web/ does not import SQLAlchemy)
+    engine: Any
+    factory: Any
 
 
 def state() -> AppState:

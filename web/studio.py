@@ -64,7 +64,7 @@ def guard():
 
 def _error(status: int, message: str, problems: list | None = None, errors: dict | None = None):
     if _is_api():
-        body = {"error": message, "message": message}
+        body: dict[str, object] = {"error": message, "message": message}
         if problems is not None:
             body["problems"] = problems
         if errors:

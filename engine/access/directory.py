@@ -47,7 +47,7 @@ class RoleLevels(Mapping[str, RegionLevel]):
 
     def __init__(self, session: Session):
         self.session = session
-        self._key = session.get_bind().url.render_as_string(hide_password=True)
+        self._key = session.get_bind().engine.url.render_as_string(hide_password=True)
 
     def _levels(self, reload: bool = False) -> dict[str, RegionLevel]:
         levels = _ROLE_LEVELS.get(self._key)
@@ -143,8 +143,12 @@ class DirectoryService:
         :raises ValueError: a grant's region is not at the role's level.
         """
         levels = self.role_levels()
+        if not password_hash:
+            if password is None:
+                raise ValueError("a password or its hash is required")
+            password_hash = hash_password(password)
         user = User(username=username, display_name=display_name,
-                    password_hash=password_hash or hash_password(password),
+                    password_hash=password_hash,
                     is_active=True, is_demo=is_demo)
         self.session.add(user)
         self.session.flush()

@@ -51,7 +51,7 @@ def level_of(code: str) -> RegionLevel:
     return RegionLevel.province
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: Path) -> list[dict[str, str | None]]:
     """Read code,name,level,parent_code rows with normalized codes, parents before children."""
     with path.open(encoding="utf-8") as fh:
         rows = [

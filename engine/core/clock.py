@@ -64,9 +64,9 @@ def using(clock: Clock) -> Iterator[None]:
 
 class _ClockDatetime(datetime):
     @classmethod
-    def now(cls, tz=None):  # type: ignore[override]
+    def now(cls, tz=None):
         moment = current().now()
         return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
 
 
-_spiff_timer.datetime = _ClockDatetime  # type: ignore[attr-defined]
+_spiff_timer.datetime = _ClockDatetime

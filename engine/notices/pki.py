@@ -14,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta, timezone
+from typing import cast
 
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
@@ -188,7 +189,7 @@ class KeyStore:
         """The roots signatures are validated against: the demo CA and roots admins chose to trust."""
         pems = [a.cert_pem for a in self.session.scalars(select(NoticeAuthority))]
         pems += [k.trust_root_pem for k in self.session.scalars(
-            select(OfficeKey).where(OfficeKey.trust_root_pem.is_not(None)))]
+            select(OfficeKey).where(OfficeKey.trust_root_pem.is_not(None))) if k.trust_root_pem]
         seen, roots = set(), []
         for pem in pems:
             for cert in _certs_from_pem(pem):
@@ -274,7 +275,8 @@ class KeyStore:
             # no extendedKeyUsage: NSS (pdfsig) then accepts the certificate for document signing
             .add_extension(_key_usage(digital_signature=True, content_commitment=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(  # the demo CA's key is RSA (demo_ca)
+                cast(rsa.RSAPublicKey, ca_cert.public_key())), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         return self._store(region.code, office_name, SOURCE_DEMO, key, cert, [ca_cert],

@@ -35,7 +35,8 @@ def sign_pdf(pdf: bytes, office, *, page: int | None, box: tuple[float, float, f
                                 subfilter=fields.SigSeedSubFilter.PADES, reason=reason, location=location,
                                 name=office.office_name)
     spec = fields.SigFieldSpec(SIGNATURE_FIELD, on_page=page or 0,
-                               box=tuple(round(v, 2) for v in box) if box else None)
+                               # pyHanko annotates the box as ints; PDF user-space coordinates may be fractional
+                               box=tuple(round(v, 2) for v in box) if box else None)  # type: ignore[arg-type]
     # The seal is drawn by the page itself (so it also prints from merged files); the widget over it has
     # an empty appearance (pyHanko's text stamp would add an unembedded Courier) and shows the signature.
     signer = PdfSigner(meta, office.signer, stamp_style=StaticStampStyle(border_width=0),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -197,7 +198,7 @@ def _pattern_matches(pattern: str, value: str) -> bool:
         return False
 
 
-def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: dict[str, Any] | None = None,
+def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: Mapping[str, Any] | None = None,
              subject: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the cleaned values of the schema's fields from submitted data.
 
@@ -229,7 +230,7 @@ def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: dict[st
     return cleaned
 
 
-def _check_date_order(schema: dict[str, Any], cleaned: dict[str, Any], earlier: dict[str, Any],
+def _check_date_order(schema: dict[str, Any], cleaned: dict[str, Any], earlier: Mapping[str, Any],
                       errors: dict[str, str]) -> None:
     for comp in input_components(schema):
         other = (comp.get("properties") or {}).get("notBefore")

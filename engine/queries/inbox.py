@@ -103,7 +103,8 @@ class InboxQueries:
                 dates[key] = date.fromisoformat(raw) if raw else None
             except ValueError:
                 errors[key] = "日期格式应为 YYYY-MM-DD"
-        if dates.get("date_from") and dates.get("date_to") and dates["date_from"] > dates["date_to"]:
+        date_from, date_to = dates.get("date_from"), dates.get("date_to")
+        if date_from and date_to and date_from > date_to:
             errors["date_to"] = "结束日期不能早于开始日期"
         due = text("due") or None
         if due is not None and due not in DUE_FILTERS:
@@ -189,6 +190,8 @@ class InboxQueries:
             if search.due == "overdue":
                 due = [TaskRow.due_at < now]
             elif search.due == "soon":
+                if now is None or soon is None:
+                    raise ValueError("the due-soon filter needs now and soon")
                 due = [TaskRow.due_at >= now, TaskRow.due_at <= now + soon]
             branches = [rows(and_(b, *due)) for b in self._todo_branches(actor)]
             if count:

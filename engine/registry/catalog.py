@@ -185,7 +185,8 @@ def _members(members: Any, head_id: str | None, errors: dict[str, str]) -> list[
     if not isinstance(members, list) or len(members) > MAX_MEMBERS:
         errors["members"] = f"members 应为成员列表(至多 {MAX_MEMBERS} 人)"
         return []
-    out, seen, heads = [], {}, 0
+    out, heads = [], 0
+    seen: dict[str, int] = {}
     for i, m in enumerate(members):
         key = f"members[{i}]"
         if not isinstance(m, dict):

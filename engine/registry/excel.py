@@ -193,8 +193,9 @@ class RegistryExcel:
                     row.append("、".join(value) if isinstance(value, list) else value)
                 main.append(row + ["在册" if s.is_active else "已停用"])
                 for m in members.get(s.id, []):
-                    members_ws.append([shown(s.id_number), m.name, shown(m.id_number), m.relation,
-                                       m.labour_ability, m.health, m.schooling])
+                    if members_ws is not None:
+                        members_ws.append([shown(s.id_number), m.name, shown(m.id_number), m.relation,
+                                           m.labour_ability, m.health, m.schooling])
             if search.page * search.per_page >= total:
                 break
             search.page += 1
@@ -314,7 +315,9 @@ class RegistryExcel:
         codes = {str(f.get("region_code") or "").strip() for _, f in rows}
         regions = {r.code: r for r in self.session.scalars(select(Region).where(Region.code.in_(codes)))} if codes else {}
         cadres = self.registry.cadres_by_region(set(regions)) if kind == "household" else {}
-        checked, seen_ids, seen_names = [], {}, {}
+        checked: list = []
+        seen_ids: dict[str, str] = {}
+        seen_names: dict[Any, int] = {}
         for number, fields in rows:
             member_rows = fields.pop("_member_rows", [])
             result = self.registry.check(actor, fields, regions=regions, cadres=cadres)

@@ -7,6 +7,7 @@ everywhere. The scope test is the access policy's ``admin_covers``. Every change
 
 from __future__ import annotations
 
+import builtins  # the class's own list() method shadows the builtin in its annotations
 import re
 from typing import Any
 
@@ -81,11 +82,11 @@ class UserAdminService:
         users = self.session.scalars(stmt.order_by(User.username).limit(limit * 2)).unique().all()
         return [u for u in users if self.manages(actor, u)][:limit]
 
-    def roles(self) -> list[Role]:
+    def roles(self) -> builtins.list[Role]:
         return list(self.session.scalars(select(Role).order_by(Role.code)))
 
     # ------------------------------------------------------------------ changes
-    def _grants(self, actor: Actor, grants: Any) -> list[tuple[str, str]]:
+    def _grants(self, actor: Actor, grants: Any) -> builtins.list[tuple[str, str]]:
         if not isinstance(grants, list) or not grants or len(grants) > 50:
             raise ValidationError("grants 应为 1 到 50 个授权", {"grants": "至少授予一个角色"})
         levels = self.directory.role_levels()
@@ -131,6 +132,7 @@ class UserAdminService:
             errors["password"] = problem
         if errors:
             raise ValidationError("用户信息有误:" + ";".join(errors.values()), errors)
+        assert display is not None  # required=True: a missing name raised above
         grants = self._grants(actor, payload.get("grants"))
         if self.session.scalar(select(func.count(User.id)).where(User.username == username)):
             raise ConflictError(f"用户名 {username} 已被使用")
@@ -183,7 +185,7 @@ class UserAdminService:
                               detail={"target": user.username, "fields": changed}, client_addr=client_addr)
         return user
 
-    def grant(self, actor: Actor, user_id: int, grants: Any, client_addr: str | None = None) -> list[UserRole]:
+    def grant(self, actor: Actor, user_id: int, grants: Any, client_addr: str | None = None) -> builtins.list[UserRole]:
         """Add role grants (inside the actor's scope) to a managed user; grants held already are kept once."""
         user = self.get(actor, user_id)
         held = {(g.role_code, g.region_code) for g in user.grants}

@@ -143,7 +143,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
 
     def _case_of(self, row: TaskRow) -> Case:
         """The row's case from this session (no query if already loaded; works for a row of another session)."""
-        return self.session.get(Case, row.case_id)
+        return self.session.get_one(Case, row.case_id)
 
     # ------------------------------------------------------------------ start
     def start_case(self, procedure_code: str, subject_id: int, actor: Actor,
@@ -167,7 +167,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         start_role = role_of_lane(spec.start.outputs[0].lane) if spec.start.outputs else None
         start_role = start_role or manifest.get("starter_role")
         level = self.role_levels.get(start_role or "")
-        if level is None or not actor.may_start(start_role, subject.region_code, level):
+        if start_role is None or level is None or not actor.may_start(start_role, subject.region_code, level):
             raise ForbiddenError("您没有在该地区发起此流程的权限")
 
         def recorded(m: Mutation) -> None:
@@ -319,7 +319,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
                          if properties_of(t.task_spec).notice_kind == notice_kind), None)
             row = task and self.session.scalar(select(TaskRow).where(
                 TaskRow.case_id == m.case.id, TaskRow.spiff_task_id == str(task.id), TaskRow.status == TaskStatus.open))
-            if row is None:
+            if task is None or row is None:
                 m.keep()
                 return None
             task.data["notice_serial"] = serial

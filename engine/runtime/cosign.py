@@ -41,7 +41,7 @@ class CoSigning:
             m.complete_row(row, by=actor.user_id, action="approve", opinion=opinion)
             m.record("sign_approve", task=row, user_id=actor.user_id, opinion=opinion,
                      detail={"sign_position": row.sign_position}, client_addr=client_addr)
-            parent = session.get(TaskRow, row.parent_task_id)
+            parent = session.get_one(TaskRow, row.parent_task_id)
             session.refresh(parent)
             others = session.scalar(select(TaskRow.id).where(
                 TaskRow.parent_task_id == parent.id, TaskRow.status == TaskStatus.open).limit(1))

@@ -112,7 +112,7 @@ class CaseEvents:
             return None  # a 会签 vote is not withdrawn: the step's tallies have counted it
         if any(r.status == TaskStatus.open and r.spiff_task_id == last.spiff_task_id for r in rows):
             return None  # already withdrawn: the step is open again
-        case = session.get(Case, case_id)
+        case = session.get_one(Case, case_id)
         if case.status != CaseStatus.running:
             return None
         return last

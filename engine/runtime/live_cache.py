@@ -124,4 +124,4 @@ LIVE_WORKFLOWS = LiveWorkflows(settings.LIVE_WORKFLOW_CACHE)
 
 
 def database_key(session: Session) -> str:
-    return session.get_bind().url.render_as_string(hide_password=True)
+    return session.get_bind().engine.url.render_as_string(hide_password=True)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy import CursorResult, Table, bindparam, inspect, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -54,8 +54,8 @@ from engine.runtime.projections import Projections, TreeWalk, apply_outcome, cas
 
 T = TypeVar("T")
 _UNSET: Any = object()
-_TASK = TaskRow.__table__
-_CASE = Case.__table__
+_TASK = cast(Table, TaskRow.__table__)
+_CASE = cast(Table, Case.__table__)
 # the compare-and-set save, built once; the columns it sets are the parameters given (a plain table UPDATE:
 # the case object is brought up to date by hand)
 # the task row and its case in one statement; the row's people are loaded only if used
@@ -122,8 +122,8 @@ class Mutation:
             values["data"] = data
         session = self._pipeline.session
         with session.no_autoflush:  # a plain table UPDATE: the row object is brought up to date below
-            done = session.execute(update(_TASK).where(_TASK.c.id == row.id, _TASK.c.status == expect)
-                                   .values(**values))
+            done = cast("CursorResult[Any]", session.execute(
+                update(_TASK).where(_TASK.c.id == row.id, _TASK.c.status == expect).values(**values)))
         if done.rowcount != 1:
             raise ConflictError("该任务已被处理")
         for key, value in values.items():
@@ -361,7 +361,8 @@ class CasePipeline:
         try:
             # the attribute changes above travel in this one compare-and-set statement; no autoflush of them first
             with self.session.no_autoflush:
-                res = self.session.execute(_SAVE, {"case_id": case.id, "expected_lock": expected_lock, **values})
+                res = cast("CursorResult[Any]", self.session.execute(
+                    _SAVE, {"case_id": case.id, "expected_lock": expected_lock, **values}))
         except OperationalError as exc:
             raise ConflictError("案件正被他人处理,请稍后重试") from exc
         if res.rowcount != 1:

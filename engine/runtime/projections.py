@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -17,7 +17,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, Table, insert, select, update
 
 from engine.access.assignment import procedure_serves, scope_for
 from engine.core.errors import CaseExecutionError, NotFoundError
@@ -30,7 +30,7 @@ from engine.runtime import countersign
 if TYPE_CHECKING:
     from engine.runtime.pipeline import CasePipeline, Mutation
 
-_TASK = TaskRow.__table__
+_TASK = cast(Table, TaskRow.__table__)
 
 
 def timer_due(task) -> datetime | None:
@@ -62,7 +62,7 @@ def prune_event_manager(workflow: BpmnWorkflow) -> None:
     for sub in workflow.subprocesses.values():
         live.update(sub.tasks)
     for task_id, task in list(workflow.event_manager.tasks.items()):
-        if live.get(task_id) is not task or task.has_state(TaskState.FINISHED_MASK):
+        if task.has_state(TaskState.FINISHED_MASK) or live.get(task_id) is not task:
             workflow.event_manager.tasks.pop(task_id, None)
 
 
@@ -236,7 +236,8 @@ class Projections:
             # a plain table INSERT (the ORM's unit of work is slower and nothing in this transaction needs the
             # object in the session); the row object is the notifications' view of it
             values = {c.key: getattr(row, c.key) for c in _TASK.columns if c.key != "id"}
-            row.id = self.session.execute(insert(_TASK).values(values)).inserted_primary_key[0]
+            inserted = cast("CursorResult[Any]", self.session.execute(insert(_TASK).values(values)))
+            row.id = inserted.inserted_primary_key[0]
             if row.assignee_id:
                 notifications.notify([row.assignee_id], "task", f"新待办:{row.title}", case.title,
                                      case_id=case.id, task_id=row.id)
@@ -267,7 +268,7 @@ class Projections:
         """Give a row its step's title, lane, role, scope, form and actions from spec."""
         role = role_of_lane(spec.lane)
         level = self.pipeline.role_levels.get(role or "")
-        if level is None:
+        if role is None or level is None:
             return
         props = properties_of(spec)
         row.title, row.spec_name, row.lane = spec.bpmn_name or spec.bpmn_id, spec.bpmn_id, spec.lane
@@ -285,7 +286,7 @@ class Projections:
             return datetime.combine(day, local.timetz())
         return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
 
-    def named_assignee(self, username, role: str, scope: str) -> int | None:
+    def named_assignee(self, username, role: str | None, scope: str) -> int | None:
         """The user named in the data if they hold the task's role at its scope; else the whole group."""
         if not isinstance(username, str) or not username:
             return None
@@ -359,6 +360,5 @@ class Projections:
                 raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 属于其他地区,"
                                          "不能用于本案件")
             child = self.pipeline.create(version, case.subject, case.started_by_id, data, parent=case,
-                                         act=lambda c, parent=case: c.record("linked_from",
-                                                                             detail={"case_id": parent.id}))
+                                         act=lambda c: c.record("linked_from", detail={"case_id": case.id}))
             m.projected("linked_case_started", detail={"case_id": child.id, "procedure": code})

@@ -15,11 +15,12 @@ import os
 import socket
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.core.clock import Clock
 from engine.models import TimerRow, TimerStatus
 from engine.runtime.notify import SmtpSettings
 
@@ -39,7 +40,7 @@ class TimerFiring:
     """The timer part of CaseService: claim due timers, fire one under the case lock, count failures."""
 
     session: Session
-    clock: object
+    clock: Clock
     pipeline: CasePipeline
     timer_lease: timedelta
 
@@ -59,7 +60,7 @@ class TimerFiring:
 
     def record_timer_failure(self, timer_id: int, exc: BaseException) -> TimerStatus:
         """Count a failed firing: retry later with backoff, or open an incident after the last try."""
-        timer = self.session.get(TimerRow, timer_id)
+        timer = self.session.get_one(TimerRow, timer_id)
         timer.attempts += 1
         timer.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         if timer.attempts >= MAX_TIMER_ATTEMPTS:
@@ -107,19 +108,19 @@ class TimerFiring:
         """Extend the lease of timers a worker still holds (its heartbeat); how many were renewed."""
         if not timer_ids:
             return 0
-        return self.session.execute(
+        return cast("CursorResult[Any]", self.session.execute(
             update(TimerRow)
             .where(TimerRow.id.in_(timer_ids), TimerRow.status == TimerStatus.waiting)
             .values(claimed_until=now + (lease or self.timer_lease))
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )).rowcount
 
     def fire_timer(self, timer_id: int, worker: str = "worker") -> bool:
         """Fire one claimed timer under the case lock; False if it was already fired or not due.
 
         :raises CaseExecutionError: the workflow failed while advancing past the timer.
         """
-        timer = self.session.get(TimerRow, timer_id)
+        timer = self.session.get_one(TimerRow, timer_id)
         case = self.pipeline.lock(timer.case_id)
         self.session.refresh(timer)
         if timer.status != TimerStatus.waiting:

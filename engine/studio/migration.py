@@ -191,7 +191,7 @@ def _all_tasks(workflow: BpmnWorkflow):
         yield from sub.tasks.values()
 
 
-def _keep_waiting_state(workflow: BpmnWorkflow) -> dict[Any, tuple[str, str, Any, dict[str, Any]]]:
+def _keep_waiting_state(workflow: BpmnWorkflow) -> dict[Any, tuple[str, str | None, Any, dict[str, Any]]]:
     """Data and frozen timer due values of ready and waiting tasks, which migration resets."""
     kept = {}
     for task in _all_tasks(workflow):

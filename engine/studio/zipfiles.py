@@ -13,6 +13,7 @@ import re
 import stat
 import zipfile
 import zlib
+from typing import NoReturn
 
 from engine.access.assignment import Actor
 from engine.core.errors import DefinitionError
@@ -45,7 +46,7 @@ def read_zip(data: bytes) -> dict[str, str]:
     :raises DefinitionError: too large, too many entries, a zip bomb, links, absolute paths or
         ``..`` (zip slip), encrypted or duplicate entries, files of unknown kind, non-UTF-8 text.
     """
-    def refuse(where: str, why: str):
+    def refuse(where: str, why: str) -> NoReturn:
         raise DefinitionError("压缩包被拒绝", [(where[:200], why)])
 
     if len(data) > MAX_ZIP_BYTES:

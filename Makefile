@@ -70,8 +70,9 @@ test: setup ## run the whole test suite in parallel (on SQLite, or on PostgreSQL
 test-postgres: setup ## run the suite on the local PostgreSQL (databases test_gw0, test_gw1, …)
 	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-lint: $(VENV)/.installed ## ruff (includes the rule that engine/ never imports Flask)
+lint: $(VENV)/.installed ## ruff (includes the rule that engine/ never imports Flask) and mypy over engine/ and web/
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: setup ## print the benchmark figures (see README, Performance)
 	$(PY) bench/engine.py

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
@@ -250,7 +250,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         earlier = _Earlier(lambda: merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)))))
         subject = self._case_of(row).subject
-        cleaned = forms.validate(schema, data or {}, earlier, {"name": subject.name, "id_number": subject.id_number})
+        cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier),
+                                 {"name": subject.name, "id_number": subject.id_number})
         self._check_signers(self._case_of(row), cleaned)
         return cleaned
 
@@ -317,7 +318,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         def act(m: Mutation) -> TaskRow | None:
             task = next((t for t in m.workflow.get_tasks(state=TaskState.READY, manual=True)
                          if properties_of(t.task_spec).notice_kind == notice_kind), None)
-            row = task and self.session.scalar(select(TaskRow).where(
+            row = None if task is None else self.session.scalar(select(TaskRow).where(
                 TaskRow.case_id == m.case.id, TaskRow.spiff_task_id == str(task.id), TaskRow.status == TaskStatus.open))
             if task is None or row is None:
                 m.keep()

@@ -132,6 +132,7 @@ def _cut(source: tuple[str, int], chars: list[str], font: NoticeFont) -> bytes:
         top.FDSelect.gidArray = [fd_select[position[name]] for name in new_order]
     buffer = io.BytesIO()
     ttfont.save(buffer)
+    ttfont.close()  # the source font file (lazy=True keeps it open): closed, or a ResourceWarning follows
 
     # renumber: CID = GID, as in the installed fonts (PDF readers map CIDs through the CFF charset)
     buffer.seek(0)

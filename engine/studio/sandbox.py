@@ -4,6 +4,7 @@ audit record that it happened (no case, task, timer or notification rows)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,22 @@ from engine.runtime.projections import case_status, completed_path, is_timer, ti
 from engine.studio.validation import DraftProblems, StudioValidation
 
 MAX_DRY_RUN_STEPS = 200
+DRY_RUN_SECONDS = 5.0  # wall time a dry run may take (each expression is bounded too; this bounds their sum)
+
+
+class DryRunTimeout(Exception):
+    """The dry run used up its time budget (a cycle of automatic steps, or many costly expressions)."""
+
+
+def _budget(seconds: float):
+    """A did_complete_task callback for do_engine_steps that stops a dry run past its wall-time budget,
+    also inside one engine-steps call (a cycle of script tasks never returns to the loop)."""
+    deadline = time.monotonic() + seconds
+
+    def check(_task=None) -> None:
+        if time.monotonic() > deadline:
+            raise DryRunTimeout(f"试运行超过 {seconds:g} 秒仍未结束,已停止:请检查流程中是否有不经过人工步骤的循环或过于复杂的表达式")
+    return check
 MAX_SAMPLE_BYTES = 64 * 1024
 
 
@@ -88,11 +105,13 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(initial)
         current = None
+        over_budget = _budget(DRY_RUN_SECONDS)
         try:
             for _ in range(MAX_DRY_RUN_STEPS):
                 current = None
+                over_budget()
                 workflow.refresh_timers()
-                workflow.do_engine_steps()
+                workflow.do_engine_steps(did_complete_task=over_budget)
                 if workflow.is_completed():
                     result.completed = True
                     break
@@ -116,6 +135,9 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
                                         "timer", f"定时到期 {due.isoformat()}"))
             else:
                 result.error = f"超过 {MAX_DRY_RUN_STEPS} 步仍未结束(可能有死循环)"
+        except DryRunTimeout as exc:
+            result.error = str(exc)
+            result.error_element = current.task_spec.bpmn_id if current is not None else None
         except ValidationError as exc:
             result.error = f"{exc}: " + ";".join(exc.errors.values())
             result.error_element = current.task_spec.bpmn_id if current is not None else None

@@ -11,6 +11,7 @@ from flask_login import login_required
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.procedures.step_rules import kind_label, opinion_required
 from engine.queries.inbox import diagram_marks, merged_data, returned_by
+from web.errors import STATUS
 from web.services import actor, client_addr, work
 
 bp = Blueprint("cases", __name__)
@@ -151,8 +152,7 @@ def _upload_json(case_id: int, file_name: str, content: bytes, content_type: str
         return jsonify({"error": "无法处理", "message": ";".join(exc.errors.values()) or str(exc),
                         "errors": exc.errors}), 422
     except (ForbiddenError, ConflictError, NotFoundError) as exc:
-        status = 403 if isinstance(exc, ForbiddenError) else 409 if isinstance(exc, ConflictError) else 404
-        return jsonify({"error": "未成功", "message": str(exc)}), status
+        return jsonify({"error": "未成功", "message": str(exc)}), STATUS[type(exc)]
     return jsonify(out), 201
 
 

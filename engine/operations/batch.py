@@ -43,11 +43,16 @@ class BatchApproval:
         self.session = session
         self.cases = cases
         self.access = access
+        self._allowed: dict[tuple[int, str], bool] = {}
 
     def allows(self, row: TaskRow) -> bool:
-        """Whether the row's step allows 批量审批 (its ``batchApproval`` property)."""
-        spec = step_spec(self.cases.definitions, row.case.version, row.spec_name)
-        return properties_of(spec).batch_approval
+        """Whether the row's step allows 批量审批 (its ``batchApproval`` property); one spec lookup per step
+        and version for this unit of work (the inbox asks for every row of a page)."""
+        key = (row.case.procedure_version_id, row.spec_name)
+        if key not in self._allowed:
+            spec = step_spec(self.cases.definitions, row.case.version, row.spec_name)
+            self._allowed[key] = properties_of(spec).batch_approval
+        return self._allowed[key]
 
     def eligible(self, rows: list[TaskRow], actor: Actor) -> set[int]:
         """Ids of the rows the actor may approve now in a batch (the step allows it, the task is theirs to act on)."""

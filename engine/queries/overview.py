@@ -19,8 +19,8 @@ from engine.core.glossary import ACTION_LABELS
 from engine.models import Attachment, Case, TaskRow, TaskStatus
 from engine.procedures.definitions import DefinitionService, safe_xml
 from engine.procedures.forms import input_components, mask_id
+from engine.runtime.signatures import SIGNATURE_KIND
 
-SIGNATURE_KIND = "signature"
 IMAGE_TYPES = ("image/png", "image/jpeg")
 
 

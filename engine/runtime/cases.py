@@ -123,8 +123,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         if row.pending and row.pending.get("draft"):  # what the delegate (委派) filled in, for the owner to confirm
             data.update(row.pending["draft"].get("data") or {})
         components = forms.input_components(schema)
-        subject = self._case_of(row).subject  # fields that state the subject start from the registry
-        data = {**form_rules.subject_prefill(components, {"name": subject.name, "id_number": subject.id_number}), **data}
+        # fields that state the subject start from the registry
+        data = {**form_rules.subject_prefill(components, self._subject_identity(row)), **data}
         keys = {c["key"] for c in components}
         return schema, {k: v for k, v in data.items() if k in keys}
 
@@ -241,6 +241,11 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
 
         return self.pipeline.run(case, act)
 
+    def _subject_identity(self, row: TaskRow) -> dict[str, Any]:
+        """The registered name and ID number of the row's case subject (form_rules prefill and check)."""
+        subject = self._case_of(row).subject
+        return {"name": subject.name, "id_number": subject.id_number}
+
     def validated_data(self, row: TaskRow, data: dict[str, Any] | None) -> dict[str, Any]:
         """The task's form data checked against its form and the case's earlier steps.
 
@@ -249,9 +254,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         earlier = _Earlier(lambda: merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)))))
-        subject = self._case_of(row).subject
-        cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier),
-                                 {"name": subject.name, "id_number": subject.id_number})
+        cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier), self._subject_identity(row))
         self._check_signers(self._case_of(row), cleaned)
         return cleaned
 

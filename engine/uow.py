@@ -23,6 +23,7 @@ from engine.queries.overview import CaseOverview
 from engine.queries.reports import ReportService
 from engine.registry.excel import RegistryExcel
 from engine.registry.service import RegistryService
+from engine.registry.staffing import StaffingService
 from engine.registry.starts import StartService
 from engine.registry.users import UserAdminService
 from engine.runtime.cases import CaseService
@@ -58,7 +59,8 @@ class Services:
         self.batch = BatchApproval(session, self.cases, self.access)
         self.registry = RegistryService(session, clock)
         self.registry_excel = RegistryExcel(self.registry)
-        self.users = UserAdminService(session, clock, self.directory, self.access)
+        self.staffing = StaffingService(session, self.access, self.notifications, self.definitions)
+        self.users = UserAdminService(session, clock, self.directory, self.access, self.staffing)
         self.starts = StartService(session, self.definitions, self.cases, self.registry)
 
     @cached_property

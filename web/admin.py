@@ -1,4 +1,4 @@
-"""Admin pages: timer incidents (retry, skip) and working-day calendar overrides."""
+"""Admin pages: timer incidents (retry, skip), 无人办理 tasks (指派), working-day calendar overrides."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import date
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine.core.errors import ValidationError
-from web.services import actor, work
+from engine.core.errors import ForbiddenError, NotFoundError, ValidationError
+from web.services import actor, client_addr, work
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -40,6 +40,32 @@ def skip(timer_id: int):
         return redirect(url_for("admin.incidents"))
     flash("已跳过该定时器", "success")
     return redirect(url_for("admin.incidents"))
+
+
+@bp.route("/unstaffed")
+@login_required
+def unstaffed():
+    me = actor()
+    with work() as w:
+        items = w.staffing.unstaffed(me)
+        choices = {item.row.id: w.staffing.people_for(me, item.row) for item in items}
+        return render_template("admin/unstaffed.html", items=items, choices=choices)
+
+
+@bp.route("/unstaffed/<int:task_id>/assign", methods=["POST"])
+@login_required
+def assign_unstaffed(task_id: int):
+    me = actor()
+    try:
+        with work() as w:
+            user, grants = w.staffing.assignment_grant(me, task_id, request.form.get("username", ""))
+            w.users.grant(me, user.id, grants, client_addr=client_addr())
+            name = user.display_name
+    except (ValidationError, NotFoundError, ForbiddenError) as exc:
+        flash(";".join(getattr(exc, "errors", {}).values()) or str(exc), "error")
+        return redirect(url_for("admin.unstaffed"))
+    flash(f"已授予{name}该岗位,任务已进入其待办", "success")
+    return redirect(url_for("admin.unstaffed"))
 
 
 @bp.route("/calendar", methods=["GET", "POST"])

@@ -43,6 +43,7 @@ def show(case_id: int):
             cc_people=w.access.candidates(case, me),
             transfer_people={t.id: w.access.candidates(case, me, row=t) for t in my_tasks},
             urgeable=[t.id for t in open_tasks if w.access.may_urge(t, me)],
+            unstaffed=w.access.unstaffed_ids(open_tasks),
             read_only=not w.access.takes_part(case, me),
             events=w.cases.waiting_events(case, me),
             linked=w.inbox.linked_cases(case),

@@ -39,7 +39,8 @@ def index():
                                regions=w.inbox.search_regions(me), procedures=w.definitions.list_latest(),
                                statuses=list(CaseStatus), soon_limit=now + soon,
                                progress=w.inbox.instance_progress(items) if view in ("todo", "done") else {},
-                               batchable=w.batch.eligible(items, me) if view == "todo" else set()), status
+                               batchable=w.batch.eligible(items, me) if view == "todo" else set(),
+                               unstaffed=w.staffing.case_unstaffed(items) if view in ("started", "cc") else set()), status
 
 
 START_CHOICES = 1000  # subjects listed per kind on the start page; a name filter narrows a larger registry

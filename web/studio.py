@@ -298,10 +298,12 @@ def api_validate(draft_id: int):
 def api_deploy(draft_id: int):
     with work() as w:
         version, created = w.studio.deploy_draft(actor(), draft_id, client_addr=client_addr())
+        warnings = w.staffing.deploy_warnings(version)  # 审批人为空: steps nobody holds in some region
         body = {"ok": True, "created": created, "version": version.version, "version_id": version.id,
-                "procedure": version.procedure.code, "name": version.procedure.name,
+                "procedure": version.procedure.code, "name": version.procedure.name, "warnings": warnings,
                 "message": (f"已发布为第 {version.version} 版:新发起的案件使用此版本" if created
-                            else f"内容与第 {version.version} 版相同,未生成新版本")}
+                            else f"内容与第 {version.version} 版相同,未生成新版本")
+                + (";注意:" + ";".join(warnings) if warnings else "")}
     return jsonify(body)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from engine.access.assignment import Actor, actor_for, scope_for
+from engine.access.assignment import ADMIN_ROLES, Actor, actor_for, scope_for
 from engine.access.directory import RoleLevels
 from engine.access.regions import ancestor_at
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
@@ -264,7 +264,7 @@ class AccessPolicy:
                 .join(Role, Role.code == UserRole.role_code).join(Region, Region.code == UserRole.region_code)
                 .where(User.is_active.is_(True), User.id != actor.user_id))
         if row is not None:
-            stmt = stmt.where(UserRole.role_code == row.role_code, UserRole.region_code == row.scope_code)
+            stmt = stmt.where(_holds(row.role_code, row.scope_code))
         else:
             stmt = stmt.where(or_(*[and_(Role.level == level, UserRole.region_code == ancestor_at(case.region_code, level))
                                     for level in RegionLevel]))
@@ -276,6 +276,52 @@ class AccessPolicy:
                 found[user.username] = Candidate(user.username, user.display_name, role.name, region.name,
                                                  order[role.level])
         return sorted(found.values(), key=lambda c: (c.rank, c.display_name, c.username))
+
+    # ------------------------------------------------------------------ 审批人为空 (a task nobody may take)
+    def holder_ids(self, role_code: str, scope_code: str) -> list[int]:
+        """Ids of the active users holding role_code at scope_code: whom a group task of that lane goes to
+        (the 转办 candidates of ``candidates(case, actor, row)`` plus the actor)."""
+        return list(self.session.scalars(select(UserRole.user_id).join(User, User.id == UserRole.user_id)
+                                         .where(_holds(role_code, scope_code)).distinct()))
+
+    @staticmethod
+    def unstaffed_clause():
+        """SQL condition on ``TaskRow``: an open group task (unassigned, not a 加签 co-signer's) whose role
+        no active user holds at its scope — 无人办理: nobody can see it in a 待办 or claim it."""
+        holder = (select(UserRole.id).join(User, User.id == UserRole.user_id)
+                  .where(User.is_active.is_(True), UserRole.role_code == TaskRow.role_code,
+                         UserRole.region_code == TaskRow.scope_code).exists())
+        return and_(TaskRow.status == TaskStatus.open, TaskRow.assignee_id.is_(None),
+                    TaskRow.parent_task_id.is_(None), ~holder)
+
+    def unstaffed_ids(self, rows: Iterable[TaskRow]) -> set[int]:
+        """Which of these task rows are 无人办理 (``unstaffed_clause``), in one query."""
+        ids = [r.id for r in rows if r.status == TaskStatus.open and r.assignee_id is None]
+        if not ids:
+            return set()
+        return set(self.session.scalars(select(TaskRow.id).where(TaskRow.id.in_(ids), self.unstaffed_clause())))
+
+    def staffed_scopes(self, role_code: str, scope_codes: Iterable[str]) -> set[str]:
+        """Of scope_codes, those where some active user holds role_code (deploy warnings: the rest have nobody)."""
+        codes = sorted(set(scope_codes))
+        if not codes:
+            return set()
+        return set(self.session.scalars(
+            select(UserRole.region_code).join(User, User.id == UserRole.user_id)
+            .where(User.is_active.is_(True), UserRole.role_code == role_code, UserRole.region_code.in_(codes))))
+
+    def region_admin_clause(self, region_code: str):
+        """SQL condition on ``UserRole``: an admin grant whose region contains region_code (the county's
+        admin, and the system admin at the province above), the admins told of a 无人办理 task there."""
+        levels = self.role_levels
+        return or_(*[and_(UserRole.role_code == role, UserRole.region_code == ancestor_at(region_code, levels[role]))
+                     for role in sorted(ADMIN_ROLES) if role in levels])
+
+    def region_admin_ids(self, region_code: str) -> list[int]:
+        """Ids of the active admins whose admin grant contains region_code (``region_admin_clause``)."""
+        return list(self.session.scalars(select(UserRole.user_id).join(User, User.id == UserRole.user_id)
+                                         .where(User.is_active.is_(True), self.region_admin_clause(region_code))
+                                         .distinct()))
 
     def _region_name(self, code: str) -> str:
         region = self.session.get(Region, code)
@@ -307,3 +353,8 @@ class AccessPolicy:
         """Whether actor may raise a waiting event (公示异议) of a lane's role: they hold it at the case's scope."""
         level = self.role_levels.get(role_code) if role_code else None
         return role_code is not None and level is not None and actor.holds(role_code, scope_for(case.region_code, level))
+
+
+def _holds(role_code: str, scope_code: str):
+    """SQL condition on ``UserRole`` joined to ``User``: an active user's grant of role_code at scope_code."""
+    return and_(User.is_active.is_(True), UserRole.role_code == role_code, UserRole.region_code == scope_code)

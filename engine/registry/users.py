@@ -21,6 +21,7 @@ from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, Val
 from engine.models import Region, Role, User, UserRole
 from engine.models.audit import AuditLog
 from engine.registry.catalog import clean_text
+from engine.registry.staffing import StaffingService
 
 USERNAME = re.compile(r"[a-z][a-z0-9_.-]{2,63}")
 MIN_PASSWORD, MAX_PASSWORD = 10, 128
@@ -46,11 +47,13 @@ def password_problem(password: Any, username: str = "") -> str | None:
 
 
 class UserAdminService:
-    def __init__(self, session: Session, clock, directory: DirectoryService, access: AccessPolicy):
+    def __init__(self, session: Session, clock, directory: DirectoryService, access: AccessPolicy,
+                 staffing: StaffingService):
         self.session = session
         self.clock = clock
         self.directory = directory
         self.access = access
+        self.staffing = staffing
         self.audit = AuditLog(session, clock)
 
     # ------------------------------------------------------------------ scope
@@ -136,7 +139,9 @@ class UserAdminService:
         grants = self._grants(actor, payload.get("grants"))
         if self.session.scalar(select(func.count(User.id)).where(User.username == username)):
             raise ConflictError(f"用户名 {username} 已被使用")
+        waiting = self.staffing.waiting_for(grants)  # 无人办理 tasks the new user's grants release
         user = self.directory.create_user(username, display, payload["password"], grants)
+        self.staffing.released(user, waiting)
         self.audit.record("user_create", user_id=actor.user_id, step=f"新建用户 {username}",
                           detail={"target": username, "grants": [list(g) for g in grants]}, client_addr=client_addr)
         return user
@@ -171,7 +176,10 @@ class UserAdminService:
             elif payload["is_active"] != user.is_active:
                 if user.id == actor.user_id:
                     raise ForbiddenError("不能停用自己的账号")
+                waiting = self.staffing.waiting_for([(g.role_code, g.region_code) for g in user.grants]) \
+                    if payload["is_active"] else []  # reactivated: 无人办理 tasks of their grants are released
                 self.directory.set_active(user.username, payload["is_active"])  # deactivating ends sessions
+                self.staffing.released(user, waiting)
                 changed.append("is_active")
         if errors:
             raise ValidationError("用户信息有误:" + ";".join(errors.values()), errors)
@@ -186,16 +194,19 @@ class UserAdminService:
         return user
 
     def grant(self, actor: Actor, user_id: int, grants: Any, client_addr: str | None = None) -> builtins.list[UserRole]:
-        """Add role grants (inside the actor's scope) to a managed user; grants held already are kept once."""
+        """Add role grants (inside the actor's scope) to a managed user; grants held already are kept once.
+        无人办理 tasks of a granted role at its region are released to the user (now in their 待办; told)."""
         user = self.get(actor, user_id)
         held = {(g.role_code, g.region_code) for g in user.grants}
+        new = [g for g in self._grants(actor, grants) if g not in held]
+        waiting = self.staffing.waiting_for(new) if user.is_active else []  # 无人办理 tasks these release
         added = []
-        for role, region_code in self._grants(actor, grants):
-            if (role, region_code) not in held:
-                row = UserRole(user_id=user.id, role_code=role, region_code=region_code)
-                self.session.add(row)
-                added.append(row)
+        for role, region_code in new:
+            row = UserRole(user_id=user.id, role_code=role, region_code=region_code)
+            self.session.add(row)
+            added.append(row)
         self.session.flush()
+        self.staffing.released(user, waiting)
         if added:
             self.audit.record("user_grant", user_id=actor.user_id, step=f"授权 {user.username}",
                               detail={"target": user.username, "grants": [[g.role_code, g.region_code] for g in added]},

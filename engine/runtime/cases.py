@@ -90,7 +90,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         self.access = access or AccessPolicy(session)
         self.definitions = definitions or DefinitionService(session, clock)
         self.timer_lease = timer_lease
-        self.notifications = NotificationService(session, clock)
+        self.notifications = NotificationService(session, clock, self.access)
         self.pipeline = CasePipeline(session, clock, self.definitions, self.notifications)
 
     @property

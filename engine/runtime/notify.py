@@ -6,11 +6,16 @@ import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from engine.models import Notification, TaskRow, TaskStatus, User, UserRole, UTCDateTime
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
+
+from engine.access.policy import AccessPolicy
+from engine.models import Notification, Region, Role, TaskRow, TaskStatus, User, UserRole, UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,10 @@ class SmtpSettings:
 
 
 class NotificationService:
-    def __init__(self, session: Session, clock):
+    def __init__(self, session: Session, clock, access: AccessPolicy):
         self.session = session
         self.clock = clock
+        self.access = access
 
     def holders(self, role_code: str, scope_code: str) -> list[int]:
         """Ids of the active users holding role_code at scope_code."""
@@ -53,8 +59,21 @@ class NotificationService:
             .where(UserRole.role_code == row.role_code, UserRole.region_code == row.scope_code,
                    User.is_active.is_(True))
         )
-        self.session.execute(insert(Notification).from_select(
-            ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"], holders))
+        result = cast("CursorResult[Any]", self.session.execute(insert(Notification).from_select(
+            ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"], holders)))
+        told = result.rowcount
+        if not told and row.parent_task_id is None:
+            self.task_unstaffed(row, case_title)
+
+    def task_unstaffed(self, row: TaskRow, case_title: str) -> None:
+        """审批人为空: nobody holds the new task's role at its scope; tell the admins of its region (the
+        county's, and the system admin above) so they grant the role to someone."""
+        role = self.session.get(Role, row.role_code)
+        region = self.session.get(Region, row.scope_code)
+        self.notify(self.access.region_admin_ids(row.region_code), "unstaffed", f"无人办理:{row.title}",
+                    f"{case_title}:{region.name if region else row.scope_code}没有在岗的"
+                    f"「{role.name if role else row.role_code}」,请在“无人办理”页授权或指派办理人",
+                    case_id=row.case_id, task_id=row.id)
 
     def remind_due_tasks(self, window: timedelta) -> int:
         """催办: tell the assignees of open tasks due within window, once per task; return tasks reminded."""

@@ -278,12 +278,6 @@ class AccessPolicy:
         return sorted(found.values(), key=lambda c: (c.rank, c.display_name, c.username))
 
     # ------------------------------------------------------------------ 审批人为空 (a task nobody may take)
-    def holder_ids(self, role_code: str, scope_code: str) -> list[int]:
-        """Ids of the active users holding role_code at scope_code: whom a group task of that lane goes to
-        (the 转办 candidates of ``candidates(case, actor, row)`` plus the actor)."""
-        return list(self.session.scalars(select(UserRole.user_id).join(User, User.id == UserRole.user_id)
-                                         .where(_holds(role_code, scope_code)).distinct()))
-
     @staticmethod
     def unstaffed_clause():
         """SQL condition on ``TaskRow``: an open group task (unassigned, not a 加签 co-signer's) whose role

@@ -4,16 +4,14 @@ case of it.
 
 How the page is driven (headless Chromium through Playwright, CSRF on, no sleeps):
 - the procedure is created from the studio's list page (new, empty diagram);
-- forms are made in form-js's editor on the 表单 tab: the first field is dragged from the editor's palette
-  with the mouse and given its label, key and 必填 in the editor's own properties panel; the other fields
-  are added through the editor's modeling service (``formEditor.get('modeling').addFormField``, what a palette
-  drop calls) from ``page.evaluate`` — in the page, on the live editor;
+- forms are made in the studio's Chinese form builder on the 表单 tab with clicks and typing (标题, 字段代码,
+  必填, 最小值, 选项: tests/e2e/studio_support.py);
 - shapes are drawn through bpmn-js's API in the page (``modeling.createShape``, ``splitLane``, ``connect``:
   what the palette and context pad call);
-- every XiangFlow property (lane → role, user task → form, actions, 办理时限, case status) is set in the
-  properties panel's 乡流设置 group with real clicks and typing;
-- validation, dry run and deploy use the toolbar buttons; the problems the server finds are shown on the
-  diagram before they are fixed.
+- every XiangFlow property (lane → role, user task → form, actions, 办理时限 as a number of days, case
+  status) is set in the properties panel's 乡流设置 group with real clicks and typing;
+- validation, dry run (sample fields generated from the forms) and deploy use the toolbar buttons; the problems
+  the server finds are shown on the diagram before they are fixed.
 Screenshots: /tmp/xiangflow_studio.png (modeled diagram), /tmp/xiangflow_studio_case.png (finished case).
 """
 
@@ -28,6 +26,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from engine.bootstrap import DEMO_PASSWORD
+from tests.e2e.studio_support import build_form
 
 pytestmark = pytest.mark.e2e
 STUDIO_BUNDLE = Path(__file__).resolve().parents[2] / "web" / "static" / "dist" / "studio.js"
@@ -47,52 +46,49 @@ NAMES = {
 }
 HOUSEHOLD = "张德明"
 LANES = (("学校", "township_officer"), ("村级代办", "village_cadre"), ("县教育部门", "county_department"))
-# (id, name, lane index, form, actions, 办理时限)
+# (id, name, lane index, form, actions, 办理时限 in days)
 STEPS = (
-    ("school_survey", "学校摸底", 0, "school_survey", ("approve",), "P10D"),
-    ("student_application", "学生申请", 1, "student_application", ("approve", "return"), "P7D"),
-    ("school_review", "学校评议", 0, "school_review", ("approve", "reject", "return"), "P5D"),
-    ("school_notice", "学校公示", 0, "school_notice", ("approve", "return"), "P7D"),
-    ("county_review", "县教育部门审核", 2, "county_review", ("approve", "reject", "return"), "P10D"),
+    ("school_survey", "学校摸底", 0, "school_survey", ("approve",), 10),
+    ("student_application", "学生申请", 1, "student_application", ("approve", "return"), 7),
+    ("school_review", "学校评议", 0, "school_review", ("approve", "reject", "return"), 5),
+    ("school_notice", "学校公示", 0, "school_notice", ("approve", "return"), 7),
+    ("county_review", "县教育部门审核", 2, "county_review", ("approve", "reject", "return"), 10),
 )
 
 
-def _options(*values):
-    return [{"label": v, "value": v} for v in values]
-
-
-# fields added through the form editor's modeling service (the first field of 学校摸底 is dragged instead)
+# fields added in the form builder (the builder's own field spec: tests/e2e/studio_support.py)
 FORM_FIELDS = {
     "school_survey": [
-        {"type": "textfield", "key": "school_name", "label": "就读学校", "validate": {"required": True}},
-        {"type": "select", "key": "grade", "label": "学段", "values": _options("小学", "初中", "高中", "中职"),
-         "validate": {"required": True}},
-        {"type": "datetime", "subtype": "date", "key": "survey_date", "dateLabel": "摸底日期",
-         "validate": {"required": True}},
+        {"type": "textfield", "key": "student_name", "label": "学生姓名", "required": True},
+        {"type": "textfield", "key": "school_name", "label": "就读学校", "required": True},
+        {"type": "select", "key": "grade", "label": "学段", "values": ["小学", "初中", "高中", "中职"],
+         "required": True},
+        {"type": "datetime", "key": "survey_date", "label": "摸底日期",
+         "required": True},
     ],
     "student_application": [
         {"type": "select", "key": "aid_type", "label": "申请资助项目",
-         "values": _options("国家助学金", "免学费", "营养改善计划", "生活补助"), "validate": {"required": True}},
-        {"type": "textarea", "key": "application_reason", "label": "申请理由", "validate": {"required": True}},
-        {"type": "checkbox", "key": "guardian_consent", "label": "监护人已签字确认", "validate": {"required": True}},
+         "values": ["国家助学金", "免学费", "营养改善计划", "生活补助"], "required": True},
+        {"type": "textarea", "key": "application_reason", "label": "申请理由", "required": True},
+        {"type": "checkbox", "key": "guardian_consent", "label": "监护人已签字确认", "required": True},
     ],
     "school_review": [
-        {"type": "datetime", "subtype": "date", "key": "review_date", "dateLabel": "评议日期",
-         "validate": {"required": True}},
-        {"type": "number", "key": "review_members", "label": "评议小组人数", "validate": {"required": True, "min": 3}},
-        {"type": "radio", "key": "review_result", "label": "评议结果", "values": _options("同意", "不同意"),
-         "validate": {"required": True}},
+        {"type": "datetime", "key": "review_date", "label": "评议日期",
+         "required": True},
+        {"type": "number", "key": "review_members", "label": "评议小组人数", "required": True, "min": 3},
+        {"type": "radio", "key": "review_result", "label": "评议结果", "values": ["同意", "不同意"],
+         "required": True},
     ],
     "school_notice": [
-        {"type": "datetime", "subtype": "date", "key": "notice_start", "dateLabel": "公示开始日期",
-         "validate": {"required": True}},
-        {"type": "number", "key": "notice_days", "label": "公示天数", "validate": {"required": True, "min": 5}},
-        {"type": "radio", "key": "notice_objection", "label": "公示结果", "values": _options("无异议", "有异议已核实"),
-         "validate": {"required": True}},
+        {"type": "datetime", "key": "notice_start", "label": "公示开始日期",
+         "required": True},
+        {"type": "number", "key": "notice_days", "label": "公示天数", "required": True, "min": 5},
+        {"type": "radio", "key": "notice_objection", "label": "公示结果", "values": ["无异议", "有异议已核实"],
+         "required": True},
     ],
     "county_review": [
-        {"type": "number", "key": "aid_amount", "label": "资助金额(元)", "validate": {"required": True, "min": 0}},
-        {"type": "textfield", "key": "approval_number", "label": "审核文号", "validate": {"required": True}},
+        {"type": "number", "key": "aid_amount", "label": "资助金额(元)", "required": True, "min": 0},
+        {"type": "textfield", "key": "approval_number", "label": "审核文号", "required": True},
     ],
 }
 SAMPLE = {"student_name": "张小明", "school_name": "宝梵镇中心小学", "grade": "小学", "survey_date": "2026-09-01",
@@ -131,15 +127,6 @@ ADD_SHAPES = """([layout, steps]) => {
   return registry.getAll().filter(e => e.type !== 'label').map(e => e.id);
 }"""
 
-ADD_FIELDS = """([fields]) => {
-  const editor = window.xiangflowStudio.formEditor;
-  const modeling = editor.get('modeling');
-  const form = editor._state.schema;
-  fields.forEach(f => modeling.addFormField(f, form, form.components.length));
-  return editor.saveSchema().components.map(c => c.key);
-}"""
-
-
 def log_in(page: Page, username: str) -> None:
     page.goto("/login")
     page.get_by_label("用户名").fill(username)
@@ -175,42 +162,8 @@ def make_forms(page: Page, code: str) -> None:
         page.locator("#new-form-name").fill(form)
         page.get_by_test_id("add-form").click()
         expect(page.get_by_test_id("form-current")).to_have_text(f"正在编辑表单 {code}/{form}")
-        if form == "school_survey":
-            drag_first_field(page)
-        page.evaluate(ADD_FIELDS, [FORM_FIELDS[form]])
+        build_form(page.locator("#form-editor"), FORM_FIELDS[form])
     expect(page.get_by_test_id("form-list").locator("button")).to_have_count(len(FORM_FIELDS))
-
-
-def drag_first_field(page: Page) -> None:
-    """学生姓名: dragged from form-js's palette, then label, key and 必填 set in the editor's properties panel."""
-    source = page.locator('.fjs-palette-field[data-field-type="textfield"]').bounding_box()
-    target = page.locator(".fjs-drop-container-vertical").first.bounding_box()
-    page.mouse.move(source["x"] + source["width"] / 2, source["y"] + source["height"] / 2)
-    page.mouse.down()
-    for step in range(1, 21):
-        page.mouse.move(source["x"] + (target["x"] + target["width"] / 2 - source["x"]) * step / 20,
-                        source["y"] + (target["y"] + 60 - source["y"]) * step / 20)
-    page.mouse.up()
-    expect(page.locator(".fjs-form-field-textfield")).to_have_count(1)
-    editor_panel = ".fjs-properties-container"
-    expect(page.locator(f"{editor_panel} .bio-properties-panel-header-type")).to_have_text("Text field")
-    open_group(page, editor_panel, "general")
-    page.locator(f"{editor_panel} #bio-properties-panel-label").click()  # a CodeMirror (FEEL templating) editor
-    page.keyboard.press("Control+A")
-    page.keyboard.type("学生姓名")
-    key = page.locator(f"{editor_panel} #bio-properties-panel-key")
-    key.fill("student_name")
-    key.press("Tab")
-    open_group(page, editor_panel, "validation")
-    page.locator(f"{editor_panel} #bio-properties-panel-required").check()
-    expect(page.locator(".fjs-form-field-textfield label")).to_contain_text("学生姓名")
-
-
-def open_group(page: Page, container: str, group: str) -> None:
-    header = page.locator(f"{container} [data-group-id='group-{group}'] .bio-properties-panel-group-header")
-    if "open" not in (header.get_attribute("class") or "").split():
-        header.click()
-    expect(header).to_have_class(re.compile(r"\bopen\b"))
 
 
 def set_step_properties(page: Page, code: str, step) -> None:
@@ -220,10 +173,10 @@ def set_step_properties(page: Page, code: str, step) -> None:
     for action in ("approve", "reject", "return"):
         box = panel(page, f"xf-action-{action}")
         box.check() if action in actions else box.uncheck()
-    panel(page, "xf-due-in").fill(due)
+    panel(page, "xf-due-amount").fill(str(due))  # 天, the unit's default
     page.wait_for_function("([id, due]) => { const s = window.xiangflowStudio;"
                            " return s.properties.get(s.modeler.get('elementRegistry').get(id), 'dueIn') === due; }",
-                           arg=[element_id, due])
+                           arg=[element_id, f"P{due}D"])
     assert spiff(page, element_id, "formKey") == f"{code}/{form}"
     assert (spiff(page, element_id, "actions") or "approve") == ",".join(actions)  # absent = approve only
 
@@ -285,10 +238,10 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
     page.get_by_test_id("studio-validate").click()
     expect(page.get_by_test_id("studio-message")).to_contain_text("校验发现")
     problems = page.get_by_test_id("problem")
-    expect(problems.filter(has_text="学校摸底[school_survey]").filter(has_text="表单")).to_have_count(1)
-    expect(problems.filter(has_text=f"[{layout['lanes'][0]}]").filter(has_text="角色")).to_have_count(1)
+    expect(problems.filter(has_text="学校摸底:").filter(has_text="表单")).to_have_count(1)  # by name, not id
+    expect(problems.filter(has_text=re.compile(r"^学校:")).filter(has_text="角色")).to_have_count(1)
     expect(page.locator("[data-problem-for='school_survey']")).to_be_visible()
-    problems.filter(has_text="学校摸底[school_survey]").click()
+    problems.filter(has_text="学校摸底:").first.click()
     expect(page.locator("#bpmn-properties .bio-properties-panel-header-label")).to_have_text("学校摸底")
 
     # ---- XiangFlow properties in the properties panel
@@ -313,11 +266,16 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
 
     # ---- dry run in the sandbox: the path is marked on the diagram
     page.get_by_test_id("tab-dryrun").click()
-    page.get_by_test_id("dryrun-sample").fill(json.dumps({"data": SAMPLE}, ensure_ascii=False))
+    sample = page.get_by_test_id("dryrun-sample")  # fields generated from each step's form, in flow order
+    expect(sample.locator("legend")).to_have_text([s[1] for s in STEPS])
+    sample.locator("[data-step='school_survey'] [data-sample-key='school_name']").fill(SAMPLE["school_name"])
     page.get_by_test_id("dryrun-run").click()
     expect(page.get_by_test_id("dryrun-outcome")).to_have_text("流程走完,案件状态:已批准")
     expect(page.get_by_test_id("dryrun-steps").locator("li")).to_have_count(5)
-    expect(page.get_by_test_id("dryrun-path")).to_contain_text("start → school_survey → student_application")
+    expect(page.get_by_test_id("dryrun-steps").locator("li").first).to_contain_text(
+        f"学校摸底:乡镇乡村振兴办通过(学生姓名:试运行,就读学校:{SAMPLE['school_name']}")
+    expect(page.get_by_test_id("dryrun-path")).to_contain_text("发起 → 学校摸底 → 学生申请")
+    expect(page.get_by_test_id("dryrun-result")).not_to_contain_text("school_survey")  # names, not ids
     page.get_by_test_id("tab-bpmn").click()
     expect(page.locator(".djs-element.xf-dry-path[data-element-id='county_review']")).to_have_count(1)
     expect(page.locator(".bjsl-button")).to_have_text("没有问题")  # bpmnlint, in the editor
@@ -424,7 +382,8 @@ def test_a_shipped_procedure_opens_for_the_system_admin_with_its_properties_form
 
     page.get_by_test_id("tab-forms").click()
     expect(page.get_by_test_id("form-list").get_by_role("button", name="housing_renovation/application")).to_be_visible()
-    expect(page.locator("#form-editor .fjs-form-field").first).to_be_visible()
+    expect(page.locator("#form-editor .fb-card").first).to_be_visible()
+    expect(page.locator("#form-editor")).not_to_contain_text("Text field")
     page.get_by_test_id("tab-dmn").click()
     expect(page.locator("#dmn-editor .tjs-table")).to_be_visible()  # dmn-js decision table editor
     expect(page.locator("#dmn-editor")).to_contain_text("危房改造对象资格判定")

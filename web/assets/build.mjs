@@ -1,7 +1,7 @@
 // Builds the front-end bundles into ../static/dist (run by `npm run build`, i.e. `make assets`).
 //   viewer.js            case diagram (bpmn-js NavigatedViewer)
 //   studio.js/studio.css procedure studio: bpmn-js Modeler (Chinese), properties panel with the XiangFlow
-//                        provider, bpmnlint (.bpmnlintrc compiled here), form-js editor, dmn-js
+//                        provider, bpmnlint (.bpmnlintrc compiled here), the Chinese form builder, dmn-js
 // Everything comes from node_modules; nothing is fetched at run time.
 import { copyFileSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

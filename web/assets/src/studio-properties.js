@@ -1,7 +1,7 @@
 // XiangFlow properties provider for bpmn-js-properties-panel: the group "乡流设置" holds what the
 // engine reads from a diagram (README, "BPMN properties XiangFlow reads"):
 //   lane            → role          (lane name "中文名 (role_code)")
-//   user task       → formKey, actions (approve/reject/return), dueIn, noticeKind (an issuance step),
+//   user task       → formKey, actions (approve/reject/return), dueIn (number + unit), noticeKind (an issuance step),
 //                     opinionRequired (true: every action needs an opinion), batchApproval (批量审批),
 //                     attachments (accepted kinds or none)
 //   business rule   → calledDecisionId (a decision of the draft's DMN files)
@@ -27,6 +27,8 @@ import {
 } from '@bpmn-io/properties-panel';
 import { useService } from 'bpmn-js-properties-panel';
 import { getBusinessObject, is } from 'bpmn-js/lib/util/ModelUtil';
+
+import { DAY_KINDS, durationWords, formatDuration, parseDuration, UNITS } from './duration';
 
 export const ACTIONS = [];
 export const CASE_STATUS_LABELS = {};
@@ -336,7 +338,41 @@ function scriptEntry() {
   }));
 }
 
-const ISO_DURATION = /^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/;
+// 办理时限 as a number, a unit and the procedure's day kind; a value the widget cannot show (P1M, an
+// expression) is shown in words and kept until a number is typed
+function dueInEntries(config) {
+  const current = (element) => parseDuration(getSpiffProperty(element, 'dueIn'));
+  return [
+    entry('xf-due-amount', 'text', (element, injector) => ({
+      label: label('dueIn'),
+      description: current(element) ? '不填为不限时' : `当前为${durationWords(getSpiffProperty(element, 'dueIn'))},填数字即改写`,
+      validate: (v) => (!v || /^\d+$/.test(v.trim()) ? null : '请填写整数'),
+      getValue: () => String((current(element) || {}).amount ?? ''),
+      setValue: (value) => {
+        const unit = (current(element) || {}).unit || 'D';
+        const text = (value || '').trim();
+        if (text && !/^\d+$/.test(text)) return;
+        setSpiffProperty(injector, element, 'dueIn', formatDuration(text, unit));
+      },
+    })),
+    entry('xf-due-unit', 'select', (element, injector) => ({
+      label: '时限单位',
+      getValue: () => (current(element) || {}).unit || 'D',
+      setValue: (unit) => {
+        const amount = (current(element) || {}).amount;
+        if (amount) setSpiffProperty(injector, element, 'dueIn', formatDuration(amount, unit));
+      },
+      getOptions: () => UNITS.map(([value, word]) => ({ value, label: word })),
+    })),
+    entry('xf-day-kind', 'select', () => ({
+      label: '计日方式(全流程所有步骤)',
+      description: '工作日不含法定节假日和周末;在“流程设置”页也可修改',
+      getValue: () => config.dayKind(),
+      setValue: (value) => config.setDayKind(value),
+      getOptions: () => DAY_KINDS.map(([value, word]) => ({ value, label: word })),
+    })),
+  ];
+}
 
 export default function XiangflowPropertiesProvider(propertiesPanel, config) {
   this._config = config;
@@ -353,8 +389,7 @@ XiangflowPropertiesProvider.prototype.getGroups = function(element) {
       entries.push(spiffSelect('xf-form-key', 'formKey', label('formKey'), () => config.forms().map((k) => ({ value: k, label: k })),
         '在“表单”页新建和编辑表单'));
       ACTIONS.forEach(([action, word]) => entries.push(actionEntry(action, word)));
-      entries.push(spiffText('xf-due-in', 'dueIn', label('dueIn', ',ISO 时长'), '如 P5D = 5 天;按流程设置中的自然日/工作日计算',
-        (v) => (!v || ISO_DURATION.test(v) ? null : '应为 ISO 时长,如 P5D')));
+      entries.push(...dueInEntries(config));
       entries.push(opinionRequiredEntry());
       entries.push(batchApprovalEntry());
       entries.push(spiffText('xf-attachments', 'attachments', label('attachments'),

@@ -1,5 +1,5 @@
-// 流程设计 (procedure studio): bpmn-js Modeler in Chinese with the XiangFlow properties panel and
-// bpmnlint, form-js's editor for forms, dmn-js for decision tables. The draft lives on the server
+// 流程设计 (procedure studio), BPMN 高级模式: bpmn-js Modeler in Chinese with the XiangFlow properties panel and
+// bpmnlint, the Chinese form builder (form-builder.js) for forms, dmn-js for decision tables. The draft lives on the server
 // (/studio/api/drafts/<id>): this page loads its files, edits them and saves them back; the server
 // validates (problems per element id, marked here on the diagram), dry-runs and deploys.
 // window.xiangflowStudio exposes the same functions the buttons use (for automation and tests).
@@ -8,8 +8,6 @@ import 'bpmn-js/dist/assets/bpmn-js.css';
 import 'bpmn-js/dist/assets/bpmn-font/css/bpmn-embedded.css';
 import '@bpmn-io/properties-panel/dist/assets/properties-panel.css';
 import 'bpmn-js-bpmnlint/dist/assets/css/bpmn-js-bpmnlint.css';
-import '@bpmn-io/form-js-viewer/dist/assets/form-js.css';
-import '@bpmn-io/form-js-editor/dist/assets/form-js-editor.css';
 import 'dmn-js/dist/assets/diagram-js.css';
 import 'dmn-js/dist/assets/dmn-js-shared.css';
 import 'dmn-js/dist/assets/dmn-js-drd.css';
@@ -19,7 +17,6 @@ import 'dmn-js/dist/assets/dmn-js-literal-expression.css';
 import 'dmn-js/dist/assets/dmn-font/css/dmn-embedded.css';
 import './studio.css';
 
-import { FormEditor } from '@bpmn-io/form-js-editor';
 import BpmnModeler from 'bpmn-js/lib/Modeler';
 import lintModule from 'bpmn-js-bpmnlint';
 import zn from 'bpmn-js-i18n/translations/zn';
@@ -27,7 +24,12 @@ import { BpmnPropertiesPanelModule, BpmnPropertiesProviderModule } from 'bpmn-js
 import DmnModeler from 'dmn-js/lib/Modeler';
 
 import lintConfig from '../.bpmnlintrc';
+import { DryRunSample, inWords, readDiagram, stepWords } from './dryrun';
+import { FormBuilder } from './form-builder';
+import { WorkGuard } from './guard';
+import { SettingsFields } from './settings-fields';
 import spiffModdle from './spiffworkflow-moddle.json';
+import { api, message as showMessage } from './studio-api';
 import * as props from './studio-properties';
 import { EXTRA_ZH } from './studio-zh';
 
@@ -43,33 +45,9 @@ const translateModule = { translate: ['value', translate] };
 const root = document.getElementById('studio');
 const config = JSON.parse(document.getElementById(root.dataset.configSource).textContent);
 props.useVocabulary(config); // the engine's step property names, actions and statuses
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const state = { files: {}, lockVersion: null, bpmnKey: null, currentForm: null, currentDmn: null, problems: [] };
 const $ = (sel) => root.querySelector(sel);
-
-function message(text, kind = 'ok') {
-  const box = $('[data-testid="studio-message"]');
-  box.textContent = text;
-  box.className = `studio-message studio-message-${kind}`;
-}
-
-async function api(url, body) {
-  const response = await fetch(url, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrf, Accept: 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: 'same-origin',
-  });
-  let data = {};
-  try { data = await response.json(); } catch (err) { data = { message: `服务器返回 ${response.status}` }; }
-  if (!response.ok) {
-    const error = new Error(data.message || data.error || `请求失败(${response.status})`);
-    error.status = response.status;
-    error.data = data;
-    throw error;
-  }
-  return data;
-}
+const message = (text, kind) => showMessage($('[data-testid="studio-message"]'), text, kind);
 
 const formKeys = () => Object.keys(state.files).filter((k) => k.startsWith('form/')).map((k) => k.slice(5)).sort();
 const dmnKeys = () => Object.keys(state.files).filter((k) => k.startsWith('dmn/')).sort();
@@ -104,13 +82,28 @@ const modeler = new BpmnModeler({
   xiangflow: {
     roles: config.roles, caseStatuses: config.caseStatuses, procedures: config.procedures,
     forms: formKeys, decisions, noticeKinds,
+    dayKind: () => (manifest().settings || {}).day_kind || 'natural',
+    setDayKind: (kind) => { setDayKind(kind); guard.changed(); },
   },
 });
-const formEditor = new FormEditor({ container: '#form-editor' });
+const guard = new WorkGuard({ save: (opts) => save(opts), onStatus: (text) => { $('[data-testid="save-status"]').textContent = text; } });
+const formBuilder = new FormBuilder($('#form-editor'), { onChange: () => guard.changed() });
+const settingsFields = new SettingsFields($('#set-settings-rows'), { onChange: () => guard.changed() });
+const sampleFields = new DryRunSample($('#dryrun-sample'));
 const dmnModeler = new DmnModeler({ container: '#dmn-editor', common: { translate } });
+modeler.on('commandStack.changed', (event) => { if (event.trigger !== 'clear') guard.changed(); });
+dmnModeler.on('views.changed', () => {
+  const viewer = dmnModeler.getActiveViewer();
+  if (viewer && !viewer.xfWatched) {
+    viewer.xfWatched = true;
+    viewer.on('elements.changed', () => guard.changed());
+  }
+});
+$('#settings-form').addEventListener('input', () => guard.changed());
 
 // ------------------------------------------------------------------ tabs
 function showTab(name) {
+  if (name === 'dryrun') renderSample();
   root.querySelectorAll('[data-tab]').forEach((a) => a.classList.toggle('active', a.dataset.tab === name));
   root.querySelectorAll('[data-pane]').forEach((pane) => { pane.hidden = pane.dataset.pane !== name; });
   if (name === 'bpmn') modeler.get('canvas').resized();
@@ -149,30 +142,25 @@ function renderList(listId, keys, current, open, label) {
   }
 }
 
-// form-js's editor labels a date field with dateLabel; the server's task page renders label
-function normalizeSchema(schema) {
-  const walk = (components) => (components || []).forEach((c) => {
-    if (c.type === 'datetime' && !c.label && (c.dateLabel || c.timeLabel)) c.label = c.dateLabel || c.timeLabel;
-    walk(c.components);
-  });
-  walk(schema.components);
-  return schema;
-}
-
 function syncForm() {
-  if (state.currentForm) {
-    state.files[`form/${state.currentForm}`] = JSON.stringify(normalizeSchema(formEditor.saveSchema()), null, 2);
+  if (state.currentForm && formBuilder.getSchema()) {
+    state.files[`form/${state.currentForm}`] = JSON.stringify(formBuilder.getSchema(), null, 2);
   }
 }
 
 async function openForm(key) {
   syncForm();
-  const schema = JSON.parse(state.files[`form/${key}`]);
-  await formEditor.importSchema(schema);
+  formBuilder.load(JSON.parse(state.files[`form/${key}`]));
   state.currentForm = key;
   $('#form-current').textContent = `正在编辑表单 ${key}`;
   renderList('form-list', formKeys(), key, openForm, (k) => k);
-  return formEditor;
+  return formBuilder;
+}
+
+function nextFormCode() {
+  let n = 1;
+  while (state.files[`form/${config.code}/form_${n}`]) n += 1;
+  return `form_${n}`;
 }
 
 async function addForm(name) {
@@ -183,6 +171,7 @@ async function addForm(name) {
   state.files[`form/${key}`] = JSON.stringify({
     type: 'default', id: `Form_${short}`, components: [], schemaVersion: 16,
   }, null, 2);
+  guard.changed();
   await openForm(key);
   return key;
 }
@@ -191,7 +180,7 @@ $('#new-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   try {
     const key = await addForm($('#new-form-name').value);
-    $('#new-form-name').value = '';
+    $('#new-form-name').value = nextFormCode();
     message(`已新建表单 ${key}`);
   } catch (err) {
     message(err.message, 'error');
@@ -236,6 +225,7 @@ async function addDmn(name) {
   const key = `dmn/${id}.dmn`;
   if (state.files[key]) throw new Error(`决策表 ${id} 已存在`);
   state.files[key] = emptyDmn(id, id);
+  guard.changed();
   await openDmn(key);
   return key;
 }
@@ -258,28 +248,26 @@ function manifest() {
 
 function fillSettings() {
   const m = manifest();
-  const settings = { ...(m.settings || {}) };
   $('#set-name').value = m.name || '';
   $('#set-subject').value = m.subject_kind || 'household';
-  $('#set-day-kind').value = settings.day_kind || 'natural';
-  delete settings.day_kind;
+  $('#set-day-kind').value = (m.settings || {}).day_kind || 'natural';
   $('#set-description').value = m.description || '';
-  $('#set-settings').value = JSON.stringify(settings, null, 2);
+  settingsFields.load(m.settings || {});
+}
+
+function setDayKind(kind) {
+  const m = manifest();
+  m.settings = { ...(m.settings || {}), day_kind: kind };
+  state.files['procedure.json'] = JSON.stringify(m, null, 2);
+  $('#set-day-kind').value = kind;
 }
 
 function syncSettings() {
   const m = manifest();
-  let settings;
-  try {
-    settings = JSON.parse($('#set-settings').value || '{}');
-  } catch (err) {
-    throw new Error(`流程参数不是有效的 JSON:${err.message}`);
-  }
-  if (!settings || typeof settings !== 'object' || Array.isArray(settings)) throw new Error('流程参数必须是 JSON 对象');
   m.name = $('#set-name').value.trim();
   m.subject_kind = $('#set-subject').value;
   m.description = $('#set-description').value;
-  m.settings = { ...settings, day_kind: $('#set-day-kind').value };
+  m.settings = { ...settingsFields.value(), day_kind: $('#set-day-kind').value };
   state.files['procedure.json'] = JSON.stringify(m, null, 2);
 }
 
@@ -292,13 +280,15 @@ async function syncEditors() {
   syncSettings();
 }
 
-async function save() {
+async function save({ quiet } = {}) {
   await syncEditors();
   const data = await api(config.urls.draft, { files: state.files, lock_version: state.lockVersion });
   state.lockVersion = data.lock_version;
   state.files = data.files;
+  guard.saved();
   $('[data-testid="draft-status"]').textContent = '编辑中';
-  message('草稿已保存');
+  $('[data-testid="save-status"]').textContent = '已保存';
+  if (!quiet) message('草稿已保存');
   return data;
 }
 
@@ -323,7 +313,7 @@ function renderProblems(problems) {
     item.dataset.testid = 'problem';
     item.setAttribute('data-testid', 'problem');
     if (p.element_id) item.dataset.elementId = p.element_id;
-    item.textContent = `${p.where}:${p.message}${p.file && p.element_id ? `(${p.file})` : ''}`;
+    item.textContent = p.element_name ? `${p.element_name}:${p.message}` : `${p.where}:${p.message}`;
     const element = p.element_id && registry.get(p.element_id);
     if (element) {
       item.classList.add('clickable');
@@ -385,11 +375,32 @@ function clearPathMarks() {
   modeler.get('elementRegistry').getAll().forEach((el) => canvas.removeMarker(el, 'xf-dry-path'));
 }
 
-async function dryRun(sampleText) {
-  await save();
-  const text = sampleText !== undefined ? sampleText : $('#dryrun-sample').value;
+function diagram() {
+  return readDiagram(state.files[state.bpmnKey], props.roleOfLane);
+}
+
+function formsByKey() {
+  const forms = {};
+  for (const key of formKeys()) {
+    try { forms[key] = JSON.parse(state.files[`form/${key}`]); } catch (err) { /* a broken form: no sample fields */ }
+  }
+  return forms;
+}
+
+async function renderSample() {
+  await syncEditors().catch(() => {});
+  sampleFields.render(diagram().tasks, formsByKey(), new Date().toISOString().slice(0, 10));
+}
+
+const roleName = (code) => (config.roles.find((r) => r.code === code) || {}).name || code;
+
+// sample: {"data": .., "steps": ..} (automation), else the fields of the 试运行 tab
+async function dryRun(sample) {
+  await save({ quiet: true });
+  const { names, tasks } = diagram();
+  const sent = sample !== undefined ? sample : sampleFields.sample();
   try {
-    const data = await api(config.urls.dryRun, { sample: text });
+    const data = await api(config.urls.dryRun, { sample: sent });
     clearPathMarks();
     const registry = modeler.get('elementRegistry');
     const canvas = modeler.get('canvas');
@@ -398,14 +409,18 @@ async function dryRun(sampleText) {
     box.replaceChildren();
     const head = document.createElement('p');
     head.setAttribute('data-testid', 'dryrun-outcome');
+    const stopped = data.error_element && names[data.error_element] ? `(停在「${names[data.error_element]}」)` : '';
     head.textContent = data.completed ? `流程走完,案件状态:${props.CASE_STATUS_LABELS[data.status] || data.status}`
-      : `未走完:${data.error || '等待中'}`;
+      : `未走完${stopped}:${inWords(data.error || '等待中', names)}`;
     box.append(head);
     const list = document.createElement('ol');
     list.setAttribute('data-testid', 'dryrun-steps');
+    const forms = formsByKey();
     for (const step of data.steps) {
+      const task = tasks.find((t) => t.id === step.element_id);
       const item = document.createElement('li');
-      item.textContent = `${step.name}:${step.detail}`;
+      const values = { ...(sent.data || {}), ...((sent.steps || {})[step.element_id] || {}) };
+      item.textContent = stepWords(step, task && forms[task.formKey], values, task && roleName(task.role));
       item.dataset.elementId = step.element_id;
       list.append(item);
     }
@@ -413,9 +428,9 @@ async function dryRun(sampleText) {
     const path = document.createElement('p');
     path.className = 'muted';
     path.setAttribute('data-testid', 'dryrun-path');
-    path.textContent = `经过的元素:${data.path.join(' → ')}`;
+    path.textContent = `经过:${data.path.filter((id) => names[id]).map((id) => names[id]).join(' → ')}`;
     box.append(path);
-    message(data.completed ? '试运行完成,经过的元素已在流程图上标出' : '试运行未走完', data.completed ? 'ok' : 'error');
+    message(data.completed ? '试运行完成,经过的步骤已在流程图上标出' : '试运行未走完', data.completed ? 'ok' : 'error');
     return data;
   } catch (err) {
     if (err.data && err.data.problems) renderProblems(err.data.problems);
@@ -451,6 +466,7 @@ async function load() {
   const canvas = modeler.get('canvas');
   if (modeler.get('elementRegistry').getAll().length > 1) canvas.zoom('fit-viewport', 'auto');
   fillSettings();
+  $('#new-form-name').value = nextFormCode();
   const forms = formKeys();
   renderList('form-list', forms, null, openForm, (k) => k);
   if (forms.length) await openForm(forms[0]);
@@ -466,7 +482,7 @@ const ready = load().catch((err) => {
 });
 
 window.xiangflowStudio = {
-  modeler, formEditor, dmnModeler, ready, state,
+  modeler, formBuilder, dmnModeler, ready, state, guard, sampleFields,
   save, validate, deploy, dryRun, openForm, addForm, openDmn, addDmn, showTab, syncEditors,
   properties: {
     get: props.getSpiffProperty,

@@ -6,13 +6,9 @@ import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session, selectinload
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import CursorResult
 
 from engine.access.policy import AccessPolicy
 from engine.models import Notification, Region, Role, TaskRow, TaskStatus, User, UserRole, UTCDateTime
@@ -59,10 +55,11 @@ class NotificationService:
             .where(UserRole.role_code == row.role_code, UserRole.region_code == row.scope_code,
                    User.is_active.is_(True))
         )
-        result = cast("CursorResult[Any]", self.session.execute(insert(Notification).from_select(
-            ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"], holders)))
-        told = result.rowcount
-        if not told and row.parent_task_id is None:
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT … SELECT
+        told = self.session.execute(insert(Notification).from_select(
+            ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"], holders)
+            .returning(Notification.id)).first()
+        if told is None and row.parent_task_id is None:
             self.task_unstaffed(row, case_title)
 
     def task_unstaffed(self, row: TaskRow, case_title: str) -> None:

@@ -33,6 +33,7 @@ from engine.core.errors import DefinitionError, ValidationError, XiangFlowError
 from engine.models import CaseStatus
 from engine.procedures.checks.rules import editor_vocabulary
 from engine.studio.service import MAX_ZIP_BYTES, DraftProblems
+from engine.studio.simple.model import MAX_MODEL_BYTES
 from web.errors import STATUS, error_response
 from web.services import actor, client_addr, work
 
@@ -173,6 +174,8 @@ def editor(draft_id: int):
                 "validate": url_for("studio.api_validate", draft_id=draft.id),
                 "deploy": url_for("studio.api_deploy", draft_id=draft.id),
                 "dryRun": url_for("studio.api_dry_run", draft_id=draft.id),
+                "simple": url_for("studio.api_simple_get", draft_id=draft.id),
+                "simpleVocabulary": url_for("studio.api_simple_vocabulary"),
                 "index": url_for("studio.index"),
             },
             "roles": [{"code": r.code, "name": r.name, "level": r.level.value} for r in service.roles()],
@@ -283,6 +286,70 @@ def api_save(draft_id: int):
                                      client_addr=client_addr())
         return jsonify({"lock_version": draft.lock_version, "name": draft.name, "status": draft.status,
                         "files": draft.files})
+
+
+# ----------------------------------------------------------------------------- the simple designer (简易模式)
+@bp.route("/api/simple/vocabulary")
+def api_simple_vocabulary():
+    with work() as w:
+        return jsonify(w.studio.simple_vocabulary(actor()))
+
+
+@bp.route("/api/simple/templates")
+def api_simple_templates():
+    with work() as w:
+        return jsonify({"templates": w.studio.simple_templates(actor())})
+
+
+@bp.route("/api/simple/drafts", methods=["POST"])
+@_refusing("create")
+def api_simple_create():
+    """A new draft from a template: JSON answers 201 with the model; a form post redirects to the editor."""
+    as_form = not request.is_json
+    body = dict(request.form) if as_form else _json_body()
+    owner = body.get("owner_region_code") if isinstance(body.get("owner_region_code"), str) else None
+    try:
+        with work() as w:
+            draft = w.studio.create_from_template(actor(), body.get("template"), body.get("code"), body.get("name"),
+                                                  owner_region_code=owner or None, client_addr=client_addr())
+            draft_id, lock = draft.id, draft.lock_version
+    except ValidationError as exc:
+        if as_form:
+            return _index(exc.errors, {k: str(body.get(k) or "") for k in ("code", "name", "template")}, status=422)
+        raise
+    url = url_for("studio.editor", draft_id=draft_id)
+    if as_form:
+        flash("已从模板新建流程草稿", "success")
+        return redirect(url)
+    with work() as w:
+        _draft, model, _reason = w.studio.simple_model(actor(), draft_id)
+        return jsonify({"id": draft_id, "url": url, "lock_version": lock,
+                        "model": model.to_json() if model else None}), 201
+
+
+@bp.route("/api/drafts/<int:draft_id>/simple", methods=["GET"])
+@_refusing("open")
+def api_simple_get(draft_id: int):
+    with work() as w:
+        draft, model, reason = w.studio.simple_model(actor(), draft_id)
+        if model is None:
+            return jsonify({"simple": False, "reason": reason, "lock_version": draft.lock_version})
+        return jsonify({"simple": True, "lock_version": draft.lock_version, "model": model.to_json()})
+
+
+@bp.route("/api/drafts/<int:draft_id>/simple", methods=["PUT"])
+@_refusing("save")
+def api_simple_put(draft_id: int):
+    if len(request.get_data(cache=True)) > MAX_MODEL_BYTES:
+        raise ValidationError("简易模型过大", {"model": f"简易模型不能超过 {MAX_MODEL_BYTES // 1024} KB"})
+    body = _json_body()
+    lock = body.get("lock_version")
+    with work() as w:
+        draft, model, problems = w.studio.save_simple(actor(), draft_id, body.get("model"),
+                                                      lock if isinstance(lock, int) and not isinstance(lock, bool)
+                                                      else None, client_addr=client_addr())
+        return jsonify({"ok": not problems, "lock_version": draft.lock_version, "model": model.to_json(),
+                        "problems": problems})
 
 
 @bp.route("/api/drafts/<int:draft_id>/validate", methods=["POST"])

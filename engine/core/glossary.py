@@ -43,6 +43,7 @@ ACTION_LABELS = {
     "urge": "催办",
     "attachment_added": "上传附件",
     "linked_case_started": "发起关联案件",
+    "cc_delivered": "按流程抄送",
     "linked_from": "由关联案件发起",
     "timer_incident": "定时器故障",
     "timer_retry": "定时器重试",

@@ -24,6 +24,7 @@ PROPERTY_NAMES: dict[str, str] = {
     "formKey": "表单",
     "actions": "允许的操作",
     "dueIn": "办理时限",
+    "dayKind": "时限按自然日或工作日",
     "dueAt": "办理截止时间(表达式)",
     "caseStatus": "案件状态",
     "outcomeReasonKey": "结果原因字段",
@@ -37,6 +38,7 @@ PROPERTY_NAMES: dict[str, str] = {
     "passData": "传递的数据",
     "signMode": "会签方式",
     "batchApproval": "允许批量审批",
+    "ccRole": "抄送角色",
 }
 
 _ATTR = "_xf_step_properties"
@@ -79,6 +81,8 @@ class StepProperties:
     pass_data: tuple[str, ...] = ()
     sign_mode: str | None = None
     batch_approval: bool = False  # 批量审批: the holder may approve several such tasks with one opinion
+    day_kind: str | None = None  # natural or working: how this step's dueIn counts (None: the procedure's setting)
+    cc_role: str | None = None  # 抄送: the holders of this role in the case's jurisdiction get a read-only copy
 
     @property
     def is_issuance(self) -> bool:
@@ -118,6 +122,8 @@ class StepProperties:
             pass_data=split_list(raw.get("passData")),
             sign_mode=text("signMode"),
             batch_approval=(raw.get("batchApproval") or "").strip().lower() == "true",
+            day_kind=text("dayKind"),
+            cc_role=text("ccRole"),
         )
 
 

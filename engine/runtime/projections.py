@@ -21,7 +21,7 @@ from sqlalchemy import CursorResult, Table, insert, select, update
 
 from engine.access.assignment import procedure_serves, scope_for
 from engine.core.errors import CaseExecutionError, NotFoundError
-from engine.models import Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User, UserRole
+from engine.models import Case, CaseCc, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User, UserRole
 from engine.procedures.definitions import role_of_lane
 from engine.procedures.expressions import CHINA_TZ, SCRIPT_ENGINE
 from engine.procedures.steps import properties_of
@@ -165,6 +165,7 @@ class Projections:
         self.sync_tasks(m, walk, now)
         self.sync_timers(m, walk, now)
         self.start_linked_cases(m, walk)
+        self.deliver_cc(m, walk, now)
 
     # ------------------------------------------------------------------ task rows
     def sync_tasks(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
@@ -202,7 +203,8 @@ class Projections:
             level = self.pipeline.role_levels.get(role or "")
             if level is None:
                 raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的泳道 {spec.lane!r} 没有对应的角色")
-            due_at = self._due_at(props.due_in, now, day_kind)
+            step_day_kind = props.day_kind or day_kind
+            due_at = self._due_at(props.due_in, now, step_day_kind)
             if props.due_at:  # an expression giving an ISO datetime, e.g. calendar_date(11, 30, plan_year)
                 try:
                     due_at = TimerEventDefinition.get_datetime(str(SCRIPT_ENGINE.evaluate(task, props.due_at)))
@@ -222,7 +224,7 @@ class Projections:
                 status=TaskStatus.open,
                 created_at=now,
                 due_at=due_at,
-                day_kind=day_kind,
+                day_kind=step_day_kind,
             )
             if props.assignee_key:  # a named person, e.g. the household's 帮扶责任人
                 row.assignee_id = self.named_assignee(task.data.get(props.assignee_key), role, row.scope_code)
@@ -336,6 +338,33 @@ class Projections:
                 status=TimerStatus.waiting,
             ))
         self.session.flush()
+
+    # ------------------------------------------------------------------ 抄送 elements
+    def deliver_cc(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
+        """抄送 elements (``ccRole``) passed in this action: every active holder of the role in the case's
+        jurisdiction gets a read-only copy of the case (once) and a notification."""
+        case = m.case
+        for task in walk.completed:
+            role = properties_of(task.task_spec).cc_role
+            if not role or task.id in m.completed_before:
+                continue
+            level = self.pipeline.role_levels.get(role)
+            if level is None:
+                raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要抄送的角色 {role!r} 不存在")
+            holders = set(self.session.scalars(
+                select(User.id).join(UserRole, UserRole.user_id == User.id)
+                .where(User.is_active.is_(True), UserRole.role_code == role,
+                       UserRole.region_code == scope_for(case.region_code, level))))
+            holders -= set(self.session.scalars(select(CaseCc.user_id).where(CaseCc.case_id == case.id)))
+            for user_id in sorted(holders):
+                self.session.add(CaseCc(case_id=case.id, user_id=user_id, by_user_id=case.started_by_id,
+                                        created_at=now))
+            if holders:
+                self.session.flush()
+                self.pipeline.notifications.notify(sorted(holders), "cc", f"抄送:{case.title}",
+                                                   task.task_spec.bpmn_name or "", case_id=case.id)
+            m.projected("cc_delivered", detail={"role": role, "users": len(holders),
+                                                "step": task.task_spec.bpmn_name})
 
     # ------------------------------------------------------------------ linked cases
     def start_linked_cases(self, m: Mutation, walk: TreeWalk) -> None:

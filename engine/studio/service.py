@@ -9,6 +9,7 @@ one idea:
 - zipfiles.py   — zip export and import (untrusted: size, entries, ratio, links, traversal)
 - sandbox.py    — dry runs in memory under a FixedClock
 - migration.py  — moving running cases between versions (SpiffWorkflow's diff/migration)
+- simple/       — the simple designer (简易模式): model, compiler, decompiler, templates (docs/simple-designer.md)
 
 Every studio action requires an admin grant (``Actor.is_admin``), and changing a procedure
 (opening, saving, validating, dry-running, deploying, exporting a draft or version, migrating its
@@ -26,6 +27,7 @@ from engine.studio.drafts import ProcedureSummary, VersionSummary, copy_files, e
 from engine.studio.migration import MigrationCheck, StudioMigration
 from engine.studio.ownership import SYSTEM_OWNER_NAME
 from engine.studio.sandbox import DryRunResult, DryRunStep, StudioDryRun, run_sandbox
+from engine.studio.simple.service import StudioSimple
 from engine.studio.validation import DraftProblems
 from engine.studio.zipfiles import MAX_ZIP_BYTES, StudioZip, read_zip, write_zip
 
@@ -36,5 +38,5 @@ __all__ = [
 ]
 
 
-class StudioService(StudioZip, StudioDryRun, StudioMigration):
+class StudioService(StudioZip, StudioDryRun, StudioMigration, StudioSimple):
     """Studio operations for admins: drafts, validation and deploy, zips, dry runs, case migration."""

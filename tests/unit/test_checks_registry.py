@@ -157,6 +157,8 @@ BROKEN = {
                       "check", None),
     "linked_procedures": (lambda: files(check_props=_task('<spiffworkflow:property name="startsProcedure" value="other" />')),
                           "check", None),
+    "cc_roles": (lambda: files(check_props=_task('<spiffworkflow:property name="ccRole" value="mayor" />')),
+                 "check", None),
     "business_rule_decisions": (lambda: files(extra_nodes=RULE_TASK.format(decision="no_such")), "decide", None),
     "conditions": (lambda: files(condition="scroe &gt; 5"), "f_recheck", None),
     "timers": (lambda: files(extra_nodes=TIMER.format(expr="P5D"), extra_flows=TIMER_FLOW, town_refs=TOWN), "late", None),

@@ -9,7 +9,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from engine.procedures.checks.bundle import CheckedBundle, local
 from engine.procedures.checks.files import FORM_KEY_RE
 from engine.procedures.checks.problem import Problem
-from engine.procedures.checks.rules import ACTION_WORDS, ALLOWED_ACTIONS, CASE_STATUS_VALUES, DATA_KEY_RE
+from engine.procedures.checks.rules import ACTION_WORDS, ALLOWED_ACTIONS, CASE_STATUS_VALUES, DATA_KEY_RE, DAY_KINDS
 from engine.procedures.step_rules import step_rule_problems
 from engine.procedures.steps import SIGNATURE_MODES
 
@@ -73,7 +73,16 @@ def user_task_rules(b: CheckedBundle) -> list[Problem]:
             found.append(b.problem(node.get("id"), f"batchApproval(允许批量审批)只能是 true 或 false(现为 {batch!r})"))
         if "signature" in props.raw and props.signature not in SIGNATURE_MODES:
             found.append(b.problem(node.get("id"), f"signature 只能是 {' 或 '.join(SIGNATURE_MODES)}"))
+        if "dayKind" in props.raw and props.day_kind not in DAY_KINDS:
+            found.append(b.problem(node.get("id"), "dayKind(时限计算方式)只能是 natural(自然日)或 working(工作日)"))
     return found
+
+
+def cc_roles(b: CheckedBundle) -> list[Problem]:
+    """ccRole (抄送) names an existing role."""
+    return [b.problem(n.get("id"), f"抄送角色 {b.properties(n).cc_role!r} 不存在")
+            for n in b.elements() if "ccRole" in b.properties(n).raw
+            and b.properties(n).cc_role not in b.context.known_roles]
 
 
 def declared_notice_kinds(files: dict[str, str]) -> set[str]:

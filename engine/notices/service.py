@@ -26,6 +26,7 @@ from engine.models import (
     NoticeBatchStatus,
     OfficeKey,
     Procedure,
+    TaskStatus,
 )
 from engine.notices import verify
 from engine.notices.context import public_url
@@ -38,6 +39,8 @@ from engine.notices.verify import SignatureReport, UploadCheck
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.notice_catalog import NoticeCatalog, NoticeKind, load_catalog
 from engine.runtime.cases import CaseService
+
+MAX_TASKS = 500  # tasks one API issuance may name (a county 公告 covers many cases)
 
 
 class NoticeService:
@@ -102,6 +105,31 @@ class NoticeService:
     def offices_for(self, kind: NoticeKind, region_code: str) -> list[OfficeKey]:
         """Active office keys at the kind's office level whose region contains region_code."""
         return self.eligibility.offices_for(kind, region_code)
+
+    def issuance_of_tasks(self, actor: Actor, task_ids: Iterable[int]) -> tuple[str, str, list[int]]:
+        """The (procedure, kind, case ids) that open 出具 steps name, for issuing by task (the API).
+
+        :raises NotFoundError: a task that is not the actor's (``AccessPolicy.task_of``).
+        :raises ConflictError: a task already completed.
+        :raises ValidationError: none or too many, a task that does not issue a notice, or steps of several kinds.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        if not ids or len(ids) > MAX_TASKS:
+            raise ValidationError("任务数无效", {"task_ids": f"一次 1 到 {MAX_TASKS} 个出具公示/公告的任务"})
+        kinds, case_ids = set(), []
+        for task_id in ids:
+            row = self.cases.access.task_of(task_id, actor)
+            kind_code = self.cases.issuance_kind(row) if row.status == TaskStatus.open else None
+            if row.status != TaskStatus.open:
+                raise ConflictError(f"任务「{row.title}」已办理")
+            if kind_code is None:
+                raise ValidationError("不是出具公示/公告的步骤", {"task_ids": f"任务「{row.title}」不是出具公示/公告的步骤"})
+            kinds.add((row.case.version.procedure.code, kind_code))
+            case_ids.append(row.case_id)
+        if len(kinds) > 1:
+            raise ValidationError("请选择同一种公示/公告的任务", {"task_ids": "所选任务属于不同的公示/公告种类"})
+        ((procedure_code, kind_code),) = kinds
+        return procedure_code, kind_code, list(dict.fromkeys(case_ids))
 
     # ------------------------------------------------------------------ issue
     def issue(self, actor: Actor, procedure_code: str, kind_code: str, case_ids: Iterable[int],

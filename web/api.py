@@ -383,7 +383,4 @@ def add_sign(task_id: int):
         task_id, actor(), names, _text(payload, "position") or "", _text(payload, "opinion"), data))
 
 
-from web import (
-    api_notices,  # noqa: E402,F401  (notices: issue, PDF)
-    api_registry,  # noqa: E402,F401  (the subject registry's routes, on this blueprint)
-)
+from web import api_notices, api_registry  # noqa: E402,F401  (the registry's and notices' routes, on this blueprint)

@@ -88,7 +88,7 @@ def layout(graph: Graph, lane_names: dict[str, str], levels: dict[str, str], poo
     """Place every node and edge of graph."""
     top = [n for n in graph.nodes if n.parent is None and n.tag != "boundaryEvent"]
     roles = lane_order(graph, levels)
-    row_h = max([160.0, *(_size(n)[1] + 80 for n in top)])
+    row_h = max([200.0, *(_size(n)[1] + 100 for n in top)])
     tracks = {role: sorted({n.track for n in top if n.role == role}) for role in roles}
     width = LEFT + (max([n.col for n in top], default=0) + 1) * COL_W + 40
     lanes: list[tuple[str, Box]] = []
@@ -111,11 +111,15 @@ def layout(graph: Graph, lane_names: dict[str, str], levels: dict[str, str], poo
         band = box.h / len(inside) if len(inside) == 1 else row_h
         cy = box.y + inside.index(node.track) * band + band / 2
         cx = LEFT + node.col * COL_W + TASK_W / 2
-        if node.id.endswith("__rejected"):  # under its gateway
-            cy += 70
+        rejected = node.id.endswith("__rejected")
+        if rejected:  # under its gateway, its label to the right
+            cy += 65
         shape = Box(cx - w / 2, cy - h / 2, w, h)
         diagram.shapes[node.id] = shape
-        if node.tag in SIZES and node.name:
+        if rejected:
+            diagram.labels[node.id] = Box(shape.x + w + 6, cy - lines(node.name, LABEL_W) * 7, LABEL_W,
+                                          lines(node.name, LABEL_W) * 14)
+        elif node.tag in SIZES and node.name:
             n = lines(node.name, LABEL_W)
             ly = shape.y + shape.h + 4 if node.tag != "exclusiveGateway" and node.tag != "parallelGateway" \
                 else shape.y - 6 - n * 14
@@ -125,15 +129,20 @@ def layout(graph: Graph, lane_names: dict[str, str], levels: dict[str, str], poo
             host = diagram.shapes[node.attached_to]
             shape = Box(host.cx - EVENT / 2, host.y + host.h - EVENT / 2, EVENT, EVENT)
             diagram.shapes[node.id] = shape
-            diagram.labels[node.id] = Box(shape.x + EVENT + 4, shape.y + EVENT - 6, 60, 14)
+            diagram.labels[node.id] = Box(shape.x + EVENT + 4, shape.y + EVENT, 60, 14)
     for flow in graph.flows:
         if flow.source in diagram.shapes and flow.target in diagram.shapes:
             diagram.edges[flow.id] = _route(graph, diagram, flow.source, flow.target, flow.back)
             if flow.name:
-                (x1, y1), (x2, y2) = diagram.edges[flow.id][0], diagram.edges[flow.id][1]
+                points = diagram.edges[flow.id]
                 lw = min(text_width(flow.name), 140)
-                diagram.edge_labels[flow.id] = Box(min(x1, x2) + 6, min(y1, y2) + (y2 - y1) / 2 - 18
-                                                   if x1 == x2 else y1 - 20, lw, 14)
+                if flow.back:  # along the bottom line, left of the boundary event
+                    x, y = points[2][0] + 10, points[2][1] + 4
+                elif len(points) > 2:  # at the last corner, above the segment into the target
+                    x, y = points[-2][0] + 6, points[-2][1] - 18
+                else:
+                    x, y = points[0][0] + 6, points[0][1] - 18
+                diagram.edge_labels[flow.id] = Box(x, y, lw, 14)
     for sub in (n for n in graph.nodes if n.tag == "subProcess"):
         inner = {n.id: Box(100 + n.col * 150, 100, EVENT, EVENT) for n in graph.nodes if n.parent == sub.id}
         diagram.inner[sub.id] = inner

@@ -17,6 +17,7 @@ import io
 import json
 import multiprocessing
 import random
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -362,7 +363,9 @@ def seed(engine: Engine, cases: int, now: datetime, storage_dir: Path, processes
         conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         plan = _Plan(templates, {c: r.name for c, r in regions.items()}, villages, user_ids, now)
         ranges, starts = _split(cases, processes, plan, next_id)
-        with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
+        # the workers take the default SIGTERM back: the pool ends them with it once their work is done, and the
+        # caller's handler (bench/http.py turns SIGTERM into Ctrl-C) would print a traceback from each
+        with multiprocessing.get_context("fork").Pool(len(ranges), _default_sigterm) as pool:
             pool.starmap(_load_range, [(conninfo, plan, a, b, start) for (a, b), start in zip(ranges, starts,
                                                                                            strict=True)])
         timings["copy_s"] = time.perf_counter() - t0
@@ -385,6 +388,10 @@ def seed(engine: Engine, cases: int, now: datetime, storage_dir: Path, processes
         raw.close()
     timings["total_s"] = time.perf_counter() - began
     return timings
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def seeded_marker(engine: Engine) -> str | None:

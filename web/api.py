@@ -17,9 +17,9 @@ from flask_login import current_user
 from engine.core.errors import ValidationError
 from engine.models import Case, TaskRow
 from engine.procedures.step_rules import opinion_required
-from engine.queries.inbox import PER_PAGE, VIEWS, merged_data
+from engine.queries.inbox import KEY_KINDS, PER_PAGE, VIEWS, merged_data
 from web.auth import LoginRefused, end_session, login_with_password
-from web.edge import int_arg, page_arg
+from web.edge import cursor_arg, cursor_token, int_arg, list_scope
 from web.errors import error_response
 from web.services import actor, client_addr, clock, due_soon, work
 
@@ -125,14 +125,17 @@ def tasks():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         raise ValidationError("view 无效", {"view": f"只能是 {', '.join(VIEWS)}"})
-    page, per_page = page_arg(), int_arg("per_page", PER_PAGE, 1, 200)
+    per_page = int_arg("per_page", PER_PAGE, 1, 200)
     me = actor()
     now, soon = clock().now(), due_soon()
     with work() as w:
         search = w.inbox.parse_search(request.args, me)
+        scope = list_scope(f"api-tasks:{view}:{per_page}", search.params())
+        page = w.inbox.page(view, me, search, cursor_arg(scope, KEY_KINDS[view]), per_page, now, soon)
         out = {"view": view, "filters": search.params(), "counts": w.inbox.counts(me, search, now, soon),
-               "page": page, "per_page": per_page}
-        items = w.inbox.page(view, me, search, page, per_page, now, soon)
+               "page": page.number, "per_page": per_page, "next_cursor": cursor_token(page.next, scope),
+               "prev_cursor": cursor_token(page.prev, scope)}
+        items = page.items
         if view in ("started", "cc"):
             out["cases"] = [{"id": c.id, "title": c.title, "status": c.status.value,
                              "procedure": c.version.procedure.code} for c in items]

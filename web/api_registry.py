@@ -10,9 +10,11 @@ from flask import current_app, jsonify, request
 
 from engine.core.errors import ValidationError
 from engine.procedures.forms import mask_id
+from engine.queries.paging import COUNT_CAP
 from engine.registry.excel import ImportRefusedError
-from engine.registry.service import DuplicateSubjectError, SubjectSearch
+from engine.registry.service import KEY_KINDS, DuplicateSubjectError, SubjectSearch
 from web.api import body, bp
+from web.edge import cursor_arg, cursor_token, list_scope
 from web.errors import error_response
 from web.services import actor, client_addr, work
 
@@ -74,10 +76,14 @@ def create_subject():
 def subjects():
     me = actor()
     search = SubjectSearch.parse(request.args)
+    scope = list_scope("api-subjects", {**search.params(), "per_page": search.per_page})
+    after = cursor_arg(scope, KEY_KINDS)
     with work() as w:
-        items, total = w.registry.search(me, search)
-        return jsonify({"subjects": [subject_json(s, None, me) for s in items], "total": total,
-                        "page": search.page, "per_page": search.per_page, "filters": search.params()})
+        page = w.registry.search(me, search, after)
+        return jsonify({"subjects": [subject_json(s, None, me) for s in page.items], "total": page.total,
+                        "total_capped": (page.total or 0) > COUNT_CAP, "page": page.number,
+                        "per_page": search.per_page, "next_cursor": cursor_token(page.next, scope),
+                        "prev_cursor": cursor_token(page.prev, scope), "filters": search.params()})
 
 
 @bp.route("/subjects/<int:subject_id>")

@@ -13,13 +13,16 @@ Every request passes ``check_request`` (an app-wide ``before_request`` that runs
   2^53.
 
 Refusals raise ``ValidationError`` (422) or ``Refused`` (400, 413): the one error path in web/errors.py answers them.
-Views that read numbers from the query use ``page_arg`` / ``int_arg``.
+Views that read numbers from the query use ``int_arg``, and a list's page cursor ``cursor_arg``
+(``cursor_token`` makes the links).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import BadRequest
@@ -27,9 +30,10 @@ from werkzeug.routing import IntegerConverter
 
 from engine.core.bounds import MAX_ID, TooDeep, id_problem, json_problem, text_problem
 from engine.core.errors import ValidationError
+from engine.queries import paging
+from engine.queries.paging import Keyset
 from web.errors import Refused
 
-MAX_PAGE = 100_000
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -120,9 +124,26 @@ def int_arg(name: str, default: int, low: int = 1, high: int = MAX_ID) -> int:
     return int(raw)
 
 
-def page_arg(name: str = "page") -> int:
-    """The page number (1 … MAX_PAGE).
+def list_scope(name: str, params: dict) -> str:
+    """The name a list's cursors are bound to: the list and its filters (a cursor of another is refused)."""
+    return name + ":" + json.dumps(params, sort_keys=True, ensure_ascii=False, default=str)
 
-    :raises ValidationError: not an integer or out of range.
+
+def cursor_arg(scope: str, kinds: Sequence[str], name: str = "cursor") -> Keyset | None:
+    """The keyset of the ``cursor`` query parameter (None: the first page).
+
+    :raises CursorError: a cursor this list did not hand out (400).
     """
-    return int_arg(name, 1, 1, MAX_PAGE)
+    raw = request.args.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return paging.decode(raw.strip(), _cursor_secret(), scope, kinds)
+
+
+def cursor_token(keyset: Keyset | None, scope: str) -> str | None:
+    """The cursor of keyset for links (None for none)."""
+    return paging.encode(keyset, _cursor_secret(), scope) if keyset is not None else None
+
+
+def _cursor_secret() -> bytes:
+    return hashlib.sha256(b"xiangflow-cursor\x00" + str(current_app.secret_key).encode()).digest()

@@ -1,7 +1,7 @@
 """The one error path: domain errors and refusals at the edge → HTTP status and a short Chinese message.
 
 404 not found or outside jurisdiction, 403, 409 conflict, 422 invalid (``errors`` names the fields),
-400/413 from the edge (``Refused``), any other HTTP error with its Chinese title. An unexpected
+400 for a page cursor the list did not hand out, 400/413 from the edge (``Refused``), any other HTTP error with its Chinese title. An unexpected
 exception answers 500 with a fixed message: no exception name or detail reaches the client.
 """
 
@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from engine.core.errors import (
     CaseExecutionError,
     ConflictError,
+    CursorError,
     DefinitionError,
     ForbiddenError,
     NotFoundError,
@@ -24,6 +25,7 @@ STATUS = {
     NotFoundError: 404,
     ForbiddenError: 403,
     ConflictError: 409,
+    CursorError: 400,
     ValidationError: 422,
     DefinitionError: 422,
     CaseExecutionError: 422,

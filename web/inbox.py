@@ -7,10 +7,11 @@ from flask_login import login_required
 
 from engine.core.errors import ValidationError
 from engine.models import CaseStatus
-from engine.queries.inbox import PER_PAGE, VIEWS, InboxSearch
+from engine.queries.inbox import KEY_KINDS, PER_PAGE, VIEWS, InboxSearch
+from engine.queries.paging import COUNT_CAP, Page
 from engine.registry.service import SubjectSearch
 from engine.registry.starts import DuplicateCaseError
-from web.edge import page_arg
+from web.edge import cursor_arg, cursor_token, list_scope
 from web.services import actor, client_addr, clock, due_soon, work
 
 bp = Blueprint("inbox", __name__)
@@ -22,7 +23,6 @@ def index():
     view = request.args.get("view", "todo")
     if view not in VIEWS:
         view = "todo"
-    page = page_arg()
     me = actor()
     now, soon = clock().now(), due_soon()
     with work() as w:
@@ -31,9 +31,14 @@ def index():
             search = w.inbox.parse_search(request.args, me)
         except ValidationError as exc:
             errors, status, search = exc.errors, 422, None
+        scope = list_scope(f"inbox:{view}", search.params()) if search else ""
+        after = cursor_arg(scope, KEY_KINDS[view]) if search else None
         counts = w.inbox.counts(me, search, now, soon) if search else dict.fromkeys(VIEWS, 0)
-        items = w.inbox.page(view, me, search, page, PER_PAGE, now, soon) if search else []
-        return render_template("inbox.html", view=view, counts=counts, items=items, page=page, per_page=PER_PAGE,
+        page = w.inbox.page(view, me, search, after, PER_PAGE, now, soon) if search else Page([])
+        items = page.items
+        return render_template("inbox.html", view=view, counts=counts, items=items, page=page,
+                               next_cursor=cursor_token(page.next, scope), prev_cursor=cursor_token(page.prev, scope),
+                               count_cap=COUNT_CAP,
                                search=search or InboxSearch(), params=(search.params() if search else {}),
                                form=request.args, errors=errors, due=search.due if search else None,
                                regions=w.inbox.search_regions(me), procedures=w.definitions.list_latest(),
@@ -58,7 +63,7 @@ def _start_page(errors: dict, status: int = 200, chosen: dict | None = None):
             kind = w.registry.get(int(subject_id), me).kind
             procedure = next((code for code, k in kinds.items() if k == kind), None)
         subjects = {kind: w.registry.search(me, SubjectSearch(kind=kind, name=(chosen.get("q") or "").strip()[:60]
-                                                              or None, per_page=START_CHOICES))[0]
+                                                              or None, per_page=START_CHOICES), count=False).items
                     for kind in ("household", "project")}
         return render_template("start.html", procedures=procedures, kinds=kinds, subjects=subjects,
                                procedure=procedure, kind=kinds.get(procedure or "", "household"),

@@ -8,8 +8,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine.core.errors import ForbiddenError, ValidationError
+from engine.queries.paging import COUNT_CAP, Page
 from engine.registry import catalog
-from engine.registry.service import DuplicateSubjectError, SubjectSearch, may_register
+from engine.registry.service import KEY_KINDS, DuplicateSubjectError, SubjectSearch, may_register
+from web.edge import cursor_arg, cursor_token, list_scope
 from web.services import actor, client_addr, work
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
@@ -40,9 +42,13 @@ def index():
         search = SubjectSearch.parse({**request.args.to_dict(), "kind": kind})
     except ValidationError as exc:
         errors, status, search = exc.errors, 422, SubjectSearch(kind=kind)
+    scope = list_scope("registry", {**search.params(), "per_page": search.per_page})
+    after = cursor_arg(scope, KEY_KINDS) if not errors else None
     with work() as w:
-        items, total = w.registry.search(me, search) if not errors else ([], 0)
-        return render_template("registry/list.html", kind=kind, items=items, total=total, search=search,
+        page = w.registry.search(me, search, after) if not errors else Page([], total=0)
+        return render_template("registry/list.html", kind=kind, items=page.items, total=page.total, page=page,
+                               count_cap=COUNT_CAP, next_cursor=cursor_token(page.next, scope),
+                               prev_cursor=cursor_token(page.prev, scope), search=search,
                                form=request.args, errors=errors, may_register=any(
                                    may_register(me, g.region_code) for g in me.grants), **_vocab()), status
 

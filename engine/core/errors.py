@@ -27,6 +27,10 @@ class ValidationError(XiangFlowError):
         self.errors = errors or {}
 
 
+class CursorError(XiangFlowError):
+    """A page cursor that this list did not hand out (edited, cut short, from another tab or search)."""
+
+
 class DefinitionError(XiangFlowError):
     """A procedure definition (BPMN, DMN, form) was refused; ``problems`` lists (element, reason)."""
 

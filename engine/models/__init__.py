@@ -286,6 +286,10 @@ Index("ix_case_instance_status", Case.status)
 Index("ix_case_instance_started_by_created", Case.started_by_id, Case.created_at)
 Index("ix_task_completed_by_completed", TaskRow.completed_by_id, TaskRow.completed_at)
 Index("ix_subject_name_trgm", Subject.name, postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"})
+# the registry list's order (migration 0014); that migration also gives PostgreSQL ix_subject_name_bigrams for
+# two-character "name contains" (engine/queries/names.py), an expression over a function only it has and so
+# declared there alone (migrations/env.py MIGRATION_ONLY_INDEXES)
+Index("ix_subject_region_name", Subject.region_code, Subject.name, Subject.id)
 # 待办 (migration 0013): one range per (role, scope) of the unassigned open tasks, and the actor's assigned
 # ones, each in inbox order (due first, undated last), so counts read index entries and pages stop early
 _OPEN_POOL = text("status = 'open' AND assignee_id IS NULL")

@@ -31,6 +31,8 @@ from engine.models import (
 )
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.forms import valid_cn_id
+from engine.queries.names import name_contains
+from engine.queries.paging import COUNT_CAP, Keyset, Page, beyond, beyond_nulls_last, read_page
 from engine.runtime.case_data import merged_data  # noqa: F401 (read models use it under this name)
 
 VIEWS = ("todo", "done", "started", "cc")
@@ -38,6 +40,9 @@ SEARCH_FIELDS = ("name", "id_number", "region", "procedure", "status", "date_fro
 DUE_FILTERS = ("soon", "overdue")
 MAX_NAME_LENGTH = 40
 PER_PAGE = 50
+# each tab's sort key, as its cursor carries it (engine/queries/paging.py)
+KEY_KINDS = {"todo": ("datetime?", "datetime", "int"), "done": ("datetime", "int"), "started": ("datetime", "int"),
+             "cc": ("datetime", "int")}
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class InboxQueries:
         if search.name or search.id_number:
             subjects = select(Subject.id)
             if search.name:
-                subjects = subjects.where(Subject.name.contains(search.name, autoescape=True))
+                subjects = subjects.where(name_contains(Subject, search.name, self.session.get_bind().dialect.name))
             if search.id_number:
                 subjects = subjects.where(Subject.id_number == search.id_number)
             stmt = stmt.where(Case.subject_id.in_(subjects))
@@ -163,14 +168,16 @@ class InboxQueries:
         return stmt
 
     def _tab(self, view: str, actor: Actor, search: InboxSearch, now: datetime | None, soon: timedelta | None,
-             count: bool = False, limit: int | None = None):
-        """The one query builder behind every tab: its rows (or their COUNT) under the search.
+             count: bool = False, limit: int | None = None, after: Keyset | None = None):
+        """The one query builder behind every tab: its rows with their sort keys (or their bounded COUNT).
 
         Visibility comes first (my roles' open tasks, tasks I completed, cases I started, cases copied to
         me); the search only narrows it, so it never reveals anything the tab would not show. Each tab is
-        an index range in the tab's order (the 待办 one range per role and scope, unioned), so its COUNT and
-        its pages cost what the actor can see, not what the database holds.
+        an index range in the tab's order (the 待办 one range per role and scope, unioned), read from the
+        page's keyset on, so its COUNT and any page cost what the actor can see, not what the database
+        holds nor how far the actor has paged. A COUNT stops at ``COUNT_CAP`` + 1.
         """
+        backward = after is not None and after.backward
         if view in ("todo", "done"):
             joins_case = bool(search.name or search.id_number or search.procedure or search.status)
 
@@ -183,9 +190,12 @@ class InboxQueries:
             if view == "done":
                 stmt = rows(TaskRow.completed_by_id == actor.user_id)
                 if count:
-                    return select(func.count()).select_from(stmt.subquery())
-                return stmt.order_by(TaskRow.completed_at.desc(), TaskRow.id.desc()).options(
-                    selectinload(TaskRow.case))
+                    return _bounded_count(stmt)
+                done_keys = (TaskRow.completed_at, TaskRow.id)
+                if after is not None:
+                    stmt = stmt.where(beyond(done_keys, after.key, True, backward))
+                order = [k.asc() if backward else k.desc() for k in done_keys]
+                return stmt.add_columns(*done_keys).order_by(*order).options(selectinload(TaskRow.case))
             due = []
             if search.due == "overdue":
                 due = [TaskRow.due_at < now]
@@ -193,38 +203,51 @@ class InboxQueries:
                 if now is None or soon is None:
                     raise ValueError("the due-soon filter needs now and soon")
                 due = [TaskRow.due_at >= now, TaskRow.due_at <= now + soon]
-            branches = [rows(and_(b, *due)) for b in self._todo_branches(actor)]
+            parts = [None] if after is None else beyond_nulls_last(TaskRow.due_at, (TaskRow.created_at, TaskRow.id),
+                                                                     after.key, backward)
+            branches = [rows(and_(b, *due)) if part is None else rows(and_(b, part, *due))
+                        for b in self._todo_branches(actor) for part in parts]
             if count:
-                return select(func.count()).select_from(union_all(*branches).subquery())
+                return _bounded_count(union_all(*branches))
             if limit is not None:  # each range read in order and only as far as the page needs
-                branches = [select(b.order_by(*_todo_order(TaskRow)).limit(limit).subquery()) for b in branches]
+                branches = [select(b.order_by(*_todo_order(TaskRow, backward)).limit(limit).subquery())
+                            for b in branches]
             task = aliased(TaskRow, union_all(*branches).subquery())
-            return select(task).order_by(*_todo_order(task)).options(selectinload(task.case))
-        stmt = select(func.count() if count else Case).select_from(Case)
+            return (select(task).add_columns(task.due_at, task.created_at, task.id)
+                    .order_by(*_todo_order(task, backward)).options(selectinload(task.case)))
+        stmt = select(Case.id if count else Case).select_from(Case)
         if view == "started":
             stmt = stmt.where(Case.started_by_id == actor.user_id)
-            order = (Case.created_at.desc(), Case.id.desc())
+            keys: tuple = (Case.created_at, Case.id)
         else:
             # a CC opens nothing by itself: only cases the actor may see by jurisdiction are listed
             stmt = stmt.join(CaseCc, CaseCc.case_id == Case.id).where(
                 CaseCc.user_id == actor.user_id, AccessPolicy.jurisdiction_clause(actor))
-            order = (CaseCc.created_at.desc(), Case.id.desc())
+            keys = (CaseCc.created_at, Case.id)
         stmt = self._narrow(stmt, Case, search)
-        return stmt if count else stmt.order_by(*order)
+        if count:
+            return _bounded_count(stmt)
+        if after is not None:
+            stmt = stmt.where(beyond(keys, after.key, True, backward))
+        return stmt.add_columns(*keys).order_by(*[k.asc() if backward else k.desc() for k in keys])
 
-    def page(self, view: str, actor: Actor, search: InboxSearch | None = None, page: int = 1,
-             per_page: int = PER_PAGE, now: datetime | None = None, soon: timedelta | None = None) -> list:
-        """One page of a tab (task rows for 待办/已办, cases for 我发起的/抄送我的) under the search.
+    def page(self, view: str, actor: Actor, search: InboxSearch | None = None, after: Keyset | None = None,
+             per_page: int = PER_PAGE, now: datetime | None = None, soon: timedelta | None = None) -> Page:
+        """One page of a tab (task rows for 待办/已办, cases for 我发起的/抄送我的) under the search, from the
+        keyset after on (None: the first page), with the keysets of the pages before and after it.
 
         The listed tasks' cases (with version and subject) come in one more query, not one per row.
         """
-        offset = (max(page, 1) - 1) * per_page
-        stmt = self._tab(view, actor, search or InboxSearch(), now, soon, limit=offset + per_page)
-        return list(self.session.scalars(stmt.limit(per_page).offset(offset)))
+        search = search or InboxSearch()
+        stmt = self._tab(view, actor, search, now, soon, limit=per_page + 1, after=after)
+        rows = [(r[0], tuple(r[1:])) for r in self.session.execute(stmt.limit(per_page + 1))]
+        found = read_page(rows, per_page, after)
+        return found if found is not None else self.page(view, actor, search, None, per_page, now, soon)
 
     def counts(self, actor: Actor, search: InboxSearch | None = None, now: datetime | None = None,
                soon: timedelta | None = None) -> dict[str, int]:
-        """How many rows each tab holds under the search: one COUNT query per tab."""
+        """How many rows each tab holds under the search, ``COUNT_CAP`` + 1 meaning more than
+        ``COUNT_CAP``: one bounded COUNT query per tab."""
         out = {}
         for view in VIEWS:
             stmt = self._tab(view, actor, search or InboxSearch(), now, soon, count=True)
@@ -237,17 +260,17 @@ class InboxQueries:
 
         due="overdue" keeps tasks past their due time; due="soon" those due within soon of now.
         """
-        return self.page("todo", actor, InboxSearch(due=due), 1, limit, now, soon)
+        return self.page("todo", actor, InboxSearch(due=due), None, limit, now, soon).items
 
     def done(self, actor: Actor, limit: int = 200) -> list[TaskRow]:
-        return self.page("done", actor, None, 1, limit)
+        return self.page("done", actor, None, None, limit).items
 
     def started(self, actor: Actor, limit: int = 200) -> list[Case]:
-        return self.page("started", actor, None, 1, limit)
+        return self.page("started", actor, None, None, limit).items
 
     def cc(self, actor: Actor, limit: int = 200) -> list[Case]:
         """抄送我的: cases copied to the actor."""
-        return self.page("cc", actor, None, 1, limit)
+        return self.page("cc", actor, None, None, limit).items
 
     def instance_progress(self, rows: list[TaskRow]) -> dict[int, dict[str, Any]]:
         """会签/或签 rows → their step's progress: mode, label (e.g. "会签 2/3"), signer, done, total.
@@ -296,9 +319,17 @@ class InboxQueries:
         return self.session.scalar(select(func.count(TimerRow.id)).where(TimerRow.status == TimerStatus.waiting)) or 0
 
 
-def _todo_order(task) -> tuple:
-    """待办 order: soonest due first, undated last, then by arrival (the order of ix_task_open_pool)."""
-    return task.due_at.asc().nulls_last(), task.created_at, task.id
+def _todo_order(task, backward: bool = False) -> tuple:
+    """待办 order: soonest due first, undated last, then by arrival (the order of ix_task_open_pool);
+    backward the exact reverse (a previous page is read from its end)."""
+    if backward:
+        return task.due_at.desc().nulls_first(), task.created_at.desc(), task.id.desc()
+    return task.due_at.asc().nulls_last(), task.created_at.asc(), task.id.asc()
+
+
+def _bounded_count(stmt):
+    """COUNT of stmt's rows, reading at most COUNT_CAP + 1 of them."""
+    return select(func.count()).select_from(stmt.limit(COUNT_CAP + 1).subquery())
 
 
 def diagram_marks(case: Case, tasks: list[TaskRow], timers: list[TimerRow]) -> dict[str, list[str]]:

@@ -169,7 +169,7 @@ class RegistryExcel:
         from engine.procedures.forms import mask_id
 
         kind = search.kind or "household"
-        search = SubjectSearch(**{**search.__dict__, "kind": kind, "page": 1, "per_page": 1000})
+        search = SubjectSearch(**{**search.__dict__, "kind": kind, "per_page": 1000})
         wb = Workbook(write_only=True)
         columns = PROJECT_COLUMNS if kind == "project" else HOUSEHOLD_COLUMNS
         main = wb.create_sheet(PROJECT_SHEET if kind == "project" else HOUSEHOLD_SHEET)
@@ -177,8 +177,10 @@ class RegistryExcel:
         members_ws = wb.create_sheet(MEMBER_SHEET) if kind == "household" else None
         if members_ws is not None:
             members_ws.append([h for h, _ in MEMBER_COLUMNS])
-        while True:
-            page, total = self.registry.search(actor, search)
+        after = None
+        while True:  # page by page from each page's last key, so the last page costs what the first does
+            found = self.registry.search(actor, search, after, count=False)
+            page = found.items
             members = self.registry.members_of([s.id for s in page]) if members_ws is not None else {}
             for s in page:
                 show = actor.may_see_full_id(s.region_code)
@@ -196,9 +198,9 @@ class RegistryExcel:
                     if members_ws is not None:
                         members_ws.append([shown(s.id_number), m.name, shown(m.id_number), m.relation,
                                            m.labour_ability, m.health, m.schooling])
-            if search.page * search.per_page >= total:
+            if found.next is None:
                 break
-            search.page += 1
+            after = found.next
         out = io.BytesIO()
         wb.save(out)
         return out.getvalue()

@@ -21,6 +21,8 @@ from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, Val
 from engine.models import Region, RegionLevel, Subject, User, UserRole
 from engine.models.audit import AuditLog
 from engine.models.registry import SubjectMember, SubjectRevision
+from engine.queries.names import name_contains
+from engine.queries.paging import COUNT_CAP, Keyset, Page, beyond, read_page
 from engine.registry import catalog
 
 # roles that may register and edit subjects in their region (others only read them)
@@ -30,6 +32,7 @@ REGISTRAR_ROLES = frozenset({"village_cadre", "township_officer", "county_depart
 KIND_LEVELS = {"household": (RegionLevel.village,), "project": (RegionLevel.village, RegionLevel.township)}
 PER_PAGE = 50
 MAX_PER_PAGE = 200
+KEY_KINDS = ("str", "str", "int")  # the list's sort key (region code, name, id) as its cursor carries it
 
 
 class DuplicateSubjectError(ConflictError):
@@ -54,7 +57,6 @@ class SubjectSearch:
     region_code: str | None = None
     category: str | None = None
     active: str = "1"  # "1" active only, "0" deactivated only, "all"
-    page: int = 1
     per_page: int = PER_PAGE
 
     @classmethod
@@ -78,17 +80,13 @@ class SubjectSearch:
         active = (args.get("active") or "1").strip()
         if active not in ("1", "0", "all"):
             errors["active"] = "active 只能是 1、0 或 all"
-        try:
-            page = int(args.get("page") or 1)
-            per_page = int(args.get("per_page") or PER_PAGE)
-        except ValueError:
-            errors["page"] = "page 与 per_page 必须是整数"
-            page, per_page = 1, PER_PAGE
-        if not 1 <= page <= 100_000 or not 1 <= per_page <= MAX_PER_PAGE:
-            errors["page"] = f"page ≥ 1,per_page 在 1 到 {MAX_PER_PAGE} 之间"
+        raw = str(args.get("per_page") or PER_PAGE).strip()
+        per_page = int(raw) if raw.isdigit() and len(raw) <= 4 else 0
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            errors["per_page"] = f"per_page 应为 1 到 {MAX_PER_PAGE} 之间的整数"
         if errors:
             raise ValidationError("查询条件无效", errors)
-        return cls(kind, name, id_number, region, category, active, page, per_page)
+        return cls(kind, name, id_number, region, category, active, per_page)
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in {"kind": self.kind, "name": self.name, "id_number": self.id_number,
@@ -129,16 +127,18 @@ class RegistryService:
         return list(self.session.scalars(select(SubjectRevision).where(SubjectRevision.subject_id == subject_id)
                                          .order_by(SubjectRevision.revision)))
 
-    def search(self, actor: Actor, search: SubjectSearch) -> tuple[list[Subject], int]:
-        """One page of the subjects inside actor's jurisdiction matching search, and how many match."""
+    def search(self, actor: Actor, search: SubjectSearch, after: Keyset | None = None,
+               count: bool = True) -> Page[Subject]:
+        """One page of the subjects inside actor's jurisdiction matching search, in (region, name, id) order
+        from the keyset after on, and (with count) how many match, counted up to ``COUNT_CAP`` + 1."""
         prefixes = sorted({g.prefix for g in actor.grants})
         if not prefixes:
-            return [], 0
+            return Page([], total=0)
         stmt = select(Subject).where(or_(*[Subject.region_code.startswith(p) for p in prefixes]))
         if search.kind:
             stmt = stmt.where(Subject.kind == search.kind)
         if search.name:
-            stmt = stmt.where(Subject.name.contains(search.name, autoescape=True))
+            stmt = stmt.where(name_contains(Subject, search.name, self.session.get_bind().dialect.name))
         if search.id_number:
             member = exists().where(SubjectMember.subject_id == Subject.id,
                                     SubjectMember.id_number == search.id_number)
@@ -150,10 +150,21 @@ class RegistryService:
                                   Subject.attrs["project_type"].as_string() == search.category))
         if search.active != "all":
             stmt = stmt.where(Subject.is_active.is_(search.active == "1"))
-        total = self.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        page = self.session.scalars(stmt.order_by(Subject.region_code, Subject.name, Subject.id)
-                                    .limit(search.per_page).offset((search.page - 1) * search.per_page))
-        return list(page), total or 0
+        total = None
+        if count:
+            total = self.session.scalar(select(func.count()).select_from(
+                stmt.with_only_columns(Subject.id).limit(COUNT_CAP + 1).subquery())) or 0
+        keys = (Subject.region_code, Subject.name, Subject.id)
+        backward = after is not None and after.backward
+        if after is not None:
+            stmt = stmt.where(beyond(keys, after.key, False, backward))
+        stmt = stmt.add_columns(*keys).order_by(*[k.desc() if backward else k.asc() for k in keys])
+        rows = [(r[0], tuple(r[1:])) for r in self.session.execute(stmt.limit(search.per_page + 1))]
+        page = read_page(rows, search.per_page, after)
+        if page is None:  # went back past the start: the first page
+            return self.search(actor, search, None, count)
+        page.total = total
+        return page
 
     def cadres_by_region(self, region_codes: set[str]) -> dict[str, set[str]]:
         """Region code → usernames of the active 帮扶责任人 there, for many regions in one query."""

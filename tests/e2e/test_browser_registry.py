@@ -116,7 +116,7 @@ def test_start_identification_for_a_household_registered_from_the_start_page_wit
 
     # the identification steps by their holders (engine), up to the 帮扶责任人's first step
     with db.uow() as work:
-        subject = work.registry.search(db.actor("demo_village"), SubjectSearch(kind="household", name="马新发"))[0][0]
+        subject = work.registry.search(db.actor("demo_village"), SubjectSearch(kind="household", name="马新发")).items[0]
         assert subject.attrs["assistance_cadre"] == "demo_helper"
     case_id = next(c for c in _cases_of(db, subject.id))
     db.complete(case_id, "demo_village", data=RISK_REPORT)

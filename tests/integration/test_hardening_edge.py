@@ -39,11 +39,10 @@ def test_the_largest_database_id_is_an_ordinary_not_found(client_for):
 
 
 @pytest.mark.parametrize("query, field", [
-    ({"page": 2**31}, "page"), ({"page": "0"}, "page"), ({"page": "x"}, "page"), ({"page": "9" * 5000}, "page"),
-    ({"per_page": 10**9}, "per_page"),
+    ({"per_page": 10**9}, "per_page"), ({"per_page": "0"}, "per_page"), ({"per_page": "9" * 5000}, "per_page"),
     ({"date_from": "0001-01-01"}, "date_from"), ({"date_to": "9999-12-31"}, "date_to"),
     ({"name": "李\x00"}, "name"),
-], ids=["page-2^31", "page-0", "page-text", "page-5000-digits", "per-page", "date-0001", "date-9999", "nul"])
+], ids=["per-page", "per-page-0", "per-page-5000-digits", "date-0001", "date-9999", "nul"])
 def test_bad_paging_dates_and_nul_in_the_task_search_are_422_naming_the_field(client_for, query, field):
     village = client_for("demo_village")
     api = village.get("/api/v1/tasks", query_string=query)

@@ -46,7 +46,7 @@ def search(db, username: str, view: str = "todo", **fields):
     with db.uow() as work:
         found = work.inbox.parse_search({k: str(v) for k, v in fields.items()}, actor)
         counts = work.inbox.counts(actor, found, db.clock.now(), timedelta(hours=48))
-        items = work.inbox.page(view, actor, found, 1, 50, db.clock.now(), timedelta(hours=48))
+        items = work.inbox.page(view, actor, found, None, 50, db.clock.now(), timedelta(hours=48)).items
         return counts, sorted({getattr(i, "case_id", None) or i.id for i in items})
 
 
@@ -166,9 +166,12 @@ def test_counts_take_one_count_query_per_tab(db, cases):
 def test_pages_split_a_tab_in_order(db, cases):
     actor = db.actor("demo_village")
     with db.uow() as work:
-        first = work.inbox.page("started", actor, InboxSearch(), 1, 2)
-        second = work.inbox.page("started", actor, InboxSearch(), 2, 2)
-        assert [c.id for c in first + second] == [cases["wang"], cases["li"], cases["zhang"]]
+        first = work.inbox.page("started", actor, InboxSearch(), None, 2)
+        second = work.inbox.page("started", actor, InboxSearch(), first.next, 2)
+        assert [c.id for c in first.items + second.items] == [cases["wang"], cases["li"], cases["zhang"]]
+        assert (first.number, second.number, second.next) == (1, 2, None) and first.prev is None
+        back = work.inbox.page("started", actor, InboxSearch(), second.prev, 2)
+        assert [c.id for c in back.items] == [cases["wang"], cases["li"]] and back.number == 1
 
 
 # ----------------------------------------------------------------------------- API and page
@@ -179,8 +182,12 @@ def test_api_inbox_takes_the_same_filters_and_returns_counts(db, cases, client_f
     assert [c["id"] for c in body["cases"]] == [cases["zhang"]] and body["filters"] == {"name": "德明"}
     body = village.get("/api/v1/tasks", query_string={"id_number": ZHANG_ID}).json
     assert [t["case_id"] for t in body["tasks"]] == [cases["zhang"]]
-    paged = village.get("/api/v1/tasks", query_string={"view": "started", "per_page": 1, "page": 3}).json
+    paged = village.get("/api/v1/tasks", query_string={"view": "started", "per_page": 1}).json
+    for _ in range(2):
+        paged = village.get("/api/v1/tasks", query_string={"view": "started", "per_page": 1,
+                                                           "cursor": paged["next_cursor"]}).json
     assert [c["id"] for c in paged["cases"]] == [cases["zhang"]] and paged["counts"]["started"] == 3
+    assert paged["page"] == 3 and paged["next_cursor"] is None and paged["prev_cursor"]
     bad = village.get("/api/v1/tasks", query_string={"id_number": "123", "date_from": "2026-09-05",
                                                      "date_to": "2026-09-01"})
     assert bad.status_code == 422 and set(bad.json["errors"]) == {"id_number", "date_to"}

@@ -125,7 +125,7 @@ def test_search_filters_by_name_id_number_and_kind_inside_the_jurisdiction(db, c
 
 def test_bad_search_parameters_are_422(db, client_for):
     village = client_for("demo_village")
-    for query in ("per_page=1000", "page=0", "page=x", "kind=person", "region=51", "active=maybe"):
+    for query in ("per_page=1000", "per_page=0", "per_page=x", "kind=person", "region=51", "active=maybe"):
         assert village.get(f"/api/v1/subjects?{query}").status_code == 422, query
 
 

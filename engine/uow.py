@@ -19,6 +19,7 @@ from engine.operations.batch import BatchApproval
 from engine.operations.service import OperationsService
 from engine.procedures.definitions import DefinitionService
 from engine.queries.inbox import InboxQueries
+from engine.queries.ledger import Ledger
 from engine.queries.overview import CaseOverview
 from engine.queries.reports import ReportService
 from engine.registry.excel import RegistryExcel
@@ -50,6 +51,7 @@ class Services:
         self.cases = CaseService(session, clock, self.definitions, access=self.access)
         self.directory = DirectoryService(session)
         self.inbox = InboxQueries(session)
+        self.ledger = Ledger(session, self.definitions, self.inbox)
         self.overview = CaseOverview(session, self.definitions)
         self.notifications = self.cases.notifications
         self.admin = AdminService(session, clock)

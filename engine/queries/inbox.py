@@ -167,6 +167,10 @@ class InboxQueries:
             stmt = stmt.where(date_col < datetime.combine(search.date_to + timedelta(days=1), time(0), CHINA_TZ))
         return stmt
 
+    def narrow_cases(self, stmt, search: InboxSearch):
+        """The search's conditions on a statement over ``Case`` (the 台账 export uses the inbox's filters)."""
+        return self._narrow(stmt, Case, search)
+
     def _tab(self, view: str, actor: Actor, search: InboxSearch, now: datetime | None, soon: timedelta | None,
              count: bool = False, limit: int | None = None, after: Keyset | None = None):
         """The one query builder behind every tab: its rows with their sort keys (or their bounded COUNT).

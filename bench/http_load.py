@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import http.client
 import json
 import os
@@ -30,13 +31,14 @@ from engine.core.db import make_engine
 from engine.core.settings import database_url
 
 ROOT = Path(__file__).resolve().parents[1]
-OPERATIONS = ("login", "inbox", "search_name", "task", "complete", "case")
+OPERATIONS = ("login", "inbox", "inbox_next", "search_name", "task", "complete", "case")
 # the step each kind of user decides, with the data that passes it
 DECIDES = {"v": ("民主评议", D.VILLAGE_REVIEW), "t": ("镇复核", D.TOWNSHIP_RECHECK),
            "d": ("部门审定", D.DEPT_DECISION), "l": ("县级公告", D.COUNTY_ANNOUNCEMENT)}
 USER_MIX = ("v", "v", "t", "v", "d", "t", "v", "l", "v", "t")  # village cadres are most of the users
 ROW = re.compile(r'href="/tasks/(\d+)">([^<(（]+).*?href="/cases/(\d+)"', re.S)
 CASE_LINK = re.compile(r'href="/cases/(\d+)"')
+NEXT_LINK = re.compile(r'href="([^"]+)" rel="next"')
 CHILDREN: list[subprocess.Popen] = []
 
 
@@ -154,6 +156,10 @@ class User:
         if status != 200:
             return
         pause()
+        following = NEXT_LINK.search(page)
+        if following:  # 下一页: a keyset page, which should cost what the first one does
+            self.request("inbox_next", "GET", html.unescape(following.group(1)))
+            pause()
         # a household's name as users type it: 2 or 3 characters (pg_trgm indexes 3 and more)
         fragment = self.rng.choice(SURNAMES) + "".join(self.rng.choice(GIVEN) for _ in range(self.rng.choice((1, 2))))
         self.request("search_name", "GET", "/?name=" + quote(fragment, safe=""))

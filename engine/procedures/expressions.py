@@ -20,6 +20,7 @@ and Chinese: an expression is quoted only up to 60 characters.
 from __future__ import annotations
 
 import ast
+import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -183,6 +184,38 @@ def _workdays(count: int) -> str:
 
 def _days_between(start: str, end: str) -> int:
     return (date.fromisoformat(str(end)[:10]) - date.fromisoformat(str(start)[:10])).days
+
+
+_NAME_ERROR = re.compile(r"name '([^']{1,64})' is not defined")
+_EXPRESSION = re.compile(r"[Ee]rror evaluating expression '(.{1,200}?)'")
+
+
+def failure_message(exc: BaseException) -> str:
+    """What a failure of a diagram's expression or script means, in Chinese: never the exception's class or
+    English text (SpiffWorkflow wraps the original in a WorkflowTaskException naming its class)."""
+    from engine.core.errors import XiangFlowError
+
+    if isinstance(exc, XiangFlowError):  # ours: already Chinese
+        return str(exc)
+    text, inner = str(exc), exc.__cause__ or exc.__context__
+    for _ in range(5):  # SpiffWorkflow keeps the original failure as the context of its own
+        if inner is None:
+            break
+        text, inner = f"{text} {inner}", inner.__cause__ or inner.__context__
+    kind = getattr(exc, "error_type", None) or type(exc).__name__
+    where = _EXPRESSION.search(text)
+    expression = f"(表达式 {where.group(1)})" if where else ""
+    name = _NAME_ERROR.search(text)
+    if name:
+        return f"数据中没有字段 {name.group(1)}:前面的步骤没有填写它,或字段名写错了{expression}"
+    if kind == "KeyError" and isinstance(exc, KeyError) and exc.args:
+        return f"数据中没有 {str(exc.args[0])[:64]}{expression}"
+    words = {"TypeError": "值的类型不匹配(例如拿空值与数字比较,或把文字当数字计算)",
+             "ZeroDivisionError": "除数为零", "ValueError": "数值无效(例如日期或数字的写法不对)",
+             "KeyError": "数据中缺少需要的字段", "NameError": "数据中缺少需要的字段", "IndexError": "列表中没有那么多项",
+             "AttributeError": "使用了数据没有的属性", "SyntaxError": "表达式或脚本有语法错误",
+             "OverflowError": "数值过大", "RecursionError": "嵌套过深"}
+    return f"{words.get(kind, '表达式或脚本执行出错')}{expression}"
 
 
 SAFE_FUNCTIONS: dict[str, Any] = {

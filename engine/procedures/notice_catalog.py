@@ -163,6 +163,37 @@ def catalog_problems(procedure_code: str, files: dict[str, str]) -> list[tuple[s
     return []
 
 
+_REQUIRED = ("name", "template", "title", "group_by", "public", "office_level", "issuer_roles")
+_FIELD_KEYS = frozenset(NoticeField.__dataclass_fields__)
+
+
+def _shape_problem(raw: Any) -> str | None:
+    """Why a kind's JSON cannot be read as a NoticeKind, in Chinese (missing keys, wrong types), or None."""
+    if not isinstance(raw, dict):
+        return "每个种类必须是对象"
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        return f"缺少 {'、'.join(missing)}"
+    levels = [level.value for level in RegionLevel]
+    if raw["office_level"] not in levels:
+        return f"office_level 只能是 {'、'.join(levels)}"
+    if not isinstance(raw["issuer_roles"], list) or not all(isinstance(r, str) for r in raw["issuer_roles"]):
+        return "issuer_roles 必须是角色代码的列表"
+    due = raw.get("due", {})
+    if not isinstance(due, dict) or not all(isinstance(due.get(k, []), list) for k in ("open_steps", "statuses")):
+        return "due 必须是对象,其中 open_steps 和 statuses 是列表"
+    fields = raw.get("fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
+        return "fields 必须是字段对象的列表"
+    for f in fields:
+        unknown = sorted(set(f) - _FIELD_KEYS)
+        if unknown:
+            return f"字段 {str(f.get('key', '?'))[:40]} 有不认识的项 {'、'.join(str(u)[:40] for u in unknown[:5])}"
+        if not isinstance(f.get("key"), str) or not isinstance(f.get("label"), str):
+            return "每个字段都要有 key 和 label"
+    return None
+
+
 def _parse_kind(procedure_code: str, raw: dict[str, Any]) -> NoticeKind:
     due = raw.get("due", {})
     return NoticeKind(
@@ -195,25 +226,36 @@ def _parse_catalog(procedure_code: str, files: dict[str, str], layout: dict[str,
         digest.update(name.encode("utf-8") + b"\0" + used[name].encode("utf-8") + b"\0")
     try:
         manifest = json.loads(files["notices.json"])
-        if not isinstance(manifest, dict):
-            raise ValueError("顶层必须是对象")
-    except ValueError as exc:
-        raise ValidationError(f"notices.json 不是有效的 JSON: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"notices.json 不是有效的 JSON(第 {exc.lineno} 行第 {exc.colno} 列)") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError("notices.json 不是有效的 JSON") from exc
+    if not isinstance(manifest, dict):
+        raise ValidationError("notices.json 的顶层必须是对象")
+    kinds_raw, stylesheets_raw = manifest.get("kinds", []), manifest.get("stylesheets", [])
+    if not isinstance(kinds_raw, list):
+        raise ValidationError("notices.json 的 kinds 必须是列表")
+    if not isinstance(stylesheets_raw, list) or not all(isinstance(n, str) for n in stylesheets_raw):
+        raise ValidationError("notices.json 的 stylesheets 必须是文件名的列表")
     problems: dict[str, str] = {}
     kinds: dict[str, NoticeKind] = {}
-    for raw in manifest.get("kinds", []):
-        code = str(raw.get("code", ""))
-        try:
-            kind = _parse_kind(procedure_code, raw)
-        except (KeyError, TypeError, ValueError) as exc:
-            problems[code or "?"] = f"定义不完整: {exc}"
+    for index, raw in enumerate(kinds_raw):
+        code = str(raw.get("code", "")) if isinstance(raw, dict) else ""
+        shape = _shape_problem(raw)
+        if shape is None:
+            try:
+                kind = _parse_kind(procedure_code, raw)
+            except (KeyError, TypeError, ValueError):
+                shape = "定义不完整(请对照 workflows/monitoring_exit/notices/README.md 检查各项)"
+        if shape is not None:
+            problems[code or f"第 {index + 1} 个种类"] = f"定义不完整: {shape}"
             continue
         problem = _kind_problem(kind, used)
         if problem:
             problems[code] = problem
         else:
             kinds[code] = kind
-    stylesheets = tuple(manifest.get("stylesheets", []))
+    stylesheets = tuple(stylesheets_raw)
     for name in stylesheets:
         if name not in used:
             problems[name] = "样式表不存在"

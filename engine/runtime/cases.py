@@ -48,6 +48,7 @@ from engine.models import (
 )
 from engine.procedures import form_rules, forms
 from engine.procedures.definitions import DefinitionService, role_of_lane
+from engine.procedures.expressions import failure_message
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
 from engine.procedures.steps import ISSUE_ACTION, properties_of
 from engine.runtime import countersign, returns
@@ -290,7 +291,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         try:
             task.run()
         except Exception as exc:  # any failure of the diagram's own logic
-            raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+            raise CaseExecutionError(f"流程无法继续: {failure_message(exc)}") from exc
 
     # ------------------------------------------------------------------ 委派 / 加签: who completes what
     def check_may_complete(self, row: TaskRow, actor: Actor, action: str) -> None:
@@ -330,7 +331,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
             try:
                 task.run()
             except Exception as exc:  # any failure of the diagram's own logic
-                raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+                raise CaseExecutionError(f"流程无法继续: {failure_message(exc)}") from exc
             timers_before.update(self.session.scalars(select(TimerRow.id).where(TimerRow.case_id == m.case.id)))
             m.complete_row(row, by=actor.user_id, action=ISSUE_ACTION, data={"notice_serial": serial})
             return row

@@ -45,7 +45,7 @@ from engine.models import (
 )
 from engine.models.audit import AuditLog
 from engine.procedures.definitions import DefinitionService
-from engine.procedures.expressions import SCRIPT_ENGINE
+from engine.procedures.expressions import SCRIPT_ENGINE, failure_message
 from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
 from engine.runtime import countersign
 from engine.runtime.live_cache import LIVE_WORKFLOWS, database_key
@@ -338,7 +338,7 @@ class CasePipeline:
             workflow.refresh_timers()
             workflow.do_engine_steps()
         except (SpiffWorkflowException, UnsafeExpressionError, NameError, TypeError, ValueError) as exc:
-            raise CaseExecutionError(f"流程无法继续: {exc}") from exc
+            raise CaseExecutionError(f"流程无法继续: {failure_message(exc)}") from exc
 
     def save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None, now,
              walk: TreeWalk | None = None) -> None:

@@ -23,7 +23,7 @@ from engine.access.assignment import procedure_serves, scope_for
 from engine.core.errors import CaseExecutionError, NotFoundError
 from engine.models import Case, CaseCc, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User, UserRole
 from engine.procedures.definitions import role_of_lane
-from engine.procedures.expressions import CHINA_TZ, SCRIPT_ENGINE
+from engine.procedures.expressions import CHINA_TZ, SCRIPT_ENGINE, failure_message
 from engine.procedures.steps import properties_of
 from engine.runtime import countersign
 
@@ -209,7 +209,7 @@ class Projections:
                 try:
                     due_at = TimerEventDefinition.get_datetime(str(SCRIPT_ENGINE.evaluate(task, props.due_at)))
                 except Exception as exc:
-                    raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的期限表达式无效: {exc}") from exc
+                    raise CaseExecutionError(f"步骤 {spec.bpmn_name} 的期限表达式无效: {failure_message(exc)}") from exc
             row = TaskRow(
                 case_id=case.id,
                 spiff_task_id=spiff_id,

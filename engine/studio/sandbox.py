@@ -22,7 +22,7 @@ from engine.procedures import checks
 from engine.procedures import forms as forms_mod
 from engine.procedures.checks.rules import DATA_KEY_RE, is_reserved_data_key
 from engine.procedures.definitions import ProcedureBundle, bundle_from_files, role_of_lane
-from engine.procedures.expressions import SCRIPT_ENGINE
+from engine.procedures.expressions import SCRIPT_ENGINE, failure_message
 from engine.procedures.steps import properties_of
 from engine.runtime import countersign
 from engine.runtime.projections import case_status, completed_path, is_timer, timer_due
@@ -144,7 +144,7 @@ def run_sandbox(bundle: ProcedureBundle, spec, subprocess_specs, sample: dict[st
         except (SpiffWorkflowException, UnsafeExpressionError, CaseExecutionError, NameError, TypeError,
                 ValueError, KeyError) as exc:
             failed = getattr(exc, "task", None) or current
-            result.error = f"流程无法继续: {exc}"
+            result.error = f"流程无法继续: {failure_message(exc)}"
             result.error_element = getattr(getattr(failed, "task_spec", None), "bpmn_id", None)
         completed = workflow.get_tasks(state=TaskState.COMPLETED)
         result.path = completed_path(completed)

@@ -54,8 +54,8 @@ def read_zip(data: bytes) -> dict[str, str]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        refuse("压缩包", f"不是有效的 zip 文件: {exc}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        refuse("压缩包", "不是有效的 zip 文件(可能已损坏,或不是 zip 格式)")
     if len(infos) > MAX_ZIP_ENTRIES:
         refuse("压缩包", f"条目超过 {MAX_ZIP_ENTRIES} 个")
     entries: list[tuple[zipfile.ZipInfo, list[str]]] = []

@@ -82,7 +82,11 @@ def spiff_parse(b: CheckedBundle) -> list[Problem]:
         line = getattr(exc, "line_number", None)
         file = getattr(exc, "file_name", None) or b.bpmn_key
         where = f"(第 {line} 行)" if line else ""
-        return [b.problem(getattr(exc, "id", None) or None, f"流程图未通过引擎校验{where}: {spiff_message(exc)}", file)]
+        message = spiff_message(exc)
+        if str(file).startswith("dmn/"):  # a decision file: its rules are DMN's, not BPMN's
+            return [b.problem(getattr(exc, "id", None) or None,
+                              f"决策表未通过引擎校验{where}: {message.replace('BPMN 2.0 规范', 'DMN 规范')}", file)]
+        return [b.problem(getattr(exc, "id", None) or None, f"流程图未通过引擎校验{where}: {message}", file)]
     except Exception as exc:  # noqa: BLE001 - SpiffWorkflow raises many kinds on malformed models
         log.info("SpiffWorkflow failed on %s: %r", b.bpmn_key, exc)
         return [b.problem(None, f"流程图无法被引擎解析: {spiff_message(exc)}", b.bpmn_key)]

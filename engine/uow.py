@@ -22,6 +22,7 @@ from engine.queries.inbox import InboxQueries
 from engine.queries.ledger import Ledger
 from engine.queries.overview import CaseOverview
 from engine.queries.reports import ReportService
+from engine.registry.batch_starts import BatchStarts
 from engine.registry.excel import RegistryExcel
 from engine.registry.service import RegistryService
 from engine.registry.staffing import StaffingService
@@ -64,6 +65,7 @@ class Services:
         self.staffing = StaffingService(session, self.access, self.notifications, self.definitions)
         self.users = UserAdminService(session, clock, self.directory, self.access, self.staffing)
         self.starts = StartService(session, self.definitions, self.cases, self.registry)
+        self.batch_starts = BatchStarts(session, clock, self.starts, self.registry)
 
     @cached_property
     def keys(self) -> KeyStore:

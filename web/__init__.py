@@ -48,6 +48,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(studio.bp)  # procedure studio (流程设计), admins only
     from web import registry
     app.register_blueprint(registry.bp)  # 农户与项目: the subject registry's pages
+    from web import batch_start
+    batch_start.init_app(app)  # 批量发起: one procedure for many subjects, a background job with progress
     from web import users
     app.register_blueprint(users.bp)  # 用户与授权: admins manage users and grants in their scope
     notifications.register(app)

@@ -52,3 +52,30 @@ class SubjectRevision(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     changed_by: Mapped[User] = relationship(lazy="joined")
+
+
+class StartBatch(Base):
+    """A background job starting one procedure for many subjects (批量发起, 定期预判), with its progress.
+
+    ``results`` holds one entry per subject handled, in order: ``{"subject_id", "name", "outcome"
+    ("started" | "skipped" | "failed"), "case_id", "message"}``; each entry is written in the same
+    transaction as that subject's start, so a job resumed after a crash never starts a subject twice.
+    """
+
+    __tablename__ = "start_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procedure_code: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | done
+    subject_ids: Mapped[list[Any]] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(Integer)
+    started_count: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    created_by: Mapped[User] = relationship(lazy="joined")

@@ -170,6 +170,7 @@ class XiangFlowPath:
         self.engine = make_engine(url)
         self.factory = make_session_factory(self.engine)
         self.clock = FixedClock(START)
+        self.signatures: dict[int, bytes] = {}
         with UnitOfWork(self.factory, self.clock) as work:
             self.actors = {}
             for username in {u for u, _ in STEPS}:
@@ -179,6 +180,11 @@ class XiangFlowPath:
     def start(self, subject_id: int) -> int:
         with UnitOfWork(self.factory, self.clock) as work:
             return work.cases.start_case(PROCEDURE, subject_id, self.actors["demo_village"]).id
+
+    def prepare(self, case_ids: list[int]) -> None:
+        """Draw each household's signature PNG before the timed rounds (test data: the tablet sends the
+        drawn PNG, the server does not draw it)."""
+        self.signatures = {case_id: demo_data.signature_png(case_id) for case_id in case_ids}
 
     def complete(self, case_id: int, step: int) -> str:
         """Complete the case's open task as the web layer does; return the task's title."""
@@ -190,7 +196,7 @@ class XiangFlowPath:
             if row is None:
                 raise RuntimeError(f"case {case_id}: no open task at step {step + 1}")
             if step == 0:  # 入户核查: the household's signature (农户签字) is required before approval
-                work.signatures.add_signature(row.id, self.actors[username], demo_data.signature_png(row.id))
+                work.signatures.add_signature(row.id, self.actors[username], self.signatures[case_id])
             work.cases.complete_task(row.id, self.actors[username], "approve", OPINION, data)
             return row.title
 
@@ -430,6 +436,8 @@ def drive(path, case_ids: list[int], barrier=None, profiler=None) -> dict:
     rounds, latencies, titles = [], [], []
     retries = notice_days = 0
     cpu = 0.0
+    if hasattr(path, "prepare"):
+        path.prepare(case_ids)  # not timed
     for step in range(len(STEPS)):
         if step:
             path.issue_notices(case_ids)

@@ -20,6 +20,7 @@ and Chinese: an expression is quoted only up to 60 characters.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -273,7 +274,7 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
     :raises UnsafeExpressionError: the expression uses something outside the whitelist.
     :raises NameError, TypeError, ValueError: ordinary evaluation errors.
     """
-    tree = _parse(expression)
+    tree = _parsed(expression)
     try:
         return _evaluator(names).eval(expression, previously_parsed=tree.body)
     except NameNotDefined as exc:
@@ -306,6 +307,19 @@ def _parse(expression: str, limit: int = MAX_EXPRESSION_CHARS) -> ast.Expression
         raise TooCostly("表达式嵌套过深") from exc
     _check_shape(tree)
     return tree
+
+
+# The checked parse of each expression source, kept per process: a diagram's expressions are evaluated on
+# every task (gateways, DMN rules, scripts, dueAt) and a source string always parses and checks the same way.
+# Bounded (LRU), so studio dry runs of many drafts cannot grow it without limit; errors are not cached.
+# Only parsing and the static checks are kept: every evaluation still runs under BoundedEval's limits.
+EXPRESSION_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _parsed(expression: str) -> ast.Expression:
+    """``_parse`` with the default limit, once per source string (the tree is never changed by its users)."""
+    return _parse(expression)
 
 
 def _check_shape(tree: ast.AST) -> None:
@@ -363,9 +377,16 @@ def check_expression(expression: str) -> None:
 
     :raises UnsafeExpressionError: syntax error or a construct outside the whitelist.
     """
-    tree = _parse(expression)
+    _checked(expression)
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _checked(expression: str) -> bool:
+    """``check_expression``'s checks, once per source string that passes them."""
+    tree = _parsed(expression)
     _check_nodes(tree, expression)
     _fold_constants(tree)
+    return True
 
 
 def _check_nodes(tree: ast.AST, source: str) -> None:
@@ -389,6 +410,12 @@ def parse_script(script: str) -> list[tuple[str, str]]:
 
     :raises UnsafeExpressionError: any statement other than ``name = expression``.
     """
+    return list(_parsed_script(script))
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _parsed_script(script: str) -> tuple[tuple[str, str], ...]:
+    """``parse_script``'s checked assignments, once per script that passes the checks."""
     if len(script) > MAX_SCRIPT_CHARS:
         raise TooCostly(f"脚本过长(最多 {MAX_SCRIPT_CHARS} 个字符)")
     try:
@@ -415,7 +442,7 @@ def parse_script(script: str) -> list[tuple[str, str]]:
         _check_nodes(stmt.value, source)
         _fold_constants(stmt.value)
         steps.append((stmt.targets[0].id, source))
-    return steps
+    return tuple(steps)
 
 
 class SafeEnvironment(BasePythonScriptEngineEnvironment):
@@ -443,12 +470,21 @@ class SafeScriptEngine(PythonScriptEngine):
         super().__init__(environment=SafeEnvironment())
 
     def validate(self, expression):
-        # SyntaxError must pass through untouched: the DMN engine relies on it.
-        if len(expression.strip()) > MAX_EXPRESSION_CHARS:
-            raise TooCostly(f"表达式过长(最多 {MAX_EXPRESSION_CHARS} 个字符)")
-        tree = ast.parse(expression.strip(), mode="eval")
-        _check_shape(tree)
-        _check_nodes(tree, expression)
+        _validated(expression)
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _validated(expression: str) -> bool:
+    """``SafeScriptEngine.validate``'s checks, once per expression that passes them.
+
+    SyntaxError must pass through untouched: the DMN engine relies on it.
+    """
+    if len(expression.strip()) > MAX_EXPRESSION_CHARS:
+        raise TooCostly(f"表达式过长(最多 {MAX_EXPRESSION_CHARS} 个字符)")
+    tree = ast.parse(expression.strip(), mode="eval")
+    _check_shape(tree)
+    _check_nodes(tree, expression)
+    return True
 
 
 SCRIPT_ENGINE = SafeScriptEngine()

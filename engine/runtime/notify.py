@@ -6,12 +6,26 @@ import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
+from typing import cast
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import Integer, String, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from engine.access.policy import AccessPolicy
 from engine.models import Notification, Region, Role, TaskRow, TaskStatus, User, UserRole, UTCDateTime
+
+_NOTIFICATION = cast(Table, Notification.__table__)
+# built once (its compiled form and cache key are reused): a notification for each active holder of a
+# role at a scope, in one INSERT … SELECT
+_TASK_OPENED = insert(_NOTIFICATION).from_select(
+    ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"],
+    select(UserRole.user_id, bindparam("case_id", type_=Integer()), bindparam("task_id", type_=Integer()),
+           bindparam("kind", type_=String()), bindparam("title", type_=String()), bindparam("body", type_=String()),
+           bindparam("created_at", type_=UTCDateTime()))
+    .join(User, User.id == UserRole.user_id)
+    .where(UserRole.role_code == bindparam("role_code"), UserRole.region_code == bindparam("scope_code"),
+           User.is_active.is_(True))).returning(_NOTIFICATION.c.id)
+_NOTIFY = insert(_NOTIFICATION)
 
 
 @dataclass(frozen=True)
@@ -41,24 +55,18 @@ class NotificationService:
         now = self.clock.now()
         ids = sorted(set(user_ids))
         if ids:  # one multi-row INSERT for every holder, not one statement each
-            self.session.execute(insert(Notification), [
+            self.session.execute(_NOTIFY, [
                 {"user_id": user_id, "case_id": case_id, "task_id": task_id, "kind": kind, "title": title[:200],
                  "body": body, "created_at": now} for user_id in ids])
         return len(ids)
 
     def task_opened(self, row: TaskRow, case_title: str) -> None:
         """Tell every active holder of a new group task's role at its scope (one INSERT … SELECT)."""
-        holders = (
-            select(UserRole.user_id, literal(row.case_id), literal(row.id), literal("task"),
-                   literal(f"新待办:{row.title}"[:200]), literal(case_title), literal(self.clock.now(), UTCDateTime()))
-            .join(User, User.id == UserRole.user_id)
-            .where(UserRole.role_code == row.role_code, UserRole.region_code == row.scope_code,
-                   User.is_active.is_(True))
-        )
         # RETURNING, not rowcount: psycopg reports -1 for INSERT … SELECT
-        told = self.session.execute(insert(Notification).from_select(
-            ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"], holders)
-            .returning(Notification.id)).first()
+        told = self.session.execute(_TASK_OPENED, {
+            "case_id": row.case_id, "task_id": row.id, "kind": "task", "title": f"新待办:{row.title}"[:200],
+            "body": case_title, "created_at": self.clock.now(), "role_code": row.role_code,
+            "scope_code": row.scope_code}).first()
         if told is None and row.parent_task_id is None:
             self.task_unstaffed(row, case_title)
 

@@ -14,6 +14,7 @@ diagram never pays for it), records history with ``m.record(...)``, completes ta
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
@@ -64,6 +65,13 @@ _LOCK_TASK = (select(Case, TaskRow).join(TaskRow, TaskRow.case_id == Case.id).wh
               .execution_options(populate_existing=True))
 _LOCK_TASK_FOR_UPDATE = _LOCK_TASK.with_for_update(of=Case)
 _SAVE = update(_CASE).where(_CASE.c.id == bindparam("case_id"), _CASE.c.lock_version == bindparam("expected_lock"))
+
+
+@functools.cache
+def _complete_row_statement(columns: tuple[str, ...]):
+    """``UPDATE task SET <columns> WHERE id = :row_id AND status = :expect``, built once per set of columns."""
+    return update(_TASK).where(_TASK.c.id == bindparam("row_id"), _TASK.c.status == bindparam("expect")) \
+        .values({name: bindparam(name) for name in columns})
 
 
 class Mutation:
@@ -123,7 +131,7 @@ class Mutation:
         session = self._pipeline.session
         with session.no_autoflush:  # a plain table UPDATE: the row object is brought up to date below
             done = cast("CursorResult[Any]", session.execute(
-                update(_TASK).where(_TASK.c.id == row.id, _TASK.c.status == expect).values(**values)))
+                _complete_row_statement(tuple(values)), {"row_id": row.id, "expect": expect, **values}))
         if done.rowcount != 1:
             raise ConflictError("该任务已被处理")
         for key, value in values.items():
@@ -266,10 +274,7 @@ class CasePipeline:
         self.projections.run(m, walk, now)
 
     def _write_events(self, m: Mutation) -> None:
-        for event in [*m._projected, *m._events]:
-            self.audit.record(event["action"], case_id=m.case.id, task=event["task"], user_id=event["user_id"],
-                              step=event["step"], opinion=event["opinion"], detail=event["detail"],
-                              client_addr=event["client_addr"], at=event["at"])
+        self.audit.record_all([{**event, "case_id": m.case.id} for event in [*m._projected, *m._events]])
 
     # ------------------------------------------------------------------ the steps
     def lock(self, case_id: int) -> Case:

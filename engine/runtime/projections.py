@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from engine.runtime.pipeline import CasePipeline, Mutation
 
 _TASK = cast(Table, TaskRow.__table__)
+_INSERT_TASK = insert(_TASK)  # built once: its compiled form is reused (the values are the parameters)
+_TASK_COLUMNS = [c.key for c in _TASK.columns if c.key != "id"]
 
 
 def timer_due(task) -> datetime | None:
@@ -237,8 +239,8 @@ class Projections:
                 row.instance_group, row.multi_sign = countersign.group_of(parent), countersign.sign_mode(spec)
             # a plain table INSERT (the ORM's unit of work is slower and nothing in this transaction needs the
             # object in the session); the row object is the notifications' view of it
-            values = {c.key: getattr(row, c.key) for c in _TASK.columns if c.key != "id"}
-            inserted = cast("CursorResult[Any]", self.session.execute(insert(_TASK).values(values)))
+            values = {key: getattr(row, key) for key in _TASK_COLUMNS}
+            inserted = cast("CursorResult[Any]", self.session.execute(_INSERT_TASK, values))
             row.id = inserted.inserted_primary_key[0]
             if row.assignee_id:
                 notifications.notify([row.assignee_id], "task", f"新待办:{row.title}", case.title,

@@ -58,9 +58,12 @@ def signature_property_problem(task_spec) -> str | None:
 
 
 def check_signature_png(content: bytes) -> None:
-    """Accept only a real, small PNG of a plausible signature size.
+    """Accept only a small PNG of a plausible signature size (read from its header).
 
-    :raises ValidationError: empty, too large, not a decodable PNG, or odd dimensions.
+    That the whole file decodes is checked once, where every upload is (the attachment store's Pillow
+    ``verify`` and ``load``); ``SignatureService.add_signature`` answers a refusal there as a damaged PNG.
+
+    :raises ValidationError: empty, too large, not a PNG, or odd dimensions.
     """
     from PIL import Image
 
@@ -77,20 +80,15 @@ def check_signature_png(content: bytes) -> None:
                 if img.format != "PNG":
                     raise ValueError("not a PNG")
                 width, height = img.size
-                if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX // 2 <= height <= MAX_SIDE_PX):
-                    raise ValidationError("签字图片尺寸不合理", {
-                        "signature": f"签字图片尺寸应在 {MIN_SIDE_PX}×{MIN_SIDE_PX // 2} 到 "
-                                     f"{MAX_SIDE_PX}×{MAX_SIDE_PX} 像素之间"})
-            # verify() checks every chunk's length and CRC up to IEND; load() alone would accept a
-            # truncated file, because WeasyPrint sets Pillow's LOAD_TRUNCATED_IMAGES on import
-            with Image.open(io.BytesIO(content)) as img:
-                img.verify()
-            with Image.open(io.BytesIO(content)) as img:
-                img.load()  # decodes every pixel: a corrupt stream fails here
-    except ValidationError:
-        raise
     except Exception as exc:  # Pillow raises many types for a broken file
-        raise ValidationError("签字图片无效", {"signature": "签字图片已损坏或不是有效的 PNG"}) from exc
+        raise _damaged() from exc
+    if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX // 2 <= height <= MAX_SIDE_PX):
+        raise ValidationError("签字图片尺寸不合理", {
+            "signature": f"签字图片尺寸应在 {MIN_SIDE_PX}×{MIN_SIDE_PX // 2} 到 {MAX_SIDE_PX}×{MAX_SIDE_PX} 像素之间"})
+
+
+def _damaged() -> ValidationError:
+    return ValidationError("签字图片无效", {"signature": "签字图片已损坏或不是有效的 PNG"})
 
 
 class SignatureService:
@@ -126,8 +124,11 @@ class SignatureService:
             raise ValidationError("此步骤无需签字", {"signature": "此步骤无需签字"})
         check_signature_png(content)
         stamp = self.clock.now().astimezone(CHINA_TZ).strftime("%Y%m%d-%H%M%S")
-        return self.operations.store(row.case, row, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
-                                     "image/png", SIGNATURE_KIND)
+        try:  # the store decodes the whole PNG (verify, then load every pixel) before it keeps anything
+            return self.operations.store(row.case, row, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
+                                         "image/png", SIGNATURE_KIND)
+        except ValidationError as exc:
+            raise _damaged() from exc
 
     def latest(self, task_id: int) -> Attachment | None:
         """The signature that counts for a task: its latest."""

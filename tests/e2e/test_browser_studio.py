@@ -216,10 +216,12 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
     # ---- 管理员: a new procedure from an empty diagram
     log_in(page, "demo_admin")
     page.get_by_test_id("nav-studio").click()
-    page.get_by_label("流程代码").fill(code)
-    page.get_by_label("流程名称").fill("教育资助")
-    page.get_by_role("button", name="新建(空白流程图)").click()
+    blank = page.get_by_test_id("studio-new-bpmn")  # the BPMN form, under 新建流程(简易模式)
+    blank.get_by_label("流程代码").fill(code)
+    blank.get_by_label("流程名称").fill("教育资助")
+    blank.get_by_role("button", name="新建(空白流程图)").click()
     expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")  # an empty diagram is no simple model
     assert page.evaluate("window.xiangflowStudio.modeler.get('elementRegistry').getAll().map(e => e.type)") == [
         "bpmn:Process"]  # nothing drawn yet
     expect(page.locator(".djs-palette")).to_be_visible()
@@ -284,7 +286,7 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
 
     # ---- deploy
     page.get_by_test_id("studio-deploy").click()
-    expect(page.get_by_test_id("studio-message")).to_have_text("已发布为第 1 版:新发起的案件使用此版本")
+    expect(page.get_by_test_id("studio-message")).to_have_text(re.compile(r"^已发布为第 1 版:新发起的案件使用此版本"))
     saved = page.evaluate("window.xiangflowStudio.state.files")
     survey = json.loads(saved[f"form/{code}/school_survey"])
     assert [c["key"] for c in survey["components"]] == ["student_name", "school_name", "grade", "survey_date"]

@@ -1,5 +1,6 @@
 // Builds the front-end bundles into ../static/dist (run by `npm run build`, i.e. `make assets`).
 //   viewer.js            case diagram (bpmn-js NavigatedViewer)
+//   studio-index.js      studio list page: the templates of 新建流程(简易模式)
 //   studio.js/studio.css procedure studio: bpmn-js Modeler (Chinese), properties panel with the XiangFlow
 //                        provider, bpmnlint (.bpmnlintrc compiled here), the Chinese form builder, dmn-js
 // Everything comes from node_modules; nothing is fetched at run time.
@@ -58,6 +59,7 @@ const formJsPreact = {
 const common = { bundle: true, minify: process.env.XF_NO_MINIFY ? false : true, format: 'iife', logLevel: 'warning', legalComments: 'none' };
 
 await esbuild.build({ ...common, entryPoints: [path.join(here, 'src/viewer.js')], outfile: path.join(out, 'viewer.js') });
+await esbuild.build({ ...common, entryPoints: [path.join(here, 'src/studio-index.js')], outfile: path.join(out, 'studio-index.js') });
 for (const css of ['diagram-js.css', 'bpmn-js.css']) {
   copyFileSync(path.join(here, 'node_modules/bpmn-js/dist/assets', css), path.join(out, css));
 }

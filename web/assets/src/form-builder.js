@@ -12,6 +12,7 @@ export const FIELD_TYPES = [
 const TYPE_LABEL = Object.fromEntries(FIELD_TYPES);
 const WITH_OPTIONS = new Set(['select', 'radio', 'checklist']);
 const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SIMPLE_KEY = /^[a-z][a-z0-9_]{0,39}$/; // the simple designer's keys (docs/simple-designer.md, Forms)
 const STATIC = new Set(['text', 'spacer', 'separator', 'html']);
 
 export const isInput = (c) => !STATIC.has(c.type) && c.type !== 'group';
@@ -66,9 +67,14 @@ function numberOrUndefined(text) {
 }
 
 export class FormBuilder {
-  constructor(container, { onChange } = {}) {
+  // usedKeys(): keys taken by the procedure's other forms (the simple designer: one key, one value per case);
+  // strict: keys as the simple designer accepts them, reserved: keys the engine keeps for itself
+  constructor(container, { onChange, usedKeys, strict, reserved } = {}) {
     this.container = container;
     this.onChange = onChange || (() => {});
+    this.usedKeys = usedKeys || (() => new Set());
+    this.strict = Boolean(strict);
+    this.reserved = new Set(reserved || []);
     this.schema = null;
   }
 
@@ -82,7 +88,7 @@ export class FormBuilder {
   }
 
   keys(except) {
-    return new Set(inputComponents(this.schema).filter((c) => c !== except).map((c) => c.key));
+    return new Set([...this.usedKeys(), ...inputComponents(this.schema).filter((c) => c !== except).map((c) => c.key)]);
   }
 
   add(type, label) {
@@ -95,10 +101,12 @@ export class FormBuilder {
   // problems the server would refuse, in words (shown under the list; the server's check decides)
   problems() {
     const found = [];
-    const seen = new Set();
+    const seen = this.usedKeys();
     for (const c of inputComponents(this.schema)) {
       const name = labelOf(c) || '(未命名字段)';
-      if (!KEY.test(c.key || '')) found.push(`「${name}」的字段代码只能用英文字母、数字和下划线,且不以数字开头`);
+      if (this.strict && !SIMPLE_KEY.test(c.key || '')) found.push(`「${name}」的字段代码只能用小写英文字母、数字和下划线,以字母开头`);
+      else if (!KEY.test(c.key || '')) found.push(`「${name}」的字段代码只能用英文字母、数字和下划线,且不以数字开头`);
+      else if (this.reserved.has(c.key) || c.key.startsWith('subject_')) found.push(`字段代码 ${c.key} 由系统使用,请换一个`);
       else if (seen.has(c.key)) found.push(`字段代码 ${c.key} 重复`);
       seen.add(c.key);
       if (!labelOf(c)) found.push(`字段 ${c.key} 没有标题`);

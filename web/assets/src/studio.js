@@ -28,6 +28,7 @@ import { DryRunSample, inWords, readDiagram, stepWords } from './dryrun';
 import { FormBuilder } from './form-builder';
 import { WorkGuard } from './guard';
 import { SettingsFields } from './settings-fields';
+import { SimpleDesigner } from './simple/designer';
 import spiffModdle from './spiffworkflow-moddle.json';
 import { api, message as showMessage } from './studio-api';
 import * as props from './studio-properties';
@@ -45,7 +46,7 @@ const translateModule = { translate: ['value', translate] };
 const root = document.getElementById('studio');
 const config = JSON.parse(document.getElementById(root.dataset.configSource).textContent);
 props.useVocabulary(config); // the engine's step property names, actions and statuses
-const state = { files: {}, lockVersion: null, bpmnKey: null, currentForm: null, currentDmn: null, problems: [] };
+const state = { files: {}, lockVersion: null, bpmnKey: null, currentForm: null, currentDmn: null, problems: [], mode: 'bpmn' };
 const $ = (sel) => root.querySelector(sel);
 const message = (text, kind) => showMessage($('[data-testid="studio-message"]'), text, kind);
 
@@ -100,13 +101,28 @@ dmnModeler.on('views.changed', () => {
   }
 });
 $('#settings-form').addEventListener('input', () => guard.changed());
+const simple = new SimpleDesigner(root, config, {
+  lockVersion: () => state.lockVersion,
+  setLockVersion: (v) => { state.lockVersion = v; },
+  changed: () => guard.changed(),
+});
 
 // ------------------------------------------------------------------ tabs
+// fit the diagram to the canvas once it has a size (a hidden canvas cannot be zoomed)
+function fitDiagram() {
+  const box = document.getElementById('bpmn-canvas');
+  if (!state.fitPending || !box.offsetWidth || !box.offsetHeight) return;
+  state.fitPending = false;
+  const canvas = modeler.get('canvas');
+  canvas.resized();
+  if (modeler.get('elementRegistry').getAll().length > 1) canvas.zoom('fit-viewport', 'auto');
+}
+
 function showTab(name) {
   if (name === 'dryrun') renderSample();
   root.querySelectorAll('[data-tab]').forEach((a) => a.classList.toggle('active', a.dataset.tab === name));
   root.querySelectorAll('[data-pane]').forEach((pane) => { pane.hidden = pane.dataset.pane !== name; });
-  if (name === 'bpmn') modeler.get('canvas').resized();
+  if (name === 'bpmn') { modeler.get('canvas').resized(); fitDiagram(); }
   if (name === 'dmn') {
     const viewer = dmnModeler.getActiveViewer();
     if (viewer && viewer.get('canvas', false)) viewer.get('canvas').resized();
@@ -115,7 +131,7 @@ function showTab(name) {
 
 root.querySelectorAll('[data-tab]').forEach((a) => a.addEventListener('click', async (event) => {
   event.preventDefault();
-  await syncEditors();
+  if (state.mode === 'bpmn') await syncEditors();
   showTab(a.dataset.tab);
 }));
 
@@ -281,6 +297,7 @@ async function syncEditors() {
 }
 
 async function save({ quiet } = {}) {
+  if (state.mode === 'simple') return saveSimple({ quiet });
   await syncEditors();
   const data = await api(config.urls.draft, { files: state.files, lock_version: state.lockVersion });
   state.lockVersion = data.lock_version;
@@ -290,6 +307,26 @@ async function save({ quiet } = {}) {
   $('[data-testid="save-status"]').textContent = '已保存';
   if (!quiet) message('草稿已保存');
   return data;
+}
+
+// 简易模式: the model is compiled and saved by the server; its problems name the steps
+async function saveSimple({ quiet } = {}) {
+  const data = await simple.save();
+  guard.saved();
+  renderProblems(data.problems || []);
+  $('[data-testid="draft-status"]').textContent = '编辑中';
+  $('[data-testid="save-status"]').textContent = '已保存';
+  if (!quiet) message('草稿已保存');
+  return data;
+}
+
+// the compiled files of the draft (after a simple-mode save), into the BPMN-mode editors when asked
+async function refreshFiles(importEditors) {
+  const data = await api(config.urls.draft);
+  state.files = data.files;
+  state.lockVersion = data.lock_version;
+  state.bpmnKey = Object.keys(state.files).find((k) => k.startsWith('bpmn/'));
+  if (importEditors) await importEditorsFromFiles();
 }
 
 function clearProblemMarks() {
@@ -345,6 +382,12 @@ function renderProblems(problems) {
 }
 
 async function validate() {
+  if (state.mode === 'simple') {
+    const saved = await saveSimple({ quiet: true });
+    const ok = saved.ok && !(saved.problems || []).length;
+    message(ok ? '校验通过' : `校验发现 ${(saved.problems || []).length} 个问题,已在步骤上标出`, ok ? 'ok' : 'error');
+    return { ok, problems: saved.problems || [] };
+  }
   await save();
   const data = await api(config.urls.validate, {});
   renderProblems(data.problems);
@@ -388,7 +431,8 @@ function formsByKey() {
 }
 
 async function renderSample() {
-  await syncEditors().catch(() => {});
+  if (state.mode === 'simple') await save({ quiet: true }).then(() => refreshFiles(false)).catch(() => {});
+  else await syncEditors().catch(() => {});
   sampleFields.render(diagram().tasks, formsByKey(), new Date().toISOString().slice(0, 10));
 }
 
@@ -396,7 +440,9 @@ const roleName = (code) => (config.roles.find((r) => r.code === code) || {}).nam
 
 // sample: {"data": .., "steps": ..} (automation), else the fields of the 试运行 tab
 async function dryRun(sample) {
+  $('#dryrun-result').replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: '试运行中…' }));
   await save({ quiet: true });
+  if (state.mode === 'simple') await refreshFiles(false);
   const { names, tasks } = diagram();
   const sent = sample !== undefined ? sample : sampleFields.sample();
   try {
@@ -430,7 +476,8 @@ async function dryRun(sample) {
     path.setAttribute('data-testid', 'dryrun-path');
     path.textContent = `经过:${data.path.filter((id) => names[id]).map((id) => names[id]).join(' → ')}`;
     box.append(path);
-    message(data.completed ? '试运行完成,经过的步骤已在流程图上标出' : '试运行未走完', data.completed ? 'ok' : 'error');
+    const marked = state.mode === 'bpmn' ? ',经过的步骤已在流程图上标出' : '';
+    message(data.completed ? `试运行完成${marked}` : '试运行未走完', data.completed ? 'ok' : 'error');
     return data;
   } catch (err) {
     if (err.data && err.data.problems) renderProblems(err.data.problems);
@@ -456,15 +503,13 @@ root.querySelector('[data-action="deploy"]').addEventListener('click', guarded(d
 $('#dryrun-form').addEventListener('submit', (event) => { event.preventDefault(); guarded(dryRun)(); });
 
 // ------------------------------------------------------------------ load
-async function load() {
-  const data = await api(config.urls.draft);
-  state.files = data.files;
-  state.lockVersion = data.lock_version;
-  state.bpmnKey = Object.keys(state.files).find((k) => k.startsWith('bpmn/'));
+async function importEditorsFromFiles() {
+  state.currentForm = null;
+  state.currentDmn = null;
   const { warnings } = await modeler.importXML(state.files[state.bpmnKey]);
   if (warnings && warnings.length) message(`流程图有 ${warnings.length} 条导入警告`, 'error');
-  const canvas = modeler.get('canvas');
-  if (modeler.get('elementRegistry').getAll().length > 1) canvas.zoom('fit-viewport', 'auto');
+  state.fitPending = true;
+  fitDiagram();
   fillSettings();
   $('#new-form-name').value = nextFormCode();
   const forms = formKeys();
@@ -473,6 +518,63 @@ async function load() {
   const dmns = dmnKeys();
   renderList('dmn-list', dmns, null, openDmn, (k) => k.slice(4));
   if (dmns.length) await openDmn(dmns[0]);
+}
+
+// ------------------------------------------------------------------ modes
+function setMode(mode) {
+  state.mode = mode;
+  root.dataset.mode = mode;
+  $('[data-mode-switch="simple"]').hidden = mode === 'simple';
+  $('[data-mode-switch="bpmn"]').hidden = mode === 'bpmn';
+  showTab(mode === 'simple' ? 'simple' : 'bpmn');
+}
+
+function showReason(reason) {
+  const box = $('[data-testid="simple-reason"]');
+  box.textContent = reason ? `不能用简易模式打开:${reason}。请在 BPMN 高级模式中修改。` : '';
+  box.hidden = !reason;
+}
+
+async function toBpmn() {
+  await save({ quiet: true });
+  await refreshFiles(true);
+  showReason('');
+  setMode('bpmn');
+  message('已切换到 BPMN 高级模式:这是简易模式生成的流程图,可以直接修改');
+}
+
+async function toSimple() {
+  await save({ quiet: true });
+  const opened = await simple.open();
+  if (!opened.simple) {
+    showReason(opened.reason);
+    message('此流程图超出简易模式的范围,仍在 BPMN 高级模式', 'error');
+    return opened;
+  }
+  showReason('');
+  setMode('simple');
+  message('已切换到简易模式');
+  return opened;
+}
+
+$('[data-mode-switch="bpmn"]').addEventListener('click', () => guarded(toBpmn)());
+$('[data-mode-switch="simple"]').addEventListener('click', () => guarded(toSimple)());
+
+// ------------------------------------------------------------------ load
+async function load() {
+  await refreshFiles(true);
+  let opened = null;
+  try {
+    opened = await simple.open();
+  } catch (err) {
+    if (err.status !== 404) throw err; // a server without the simple designer: BPMN mode only
+  }
+  if (opened && opened.simple) setMode('simple');
+  else {
+    setMode('bpmn');
+    if (opened) showReason(opened.reason);
+    else $('[data-mode-switch="simple"]').hidden = true;
+  }
   root.dataset.ready = 'true';
 }
 
@@ -482,8 +584,8 @@ const ready = load().catch((err) => {
 });
 
 window.xiangflowStudio = {
-  modeler, formBuilder, dmnModeler, ready, state, guard, sampleFields,
-  save, validate, deploy, dryRun, openForm, addForm, openDmn, addDmn, showTab, syncEditors,
+  modeler, formBuilder, dmnModeler, ready, state, guard, sampleFields, simple,
+  save, validate, deploy, dryRun, toBpmn, toSimple, openForm, addForm, openDmn, addDmn, showTab, syncEditors,
   properties: {
     get: props.getSpiffProperty,
     set: (element, name, value) => props.setSpiffProperty(modeler.get('injector'), element, name, value),

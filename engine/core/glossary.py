@@ -21,6 +21,12 @@
 | 帮扶责任人 | assistance_cadre |
 | 辖区 | jurisdiction (scope) |
 | 超期 | overdue |
+| 简易模式 / BPMN 高级模式 | simple designer (``engine/studio/simple``) / BPMN mode |
+| 条件分支 / 否则 | condition block / otherwise |
+| 并行分支 | parallel block |
+| 会签 / 或签 / 按比例会签 | sign mode ``all`` / ``any`` / ``ratio`` |
+| 按流程抄送 | cc by the diagram (``ccRole``) |
+| 定时/等待 | wait block |
 """
 
 ACTION_LABELS = {

@@ -247,3 +247,29 @@ def test_a_model_naming_what_the_server_does_not_know_is_refused(block, path, wo
     with pytest.raises(ValidationError) as caught:
         compiled(model_with(block))
     assert words in caught.value.errors.get(path, ""), caught.value.errors
+
+
+def test_a_mangled_diagram_either_opens_or_says_why_never_crashes():
+    import random
+
+    _model, files = compiled(model_with(BLOCKS["condition"], BLOCKS["parallel"], BLOCKS["ratio"], BLOCKS["notice"]))
+    original = etree.fromstring(files["bpmn/sample.bpmn"].encode())
+    rng = random.Random(14)
+    for _ in range(150):
+        root = copy.deepcopy(original)
+        elements = [e for e in root.find("bpmn:process", NS).iter() if isinstance(e.tag, str)][1:]
+        victim = rng.choice(elements)
+        action = rng.choice(("drop", "rename", "retarget", "unname"))
+        if action == "drop" and victim.getparent() is not None:
+            victim.getparent().remove(victim)
+        elif action == "rename" and victim.get("id"):
+            victim.set("id", victim.get("id") + "x")
+        elif action == "retarget" and victim.get("targetRef"):
+            victim.set("targetRef", rng.choice(elements).get("id") or "nowhere")
+        else:
+            victim.attrib.pop("name", None)
+        text = etree.tostring(root, encoding="unicode")
+        try:
+            decompile({**files, "bpmn/sample.bpmn": text}, CTX)
+        except OutsideSubset as exc:
+            assert any("\u4e00" <= ch <= "\u9fff" for ch in str(exc))

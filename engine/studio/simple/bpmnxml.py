@@ -88,6 +88,10 @@ def _node(parent: etree._Element, node: Node, graph: Graph) -> etree._Element:
     for flow_id in outgoing:
         etree.SubElement(el, _b("outgoing")).text = flow_id
     if node.multi:
+        # the collections as properties of the step, so that bpmn-js resolves the loop's references (it drops
+        # a loopDataInputRef/OutputRef naming no element); SpiffWorkflow reads the names as data keys
+        for ref in (node.multi["input"], node.multi["output"]):
+            etree.SubElement(el, _b("property"), id=ref, name=ref)
         mi = etree.SubElement(el, _b("multiInstanceLoopCharacteristics"))
         etree.SubElement(mi, _b("loopDataInputRef")).text = node.multi["input"]
         etree.SubElement(mi, _b("loopDataOutputRef")).text = node.multi["output"]

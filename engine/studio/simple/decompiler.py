@@ -22,6 +22,7 @@ from engine.procedures.definitions import safe_xml
 from engine.procedures.steps import StepProperties, role_of_lane
 from engine.studio.simple.compiler import FORM_KEYS, CompileContext, compile_model
 from engine.studio.simple.model import (
+    MAX_DEPTH,
     Block,
     Branch,
     Condition,
@@ -73,14 +74,16 @@ def decompile(files: dict[str, str], ctx: CompileContext) -> Model:
     process = next((p for p in root.findall(q("process")) if p.get("id") == manifest.get("process_id")), None)
     if process is None:
         raise OutsideSubset("流程图中没有 procedure.json 所指的流程")
-    reader = _Reader(process, files, code)
-    model = Model(_meta(manifest, code), reader.read())
     try:
+        model = Model(_meta(manifest, code), _Reader(process, files, code).read())
         model = parse_model(model.to_json(), code)
+        _same(root, process, compile_model(model, ctx, checked=False), files, bpmn_key)
     except ValidationError as exc:
-        path, why = next(iter(exc.errors.items()))
+        _path, why = next(iter(exc.errors.items()))
         raise OutsideSubset(f"流程图在简易模式中无法表示:{why}") from None
-    _same(root, process, compile_model(model, ctx, checked=False), files, bpmn_key)
+    except (RecursionError, ValueError, KeyError, TypeError, AttributeError, IndexError, StopIteration):
+        # a hand-made diagram of a shape the reader does not expect (or nested beyond reason): not the subset
+        raise OutsideSubset("流程图的结构简易模式无法表示,请继续在 BPMN 高级模式中编辑") from None
     return model
 
 
@@ -116,6 +119,7 @@ class _Reader:
             for ref in lane.iterfind(q("flowNodeRef")):
                 self.lanes[(ref.text or "").strip()] = role_of_lane(lane.get("name")) or ""
         self.seen: set[str] = set()
+        self.depth = 0
 
     # -- helpers
     def outgoing(self, node_id: str) -> list[etree._Element]:
@@ -276,6 +280,9 @@ class _Reader:
 
     def branching(self, el: etree._Element, blocks: list[Block]) -> str | None:
         node_id = el.get("id") or ""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise OutsideSubset(f"「{_name(el)}」处分支嵌套超过 {MAX_DEPTH} 层,简易模式无法表示")
         conditional = local(el) == "exclusiveGateway"
         join = f"{node_id}__join"
         block = Block(node_id, "condition" if conditional else "parallel", el.get("name") or "")
@@ -293,6 +300,7 @@ class _Reader:
                 branch.join, branch.conditions = _conditions(expr, el, flow)
             block.branches.append(branch)
         blocks.append(block)
+        self.depth -= 1
         if not reached:
             return None
         self.seen.add(join)

@@ -1,8 +1,12 @@
-"""Form data used by the demo cases, the tests and the benchmark (one place, so they agree)."""
+"""Form data used by the demo cases, the tests and the benchmark (one place, so they agree).
+
+Dates that record something done (入户核查, 评议, 复核, 送达: ``notAfter: today`` in their forms) lie on or before
+2026-09-01, the tests' and the benchmark's clock (tests/conftest.py START); the 回访 after the six-month timer.
+"""
 
 HOUSEHOLD_CHECK = {
     "trigger": "季度集中预判",
-    "pre_assessment_date": "2026-09-15",
+    "pre_assessment_date": "2026-06-15",
     "measures_implemented": True,
     "basic_needs_secured": True,
     "industry_employment": "家中两人在县城务工,种植柑橘 3 亩",
@@ -10,20 +14,20 @@ HOUSEHOLD_CHECK = {
     "annual_income_per_capita": 12800,
     "income_spending": "年收入约 5.1 万元,支出稳定,无大额负债",
     "special_category": "无",
-    "check_date": "2026-09-10",
+    "check_date": "2026-08-20",
     "household_signed": True,
 }
 
 VILLAGE_REVIEW = {
-    "review_date": "2026-09-22",
+    "review_date": "2026-08-25",
     "attendees": 23,
     "review_result": "返贫风险已消除",
 }
 
-TOWNSHIP_RECHECK = {"materials_complete": True, "recheck_date": "2026-10-08"}
+TOWNSHIP_RECHECK = {"materials_complete": True, "recheck_date": "2026-08-28"}
 DEPT_DECISION = {"sector_data_verified": True, "department_name": "蓬溪县乡村振兴局"}
-COUNTY_ANNOUNCEMENT = {"announcement_number": "蓬乡振〔2026〕12号", "announcement_date": "2026-10-20"}
-EXIT_NOTICE = {"notice_delivered_date": "2026-10-30", "household_acknowledged": True, "system_marked_removed": True}
+COUNTY_ANNOUNCEMENT = {"announcement_date": "2026-08-31"}  # its 公告文号 is asked once, when the notice is issued
+EXIT_NOTICE = {"notice_delivered_date": "2026-09-01", "household_acknowledged": True, "system_marked_removed": True}
 NOTICE_DAYS = 7  # monitoring_exit's settings.notice_days: 村级公示 and 县级公告 hold the case this long
 # what the issuer fills in on the two notices whose issuing starts those periods (出具村级公示, 出具县级公告)
 VILLAGE_NOTICE_FIELDS = {"contact_phone": "0825-5421234", "complaint_phone": "0825-5420000"}
@@ -32,7 +36,7 @@ COUNTY_NOTICE_FIELDS = {"contact_phone": "0825-5400000", "document_number": "蓬
 PROJECT_NOTICE_FIELDS = {"contact_phone": "0825-5421234"}
 NOTICE_FIELDS = {"village_public_notice": VILLAGE_NOTICE_FIELDS, "county_announcement": COUNTY_NOTICE_FIELDS,
                  "project_public_notice": PROJECT_NOTICE_FIELDS}
-FOLLOW_UP_VISIT = {"visit_date": "2027-04-25", "new_risk_found": "否", "visit_notes": "收入稳定"}
+FOLLOW_UP_VISIT = {"visit_date": "2027-03-20", "new_risk_found": "否", "visit_notes": "收入稳定"}
 
 # (username, data) for 民主评议, 镇复核, 部门审定, 县级公告 after 入户核查; 出具村级公示 and its period follow
 # 民主评议, 出具县级公告 and its period follow 县级公告 (see tests/conftest.py Database.pass_notice)

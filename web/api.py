@@ -152,7 +152,8 @@ def task(task_id: int):
         row = w.access.task_of(task_id, me)
         schema, data = w.cases.task_form(row)
         out = task_json(row, countersign=w.inbox.instance_progress([row]).get(row.id))
-        out.update(form=schema, data=data, actions=w.access.allowed_actions(row, me),
+        out.update(form=schema, data=data, bounds=w.cases.form_bounds(row, schema),
+                   actions=w.access.allowed_actions(row, me),
                    operations=sorted(w.access.task_operations(row, me)),
                    return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)],
                    opinion_required=opinion_required(w.cases.step_properties(row)),

@@ -29,9 +29,10 @@ def show(case_id: int):
         # tasks claimed by (or transferred to) a colleague are theirs, not mine; delegated (委派) to me or
         # added to me as a co-signer (加签) are mine
         my_tasks = [t for t in open_tasks if w.access.acts_on(t, me)]
+        history = w.inbox.case_history(case_id)
         return render_template(
             "case.html", case=case, tasks=tasks, timers=timers,
-            history=w.inbox.case_history(case_id),
+            history=history, history_notes=w.overview.history_notes(history),
             data=merged_data(tasks), labels=w.definitions.field_labels(case.version),
             id_fields=w.definitions.id_number_fields(case.version),
             computed=w.overview.decision_words(case, w.cases.decision_data(case)),
@@ -208,6 +209,7 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
         case = row.case
         return render_template(
             "task.html", task=row, case=case, schema=schema, data=data, errors=errors or {}, issue_url=issue_url,
+            bounds=w.cases.form_bounds(row, schema),
             steps=w.overview.steps(case, tasks, me.may_see_full_id(case.subject.region_code), before=row),
             case_files=w.overview.case_files(case), is_image=w.overview.is_image,
             own_files=w.overview.task_files(row),

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Flask
 
-from engine.core.glossary import ACTION_LABELS, CASE_STATUS_LABELS, TASK_STATUS_LABELS
+from engine.core.glossary import ACTION_LABELS, CASE_STATUS_LABELS, TASK_STATUS_LABELS, count_of
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.forms import mask_id
 from engine.procedures.step_rules import kind_label
@@ -47,6 +47,7 @@ def register(app: Flask) -> None:
         cn_datetime=cn_datetime, cn_date=cn_date, time_left=time_left, mask_id=mask_id,
         case_status=lambda s: CASE_STATUS_LABELS.get(str(getattr(s, "value", s)), s),
         task_status=lambda s: TASK_STATUS_LABELS.get(str(getattr(s, "value", s)), s),
-        action_label=lambda a: ACTION_LABELS.get(a, a), attachment_kind=kind_label,
+        action_label=lambda a: ACTION_LABELS.get(a, a), attachment_kind=kind_label, subject_count=count_of,
     )
-    app.jinja_env.globals.update(now=lambda: clock().now())
+    app.jinja_env.globals.update(now=lambda: clock().now(),
+                                 today_iso=lambda: clock().now().astimezone(CHINA_TZ).date().isoformat())

@@ -29,10 +29,13 @@
 | 定时/等待 | wait block |
 """
 
+from typing import Any
+
 ACTION_LABELS = {
     "start": "发起",
     "approve": "通过",
     "reject": "不通过",
+    "vote_reject": "不同意",  # a 会签/或签 member's vote against (the step's rule decides the outcome)
     "return": "退回",
     "issue": "出具",
     "timer_fired": "定时触发",
@@ -57,6 +60,16 @@ ACTION_LABELS = {
     "notice_issued": "签发公示公告",
     "version_migrated": "迁移到新版本",
 }
+
+# how cases are counted by their subject's kind: "3 户", "1 个项目"
+SUBJECT_COUNT_UNITS = {"household": "户", "project": "个项目"}
+
+
+def count_of(cases: list[Any]) -> str:
+    """How many subjects a list of cases covers, in words ("3 户", "1 个项目"; mixed kinds: "2 件")."""
+    units = {SUBJECT_COUNT_UNITS.get(c.subject.kind, "件") for c in cases}
+    return f"{len(cases)} {units.pop() if len(units) == 1 else '件'}"
+
 
 CASE_STATUS_LABELS = {
     "running": "办理中",

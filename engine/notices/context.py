@@ -12,7 +12,18 @@ from sqlalchemy.orm import Session
 
 from engine.access.regions import ancestor_at
 from engine.core.glossary import ACTION_LABELS, CASE_STATUS_LABELS
-from engine.models import Case, OfficeKey, Region, RegionLevel, Role, TaskRow, TaskStatus, User
+from engine.models import (
+    Case,
+    IssuedNotice,
+    IssuedNoticeCase,
+    OfficeKey,
+    Region,
+    RegionLevel,
+    Role,
+    TaskRow,
+    TaskStatus,
+    User,
+)
 from engine.notices.eligibility import Group
 from engine.notices.formatting import cn_date, mask_name, short_region_name
 from engine.notices.images import data_uri, qr_svg, seal_png
@@ -81,6 +92,12 @@ class NoticeContext:
         return {r.code: {"code": r.code, "name": r.name, "short_name": short_region_name(r.name),
                          "level": r.level.value} for r in rows}
 
+    def issued_for(self, case: Case) -> dict[str, dict[str, Any]]:
+        """The newest notice of each kind issued for the case: its serial and 文号 (a 审批表 quotes the 公告's)."""
+        rows = self.session.scalars(select(IssuedNotice).join(IssuedNoticeCase, IssuedNoticeCase.notice_id == IssuedNotice.id)
+                                    .where(IssuedNoticeCase.case_id == case.id).order_by(IssuedNotice.id))
+        return {n.kind: {"serial": n.serial, "document_number": (n.params or {}).get("document_number")} for n in rows}
+
     def case_context(self, case: Case, kind: NoticeKind, regions: dict[str, dict[str, str]]) -> dict[str, Any]:
         tasks = list(self.session.scalars(select(TaskRow).where(TaskRow.case_id == case.id).order_by(TaskRow.id)))
         role_names = {r.code: r.name for r in self.session.scalars(select(Role))}
@@ -106,6 +123,6 @@ class NoticeContext:
             "village": regions.get(ancestor_at(case.region_code, RegionLevel.village)),
             "township": regions.get(ancestor_at(case.region_code, RegionLevel.township)),
             "county": regions.get(ancestor_at(case.region_code, RegionLevel.county)),
-            "data": merged_data(tasks), "steps": steps,
+            "data": merged_data(tasks), "steps": steps, "issued": self.issued_for(case),
             "created_date_text": cn_date(case.created_at), "finished_date_text": cn_date(case.finished_at),
         }

@@ -4,17 +4,29 @@
   It is prefilled from the registered subject and a submission that contradicts it is refused, so a case
   of 张德明 cannot be filed with 李四's identity.
 - Dates must be plausible: not before ``EARLIEST`` nor after ``LATEST`` (1900-01-01 or 9999-12-31 are typing
-  slips, never a real check date).
+  slips, never a real check date); a date with ``properties.notAfter`` = ``today`` records something that has
+  happened (入户核查日期, 评议日期 …) and may not lie after today (China time, the unit of work's clock).
+- ``properties.notAbove`` names a number in the case's workflow data (a decision table's output, e.g.
+  ``subsidy_amount``) that the field may not exceed; ``properties.notAboveLabel`` is how the bound is called
+  (核定补助). The task page shows the bound beside the field; the check runs where the workflow data is, in the
+  mutation's act (engine/runtime/cases.py).
+- form-js's ``conditional.hide`` hides a field while its expression holds; a hidden field is neither required
+  nor kept. The one expression form understood (``=key = "value"`` or ``=key != "value"``) is checked when
+  the form is parsed, so a form cannot carry a condition the server would ignore.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 SUBJECT_FIELDS = {"name": "登记的姓名(名称)", "id_number": "登记的身份证号"}
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2099, 12, 31)
+TODAY = "today"
+_CONDITION = re.compile(r'^=\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|=)\s*"([^"\\]*)"\s*$')
 
 
 def subject_bound(component: dict[str, Any]) -> str | None:
@@ -48,8 +60,83 @@ def subject_problems(components: list[dict[str, Any]], cleaned: dict[str, Any], 
     return errors
 
 
-def date_problem(label: str, value: date) -> str | None:
-    """Why a date is implausible, or None."""
+def date_problem(label: str, value: date, component: dict[str, Any] | None = None,
+                 today: date | None = None) -> str | None:
+    """Why a date is implausible, or None (``today`` given: a ``notAfter: today`` date may not be later)."""
     if value < EARLIEST or value > LATEST:
         return f"{label}: 日期不合理(应在 {EARLIEST.year} 年至 {LATEST.year} 年之间)"
+    if today is not None and component is not None and not_after_today(component) and value > today:
+        return f"{label}: 不能晚于今天({today.isoformat()}),请填写实际日期"
     return None
+
+
+def not_after_today(component: dict[str, Any]) -> bool:
+    """The date field records something that has happened (``properties.notAfter`` = ``today``)."""
+    return (component.get("properties") or {}).get("notAfter") == TODAY
+
+
+# ---------------------------------------------------------------- bounds from the workflow data
+def upper_bounds(components: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """The number fields bounded by a workflow value, each with the name of that value."""
+    return [(c, str(c["properties"]["notAbove"])) for c in components
+            if c.get("type") == "number" and (c.get("properties") or {}).get("notAbove")]
+
+
+def bound_label(component: dict[str, Any]) -> str:
+    return str((component.get("properties") or {}).get("notAboveLabel") or "上限")
+
+
+def yuan(value: float) -> str:
+    """An amount as users write it: 35,000 or 35,000.5."""
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def bound_values(components: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per bounded field, its bound as the task page shows it: ``label``, ``value``, ``text`` (核定补助 35,000 元)."""
+    out = {}
+    for comp, source in upper_bounds(components):
+        bound = values.get(source)
+        if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+            label = bound_label(comp)
+            out[comp["key"]] = {"label": label, "value": bound, "text": f"{label} {yuan(bound)} 元"}
+    return out
+
+
+def bound_problems(components: list[dict[str, Any]], cleaned: Mapping[str, Any],
+                   values: Mapping[str, Any]) -> dict[str, str]:
+    """Fields whose submitted number exceeds its bound in the workflow data, each with its message."""
+    errors = {}
+    for key, bound in bound_values(components, values).items():
+        given = cleaned.get(key)
+        if isinstance(given, (int, float)) and given > bound["value"]:
+            comp = next(c for c in components if c.get("key") == key)
+            errors[key] = (f"{comp.get('label') or key}: 填写的 {yuan(given)} 元超过{bound['label']} "
+                           f"{yuan(bound['value'])} 元,不能超过{bound['label']}")
+    return errors
+
+
+# ---------------------------------------------------------------- conditional fields (form-js conditional.hide)
+def hide_condition(component: dict[str, Any]) -> tuple[str, str, str] | None:
+    """A field's ``conditional.hide`` as (key, operator, value), or None when it has none.
+
+    :raises ValueError: an expression in a form this server does not understand.
+    """
+    conditional = component.get("conditional")
+    if not conditional:
+        return None
+    expression = conditional.get("hide") if isinstance(conditional, dict) else None
+    match = _CONDITION.match(expression) if isinstance(expression, str) else None
+    if match is None:
+        raise ValueError('显示条件只支持 =字段 = "值" 或 =字段 != "值" 的写法')
+    return match.group(1), match.group(2), match.group(3)
+
+
+def is_hidden(component: dict[str, Any], values: Mapping[str, Any]) -> bool:
+    """True if the field is hidden for these submitted values (so neither required nor kept)."""
+    condition = hide_condition(component)
+    if condition is None:
+        return False
+    key, operator, expected = condition
+    given = values.get(key)
+    equal = given is not None and str(given) == expected
+    return equal if operator == "=" else not equal

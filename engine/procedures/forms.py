@@ -91,6 +91,10 @@ def parse_schema(text: str) -> dict[str, Any]:
             raise DefinitionError(f"不支持的表单组件类型 {comp['type']!r}")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(comp.get("key", ""))):
             raise DefinitionError(f"表单组件 {str(comp.get('label'))[:40]!r} 的 key 无效")
+        try:
+            form_rules.hide_condition(comp)
+        except ValueError as exc:
+            raise DefinitionError(f"表单组件 {comp['key']} 的显示条件无效: {exc}") from None
         pattern = (comp.get("validate") or {}).get("pattern") if isinstance(comp.get("validate"), dict) else None
         if pattern:
             try:
@@ -127,7 +131,7 @@ def _is_blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
-def _check_one(comp: dict[str, Any], raw: Any) -> tuple[Any, str | None]:
+def _check_one(comp: dict[str, Any], raw: Any, today: date | None = None) -> tuple[Any, str | None]:
     kind = comp["type"]
     rules = comp.get("validate", {}) or {}
     label = comp.get("label") or comp["key"]
@@ -179,7 +183,7 @@ def _check_one(comp: dict[str, Any], raw: Any) -> tuple[Any, str | None]:
             day = date.fromisoformat(value[:10])
         except ValueError:
             return value, f"{label}: 日期格式应为 YYYY-MM-DD"
-        return value[:10], form_rules.date_problem(label, day)
+        return value[:10], form_rules.date_problem(label, day, comp, today)
     if len(value) > int(rules.get("maxLength", MAX_TEXT_LENGTH)):
         return value, f"{label}: 不能超过 {rules.get('maxLength', MAX_TEXT_LENGTH)} 个字"
     if "minLength" in rules and len(value) < int(rules["minLength"]):
@@ -199,12 +203,13 @@ def _pattern_matches(pattern: str, value: str) -> bool:
 
 
 def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: Mapping[str, Any] | None = None,
-             subject: dict[str, Any] | None = None) -> dict[str, Any]:
+             subject: dict[str, Any] | None = None, today: date | None = None) -> dict[str, Any]:
     """Return the cleaned values of the schema's fields from submitted data.
 
-    Keys not in the schema are dropped; disabled and read-only fields keep no new value. A date
-    field's custom ``properties.notBefore`` names another date (in this form or an earlier step's
-    data, ``earlier``) that it may not precede: dates stay in order across the steps of a case.
+    Keys not in the schema are dropped; disabled, read-only and hidden (form-js ``conditional.hide``)
+    fields keep no new value. A date field's custom ``properties.notBefore`` names another date (in this
+    form or an earlier step's data, ``earlier``) that it may not precede: dates stay in order across the
+    steps of a case; ``properties.notAfter: today`` keeps it from lying after ``today`` (form_rules).
 
     :raises ValidationError: with one message per failing field.
     """
@@ -213,10 +218,10 @@ def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: Mapping
     cleaned: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for comp in input_components(schema):
-        if comp.get("disabled") or comp.get("readonly"):
+        if comp.get("disabled") or comp.get("readonly") or form_rules.is_hidden(comp, submitted):
             continue
         key = comp["key"]
-        value, error = _check_one(comp, submitted.get(key))
+        value, error = _check_one(comp, submitted.get(key), today)
         if error:
             errors[key] = error
         elif value is not None:

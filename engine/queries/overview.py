@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.core.glossary import ACTION_LABELS
-from engine.models import Attachment, Case, TaskRow, TaskStatus
+from engine.models import Attachment, AuditEvent, Case, TaskRow, TaskStatus, User
 from engine.procedures.definitions import DefinitionService, safe_xml
 from engine.procedures.forms import input_components, mask_id
 from engine.runtime.signatures import SIGNATURE_KIND
@@ -106,7 +106,8 @@ class CaseOverview:
             signatures = [a for a in own if a.kind == SIGNATURE_KIND]
             records.append(StepRecord(
                 task_id=row.id, title=row.title, action=row.action or "",
-                action_label=ACTION_LABELS.get(row.action or "", row.action or ""),
+                action_label=ACTION_LABELS.get("vote_reject" if row.action == "reject" and row.instance_group
+                                               else row.action or "", row.action or ""),
                 by=row.completed_by.display_name if row.completed_by else "系统", at=row.completed_at,
                 opinion=row.opinion, fields=fields, attachments=[a for a in own if a.kind != SIGNATURE_KIND],
                 signature=signatures[-1] if signatures else None,
@@ -147,6 +148,28 @@ class CaseOverview:
                 if output.get("name") and output.get("label"):
                     labels.setdefault(output.get("name"), output.get("label"))
         return labels
+
+    def history_notes(self, events: list[AuditEvent]) -> dict[int, str]:
+        """Per history event, what it was about in words: the timer that fired (公示期满), the people a
+        抄送/转办/委派/加签 went to by name (the record keeps usernames; one query for all of them)."""
+        names: set[str] = set()
+        for e in events:
+            to = (e.data_diff or {}).get("to") if isinstance(e.data_diff, dict) else None
+            names.update([to] if isinstance(to, str) else [n for n in to or [] if isinstance(n, str)])
+        shown: dict[str, str] = {}
+        if names:
+            shown = {u: d for u, d in self.session.execute(select(User.username, User.display_name).where(
+                User.username.in_(sorted(names)))).tuples()}
+        notes = {}
+        for e in events:
+            detail = e.data_diff if isinstance(e.data_diff, dict) else {}
+            if e.action == "timer_fired" and detail.get("timer"):
+                notes[e.id] = f"「{detail['timer']}」"
+            elif e.action in ("cc", "transfer", "delegate", "add_sign") and detail.get("to"):
+                to = detail["to"] if isinstance(detail["to"], list) else [detail["to"]]
+                people = "、".join(shown.get(n) or n for n in to if isinstance(n, str))
+                notes[e.id] = {"cc": "抄送给 ", "transfer": "转给 ", "delegate": "委派给 "}.get(e.action, "加签人 ") + people
+        return notes
 
     @staticmethod
     def is_image(attachment: Attachment) -> bool:

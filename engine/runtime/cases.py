@@ -48,7 +48,7 @@ from engine.models import (
 )
 from engine.procedures import form_rules, forms
 from engine.procedures.definitions import DefinitionService, role_of_lane
-from engine.procedures.expressions import failure_message
+from engine.procedures.expressions import CHINA_TZ, failure_message
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
 from engine.procedures.steps import ISSUE_ACTION, properties_of
 from engine.runtime import countersign, returns
@@ -121,6 +121,9 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         tasks = self.session.scalars(select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)).all()
         data = merged_data(list(tasks))
+        taken_back = [t for t in tasks if t.action == "withdraw" and t.spiff_task_id == row.spiff_task_id and t.id < row.id]
+        if taken_back and row.status == TaskStatus.open:  # 撤回 reopened this step: start from what was submitted
+            data.update(taken_back[-1].data or {})
         if row.pending and row.pending.get("draft"):  # what the delegate (委派) filled in, for the owner to confirm
             data.update(row.pending["draft"].get("data") or {})
         components = forms.input_components(schema)
@@ -128,6 +131,15 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         data = {**form_rules.subject_prefill(components, self._subject_identity(row)), **data}
         keys = {c["key"] for c in components}
         return schema, {k: v for k, v in data.items() if k in keys}
+
+    def form_bounds(self, row: TaskRow, schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The bounds the task's form takes from the workflow data (核定补助 for 兑付金额), as the page shows them."""
+        components = forms.input_components(schema)
+        if not form_rules.upper_bounds(components) or row.status not in (TaskStatus.open, TaskStatus.waiting):
+            return {}
+        with self.pipeline.reading(self._case_of(row)) as workflow:
+            task = find_task(workflow, row.spiff_task_id)
+            return form_rules.bound_values(components, task.data) if task is not None else {}
 
     def decision_data(self, case: Case) -> dict[str, Any]:
         """Values the diagram computed (DMN results, scripts) that no form shows, for the case page."""
@@ -236,7 +248,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
                 case.return_count += 1
             # open, or waiting on its co-signers
             m.complete_row(row, by=actor.user_id, action=action, expect=row.status, opinion=opinion, data=cleaned)
-            m.record(action, task=row, user_id=actor.user_id, opinion=opinion,
+            vote = action == "reject" and row.instance_group is not None  # a 会签 不同意 is a vote, not 不通过
+            m.record("vote_reject" if vote else action, task=row, user_id=actor.user_id, opinion=opinion,
                      detail={"data": cleaned} if cleaned else None, client_addr=client_addr)
             return case
 
@@ -255,7 +268,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
         earlier = _Earlier(lambda: merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)))))
-        cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier), self._subject_identity(row))
+        cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier), self._subject_identity(row),
+                                 today=self.clock.now().astimezone(CHINA_TZ).date())
         self._check_signers(self._case_of(row), cleaned)
         return cleaned
 
@@ -281,6 +295,11 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
                  decision: str = "approve") -> None:
         """Run the user task with its validated data; the pipeline lets the diagram decide what follows."""
         require_signature(self.session, row, task.task_spec)
+        if cleaned:  # a bound from the workflow data (补助兑付 ≤ 核定补助): only the act sees that data
+            components = forms.input_components(self.definitions.form_schema(self._case_of(row).version, row.form_key))
+            problems = form_rules.bound_problems(components, cleaned, task.data)
+            if problems:
+                raise ValidationError("表单填写有误", problems)
         task.data.update(cleaned)
         task.data["decision"] = decision
         task.data["last_opinion"] = opinion

@@ -156,11 +156,11 @@ HOUSING_STEPS = (
         "household_category": "低保", "house_condition": "D", "only_house": True, "voluntary": True,
         "application_date": "2026-09-01", "photos": "PX-WG-2026-001"}),
     ("village_review", "demo_village", {
-        "review_date": "2026-09-03", "attendees": 21, "votes_for": 20,
+        "review_date": "2026-09-01", "attendees": 21, "votes_for": 20,
         "review_opinion": "唯一住房墙体开裂严重,同意纳入危房改造", "notice_start": "2026-09-04",
         "notice_place": "村委会公示栏", "complaint_phone": "0825-5411234"}),
     ("township_audit", "demo_township", {
-        "materials_complete": True, "appraisal_date": "2026-09-14", "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
+        "materials_complete": True, "appraisal_date": "2026-09-07", "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
         "appraisal_grade": "D", "appraisal_report_no": "JD-2026-0315", "audit_date": "2026-09-15"}),
     ("county_approval", "demo_dept", {
         "plan_year": 2026, "approval_number": "蓬住建〔2026〕41号", "approval_date": "2026-09-18"}),

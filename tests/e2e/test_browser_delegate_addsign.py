@@ -18,7 +18,7 @@ from engine.models import TaskStatus
 pytestmark = pytest.mark.e2e
 
 STEP = "township_audit"
-AUDIT = {"appraisal_date": "2026-09-14", "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
+AUDIT = {"appraisal_date": "2026-09-07", "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
          "appraisal_report_no": "JD-2026-0315", "audit_date": "2026-09-15"}
 
 

@@ -375,3 +375,14 @@ def test_inbox_task_page_and_api_show_the_signer_and_the_progress_of_the_counter
     history = client_for("demo_county").get(f"/api/v1/cases/{case_id}").get_json()["history"]
     assert {"user": "demo_county", "action": "approve", "step": "领导小组会签", "opinion": "同意"} in [
         {k: e[k] for k in ("user", "action", "step", "opinion")} for e in history]
+
+
+def test_a_countersign_disagreement_is_logged_as_the_vote_it_was_not_as_a_rejection_of_the_case(db, client_for):
+    case_id = _to_signing(db, "ratio")
+    _act(db, case_id, "sign", SIGNERS[0], "reject", opinion="不同意:预算偏高")
+    with db.uow() as work:
+        actions = [e.action for e in work.inbox.case_history(case_id)]
+    assert "vote_reject" in actions and "reject" not in actions  # the case goes on: two may still agree
+    page = client_for("demo_village").get(f"/cases/{case_id}").get_data(as_text=True)
+    history = page.split('data-testid="history"', 1)[1]
+    assert "<strong>不同意</strong>" in history and "<strong>不通过</strong>" not in history

@@ -43,7 +43,8 @@ BAD_HOUSEHOLD_CHECKS = {
     "several_at_once": ({**D.HOUSEHOLD_CHECK, "household_size": 0, "special_category": "x", "check_date": "昨天",
                          "income_spending": ""},
                         {"household_size", "special_category", "check_date", "income_spending"}),
-    "empty": ({}, {"trigger", "pre_assessment_date", "measures_implemented", "basic_needs_secured",
+    # no 启动方式 chosen: 预判日期 is hidden (asked only for 季度集中预判), so not required
+    "empty": ({}, {"trigger", "measures_implemented", "basic_needs_secured",
                    "industry_employment", "household_size", "annual_income_per_capita", "income_spending",
                    "special_category", "check_date", "household_signed"}),
 }

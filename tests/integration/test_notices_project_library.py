@@ -187,3 +187,8 @@ def test_deploy_refuses_an_issuance_step_whose_notice_kind_the_catalog_does_not_
     with db.uow() as work:  # the studio reports the same rule on the same element
         problems = studio(work).validate_files(files)
     assert [(p.element_id, p.message) for p in problems if "notices.json" in p.message] == [(STEP, message)]
+
+
+def test_the_issue_page_counts_projects_as_projects_not_households(db, two_projects, client_for):
+    page = client_for("demo_village").get(f"/notices/{PROCEDURE}/{KIND}").get_data(as_text=True)
+    assert '<span data-testid="group-count">2 个项目</span>' in page and " 户)" not in page

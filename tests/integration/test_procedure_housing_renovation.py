@@ -42,7 +42,7 @@ APPLICATION = {
     "photos": "PX-WG-2026-001",
 }
 VILLAGE_REVIEW = {
-    "review_date": "2026-09-03",
+    "review_date": "2026-09-01",
     "attendees": 21,
     "votes_for": 20,
     "review_opinion": "唯一住房墙体开裂严重,同意纳入危房改造",
@@ -52,7 +52,7 @@ VILLAGE_REVIEW = {
 }
 TOWNSHIP_AUDIT = {
     "materials_complete": True,
-    "appraisal_date": "2026-09-14",
+    "appraisal_date": "2026-09-07",
     "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
     "appraisal_grade": "D",
     "appraisal_report_no": "JD-2026-0315",

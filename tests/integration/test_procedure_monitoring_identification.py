@@ -44,7 +44,7 @@ RISK_REPORT = {
     "contact_phone": "13800001234",
 }
 HOUSEHOLD_CHECK = {
-    "check_date": "2026-09-02",
+    "check_date": "2026-09-01",
     "township_cadre_name": "王志强",
     "task_force_members": "李书记、驻村第一书记张明",
     "household_size": 4,
@@ -56,7 +56,7 @@ HOUSEHOLD_CHECK = {
     "household_signed": True,
 }
 VILLAGE_REVIEW = {
-    "review_date": "2026-09-03",
+    "review_date": "2026-09-01",
     "attendees": 21,
     "review_agreed": True,
     "notice_start": "2026-09-03",

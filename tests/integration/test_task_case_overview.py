@@ -58,7 +58,7 @@ def test_id_numbers_are_masked_for_readers_outside_the_village(db, client_for):
     assert values["住房现状(住房安全动态监测结果)"] == "D级危房(整体危险)"  # the option's label, not "D"
 
     db.complete(case_id, "demo_village", data={
-        "review_date": "2026-09-03", "attendees": 21, "votes_for": 20, "review_opinion": "同意纳入",
+        "review_date": "2026-09-01", "attendees": 21, "votes_for": 20, "review_opinion": "同意纳入",
         "notice_start": "2026-09-04", "notice_place": "村委会公示栏", "complaint_phone": "0825-5411234"})
     db.pass_notice()
     (audit,) = [t for t in db.open_tasks(case_id) if t.status == TaskStatus.open]

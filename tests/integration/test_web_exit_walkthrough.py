@@ -115,7 +115,8 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
     final = final.get_json()
     assert final["status"] == "exited"
     assert final["current_steps"] == []
-    assert final["data"]["announcement_number"] == D.COUNTY_ANNOUNCEMENT["announcement_number"]
+    assert final["data"]["announcement_date"] == D.COUNTY_ANNOUNCEMENT["announcement_date"]
+    assert "announcement_number" not in final["data"]  # the 公告文号 is asked once, on the notice
     assert final["data"]["household_size"] == 4
 
     history = [(e["user"], e["action"], e["step"], e["opinion"], datetime.fromisoformat(e["at"]))

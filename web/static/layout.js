@@ -1,6 +1,7 @@
 // Phone layout helpers (no inline script, so it runs under the Content-Security-Policy):
 // label every table cell with its column header, so the ≤ 640 px stylesheet can show rows as cards;
-// on a phone, fold the inbox search unless a filter is set; filter the people pickers as one types.
+// on a phone, fold the inbox search unless a filter is set; filter the people pickers as one types;
+// hide a form field while its form-js ``conditional.hide`` holds (=key = "v" / =key != "v", as the server reads it).
 (function () {
   "use strict";
   document.querySelectorAll("main table").forEach(function (table) {
@@ -21,6 +22,24 @@
       var q = input.value.trim();
       items.forEach(function (item) { item.hidden = q !== "" && item.textContent.indexOf(q) < 0; });
     });
+  });
+  document.querySelectorAll("[data-hide-when]").forEach(function (field) {
+    var m = /^=\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|=)\s*"([^"\\]*)"\s*$/.exec(field.getAttribute("data-hide-when"));
+    var form = field.closest("form");
+    if (!m || !form) return;
+    var key = m[1], op = m[2], expected = m[3];
+    function update() {
+      var chosen = form.querySelector('[name="' + key + '"]:checked') ||
+        form.querySelector('select[name="' + key + '"], input[name="' + key + '"]:not([type=radio]):not([type=checkbox])');
+      var equal = !!chosen && chosen.value === expected;
+      var hidden = op === "=" ? equal : !equal;
+      field.hidden = hidden;
+      field.querySelectorAll("input, select, textarea").forEach(function (input) { input.disabled = hidden; });
+    }
+    form.querySelectorAll('[name="' + key + '"]').forEach(function (input) {
+      input.addEventListener("change", update);
+    });
+    update();
   });
   if (window.matchMedia && window.matchMedia("(max-width: 640px)").matches) {
     document.querySelectorAll("details.search-box[data-fold-on-phone]").forEach(function (box) {

@@ -1,0 +1,134 @@
+"""The approver's workbench, the rest of issue 13 item 4 and the small items, on the engine with the tests' clock:
+补助兑付 bounded by the approved subsidy (a DMN output, checked inside the mutation's act and shown beside the
+field), 预判日期 asked only for 季度集中预判 (form-js ``conditional.hide``), check dates not after today, 公告文号
+asked once, a 撤回 step prefilled with what was submitted, and a history that names timers and people."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from engine import demo_data as D
+from engine.core import settings
+from engine.core.errors import ValidationError
+from tests.integration.test_procedure_housing_renovation import SUBSIDY_PAYMENT, _do, _open, _run_to, _start
+
+
+# ----------------------------------------------------------------------------- 补助兑付 ≤ 核定补助
+def test_a_payment_above_the_approved_subsidy_is_refused_naming_both_amounts_and_nothing_changes(db, client_for):
+    case_id = _start(db)
+    _run_to(db, case_id, "subsidy_payment")  # grade D: 拆除重建, the decision table approves 35,000 元
+    with pytest.raises(ValidationError) as refused:
+        _do(db, case_id, "subsidy_payment", data={**SUBSIDY_PAYMENT, "amount_paid": 40000})
+    assert refused.value.errors == {"amount_paid": "兑付金额(元): 填写的 40,000 元超过核定补助 35,000 元,不能超过核定补助"}
+    assert _open(db, case_id) == ["subsidy_payment"]  # nothing moved
+    _do(db, case_id, "subsidy_payment", data={**SUBSIDY_PAYMENT, "amount_paid": 35000})
+    assert db.case(case_id).status.value == "completed"
+
+
+def test_the_payment_step_shows_the_approved_subsidy_beside_the_amount_on_the_page_and_the_api(db, client_for):
+    case_id = _start(db)
+    _run_to(db, case_id, "subsidy_payment")
+    (row,) = [r for r in db.open_tasks(case_id) if r.spec_name == "subsidy_payment"]
+    dept = client_for("demo_dept")
+    page = dept.get(f"/tasks/{row.id}").get_data(as_text=True)
+    assert 'max="35000"' in page and 'max="1000000"' not in page
+    assert '<div class="field-hint" data-testid="field-bound">核定补助 35,000 元(不能超过)</div>' in page
+    bounds = dept.get(f"/api/v1/tasks/{row.id}").get_json()["bounds"]
+    assert bounds == {"amount_paid": {"label": "核定补助", "value": 35000, "text": "核定补助 35,000 元"}}
+    refused = dept.post(f"/api/v1/tasks/{row.id}/complete", json={
+        "action": "approve", "opinion": "同意", "data": {**SUBSIDY_PAYMENT, "amount_paid": 35000.5}})
+    assert refused.status_code == 422
+    assert "35,000.5 元超过核定补助 35,000 元" in refused.get_json()["errors"]["amount_paid"]
+
+
+# ----------------------------------------------------------------------------- 预判日期 only for 季度集中预判
+def test_the_pre_assessment_date_is_asked_only_when_the_exit_starts_from_the_quarterly_assessment(db, client_for):
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    without = {k: v for k, v in D.HOUSEHOLD_CHECK.items() if k != "pre_assessment_date"}
+    with pytest.raises(ValidationError) as refused:
+        db.complete(case_id, "demo_village", data=without)  # 季度集中预判: required
+    assert set(refused.value.errors) == {"pre_assessment_date"}
+    page = client_for("demo_village").get(f"/tasks/{row.id}").get_data(as_text=True)
+    assert 'data-field="pre_assessment_date" data-hide-when="=trigger != &#34;季度集中预判&#34;"' in page
+    # 农户提出: not asked, and a date sent anyway is not kept
+    db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "trigger": "农户提出"})
+    with db.uow() as work:
+        done = next(t for t in work.inbox.case_tasks(case_id) if t.spec_name == "household_check")
+        assert done.data["trigger"] == "农户提出" and "pre_assessment_date" not in done.data
+
+
+def test_a_condition_the_server_cannot_read_is_refused_when_the_form_is_parsed():
+    from engine.core.errors import DefinitionError
+    from engine.procedures.forms import parse_schema
+
+    schema = {"components": [{"type": "textfield", "key": "x", "label": "X", "conditional": {"hide": "=a > 3"}}]}
+    with pytest.raises(DefinitionError, match="显示条件"):
+        parse_schema(json.dumps(schema))
+
+
+# ----------------------------------------------------------------------------- check dates not after today
+def test_a_check_date_after_today_is_refused_against_the_units_clock_and_accepted_once_it_has_come(db, client_for):
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    today = db.clock.now().date().isoformat()  # 2026-09-01 (09:00 in China)
+    page = client_for("demo_village").get(f"/tasks/{row.id}").get_data(as_text=True)
+    assert f'name="check_date" value="" min="2000-01-01" max="{today}"' in page
+    with pytest.raises(ValidationError) as refused:
+        db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "check_date": "2026-09-02"})
+    assert refused.value.errors == {"check_date": "核查日期: 不能晚于今天(2026-09-01),请填写实际日期"}
+    db.clock.advance(timedelta(days=1))
+    db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "check_date": "2026-09-02"})
+    assert db.open_tasks(case_id)[0].spec_name == "village_review"
+
+
+def test_the_demo_data_dates_are_not_after_the_tests_clock():
+    from tests.conftest import START
+
+    dated = {**D.HOUSEHOLD_CHECK, **D.VILLAGE_REVIEW, **D.TOWNSHIP_RECHECK, **D.COUNTY_ANNOUNCEMENT, **D.EXIT_NOTICE}
+    assert max(v for k, v in dated.items() if k.endswith("_date")) <= START.date().isoformat()
+
+
+# ----------------------------------------------------------------------------- 公告文号 asked once
+def test_the_announcement_number_is_asked_once_on_the_county_notice_not_on_the_step_before():
+    form = json.loads((settings.FORMS_DIR / "monitoring_exit" / "county_announcement.json").read_text("utf-8"))
+    assert [c.get("key") for c in form["components"] if c.get("key")] == ["announcement_date"]
+    kinds = json.loads((settings.WORKFLOWS_DIR / "monitoring_exit" / "notices" / "notices.json").read_text("utf-8"))
+    (county,) = [k for k in kinds["kinds"] if k["code"] == "county_announcement"]
+    (number,) = [f for f in county["fields"] if f["key"] == "document_number"]
+    assert (number["label"], number["required"]) == ("公告文号", True)
+
+
+# ----------------------------------------------------------------------------- 撤回 prefills the form
+def test_a_withdrawn_step_opens_again_with_what_was_submitted(db, client_for):
+    case_id = db.start_case()
+    submitted = {**D.HOUSEHOLD_CHECK, "industry_employment": "在县城务工,另养殖生猪 12 头"}
+    db.complete(case_id, "demo_village", data=submitted)
+    with db.uow() as work:
+        work.cases.withdraw(case_id, db.actor("demo_village"), "核查情况需补充")
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "household_check"
+    with db.uow() as work:
+        _schema, data = work.cases.task_form(row)
+    assert data == submitted
+    page = client_for("demo_village").get(f"/tasks/{row.id}").get_data(as_text=True)
+    assert "在县城务工,另养殖生猪 12 头" in page
+
+
+# ----------------------------------------------------------------------------- the history names timers and people
+def test_the_case_history_names_the_timer_that_fired_and_the_people_a_copy_went_to(db, client_for):
+    case_id = db.start_case()
+    db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+    db.issue_notices(case_id)
+    assert db.pass_notice(case_id=case_id) == 1
+    with db.uow() as work:
+        work.operations.cc(case_id, db.actor("demo_village"), ["demo_township"], "请知悉")
+    page = client_for("demo_village").get(f"/cases/{case_id}").get_data(as_text=True)
+    history = page.split('data-testid="history"', 1)[1]
+    assert '<strong>定时触发</strong> <span data-testid="history-note">「村级公示期满」</span>' in history
+    assert '<span data-testid="history-note">抄送给 宝梵镇乡村振兴办(演示)</span>' in history
+    assert "demo_township" not in history

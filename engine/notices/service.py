@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -26,6 +27,7 @@ from engine.models import (
     NoticeBatchStatus,
     OfficeKey,
     Procedure,
+    TaskRow,
     TaskStatus,
 )
 from engine.notices import verify
@@ -41,6 +43,15 @@ from engine.procedures.notice_catalog import NoticeCatalog, NoticeKind, load_cat
 from engine.runtime.cases import CaseService
 
 MAX_TASKS = 500  # tasks one API issuance may name (a county 公告 covers many cases)
+
+
+@dataclass(frozen=True)
+class StepNotice:
+    """A notice handed over at an open step: its kind, the one issued for the case (or None), who may issue."""
+
+    kind: NoticeKind
+    issued: IssuedNotice | None
+    may_issue: bool
 
 
 class NoticeService:
@@ -87,6 +98,20 @@ class NoticeService:
 
     def may_issue(self, actor: Actor, kind: NoticeKind) -> bool:
         return may_issue(actor, kind)
+
+    def step_notices(self, row: TaskRow, actor: Actor) -> list[StepNotice]:
+        """The notices due at the row's open step (``due.open_steps`` in notices.json, e.g. 退出告知书 at 退出告知)
+        that the step's holder hands over: each with the one already issued for the case, if any, and whether
+        the actor may issue it. Issuance steps (``noticeKind``) are not listed: issuing completes those."""
+        if row.status != TaskStatus.open:
+            return []
+        catalog = self.catalog(row.case.version.procedure.code)
+        kinds = [k for k in (catalog.kinds.values() if catalog else []) if row.spec_name in k.due_open_steps
+                 and row.spec_name not in self.issuance_steps(k)]
+        if not kinds:
+            return []
+        issued = {n.kind: n for n in self.case_notices(row.case_id)}  # the newest of each kind wins
+        return [StepNotice(k, issued.get(k.code), may_issue(actor, k)) for k in kinds]
 
     # ------------------------------------------------------------------ which cases
     def issuance_steps(self, kind: NoticeKind) -> frozenset[str]:

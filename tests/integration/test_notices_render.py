@@ -48,7 +48,7 @@ def issued(db):
         "county_announcement": (*issue(db, "demo_county", "county_announcement", county,
                                        {"contact_phone": "0825-5400000", "document_number": "蓬乡振〔2026〕12号"}),
                                 county),
-        "exit_notice": (*issue(db, "demo_clerk", "exit_notice", [exited], {"contact_phone": "0825-5421234"}),
+        "exit_notice": (*issue(db, "demo_village", "exit_notice", [exited], {"contact_phone": "0825-5421234"}),
                         [exited]),
         "approval_form": (*issue(db, "demo_clerk", "approval_form", [exited]), [exited]),
     }

@@ -131,7 +131,7 @@ def _external_pkcs12(now, password: bytes) -> bytes:
                                                   serialization.BestAvailableEncryption(password))
 
 
-def test_an_imported_pkcs12_certificate_signs_exit_notices_and_its_root_can_be_trusted(db):
+def test_an_imported_pkcs12_certificate_signs_the_townships_approval_forms_and_its_root_can_be_trusted(db):
     ensure_office_keys(db)
     data = _external_pkcs12(db.clock.now(), b"p12-secret")
     with db.uow() as work:
@@ -142,7 +142,7 @@ def test_an_imported_pkcs12_certificate_signs_exit_notices_and_its_root_can_be_t
         assert key.source == "imported" and key.subject == "CN=宝梵镇人民政府"
         assert key.trust_root_pem.startswith("-----BEGIN CERTIFICATE-----")
     case_id = case_at(db, db.household("刘桂芳"), "exited")
-    serial, pdf = issue(db, "demo_clerk", "exit_notice", [case_id], {"contact_phone": "0825-5421234"})
+    serial, pdf = issue(db, "demo_clerk", "approval_form", [case_id], {})
     report = validate_signature(pdf, _roots(db))
     assert report.ok and "宝梵镇人民政府" in report.signer
     assert stored(db, serial).office.source == "imported"

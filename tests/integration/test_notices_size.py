@@ -54,7 +54,7 @@ def test_one_page_notices_in_the_notice_fonts_stay_under_120_kb_with_chinese_tex
     village = [case_at(db, db.household("张德明"), "village_notice")]
     issued = {
         "village_public_notice": (issue(db, "demo_clerk", "village_public_notice", village, PHONES), "张德明"),
-        "exit_notice": (issue(db, "demo_clerk", "exit_notice", [exited], {"contact_phone": "0825-5421234"}),
+        "exit_notice": (issue(db, "demo_village", "exit_notice", [exited], {"contact_phone": "0825-5421234"}),
                         "刘桂芳户"),
     }
     roots = _trust_roots(db)

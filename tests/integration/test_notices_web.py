@@ -117,7 +117,7 @@ def test_a_second_notice_for_a_covered_case_is_refused_and_a_case_not_yet_due_ge
     twice = _issue_from_page(clerk, csrf_token, [case_id])
     assert twice.status_code == 409 and "重新签发" in twice.get_data(as_text=True)
 
-    running = _issue_from_page(clerk, csrf_token, [case_id], "/notices/monitoring_exit/exit_notice",
+    running = _issue_from_page(client_for("demo_village"), csrf_token, [case_id], "/notices/monitoring_exit/exit_notice",
                                {"contact_phone": "0825-5421234"})
     assert running.status_code == 422 and "当前不需要退出告知书" in running.get_data(as_text=True)
     missing_phone = _issue_from_page(clerk, csrf_token, [case_at(db, db.household("李秀英"), "village_notice")], values={})

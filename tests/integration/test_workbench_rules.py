@@ -132,3 +132,34 @@ def test_the_case_history_names_the_timer_that_fired_and_the_people_a_copy_went_
     assert '<strong>定时触发</strong> <span data-testid="history-note">「村级公示期满」</span>' in history
     assert '<span data-testid="history-note">抄送给 宝梵镇乡村振兴办(演示)</span>' in history
     assert "demo_township" not in history
+
+
+# ----------------------------------------------------------------------------- 退出告知书 at 退出告知, by the village
+def test_the_exit_notice_step_prompts_the_village_to_issue_the_notice_and_then_shows_it(db, client_for, csrf_token):
+    from tests.integration.notices_support import case_at, ensure_office_keys
+
+    ensure_office_keys(db)
+    case_id = case_at(db, db.household("刘桂芳"), "exit_notice")
+    (row,) = db.open_tasks(case_id)
+    assert (row.spec_name, row.role_code) == ("exit_notice", "village_cadre")
+    village = client_for("demo_village")
+    page = village.get(f"/tasks/{row.id}").get_data(as_text=True)
+    prompt = page.split('data-testid="step-notice-prompt"', 1)[1].split("</div>", 1)[0]
+    assert "本步骤须送达退出告知书:请先出具" in prompt
+    link = f"/notices/monitoring_exit/exit_notice?case={case_id}"
+    assert f'href="{link}" data-testid="step-notice-link">出具退出告知书</a>' in prompt
+    # the village issues it (the township no longer may: the committee holds the 告知书)
+    token = csrf_token(village, link)
+    issued = village.post("/notices/monitoring_exit/exit_notice/issue",
+                          data={"csrf_token": token, "case_id": [str(case_id)], "contact_phone": "0825-5421234"})
+    assert issued.status_code == 302, issued.get_data(as_text=True)[:500]
+    serial = issued.headers["Location"].rsplit("/", 1)[1]
+    with db.uow() as work:
+        notice = work.notices.case_notices(case_id)[-1]
+        assert (notice.serial, notice.office_name) == (serial, "冬笋街社区居民委员会")
+        kind = work.notices.kind("monitoring_exit", "exit_notice")
+        assert not work.notices.may_issue(db.actor("demo_clerk"), kind)
+    page = village.get(f"/tasks/{row.id}").get_data(as_text=True)
+    assert f"已出具退出告知书:<a href=\"/notices/n/{serial}\">{serial}</a>" in page
+    db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
+    assert db.case(case_id).status.value == "exited"

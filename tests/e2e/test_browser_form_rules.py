@@ -76,3 +76,26 @@ def test_the_pre_assessment_date_shows_only_for_the_quarterly_assessment_and_che
             page.screenshot(path=f"{SHOTS}/household-check-{width}.png")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_the_exit_notice_step_prompts_the_village_to_issue_the_notice_it_hands_over(
+        browser, live_server, db, width, height):
+    from tests.integration.notices_support import case_at, ensure_office_keys
+
+    ensure_office_keys(db)
+    case_id = case_at(db, db.household("刘桂芳"), "exit_notice")
+    (row,) = db.open_tasks(case_id)
+    context, page = _page_of(browser, live_server, "demo_village", width, height)
+    try:
+        page.goto(f"/tasks/{row.id}")
+        prompt = page.get_by_test_id("step-notice-prompt")
+        expect(prompt).to_contain_text("本步骤须送达退出告知书")
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        if SHOTS:
+            page.screenshot(path=f"{SHOTS}/exit-notice-{width}.png")
+        prompt.get_by_test_id("step-notice-link").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("退出告知书")
+        expect(page.locator(f"#c{case_id}")).to_be_checked()  # this case, preselected
+    finally:
+        context.close()

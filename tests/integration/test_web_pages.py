@@ -142,7 +142,7 @@ def test_the_case_page_has_the_diagram_xml_the_marks_and_the_history(db, client_
     heads = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", item.split('<span class="muted">')[0])).strip()
              for item in items]
     assert heads == ["发起", "上传附件 · 入户核查", "通过 · 入户核查", "通过 · 民主评议", "签发公示公告 · 出具村级公示",
-                     "定时触发", "通过 · 镇复核"]
+                     "定时触发 「村级公示期满」", "通过 · 镇复核"]  # the timer by its name
     assert "宝梵镇村干部(演示) · 2026-09-01 09:00" in items[0]  # who and when, in China time
     assert 'data-testid="history-signature"' in items[2]  # the household's signature with its step
     assert "宝梵镇村干部(演示) · 2026-09-01 09:00" in items[4]  # the village issued the notice at once

@@ -38,7 +38,7 @@ def test_three_tasks_approved_in_one_batch(db, user_page):
     page.get_by_test_id("batch-start").click()
     expect(page.get_by_test_id("batch-task")).to_have_count(3)
     page.get_by_label("核查、评议、公示材料齐全").check()
-    page.get_by_label("复核日期").fill("2026-10-08")
+    page.get_by_label("复核日期").fill(D.TOWNSHIP_RECHECK["recheck_date"])  # not after today
     page.get_by_label("审批意见(适用于每一项)").fill(OPINION)
     page.get_by_test_id("batch-submit").click()
     expect(page.get_by_test_id("batch-summary")).to_have_text("已通过 3 项。")

@@ -27,6 +27,9 @@ HOUSEHOLD = "张德明"
 NAME = "低保申请审批"
 EXTRA = "县民政部门复核"
 ISO = re.compile(r"\bP(T?\d+[DWHM])\b")
+# the page's simple model, keys sorted (read only)
+MODEL = """() => JSON.stringify(window.xiangflowStudio.simple.model, (k, v) => (v && typeof v === 'object' && !Array.isArray(v)
+  ? Object.fromEntries(Object.keys(v).sort().map((key) => [key, v[key]])) : v))"""
 ELEMENT_ID = re.compile(r"\bb_[a-z0-9_]+|Field_|Text_\d|__")
 
 
@@ -98,7 +101,10 @@ def dry_run(page: Page, size: int) -> list[str]:
     expect(page.get_by_test_id("dryrun-outcome")).to_have_text("流程走完,案件状态:已批准")
     expect(page.get_by_test_id("dryrun-steps")).to_contain_text(f"家庭人口:{size}")
     no_ids_or_iso(page)
-    return [t.split(":")[0] for t in page.get_by_test_id("dryrun-steps").locator("li").all_inner_texts()]
+    steps = [t.split(":")[0] for t in page.get_by_test_id("dryrun-steps").locator("li").all_inner_texts()]
+    page.get_by_test_id("tab-simple").click()  # the path is marked on the blocks
+    expect(page.locator(".sd-block.on-path .sd-name")).to_have_text(["村级申请", "村级评议", "乡镇审核", "按家庭人口", *steps[3:], "审批通过"])
+    return steps
 
 
 def run_case(page: Page, code: str, size: int, steps: list[tuple[str, str]]) -> None:
@@ -168,15 +174,19 @@ def test_county_admin_builds_dibao_in_the_simple_designer_and_cases_take_both_br
 
     # BPMN mode and back: the same model
     page.get_by_test_id("tab-simple").click()
-    before = page.evaluate("JSON.stringify(window.xiangflowStudio.simple.model)")
+    before = page.evaluate(MODEL)
     page.get_by_test_id("mode-bpmn").click()
     expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
     expect(page.locator("#bpmn-canvas .djs-element[data-element-id]").first).to_be_attached()
     expect(page.locator("#bpmn-canvas")).to_contain_text(EXTRA)
     expect(page.locator("#bpmn-canvas")).to_contain_text("乡镇乡村振兴办")  # lanes per role
+    page.locator("#bpmn-canvas .djs-shape", has_text="乡镇审核").first.click()  # the properties panel: 5 工作日, no ISO
+    expect(page.locator("#bpmn-properties #bio-properties-panel-xf-due-amount")).to_have_value("5")
+    expect(page.locator("#bpmn-properties #bio-properties-panel-xf-day-kind")).to_have_value("working")
+    assert not ISO.search(page.locator("#bpmn-properties").inner_text())
     page.get_by_test_id("mode-simple").click()
     expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
-    assert page.evaluate("JSON.stringify(window.xiangflowStudio.simple.model)") == before
+    assert page.evaluate(MODEL) == before
     expect(page.get_by_test_id("simple-reason")).to_be_hidden()
 
     page.get_by_test_id("studio-deploy").click()
@@ -236,4 +246,43 @@ def test_a_bpmn_outside_the_simple_subset_opens_in_bpmn_mode_with_the_reason(pag
     expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
     expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
     expect(reason).to_contain_text(re.compile(r"^不能用简易模式打开:.+简易模式不支持"))
+    assert errors == []
+
+
+def test_unsaved_work_is_guarded_saved_before_leaving_and_the_stale_banner_clears(page: Page, live_server):
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(page, "demo_admin")
+    page.get_by_test_id("nav-studio").click()
+    expect(page.get_by_test_id("template-select")).to_have_attribute("data-ready", "true")
+    page.get_by_test_id("template-select").select_option(label="三级审批(村→镇→县)")
+    page.locator("#simple_code").fill(f"dibao_{uuid.uuid4().hex[:6]}")
+    page.locator("#simple_name").fill(NAME)
+    page.get_by_test_id("simple-create").click()
+    expect(page.locator(".flash")).to_have_text("已从模板新建流程草稿")
+    draft_url = page.url
+
+    # an edit marks the draft unsaved; the 保存 message replaces the banner of the last page, then clears itself
+    block(page, "乡镇审核").click()
+    page.get_by_test_id("simple-panel").get_by_label("步骤名称").fill("乡镇复核")
+    expect(page.get_by_test_id("save-status")).to_have_text("有未保存的修改")
+    page.get_by_test_id("studio-save").click()
+    expect(page.get_by_test_id("studio-message")).to_have_text("草稿已保存")
+    expect(page.locator(".flash")).to_have_count(0)
+    expect(page.get_by_test_id("studio-message")).to_have_text("", timeout=12_000)
+
+    # closing the tab with unsaved work asks first
+    page.get_by_test_id("simple-panel").get_by_label("步骤名称").fill("乡镇审核")
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.close(run_before_unload=True)
+    expect(page.locator("#studio")).to_be_visible()  # dismissed: still here
+    assert dialogs == ["beforeunload"]
+
+    # following a link inside the site saves first: the edit is there when the draft is opened again
+    page.get_by_role("link", name="返回列表").click()
+    expect(page).to_have_url(re.compile(r"/studio/$"))
+    page.goto(draft_url)
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    expect(page.get_by_test_id("block").locator(".sd-name")).to_have_text(["村级申请", "村级评议", "乡镇审核", "县级审批", "审批通过"])
     assert errors == []

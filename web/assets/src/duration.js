@@ -1,6 +1,6 @@
 // 办理时限 without ISO: the step property dueIn is an ISO 8601 duration (engine/procedures/checks/steps.py);
-// people see and type a number and a unit. Whether days are natural or working days is the procedure's
-// settings.day_kind (engine/runtime/projections.py); working days apply to whole days only.
+// people see and type a number and a unit. Whether days are natural or working days is the step's dayKind,
+// else the procedure's settings.day_kind (engine/runtime/projections.py); working days apply to whole days only.
 export const UNITS = [['D', '天'], ['H', '小时']];
 export const DAY_KINDS = [['natural', '自然日'], ['working', '工作日']];
 

@@ -1,7 +1,7 @@
 // XiangFlow properties provider for bpmn-js-properties-panel: the group "乡流设置" holds what the
 // engine reads from a diagram (README, "BPMN properties XiangFlow reads"):
 //   lane            → role          (lane name "中文名 (role_code)")
-//   user task       → formKey, actions (approve/reject/return), dueIn (number + unit), noticeKind (an issuance step),
+//   user task       → formKey, actions (approve/reject/return), dueIn (number + unit) and dayKind, noticeKind (an issuance step),
 //                     opinionRequired (true: every action needs an opinion), batchApproval (批量审批),
 //                     attachments (accepted kinds or none)
 //   business rule   → calledDecisionId (a decision of the draft's DMN files)
@@ -364,12 +364,13 @@ function dueInEntries(config) {
       },
       getOptions: () => UNITS.map(([value, word]) => ({ value, label: word })),
     })),
-    entry('xf-day-kind', 'select', () => ({
-      label: '计日方式(全流程所有步骤)',
-      description: '工作日不含法定节假日和周末;在“流程设置”页也可修改',
-      getValue: () => config.dayKind(),
-      setValue: (value) => config.setDayKind(value),
-      getOptions: () => DAY_KINDS.map(([value, word]) => ({ value, label: word })),
+    entry('xf-day-kind', 'select', (element, injector) => ({
+      label: label('dayKind'),
+      description: '不选时按“流程设置”中的计日方式;工作日不含周末和法定节假日',
+      getValue: () => getSpiffProperty(element, 'dayKind') || '',
+      setValue: (value) => setSpiffProperty(injector, element, 'dayKind', value),
+      getOptions: () => [{ value: '', label: `(按流程设置:${(DAY_KINDS.find(([k]) => k === config.dayKind()) || [])[1] || '自然日'})` },
+        ...DAY_KINDS.map(([value, word]) => ({ value, label: word }))],
     })),
   ];
 }

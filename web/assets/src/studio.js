@@ -84,7 +84,6 @@ const modeler = new BpmnModeler({
     roles: config.roles, caseStatuses: config.caseStatuses, procedures: config.procedures,
     forms: formKeys, decisions, noticeKinds,
     dayKind: () => (manifest().settings || {}).day_kind || 'natural',
-    setDayKind: (kind) => { setDayKind(kind); guard.changed(); },
   },
 });
 const guard = new WorkGuard({ save: (opts) => save(opts), onStatus: (text) => { $('[data-testid="save-status"]').textContent = text; } });
@@ -271,13 +270,6 @@ function fillSettings() {
   settingsFields.load(m.settings || {});
 }
 
-function setDayKind(kind) {
-  const m = manifest();
-  m.settings = { ...(m.settings || {}), day_kind: kind };
-  state.files['procedure.json'] = JSON.stringify(m, null, 2);
-  $('#set-day-kind').value = kind;
-}
-
 function syncSettings() {
   const m = manifest();
   m.name = $('#set-name').value.trim();
@@ -450,7 +442,8 @@ async function dryRun(sample) {
     clearPathMarks();
     const registry = modeler.get('elementRegistry');
     const canvas = modeler.get('canvas');
-    data.path.forEach((id) => { if (registry.get(id)) canvas.addMarker(id, 'xf-dry-path'); });
+    if (state.mode === 'simple') simple.markPath(data.path);
+    else data.path.forEach((id) => { if (registry.get(id)) canvas.addMarker(id, 'xf-dry-path'); });
     const box = $('#dryrun-result');
     box.replaceChildren();
     const head = document.createElement('p');
@@ -476,7 +469,7 @@ async function dryRun(sample) {
     path.setAttribute('data-testid', 'dryrun-path');
     path.textContent = `经过:${data.path.filter((id) => names[id]).map((id) => names[id]).join(' → ')}`;
     box.append(path);
-    const marked = state.mode === 'bpmn' ? ',经过的步骤已在流程图上标出' : '';
+    const marked = state.mode === 'bpmn' ? ',经过的步骤已在流程图上标出' : ',经过的步骤已在“流程”页标出';
     message(data.completed ? `试运行完成${marked}` : '试运行未走完', data.completed ? 'ok' : 'error');
     return data;
   } catch (err) {

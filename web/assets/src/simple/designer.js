@@ -7,6 +7,12 @@ import { FlowView } from './flow';
 import { BlockPanel } from './panel';
 import { summary } from './words';
 
+// JSON with sorted keys: two models compare equal whatever the order of their keys
+function canonical(value) {
+  return JSON.stringify(value, (_key, v) => (v && typeof v === 'object' && !Array.isArray(v)
+    ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v));
+}
+
 export class SimpleDesigner {
   // hooks: {lockVersion(), setLockVersion(v), changed(), message(text, kind)}
   constructor(root, config, hooks) {
@@ -21,7 +27,10 @@ export class SimpleDesigner {
     this.model = null;
     this.selected = null;
     this.problems = [];
+    this.path = new Set(); // the last dry run's path (block ids)
+    this.edits = 0; // changes made on this page (a save adopts the server's model only if none came meanwhile)
     const ctx = {
+      onPath: (id) => this.path.has(id),
       vocab: null,
       model: () => this.model,
       selected: () => this.selected,
@@ -67,21 +76,35 @@ export class SimpleDesigner {
     if (window.innerWidth < 700) this.panel.container.scrollIntoView({ block: 'start' }); // below the flow on a phone
   }
 
+  // mark the blocks a dry run went through
+  markPath(ids) {
+    this.path = new Set(ids);
+    this.flow.render();
+  }
+
   changed(rerenderPanel) {
+    this.edits += 1;
+    this.path = new Set();
     this.flow.render();
     if (rerenderPanel) this.panel.show(this.selected);
     this.hooks.changed();
   }
 
-  // PUT the model; the server answers with the normalised model and the checks' problems
+  // PUT the model; the server answers with the normalised model and the checks' problems. The page's own model
+  // stays the one being edited: the server's replaces it only when it differs and nothing changed meanwhile
+  // (the panel's fields hold the blocks they edit, so replacing it under someone typing would lose the typing).
   async save() {
+    const sentAt = this.edits;
+    const sent = canonical(this.model);
     const data = await api(this.urls.model, { model: this.model, lock_version: this.hooks.lockVersion() }, 'PUT');
     this.hooks.setLockVersion(data.lock_version);
     this.problems = data.problems || [];
-    const focused = document.activeElement && this.root.contains(document.activeElement);
-    this.model = data.model;
-    this.flow.render();
-    if (!focused) this.panel.show(this.selected); // do not pull the field out from under someone typing
+    if (this.edits === sentAt && canonical(data.model) !== sent) {
+      this.model = data.model;
+      this.render();
+    } else {
+      this.flow.render();
+    }
     return data;
   }
 
@@ -89,7 +112,7 @@ export class SimpleDesigner {
     const box = this.settingsBox;
     const meta = this.model.meta;
     meta.settings = meta.settings || {};
-    const changed = () => this.hooks.changed();
+    const changed = () => { this.edits += 1; this.hooks.changed(); };
     const out = [
       field('流程名称', h('input', { type: 'text', value: meta.name || '', 'data-testid': 'meta-name', oninput: (e) => { meta.name = e.target.value; changed(); } })),
       field('办理对象', select({ 'data-testid': 'meta-subject', onchange: (e) => { meta.subject_kind = e.target.value; changed(); } },

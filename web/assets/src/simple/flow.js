@@ -65,7 +65,7 @@ export class FlowView {
   block(block) {
     const problems = this.ctx.problems(block.id);
     const card = h('div', {
-      class: `sd-block sd-${block.kind}${this.ctx.selected() === block.id ? ' selected' : ''}${problems.length ? ' has-problem' : ''}`,
+      class: `sd-block sd-${block.kind}${this.ctx.selected() === block.id ? ' selected' : ''}${problems.length ? ' has-problem' : ''}${this.ctx.onPath(block.id) ? ' on-path' : ''}`,
       dataset: { block: block.id, kind: block.kind }, 'data-testid': 'block', tabindex: 0, role: 'button',
       onclick: (event) => { event.stopPropagation(); this.ctx.select(block.id); },
       onkeydown: (event) => { if (event.key === 'Enter') this.ctx.select(block.id); },

@@ -13,7 +13,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.core import workcalendar
-from engine.models import AuditEvent, CaseCc, CaseStatus, TaskRow, User
+from engine.models import AuditEvent, Case, CaseCc, CaseStatus, TaskRow, User
 from engine.procedures.expressions import CHINA_TZ
 from tests.integration.roundtrip_support import open_task_names, round_trip_case
 from tests.integration.studio_support import admin, deploy, new_code
@@ -198,3 +198,22 @@ def test_a_countersign_block_needs_half_of_the_leading_group(db):
     with db.uow() as work:
         assert work.session.scalar(select(TaskRow.id).where(TaskRow.case_id == case_id,
                                                             TaskRow.status == "open")) is None
+
+
+def test_a_subprocess_block_starts_a_linked_case_of_another_procedure(db):
+    code = new_code("dibao")
+    draft_id, data = dibao_model(db, code)
+    county = next(i for i, b in enumerate(data["blocks"]) if b["name"] == "县级审批")
+    data["blocks"].insert(county, {"kind": "subprocess", "name": "发起危房改造", "procedure": "housing_renovation",
+                                   "pass_data": ["family_size"]})
+    save(db, draft_id, data)
+    deploy(db, draft_id)
+    case_id = start(db, code)
+    for _ in range(3):
+        db.complete(case_id, WHO[db.open_tasks(case_id)[0].spec_name], data=DATA)
+    with db.uow() as work:
+        (child,) = work.session.scalars(select(Case).where(Case.parent_case_id == case_id)).all()
+        assert child.version.procedure.code == "housing_renovation"
+        assert "linked_case_started" in [e.action for e in work.inbox.case_history(case_id)]
+    (row,) = db.open_tasks(case_id)
+    assert row.title == "县级审批"  # the parent goes on

@@ -94,3 +94,11 @@ def test_bytes_that_are_not_a_zip_are_refused_in_chinese():
         read_zip(b"PK\x03\x04 not really a zip")
     text = " ".join(why for _where, why in caught.value.problems)
     assert "不是有效的 zip 文件" in text and not ENGLISH.search(text) and "File is not" not in text
+
+
+def test_a_camunda_condition_gets_a_hint_instead_of_a_syntax_error():
+    _model, files = compiled(model_with(BLOCKS["condition"]))
+    text = files["bpmn/sample.bpmn"].replace("family_size &gt;= 5", "${familySize &gt;= 5}", 1)
+    assert text != files["bpmn/sample.bpmn"]
+    (problem,) = [p for p in checks.check({**files, "bpmn/sample.bpmn": text}, CHECKS)]
+    assert "Camunda/Flowable 的 ${…} 写法" in problem.message and problem.element_name == "人口多"

@@ -32,6 +32,9 @@ def names_in(expression: str) -> set[str]:
 
 
 def _expression(b: CheckedBundle, element_id: str | None, text: str, what: str, read_names: bool = True) -> list[Problem]:
+    if text.strip().startswith(("${", "#{")):  # a diagram made for Camunda, Flowable or Activiti (JUEL)
+        return [b.problem(element_id, f"{what}使用了 Camunda/Flowable 的 ${{…}} 写法:XiangFlow 直接写表达式,"
+                                      "如 approved == True 或 family_size >= 5")]
     try:
         check_expression(text)
     except UnsafeExpressionError as exc:

@@ -286,3 +286,58 @@ def test_unsaved_work_is_guarded_saved_before_leaving_and_the_stale_banner_clear
     expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
     expect(page.get_by_test_id("block").locator(".sd-name")).to_have_text(["村级申请", "村级评议", "乡镇审核", "县级审批", "审批通过"])
     assert errors == []
+
+
+def test_every_block_kind_is_added_from_the_menu_set_in_its_panel_and_accepted_by_the_server(page: Page, live_server):
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(page, "demo_admin")
+    page.get_by_test_id("nav-studio").click()
+    expect(page.get_by_test_id("template-select")).to_have_attribute("data-ready", "true")
+    page.get_by_test_id("template-select").select_option(label="三级审批(村→镇→县)")
+    page.locator("#simple_code").fill(f"kinds_{uuid.uuid4().hex[:6]}")
+    page.locator("#simple_name").fill("各类步骤")
+    page.get_by_test_id("simple-create").click()
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    panel = page.get_by_test_id("simple-panel")
+
+    add_after(page, "村级评议", "公示")
+    panel.get_by_label("步骤名称").fill("村级公示")
+    panel.get_by_label("公示公文").select_option(label="村级公示")
+    panel.get_by_label("公示期内有异议时退回到").select_option(label="村级评议")
+    add_after(page, "村级公示", "抄送")
+    panel.get_by_label("抄送给").select_option(label="乡镇分管领导(乡镇级)")
+    add_after(page, "抄送", "定时/等待")
+    page.get_by_test_id("block-wait-amount").fill("3")
+    add_after(page, "乡镇审核", "并行分支")
+    branches = page.locator(".sd-group", has=page.locator(".sd-name", has_text="并行分支")).locator(".sd-branch")
+    for i, name in enumerate(("县民政部门会签", "县领导小组审批")):
+        branches.nth(i).get_by_test_id("add-block").first.click()
+        page.get_by_test_id("block-menu").get_by_role("menuitem", name="审批", exact=True).click()
+        panel.get_by_label("步骤名称").fill(name)
+    panel.get_by_label("由谁审批").select_option(label="县领导小组(县级)")
+    page.get_by_test_id("block-sign").select_option(label="按比例会签")
+    page.get_by_test_id("block-percent").fill("60")
+    block(page, "县民政部门会签").click()
+    page.get_by_test_id("block-sign").select_option(label="会签(全部同意)")
+    add_after(page, "县级审批", "子流程")
+    panel.get_by_label("发起的流程").select_option(label="农村危房改造")
+    page.locator(".fb-check", has_text="家庭人口").count()  # no such field: nothing to pass
+    add_after(page, "乡镇审核", "条件分支")
+    page.locator("[data-cond='field']").select_option(label="已入户核实")
+    page.locator("[data-cond='value']").select_option(label="否")
+    cond = page.locator(".sd-group", has=page.locator(".sd-name", has_text=re.compile("^条件分支$"))).locator(".sd-branch").first
+    cond.get_by_test_id("add-block").last.click()
+    page.get_by_test_id("block-menu").get_by_role("menuitem", name="结束", exact=True).click()
+    panel.get_by_label("结束时的案件状态").select_option(label="未通过")
+
+    page.get_by_test_id("studio-validate").click()
+    expect(page.get_by_test_id("studio-message")).to_have_text(re.compile(r"^校验(通过|发现)"))
+    expect(page.get_by_test_id("simple-reason")).to_be_hidden()
+    kinds = page.get_by_test_id("block").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert {"start", "approval", "notice", "cc", "wait", "parallel", "condition", "subprocess", "end"} <= set(kinds)
+    no_ids_or_iso(page)
+    page.screenshot(path="/tmp/xiangflow_simple_kinds.png", full_page=True)
+    problems = page.get_by_test_id("problem").all_inner_texts()
+    assert not problems, problems
+    assert errors == []

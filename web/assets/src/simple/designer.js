@@ -4,6 +4,7 @@
 import { field, h, select } from '../dom';
 import { api } from '../studio-api';
 import { FlowView } from './flow';
+import { childLists, walk } from './model';
 import { BlockPanel } from './panel';
 import { summary } from './words';
 
@@ -31,6 +32,7 @@ export class SimpleDesigner {
     this.edits = 0; // changes made on this page (a save adopts the server's model only if none came meanwhile)
     const ctx = {
       onPath: (id) => this.path.has(id),
+      roleBefore: (list) => this.roleBefore(list),
       vocab: null,
       model: () => this.model,
       selected: () => this.selected,
@@ -74,6 +76,17 @@ export class SimpleDesigner {
     this.flow.render();
     this.panel.show(id);
     if (window.innerWidth < 700) this.panel.container.scrollIntoView({ block: 'start' }); // below the flow on a phone
+  }
+
+  // the role of the last block with one before a branch's (empty) list: where a new block in it starts from
+  roleBefore(list) {
+    let role = '';
+    walk(this.model.blocks, (b) => {
+      if (childLists(b).some((branch) => branch.blocks === list)) return false;
+      if (b.role) role = b.role;
+      return true;
+    });
+    return role;
   }
 
   // mark the blocks a dry run went through

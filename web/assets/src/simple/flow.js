@@ -47,7 +47,8 @@ export class FlowView {
     this.menu = h('div', { class: 'sd-menu', role: 'menu', 'data-testid': 'block-menu' }, kinds.map(([kind, word]) => h('button', {
       type: 'button', role: 'menuitem', dataset: { kind },
       onclick: () => {
-        const block = newBlock(kind, this.ctx.vocab);
+        const before = list.slice(0, index).reverse().find((b) => b.role);
+        const block = newBlock(kind, this.ctx.vocab, before ? before.role : this.ctx.roleBefore(list));
         list.splice(index, 0, block);
         this.closeMenu();
         this.ctx.changed();

@@ -10,8 +10,10 @@ export const KIND_NAMES = { start: '发起', ...Object.fromEntries(KINDS) };
 
 export const newId = () => `b_${Math.random().toString(36).slice(2, 10).padEnd(8, '0')}`;
 
-export function newBlock(kind, vocab) {
-  const role = (vocab.roles[0] || {}).code || '';
+// roleHint: the role of the step before (a new step is most often the same office's or the next one's)
+export function newBlock(kind, vocab, roleHint) {
+  const staff = vocab.roles.find((r) => r.code !== 'applicant') || vocab.roles[0] || {};
+  const role = roleHint || staff.code || '';
   const base = { id: newId(), kind, name: KIND_NAMES[kind] };
   switch (kind) {
     case 'approval':
@@ -24,9 +26,12 @@ export function newBlock(kind, vocab) {
     case 'parallel':
       return { ...base, branches: [{ id: newId(), name: '分支1', blocks: [] }, { id: newId(), name: '分支2', blocks: [] }] };
     case 'cc': return { ...base, name: '抄送', role };
-    case 'notice':
-      return { ...base, role, notice_kind: ((vocab.notice_kinds || [])[0] || {}).code || '',
+    case 'notice': {
+      const notice = (vocab.notice_kinds || [])[0] || {};
+      const issuers = notice.issuer_roles || [];
+      return { ...base, role: issuers.includes(role) || !issuers.length ? role : issuers[0], notice_kind: notice.code || '',
         period: { amount: 7, unit: 'natural' }, objection_return_to: null };
+    }
     case 'wait': return { ...base, name: '等待', duration: { amount: 1, unit: 'natural' } };
     case 'subprocess': return { ...base, procedure: ((vocab.procedures || [])[0] || {}).code || '', pass_data: [] };
     case 'end': return { ...base, name: '结束', status: 'approved' };

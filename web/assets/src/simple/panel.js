@@ -8,8 +8,13 @@ import { blocksBefore, childLists, fieldsBefore, findBlock, KIND_NAMES } from '.
 
 const pairs = (list, key = 'code', label = 'name') => (list || []).map((x) => [x[key], x[label]]);
 
+const LEVEL_ORDER = ['village', 'township', 'county'];
+
+// roles from the village up, as a case goes
 function roleOptions(vocab) {
-  return (vocab.roles || []).map((r) => [r.code, r.level_name ? `${r.name}(${r.level_name})` : r.name]);
+  const rank = (r) => (LEVEL_ORDER.includes(r.level) ? LEVEL_ORDER.indexOf(r.level) : LEVEL_ORDER.length);
+  return [...(vocab.roles || [])].sort((a, b) => rank(a) - rank(b))
+    .map((r) => [r.code, r.level_name ? `${r.name}(${r.level_name})` : r.name]);
 }
 
 // {amount, unit} or null; nullable: an empty number means 不限
@@ -63,7 +68,12 @@ export class BlockPanel {
     }
     if (block.kind === 'approval') out.push(...this.approvalFields(block, changed, choose, check));
     if (block.kind === 'notice') {
-      out.push(choose('公示公文', 'notice_kind', pairs(vocab.notice_kinds), 'block-notice-kind'));
+      out.push(field('公示公文', select({ 'data-testid': 'block-notice-kind', onchange: (e) => {
+        block.notice_kind = e.target.value;
+        const issuers = ((vocab.notice_kinds || []).find((k) => k.code === block.notice_kind) || {}).issuer_roles || [];
+        if (issuers.length && !issuers.includes(block.role)) block.role = issuers[0]; // who may issue this notice
+        this.ctx.changed(true);
+      } }, pairs(vocab.notice_kinds), block.notice_kind)));
       out.push(field('公示期', durationWidget(block.period, vocab, false, (d) => { block.period = d; changed(); }, 'block-period')));
       const earlier = blocksBefore(model, block.id).filter((b) => b.kind === 'approval');
       out.push(choose('公示期内有异议时退回到', 'objection_return_to', [['', '(不退回)'], ...earlier.map((b) => [b.id, b.name])],

@@ -53,10 +53,6 @@ class Page(Generic[T]):
     prev: Keyset | None = None
     total: int | None = None  # how many rows the list holds (COUNT_CAP + 1: more), where it was counted
 
-    @property
-    def first(self) -> bool:
-        return self.number <= 1
-
 
 def read_page(rows: Sequence[tuple[T, tuple]], per_page: int, after: Keyset | None) -> Page[T] | None:
     """The page from rows fetched in the list's order (or reversed, going back), per_page + 1 at most.

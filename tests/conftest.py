@@ -35,7 +35,7 @@ from engine.core.clock import FixedClock
 from engine.core.db import make_engine, make_session_factory
 from engine.core.settings import database_url
 from engine.demo_data import NOTICE_FIELDS, signature_png
-from engine.models import Case, Region, Subject, TaskRow, TaskStatus, User
+from engine.models import Case, CaseStatus, Procedure, ProcedureVersion, Region, Subject, TaskRow, TaskStatus, User
 from engine.uow import UnitOfWork
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
@@ -95,10 +95,24 @@ class Database:
 
     def start_case(self, username: str = "demo_village", procedure: str = "monitoring_exit",
                    subject_id: int | None = None) -> int:
+        """Start a case; without subject_id, for the first household of username's village that has no
+        running case of the procedure (the duplicate guard refuses a second one)."""
         with self.uow() as work:
-            case = work.cases.start_case(procedure, subject_id or self.household(username=username),
+            case = work.cases.start_case(procedure, subject_id or self.free_household(username, procedure),
                                          self.actor(username))
             return case.id
+
+    def free_household(self, username: str = "demo_village", procedure: str = "monitoring_exit") -> int:
+        """The first household in username's village without a running case of procedure (else the first)."""
+        actor = self.actor(username)
+        with self.uow() as work:
+            busy = set(work.session.scalars(
+                select(Case.subject_id).join(ProcedureVersion, Case.procedure_version_id == ProcedureVersion.id)
+                .join(Procedure, Procedure.id == ProcedureVersion.procedure_id)
+                .where(Procedure.code == procedure, Case.status == CaseStatus.running)))
+            ids = [s.id for s in work.session.scalars(select(Subject).where(Subject.kind == "household")
+                                                      .order_by(Subject.id)) if actor.covers(s.region_code)]
+        return next((i for i in ids if i not in busy), ids[0])
 
     def open_tasks(self, case_id: int) -> list[TaskRow]:
         with self.uow() as work:

@@ -10,7 +10,7 @@ from flask_login import login_required
 from engine.core.errors import ForbiddenError, ValidationError
 from engine.queries.paging import COUNT_CAP, Page
 from engine.registry import catalog
-from engine.registry.service import KEY_KINDS, DuplicateSubjectError, SubjectSearch, may_register
+from engine.registry.service import KEY_KINDS, DuplicateSubjectError, SubjectSearch
 from web.edge import cursor_arg, cursor_token, list_scope
 from web.services import actor, client_addr, work
 
@@ -49,8 +49,7 @@ def index():
         return render_template("registry/list.html", kind=kind, items=page.items, total=page.total, page=page,
                                count_cap=COUNT_CAP, next_cursor=cursor_token(page.next, scope),
                                prev_cursor=cursor_token(page.prev, scope), search=search,
-                               form=request.args, errors=errors, may_register=any(
-                                   may_register(me, g.region_code) for g in me.grants), **_vocab()), status
+                               form=request.args, errors=errors, may_register=w.access.may_register_somewhere(me), **_vocab()), status
 
 
 def _members_from_form(form) -> list[dict]:
@@ -126,7 +125,7 @@ def show(subject_id: int):
                                history=w.registry.history(subject_id),
                                region_path=w.directory.region_path(subject.region_code),
                                show_full_id=me.may_see_full_id(subject.region_code),
-                               editable=may_register(me, subject.region_code), **_vocab())
+                               editable=w.access.may_register(me, subject.region_code), **_vocab())
 
 
 @bp.route("/<int:subject_id>/edit", methods=["GET", "POST"])
@@ -135,7 +134,7 @@ def edit(subject_id: int):
     me = actor()
     with work() as w:
         subject = w.registry.get(subject_id, me)
-        if not may_register(me, subject.region_code):
+        if not w.access.may_register(me, subject.region_code):
             raise ForbiddenError("您只能查看、不能修改该对象")
         current = w.registry.fields_of(subject)
         kind, revision = subject.kind, subject.revision

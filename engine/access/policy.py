@@ -12,6 +12,8 @@ Every service and view asks this module; nothing else restates these rules.
 - **act on a task** (``check_may_complete``, ``task_operations``, ``acts_on``): see their docstrings.
 - **choose a person** (抄送/委派/加签 ``recipient``; 转办 ``transfer_recipient``): active, not oneself, and the
   case lies inside their jurisdiction; for 转办 they also hold the task's role at the task's scope.
+- **register a subject** (household, project): ``may_register``.
+- **审批人为空**: ``unstaffed_clause`` (a task nobody active holds), ``region_admin_ids`` (whom to tell).
 - **admin scope**: ``admin_covers`` and ``may_change_procedure`` (studio), ``procedure_serves``.
 """
 
@@ -30,6 +32,9 @@ from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, Val
 from engine.models import Case, CaseStatus, Region, RegionLevel, Role, TaskRow, TaskStatus, User, UserRole
 
 READ_ONLY = "抄送给您的案件只能查看,不能办理、抄送或催办"
+# who may register and edit households and projects (at a region containing theirs); applicants and
+# 帮扶责任人 read the registry of their village but do not change it
+REGISTRAR_ROLES = frozenset({"village_cadre", "township_officer", "county_department", "admin", "system_admin"})
 
 
 @dataclass(frozen=True)
@@ -320,6 +325,22 @@ class AccessPolicy:
     def _region_name(self, code: str) -> str:
         region = self.session.get(Region, code)
         return f"“{region.name}”" if region is not None else "本案件所在地"
+
+    # ------------------------------------------------------------------ the registry
+    @staticmethod
+    def may_register(actor: Actor, region_code: str) -> bool:
+        """Whether actor may register or edit a subject (household, project) in region_code: a registrar
+        role (``REGISTRAR_ROLES``) held at a region containing it."""
+        return any(g.role_code in REGISTRAR_ROLES and region_code.startswith(g.prefix) for g in actor.grants)
+
+    @staticmethod
+    def registrar_prefixes(actor: Actor) -> list[str]:
+        """The code prefixes of the regions where actor may register (``may_register``), for list queries."""
+        return sorted({g.prefix for g in actor.grants if g.role_code in REGISTRAR_ROLES})
+
+    @classmethod
+    def may_register_somewhere(cls, actor: Actor) -> bool:
+        return bool(cls.registrar_prefixes(actor))
 
     # ------------------------------------------------------------------ admin scope
     @staticmethod

@@ -1,8 +1,8 @@
 """The subject registry (一户一档 and 项目库 records): register, edit with history, search, deactivate.
 
 Region-scoped like everything else: a user sees the subjects inside their grants' regions
-(``Actor.covers``); registering or editing needs one of ``REGISTRAR_ROLES`` held at a region containing
-the subject, so a village cadre works inside the village and a township officer inside the township.
+(``Actor.covers``); registering or editing is the access policy's ``may_register`` (a registrar role held at
+a region containing the subject), so a village cadre works inside the village and a township officer inside the township.
 The field rules live in ``engine/registry/catalog.py``; the rules that need the database (region, level,
 duplicates, the 帮扶责任人) live here, used by the API, the pages and the Excel import.
 """
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor
+from engine.access.policy import AccessPolicy
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import Region, RegionLevel, Subject, User, UserRole
 from engine.models.audit import AuditLog
@@ -25,8 +26,6 @@ from engine.queries.names import name_contains
 from engine.queries.paging import COUNT_CAP, Keyset, Page, beyond, read_page
 from engine.registry import catalog
 
-# roles that may register and edit subjects in their region (others only read them)
-REGISTRAR_ROLES = frozenset({"village_cadre", "township_officer", "county_department", "admin", "system_admin"})
 # where a subject of each kind may be registered: households live in a village; a project is a village's
 # or a township's
 KIND_LEVELS = {"household": (RegionLevel.village,), "project": (RegionLevel.village, RegionLevel.township)}
@@ -42,11 +41,6 @@ class DuplicateSubjectError(ConflictError):
         super().__init__(message)
         self.errors = {field: message}
         self.existing_id = existing.id
-
-
-def may_register(actor: Actor, region_code: str) -> bool:
-    """True if actor holds a registrar role at a region containing region_code."""
-    return any(g.role_code in REGISTRAR_ROLES and region_code.startswith(g.prefix) for g in actor.grants)
 
 
 @dataclass
@@ -186,7 +180,7 @@ class RegistryService:
 
     def registrable_regions(self, actor: Actor, kind: str) -> list[Region]:
         """The regions where actor may register a subject of kind (villages, or villages and townships)."""
-        prefixes = sorted({g.prefix for g in actor.grants if g.role_code in REGISTRAR_ROLES})
+        prefixes = AccessPolicy.registrar_prefixes(actor)
         if not prefixes or kind not in KIND_LEVELS:
             return []
         return list(self.session.scalars(
@@ -215,7 +209,7 @@ class RegistryService:
             elif region.level not in KIND_LEVELS[values["kind"]]:
                 errors["region_code"] = ("农户应登记在村(社区)" if values["kind"] == "household"
                                          else "项目应登记在村或乡镇")
-            elif not may_register(actor, code):
+            elif not AccessPolicy.may_register(actor, code):
                 errors["region_code"] = "该地区不在您的登记辖区内"
         cadre = values.get("attrs", {}).get("assistance_cadre")
         if cadre and code and "region_code" not in errors:
@@ -313,7 +307,7 @@ class RegistryService:
         subject = self.get(subject_id, actor)
         if self._is_postgres():  # one editor at a time (SQLite serializes writers anyway)
             self.session.refresh(subject, with_for_update=True)
-        if not may_register(actor, subject.region_code):
+        if not AccessPolicy.may_register(actor, subject.region_code):
             raise ForbiddenError("您只能查看、不能修改该对象")
         if expected_revision is not None and expected_revision != subject.revision:
             raise ConflictError(f"该对象已被他人修改(当前第 {subject.revision} 版),请刷新后重试")

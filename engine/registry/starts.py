@@ -1,34 +1,23 @@
-"""Starting a case for a registered subject, with the duplicate guard.
+"""Starting cases for registered subjects: one (发起流程, the API) or many in one transaction (the API's batch).
 
-A procedure may declare in its procedure.json ``"one_running_case_per_subject": true`` (the shipped ones do):
-a subject then has at most one running case of it, and starting a second one is refused naming the case
-that runs. A deactivated subject starts nothing. The case itself is started by the runtime
-(``CaseService.start_case``), unchanged.
+The duplicate guard (``one_running_case_per_subject`` in procedure.json) and the refusal of a deactivated
+subject are held by the runtime's ``CaseService.start_case`` (engine/runtime/guard.py), so every start —
+these, 批量发起 and linked starts — obeys them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor
-from engine.core.errors import ConflictError, ValidationError, XiangFlowError
-from engine.models import Case, CaseStatus, ProcedureVersion, Subject
+from engine.core.errors import ValidationError, XiangFlowError
+from engine.models import Case
 from engine.registry.service import RegistryService
+from engine.runtime.guard import GUARD_KEY, DuplicateCaseError, running_case
 
-GUARD_KEY = "one_running_case_per_subject"
-
-
-class DuplicateCaseError(ConflictError):
-    """The subject already has a running case of a procedure that allows only one; names it."""
-
-    def __init__(self, message: str, case_id: int):
-        super().__init__(message)
-        self.errors = {"subject": message}
-        self.case_id = case_id
-
+__all__ = ["DuplicateCaseError", "StartService", "MAX_BATCH"]
 
 class StartService:
     def __init__(self, session: Session, definitions, cases, registry: RegistryService):
@@ -43,31 +32,20 @@ class StartService:
 
     def running_case(self, procedure_id: int, subject_id: int) -> Case | None:
         """The subject's running case of the procedure (any version), if there is one."""
-        return self.session.scalar(
-            select(Case).join(ProcedureVersion, Case.procedure_version_id == ProcedureVersion.id)
-            .where(ProcedureVersion.procedure_id == procedure_id, Case.subject_id == subject_id,
-                   Case.status == CaseStatus.running).order_by(Case.id).limit(1))
+        return running_case(self.session, procedure_id, subject_id)
 
     def start(self, procedure_code: str, subject_id: int, actor: Actor, data: dict[str, Any] | None = None,
               client_addr: str | None = None) -> Case:
-        """Start a case for a registered, active subject unless the duplicate guard refuses it.
+        """Start a case for a registered, active subject inside the actor's jurisdiction (the runtime's
+        ``start_case``, which holds the duplicate guard and refuses a deactivated subject).
 
         :raises NotFoundError: unknown procedure, or a subject outside the actor's jurisdiction.
         :raises ValidationError: the subject is deactivated.
         :raises DuplicateCaseError: the procedure allows one running case per subject and one runs.
         :raises ForbiddenError: as ``CaseService.start_case``.
         """
-        version = self.definitions.latest(procedure_code)
+        self.definitions.latest(procedure_code)  # an unknown procedure is NotFoundError before the subject
         subject = self.registry.get(subject_id, actor)
-        if self.session.get_bind().dialect.name == "postgresql":  # two starts for one subject: one at a time
-            self.session.scalar(select(Subject.id).where(Subject.id == subject.id).with_for_update())
-        if not subject.is_active:
-            raise ValidationError("该对象已停用", {"subject": f"{subject.name}已停用,不能发起流程"})
-        if self.definitions.manifest(version).get(GUARD_KEY, False):
-            running = self.running_case(version.procedure_id, subject.id)
-            if running is not None:
-                raise DuplicateCaseError(f"{subject.name}已有办理中的「{version.procedure.name}」案件(编号 {running.id}),"
-                                         "不能重复发起", running.id)
         return self.cases.start_case(procedure_code, subject.id, actor, data=data, client_addr=client_addr)
 
     def start_many(self, procedure_code: str, subject_ids: list[int], actor: Actor,

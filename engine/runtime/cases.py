@@ -51,7 +51,7 @@ from engine.procedures.definitions import DefinitionService, role_of_lane
 from engine.procedures.expressions import CHINA_TZ, failure_message
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
 from engine.procedures.steps import ISSUE_ACTION, properties_of
-from engine.runtime import countersign, returns
+from engine.runtime import countersign, guard, returns
 from engine.runtime.case_data import merged_data
 from engine.runtime.cosign import CoSigning
 from engine.runtime.events import CaseEvents
@@ -164,8 +164,11 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         """Start a case of the newest version of a procedure for a subject.
 
         :raises NotFoundError: unknown procedure or subject, or a subject outside jurisdiction.
+        :raises ValidationError: the subject is of another kind than the procedure takes, or deactivated.
         :raises ForbiddenError: the actor does not hold the starting lane's role there, or the procedure
             belongs to another region (``procedure_serves``).
+        :raises DuplicateCaseError: the procedure allows one running case per subject and one runs
+            (engine/runtime/guard.py).
         :raises CaseExecutionError: the diagram could not run to its first wait state.
         """
         version = self.definitions.latest(procedure_code)
@@ -176,12 +179,15 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         manifest = self.definitions.manifest(version)
         if subject.kind != manifest.get("subject_kind", "household"):
             raise ValidationError("对象类型不符", {"subject": "此流程不适用于该对象"})
+        if not subject.is_active:
+            raise ValidationError("该对象已停用", {"subject": f"{subject.name}已停用,不能发起流程"})
         spec, _subprocess_specs = self.definitions.specs(version)
         start_role = role_of_lane(spec.start.outputs[0].lane) if spec.start.outputs else None
         start_role = start_role or manifest.get("starter_role")
         level = self.role_levels.get(start_role or "")
         if start_role is None or level is None or not actor.may_start(start_role, subject.region_code, level):
             raise ForbiddenError("您没有在该地区发起此流程的权限")
+        guard.check_no_running_case(self.session, manifest, version, subject)
 
         def recorded(m: Mutation) -> None:
             m.record("start", user_id=actor.user_id, detail={"data": data or {}}, client_addr=client_addr)

@@ -25,7 +25,7 @@ from engine.models import Case, CaseCc, CaseStatus, TaskRow, TaskStatus, TimerRo
 from engine.procedures.definitions import role_of_lane
 from engine.procedures.expressions import CHINA_TZ, SCRIPT_ENGINE, failure_message
 from engine.procedures.steps import properties_of
-from engine.runtime import countersign
+from engine.runtime import countersign, guard
 
 if TYPE_CHECKING:
     from engine.runtime.pipeline import CasePipeline, Mutation
@@ -390,6 +390,11 @@ class Projections:
             if not procedure_serves(version.procedure.owner_region_code, case.region_code):
                 raise CaseExecutionError(f"步骤 {task.task_spec.bpmn_name} 要发起的流程 {code!r} 属于其他地区,"
                                          "不能用于本案件")
+            running = guard.guarded_running_case(self.session, self.pipeline.definitions.manifest(version), version,
+                                                 case.subject)
+            if running is not None:  # the duplicate guard: that case goes on; this start is recorded, not made
+                m.projected("linked_case_skipped", detail={"procedure": code, "running_case_id": running.id})
+                continue
             child = self.pipeline.create(version, case.subject, case.started_by_id, data, parent=case,
                                          act=lambda c: c.record("linked_from", detail={"case_id": case.id}))
             m.projected("linked_case_started", detail={"case_id": child.id, "procedure": code})

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from engine import demo_data as D
 from engine.models import Case, CaseStatus
+from engine.runtime.guard import DuplicateCaseError
 from web import create_app
 
 
@@ -74,3 +75,20 @@ def test_the_household_file_lists_every_case_of_the_household_across_procedures(
     other = app.test_client()
     other.post("/api/v1/session", json={"username": "demo_other_township", "password": "demo12345"})
     assert other.get(f"/subjects/{subject_id}").status_code == 404
+
+
+def test_a_linked_start_for_a_household_with_a_running_identification_is_skipped_and_recorded(db):
+    """The duplicate guard holds in start_case and for linked starts: the follow-up's new risk does not open
+    a second identification case for a household that already has one running; the exit case says so."""
+    exit_id = exited_case(db)
+    subject_id = db.case(exit_id).subject_id
+    running = db.start_case(procedure="monitoring_identification", subject_id=subject_id)
+    with db.uow() as work:  # the engine's own start refuses a second one, naming it
+        with pytest.raises(DuplicateCaseError, match=f"编号 {running}"):
+            work.cases.start_case("monitoring_identification", subject_id, db.actor("demo_village"))
+    db.complete(exit_id, "demo_village", data={**D.FOLLOW_UP_VISIT, "new_risk_found": "是", "visit_notes": "突发重病"})
+    with db.uow() as work:
+        assert work.session.scalars(select(Case).where(Case.parent_case_id == exit_id)).all() == []
+        assert work.session.get(Case, exit_id).finished_at is not None
+        (skipped,) = [e for e in work.inbox.case_history(exit_id) if e.action == "linked_case_skipped"]
+        assert skipped.data_diff == {"procedure": "monitoring_identification", "running_case_id": running}

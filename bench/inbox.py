@@ -53,8 +53,16 @@ def main() -> None:
     with UnitOfWork(factory, clock) as work:
         user = work.session.scalar(select(User).where(User.username == "demo_village"))
         actor = work.directory.actor(user)
-        subjects = [s.id for s in work.session.scalars(select(Subject).where(Subject.kind == "household"))
-                    if actor.covers(s.region_code)]
+        demo = [s for s in work.session.scalars(select(Subject).where(Subject.kind == "household"))
+                if actor.covers(s.region_code)]
+        # one running exit case per household (the duplicate guard): the demo households, then copies of
+        # them named after them (张德明17 …), so the name search still matches one case in six
+        extra = [Subject(kind="household", region_code=demo[i % len(demo)].region_code,
+                         name=f"{demo[i % len(demo)].name}{i}", id_number=None,
+                         attrs={"members": 3, "category": "脱贫不稳定户"}) for i in range(max(args.tasks - len(demo), 0))]
+        work.session.add_all(extra)
+        work.session.flush()
+        subjects = [s.id for s in demo + extra]
     began = time.perf_counter()
     per_day = max(args.tasks // 120, 1)  # spread over about four months
     for i in range(args.tasks):

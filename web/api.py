@@ -387,4 +387,4 @@ def add_sign(task_id: int):
         task_id, actor(), names, _text(payload, "position") or "", _text(payload, "opinion"), data))
 
 
-from web import api_notices, api_registry  # noqa: E402,F401  (the registry's and notices' routes, on this blueprint)
+from web import api_notices, api_registry, api_staffing  # noqa: E402,F401  (their routes, on this blueprint)

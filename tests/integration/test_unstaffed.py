@@ -115,3 +115,20 @@ def test_deploy_warns_which_steps_would_have_nobody_in_which_regions(db, client_
     assert admin.patch(f"/api/v1/users/{_user_id(db, 'demo_township')}", json={"is_active": True}).status_code == 200
     with db.uow() as work:
         assert not any("镇复核" in w for w in work.staffing.deploy_warnings(work.definitions.latest("monitoring_exit")))
+
+
+def test_the_api_lists_unstaffed_tasks_for_admins_and_assigns_one(db, exit_case, client_for):
+    case_id, row = _unstaffed_exit_case(db, exit_case, client_for)
+    admin = client_for("demo_admin")
+    listed = admin.get("/api/v1/tasks/unstaffed").get_json()["tasks"]
+    assert [t["id"] for t in listed] == [row.id] and listed[0]["scope_name"] == "宝梵镇"
+    assert "demo_clerk" in {c["username"] for c in listed[0]["candidates"]}
+    assert client_for("demo_village").get("/api/v1/tasks/unstaffed").status_code == 403
+    bad = admin.post(f"/api/v1/tasks/{row.id}/assign", json={"username": "demo_other_township"})
+    assert bad.status_code == 422 and "username" in bad.get_json()["errors"]
+    assert admin.post(f"/api/v1/tasks/{row.id}/assign", json={}).status_code == 422
+    done = admin.post(f"/api/v1/tasks/{row.id}/assign", json={"username": "demo_clerk"})
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["granted"] == [{"role": "township_officer", "region_code": row.scope_code}]
+    assert admin.get("/api/v1/tasks/unstaffed").get_json()["tasks"] == []
+    assert admin.post(f"/api/v1/tasks/{row.id}/assign", json={"username": "demo_dept"}).status_code == 404

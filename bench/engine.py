@@ -67,7 +67,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
-from sqlalchemy import Integer, Text, event, func, select, text  # noqa: E402
+from sqlalchemy import Integer, Text, bindparam, event, func, select, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
@@ -107,6 +107,11 @@ if hasattr(demo_data, "EXIT_NOTICE"):
 MAX_RETRIES = 5
 MAX_NOTICE_DAYS = 60  # how far the clock may move to let a public-notice period run out
 BENCH_SERIAL = "BENCH-NOTICE"  # the notice serial an issuance step records (no PDF is made)
+
+
+# the open task of a case (the web request has its id from the inbox link; the bench looks it up), built once
+_OPEN_TASK = select(TaskRow.id, TaskRow.title).where(TaskRow.case_id == bindparam("case_id"),
+                                                     TaskRow.status == TaskStatus.open)
 
 
 class NaiveBase(DeclarativeBase):
@@ -190,9 +195,7 @@ class XiangFlowPath:
         """Complete the case's open task as the web layer does; return the task's title."""
         username, data = STEPS[step]
         with UnitOfWork(self.factory, self.clock) as work:
-            row = work.session.execute(
-                select(TaskRow.id, TaskRow.title).where(TaskRow.case_id == case_id, TaskRow.status == TaskStatus.open)
-            ).first()
+            row = work.session.execute(_OPEN_TASK, {"case_id": case_id}).first()
             if row is None:
                 raise RuntimeError(f"case {case_id}: no open task at step {step + 1}")
             if step == 0:  # 入户核查: the household's signature (农户签字) is required before approval

@@ -7,6 +7,7 @@ completed elements; the studio's dry run uses it too.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -68,6 +69,27 @@ def prune_event_manager(workflow: BpmnWorkflow) -> None:
             workflow.event_manager.tasks.pop(task_id, None)
 
 
+MAX_DEPTH = 1000  # SpiffWorkflow's iterator does not descend below this depth either
+
+
+def tasks_in_order(workflow: BpmnWorkflow) -> Iterator[Any]:
+    """Every task of the workflow and its subprocesses, in the order of ``workflow.get_tasks_iterator()``
+    (depth first, a subprocess's tree before the children of the task that runs it), without its per-task
+    filter and depth bookkeeping (the projections walk the whole tree on every mutation)."""
+    subprocesses = workflow.subprocesses
+    stack: list[tuple[Any, int]] = [(workflow.task_tree, 0)]
+    while stack:
+        task, depth = stack.pop()
+        yield task
+        sub = subprocesses.get(task.id)
+        if (task._children or sub is not None) and depth < MAX_DEPTH:
+            tasks = task.workflow.tasks
+            below = [tasks.get(child) for child in task._children]
+            if sub is not None:
+                below.insert(0, sub.task_tree)
+            stack.extend((t, depth + 1) for t in reversed(below))
+
+
 @dataclass
 class TreeWalk:
     """What the projections need from the task tree, gathered in one walk."""
@@ -80,7 +102,7 @@ class TreeWalk:
     @classmethod
     def of(cls, workflow: BpmnWorkflow) -> TreeWalk:
         walk = cls()
-        for task in workflow.get_tasks_iterator():
+        for task in tasks_in_order(workflow):
             state = task.state
             if state == TaskState.COMPLETED:
                 walk.completed.append(task)

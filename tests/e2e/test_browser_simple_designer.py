@@ -57,8 +57,8 @@ def build_dibao(page: Page, code: str) -> None:
     page.locator("#simple_code").fill(code)
     page.locator("#simple_name").fill(NAME)
     page.get_by_test_id("simple-create").click()
-    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true", timeout=20_000)
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple", timeout=20_000)
     expect(page.get_by_test_id("block").locator(".sd-name")).to_have_text(["村级申请", "村级评议", "乡镇审核", "县级审批", "审批通过"])
 
     # the application form: 家庭人口 and 申请理由, keys left as generated
@@ -176,7 +176,7 @@ def test_county_admin_builds_dibao_in_the_simple_designer_and_cases_take_both_br
     page.get_by_test_id("tab-simple").click()
     before = page.evaluate(MODEL)
     page.get_by_test_id("mode-bpmn").click()
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn", timeout=20_000)
     expect(page.locator("#bpmn-canvas .djs-element[data-element-id]").first).to_be_attached()
     expect(page.locator("#bpmn-canvas")).to_contain_text(EXTRA)
     expect(page.locator("#bpmn-canvas")).to_contain_text("乡镇乡村振兴办")  # lanes per role
@@ -185,7 +185,7 @@ def test_county_admin_builds_dibao_in_the_simple_designer_and_cases_take_both_br
     expect(page.locator("#bpmn-properties #bio-properties-panel-xf-day-kind")).to_have_value("working")
     assert not ISO.search(page.locator("#bpmn-properties").inner_text())
     page.get_by_test_id("mode-simple").click()
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple", timeout=20_000)
     assert page.evaluate(MODEL) == before
     expect(page.get_by_test_id("simple-reason")).to_be_hidden()
 
@@ -221,21 +221,21 @@ def test_a_bpmn_outside_the_simple_subset_opens_in_bpmn_mode_with_the_reason(pag
     page.locator("#simple_code").fill(f"dibao_{uuid.uuid4().hex[:6]}")
     page.locator("#simple_name").fill(NAME)
     page.get_by_test_id("simple-create").click()
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple", timeout=20_000)
     page.get_by_test_id("mode-bpmn").click()
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn", timeout=20_000)
     page.evaluate(ADD_SCRIPT_TASK)  # drawn by hand in bpmn-js: a script task is outside the simple subset
     page.get_by_test_id("studio-save").click()
     expect(page.get_by_test_id("save-status")).to_have_text("已保存")
 
     page.reload()  # opens in BPMN mode, saying why
-    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true", timeout=20_000)
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn", timeout=20_000)
     reason = page.get_by_test_id("simple-reason")
     expect(reason).to_contain_text(re.compile(r"^不能用简易模式打开:.*「自动计算补助」"))  # the element by its name
     page.get_by_test_id("mode-simple").click()  # asking again: still BPMN, still why
     expect(page.get_by_test_id("studio-message")).to_have_text("此流程图超出简易模式的范围,仍在 BPMN 高级模式")
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn", timeout=20_000)
     expect(reason).to_contain_text("自动计算补助")
 
     # a shipped procedure (decision tables, boundary timers) opens in BPMN mode with its reason too
@@ -243,8 +243,8 @@ def test_a_bpmn_outside_the_simple_subset_opens_in_bpmn_mode_with_the_reason(pag
     log_in(page, "demo_sysadmin")
     page.goto("/studio/")
     page.locator("[data-procedure='housing_renovation'][data-version='1']").get_by_role("button", name="打开为草稿").click()
-    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true", timeout=20_000)
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn", timeout=20_000)
     expect(reason).to_contain_text(re.compile(r"^不能用简易模式打开:.+简易模式不支持"))
     assert errors == []
 
@@ -283,7 +283,7 @@ def test_unsaved_work_is_guarded_saved_before_leaving_and_the_stale_banner_clear
     page.get_by_role("link", name="返回列表").click()
     expect(page).to_have_url(re.compile(r"/studio/$"))
     page.goto(draft_url)
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple", timeout=20_000)
     expect(page.get_by_test_id("block").locator(".sd-name")).to_have_text(["村级申请", "村级评议", "乡镇审核", "县级审批", "审批通过"])
     assert errors == []
 
@@ -298,7 +298,7 @@ def test_every_block_kind_is_added_from_the_menu_set_in_its_panel_and_accepted_b
     page.locator("#simple_code").fill(f"kinds_{uuid.uuid4().hex[:6]}")
     page.locator("#simple_name").fill("各类步骤")
     page.get_by_test_id("simple-create").click()
-    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple")
+    expect(page.locator("#studio")).to_have_attribute("data-mode", "simple", timeout=20_000)
     panel = page.get_by_test_id("simple-panel")
 
     add_after(page, "村级评议", "公示")

@@ -220,7 +220,7 @@ def test_admin_models_education_aid_in_the_browser_and_users_complete_a_case(pag
     blank.get_by_label("流程代码").fill(code)
     blank.get_by_label("流程名称").fill("教育资助")
     blank.get_by_role("button", name="新建(空白流程图)").click()
-    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true", timeout=20_000)
     expect(page.locator("#studio")).to_have_attribute("data-mode", "bpmn")  # an empty diagram is no simple model
     assert page.evaluate("window.xiangflowStudio.modeler.get('elementRegistry').getAll().map(e => e.type)") == [
         "bpmn:Process"]  # nothing drawn yet
@@ -355,7 +355,7 @@ def test_a_shipped_procedure_opens_for_the_system_admin_with_its_properties_form
     page.goto("/studio/")
     row = page.locator("[data-procedure='housing_renovation'][data-version='1']")
     row.get_by_role("button", name="打开为草稿").click()
-    expect(page.locator("#studio")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#studio")).to_have_attribute("data-ready", "true", timeout=20_000)
     expect(page.get_by_role("heading", level=1)).to_contain_text("housing_renovation")
 
     select_element(page, "application")

@@ -1,6 +1,8 @@
 // Guarding work in the studio: a change marks the draft dirty; a dirty draft is saved every AUTOSAVE_MS
 // (自动保存), saved before an in-page link is followed (asking if saving fails), and leaving the page
 // (closing the tab, reloading, typing an address) asks first (beforeunload).
+import { errorText } from './studio-api';
+
 const AUTOSAVE_MS = 30_000;
 
 export class WorkGuard {
@@ -32,7 +34,7 @@ export class WorkGuard {
     if (this.saving) return this.saving;
     this.saving = this.save({ quiet: true })
       .then(() => { this.onStatus(`已自动保存 ${new Date().toTimeString().slice(0, 5)}`); })
-      .catch((err) => { this.onStatus(`自动保存失败:${err.message}`); throw err; })
+      .catch((err) => { this.onStatus(`自动保存失败:${errorText(err)}`); throw err; })
       .finally(() => { this.saving = null; });
     return this.saving;
   }
@@ -48,7 +50,7 @@ export class WorkGuard {
       await this.autosave();
     } catch (err) {
       // eslint-disable-next-line no-alert
-      if (!window.confirm(`草稿未能保存(${err.message})。仍要离开吗?未保存的修改会丢失。`)) return;
+      if (!window.confirm(`草稿未能保存(${errorText(err)})。仍要离开吗?未保存的修改会丢失。`)) return;
     }
     this.dirty = false;
     window.location.assign(link.href);

@@ -1,13 +1,27 @@
 // The studio's JSON calls to /studio/api/... (CSRF token from the page) and its message line.
 const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
+// what to tell the user about an error: the server's and our own messages are Chinese; anything else (a
+// library's or the browser's English) is logged and said in general words
+export function errorText(err) {
+  const text = (err && err.message) || '';
+  if (/[\u4e00-\u9fff]/.test(text)) return text;
+  console.error(err); // eslint-disable-line no-console
+  return '页面出错,操作未完成。请刷新页面后重试';
+}
+
 export async function api(url, body, method) {
-  const response = await fetch(url, {
+  let response;
+  try {
+    response = await fetch(url, {
     method: method || (body === undefined ? 'GET' : 'POST'),
     headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrf(), Accept: 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     credentials: 'same-origin',
-  });
+    });
+  } catch (err) {
+    throw new Error('无法连接服务器,请检查网络后重试');
+  }
   let data = {};
   try { data = await response.json(); } catch (err) { data = { message: `服务器返回 ${response.status}` }; }
   if (!response.ok) {

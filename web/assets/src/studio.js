@@ -30,7 +30,7 @@ import { WorkGuard } from './guard';
 import { SettingsFields } from './settings-fields';
 import { SimpleDesigner } from './simple/designer';
 import spiffModdle from './spiffworkflow-moddle.json';
-import { api, message as showMessage } from './studio-api';
+import { api, errorText, message as showMessage } from './studio-api';
 import * as props from './studio-properties';
 import { EXTRA_ZH } from './studio-zh';
 
@@ -198,7 +198,7 @@ $('#new-form').addEventListener('submit', async (event) => {
     $('#new-form-name').value = nextFormCode();
     message(`已新建表单 ${key}`);
   } catch (err) {
-    message(err.message, 'error');
+    message(errorText(err), 'error');
   }
 });
 
@@ -252,7 +252,7 @@ $('#new-dmn').addEventListener('submit', async (event) => {
     $('#new-dmn-name').value = '';
     message(`已新建决策表 ${key.slice(4)}`);
   } catch (err) {
-    message(err.message, 'error');
+    message(errorText(err), 'error');
   }
 });
 
@@ -484,8 +484,8 @@ function guarded(fn) {
       return await fn(...args);
     } catch (err) {
       if (err.data && err.data.problems) renderProblems(err.data.problems);
-      message(err.message, 'error');
-      return { ok: false, error: err.message };
+      message(errorText(err), 'error');
+      return { ok: false, error: errorText(err) };
     }
   };
 }
@@ -555,13 +555,12 @@ $('[data-mode-switch="simple"]').addEventListener('click', () => guarded(toSimpl
 
 // ------------------------------------------------------------------ load
 async function load() {
+  const asking = simple.open().catch((err) => {
+    if (err.status === 404) return null; // a server without the simple designer: BPMN mode only
+    throw err;
+  });
   await refreshFiles(true);
-  let opened = null;
-  try {
-    opened = await simple.open();
-  } catch (err) {
-    if (err.status !== 404) throw err; // a server without the simple designer: BPMN mode only
-  }
+  const opened = await asking;
   if (opened && opened.simple) setMode('simple');
   else {
     setMode('bpmn');
@@ -572,7 +571,7 @@ async function load() {
 }
 
 const ready = load().catch((err) => {
-  message(`无法载入草稿:${err.message}`, 'error');
+  message(`无法载入草稿:${errorText(err)}`, 'error');
   throw err;
 });
 

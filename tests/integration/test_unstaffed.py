@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from engine.models import Notification, TaskRow, User
+from engine.models import Notification, Region, TaskRow, User
 
 
 def _user_id(db, username: str) -> int:
@@ -132,3 +132,21 @@ def test_the_api_lists_unstaffed_tasks_for_admins_and_assigns_one(db, exit_case,
     assert done.get_json()["granted"] == [{"role": "township_officer", "region_code": row.scope_code}]
     assert admin.get("/api/v1/tasks/unstaffed").get_json()["tasks"] == []
     assert admin.post(f"/api/v1/tasks/{row.id}/assign", json={"username": "demo_dept"}).status_code == 404
+
+
+def _helper_warnings(work) -> list[str]:
+    return [w for w in work.staffing.deploy_warnings(work.definitions.latest("monitoring_identification"))
+            if "制定帮扶计划" in w and "「帮扶责任人」" in w]
+
+
+def test_deploy_warns_of_the_assistance_cadre_steps_when_the_village_has_no_helper(db, client_for):
+    with db.uow() as work:
+        village = work.session.get(Region, db.actor("demo_village").grants[0].region_code).name
+        other = work.session.get(Region, db.actor("demo_other_village").grants[0].region_code).name
+        (before,) = _helper_warnings(work)  # the other village has a cadre but no 帮扶责任人
+        assert other in before and village not in before
+    admin = client_for("demo_admin")
+    assert admin.patch(f"/api/v1/users/{_user_id(db, 'demo_helper')}", json={"is_active": False}).status_code == 200
+    with db.uow() as work:
+        (after,) = _helper_warnings(work)
+        assert other in after and village in after

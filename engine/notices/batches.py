@@ -25,13 +25,11 @@ from multiprocessing import get_context
 from typing import Any
 
 from sqlalchemy import Engine, or_, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from engine.access.directory import DirectoryService
+from engine.core import settings
 from engine.core.errors import XiangFlowError
 from engine.models import Case, IssuedNotice, NoticeBatch, NoticeBatchStatus, User
-from engine.notices.pki import KeyStore
-from engine.notices.service import NoticeService
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +66,20 @@ class _Outcome:
     error: str | None = None
 
 
+def _services(session: Session, clock, job: _Job) -> Any:
+    """The services of one batch transaction, from the composition root (as web, CLI and tests get them)."""
+    from engine.uow import Services  # the composition root sits above the notices: imported when run
+
+    return Services(session, clock, settings.STORAGE_DIR, base_url=job.base_url, keys_passphrase=job.keys_passphrase)
+
+
 def _issue_group(factory: sessionmaker, clock, job: _Job, key: str, case_ids: list[int]) -> _Outcome:
     """Issue one group's notice in its own transaction and count it done; a failure is returned, not raised."""
     try:
         with factory() as session, session.begin():
-            actor = DirectoryService(session).actor(session.get(User, job.user_id))
-            service = NoticeService(session, clock, KeyStore(session, clock, job.keys_passphrase), job.base_url)
-            service.issue(actor, job.procedure_code, job.kind_code, case_ids, job.values,
+            services = _services(session, clock, job)
+            actor = services.directory.actor(session.get(User, job.user_id))
+            services.notices.issue(actor, job.procedure_code, job.kind_code, case_ids, job.values,
                           batch_id=job.batch_id, group_key=key)
             session.execute(update(NoticeBatch).where(NoticeBatch.id == job.batch_id).values(
                 done_count=NoticeBatch.done_count + 1, claimed_until=clock.now() + BATCH_LEASE))
@@ -159,8 +164,9 @@ def run_batch(factory: sessionmaker, clock, batch_id: int, progress: Callable[[i
         job = _Job(batch_id, batch.created_by_id, batch.procedure_code, batch.kind, params.get("values"),
                    params.get("base_url"), keys_passphrase)
         try:
-            DirectoryService(session).actor(session.get(User, job.user_id))
-            service = NoticeService(session, clock, KeyStore(session, clock, keys_passphrase), job.base_url)
+            services = _services(session, clock, job)
+            services.directory.actor(session.get(User, job.user_id))
+            service = services.notices
             kind = service.kind(job.procedure_code, job.kind_code)
         except XiangFlowError as exc:
             session.rollback()

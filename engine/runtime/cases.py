@@ -47,6 +47,7 @@ from engine.models import (
     TimerStatus,
 )
 from engine.procedures import form_rules, forms
+from engine.procedures.checks.rules import is_reserved_data_key
 from engine.procedures.definitions import DefinitionService, role_of_lane
 from engine.procedures.expressions import CHINA_TZ, failure_message
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
@@ -63,8 +64,6 @@ from engine.runtime.timers import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF, TIMER_LEASE
 
 MAX_OPINION_LENGTH = 2000
 ISSUE_ELSEWHERE = "请在“公示公告”页面出具公示,出具后本步骤自动完成"
-RESERVED_KEYS = {"case_id", "subject_name", "subject_kind", "region_code", "region_name", "settings",
-                 "decision", "opinions", "last_opinion", "return_reason", "returned_from"}
 
 __all__ = ["CaseService", "ISSUE_ACTION", "MAX_TIMER_ATTEMPTS", "TIMER_BACKOFF", "checked_opinion"]
 
@@ -147,8 +146,8 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         with self.pipeline.reading(case) as workflow:
             last = workflow.last_task or workflow.task_tree
             return {k: v for k, v in sorted(last.data.items())
-                    if k not in RESERVED_KEYS and k not in form_keys and not k.startswith(("subject_", "linked_"))
-                    and k not in ("last_event_reason",) and isinstance(v, (str, int, float, bool))}
+                    if not is_reserved_data_key(k) and k not in form_keys and not k.startswith("linked_")
+                    and isinstance(v, (str, int, float, bool))}
 
     def step_properties(self, row: TaskRow) -> dict[str, str]:
         """The properties of the row's user step (``opinionRequired``, ``attachments`` …), from the version's spec."""
@@ -439,8 +438,7 @@ def _checked_start_data(data: dict[str, Any] | None) -> dict[str, Any]:
     """
     errors = {}
     for key, value in (data or {}).items():
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key) or key in RESERVED_KEYS \
-                or key.startswith("subject_"):
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key) or is_reserved_data_key(key):
             errors[str(key)[:64]] = "不允许的字段名"
         elif not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 4000):
             errors[key] = "字段值必须是不超过 4000 字的文本、数字或布尔值"

@@ -42,7 +42,6 @@ from engine.procedures.members import MemberLookup, role_members, using  # noqa:
 from engine.procedures.step_rules import spec_properties
 
 SIGN_MODES = {"all": "会签", "any": "或签", "ratio": "会签"}
-TALLY_KEYS = ("nr_of_instances", "nr_of_completed_instances", "nr_of_approvals", "nr_of_rejections")
 
 # ---------------------------------------------------------------------------- the diagram's side
 def user_step_spec(task_spec) -> bool:

@@ -21,9 +21,9 @@ from engine.core.errors import ConflictError, ForbiddenError, ValidationError
 from engine.models import Attachment, TaskRow, TaskStatus
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.step_rules import spec_properties, step_spec
+from engine.procedures.steps import SIGNATURE_MODES
 
 SIGNATURE_KIND = "signature"
-SIGNATURE_MODES = ("required", "optional")
 DEFAULT_LABEL = "农户签字"
 MAX_SIGNATURE_BYTES = 512 * 1024
 MIN_SIDE_PX, MAX_SIDE_PX = 100, 4000
@@ -47,14 +47,6 @@ def signature_rule(task_spec) -> SignatureRule | None:
     if mode not in SIGNATURE_MODES:
         return None
     return SignatureRule(mode, (props.get("signatureLabel") or "").strip() or DEFAULT_LABEL)
-
-
-def signature_property_problem(task_spec) -> str | None:
-    """Why a task's ``signature`` property is invalid (for deploy checks), or None."""
-    props = spec_properties(task_spec)
-    if "signature" in props and props["signature"].strip() not in SIGNATURE_MODES:
-        return f"signature 只能是 {' 或 '.join(SIGNATURE_MODES)}"
-    return None
 
 
 def check_signature_png(content: bytes) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.clock import Clock
+from engine.core.errors import XiangFlowError
 from engine.models import TimerRow, TimerStatus
 from engine.runtime.notify import SmtpSettings
 
@@ -62,7 +63,10 @@ class TimerFiring:
         """Count a failed firing: retry later with backoff, or open an incident after the last try."""
         timer = self.session.get_one(TimerRow, timer_id)
         timer.attempts += 1
-        timer.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        # an engine error carries a Chinese message for the admin's incident list; anything else is a
+        # defect, kept with its exception name for the operator
+        message = str(exc) if isinstance(exc, XiangFlowError) else f"{type(exc).__name__}: {exc}"
+        timer.last_error = message[:2000]
         if timer.attempts >= MAX_TIMER_ATTEMPTS:
             timer.status = TimerStatus.incident
             timer.claimed_until = None

@@ -11,7 +11,8 @@ from engine.access.assignment import Actor
 from engine.access.policy import AccessPolicy
 from engine.core.errors import ForbiddenError, NotFoundError, ValidationError
 from engine.core.workcalendar import WorkCalendar
-from engine.models import AuditEvent, Case, HolidayOverride, TimerRow, TimerStatus
+from engine.models import Case, HolidayOverride, TimerRow, TimerStatus
+from engine.models.audit import AuditLog
 
 
 class AdminService:
@@ -79,6 +80,5 @@ class AdminService:
                 for year in calendar.missing_years(today)]
 
     def _audit(self, actor: Actor, case: Case | None, action: str, step: str, opinion: str | None = None) -> None:
-        self.session.add(AuditEvent(case_id=case.id if case else None, user_id=actor.user_id, action=action,
-                                    step=step[:200], opinion=opinion, created_at=self.clock.now()))
-        self.session.flush()
+        AuditLog(self.session, self.clock).record(action, case_id=case.id if case else None,
+                                                  user_id=actor.user_id, step=step, opinion=opinion)

@@ -28,7 +28,6 @@ from engine.access.assignment import Actor
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import (
     Attachment,
-    AuditEvent,
     Case,
     CaseCc,
     CaseStatus,
@@ -36,6 +35,7 @@ from engine.models import (
     TaskRow,
     TaskStatus,
 )
+from engine.models.audit import AuditLog
 from engine.operations.uploads import check_upload
 from engine.procedures import forms
 from engine.procedures.step_rules import GENERAL_KIND, attachment_kinds, kind_label, missing_opinion_message
@@ -345,7 +345,5 @@ class OperationsService:
 
     def _audit(self, case: Case, row: TaskRow | None, actor: Actor, action: str, opinion: str | None = None,
                diff: dict | None = None) -> None:
-        self.session.add(AuditEvent(case_id=case.id, task_id=row.id if row else None, user_id=actor.user_id,
-                                    action=action, step=row.title if row else None, opinion=opinion,
-                                    data_diff=diff, created_at=self.clock.now()))
-        self.session.flush()
+        AuditLog(self.session, self.clock).record(action, case_id=case.id, task=row, user_id=actor.user_id,
+                                                  opinion=opinion, detail=diff)

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from engine.access.assignment import Actor, procedure_serves
 from engine.access.policy import AccessPolicy
 from engine.core.errors import ForbiddenError, ValidationError
-from engine.models import AuditEvent, Procedure, ProcedureDraft, Region, Role
+from engine.models import Procedure, ProcedureDraft, Region, Role
+from engine.models.audit import AuditLog
 from engine.procedures.definitions import DefinitionService
 from engine.runtime.cases import CaseService
 
@@ -97,10 +98,8 @@ class StudioOwnership:
 
     def audit(self, actor: Actor | None, action: str, step: str | None = None, detail: dict[str, Any] | None = None,
               opinion: str | None = None, case_id: int | None = None, client_addr: str | None = None) -> None:
-        self.session.add(AuditEvent(case_id=case_id, task_id=None, user_id=actor.user_id if actor else None,
-                                    action=action[:40], step=(step or "")[:200] or None, opinion=opinion,
-                                    data_diff=detail, created_at=self.clock.now(), client_addr=client_addr))
-        self.session.flush()
+        AuditLog(self.session, self.clock).record(action, case_id=case_id, user_id=actor.user_id if actor else None,
+                                                  step=step, opinion=opinion, detail=detail, client_addr=client_addr)
 
     def known_roles(self) -> set[str]:
         return set(self.session.scalars(select(Role.code)))

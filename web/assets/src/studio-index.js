@@ -15,6 +15,8 @@ async function fill() {
       option.dataset.description = t.description || '';
       return option;
     }));
+    if (select.dataset.selected) select.value = select.dataset.selected; // the choice of a refused form
+    if (!select.value && select.options.length) select.selectedIndex = 0;
     const describe = () => { hint.textContent = (select.selectedOptions[0] || {}).dataset?.description || ''; };
     select.addEventListener('change', describe);
     describe();

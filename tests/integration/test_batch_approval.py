@@ -70,8 +70,8 @@ def test_bad_data_is_refused_for_every_task_and_nothing_is_done(db, exit_case):
 
 
 def test_a_step_without_batch_approval_and_foreign_tasks_are_refused(db, exit_case):
-    (check,) = db.open_tasks(exit_case(0))  # 入户核查: no batchApproval
     rows = _recheck_tasks(db, exit_case, count=1)
+    (check,) = db.open_tasks(exit_case(0))  # 入户核查 (another household: one running case each): no batchApproval
     with db.uow() as work:
         try:
             work.batch.selection([check.id], db.actor("demo_village"))

@@ -32,6 +32,9 @@ the processes meet at a barrier before and after each round so their rounds over
   the ready user task, ``do_engine_steps``, ``serialize_json``, ORM save, commit. No task
   rows, no audit, no lock, no spec cache.
 
+``--cpu`` additionally runs each path once more in this process (no profiler) and prints its CPU and
+wall ms per completion: with ``--processes ""`` a quick before/after comparison.
+
 ``--profile`` additionally runs each path once more in this process under cProfile (process
 CPU time; not counted in the figures) and prints the top functions.
 
@@ -694,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql", action="store_true",
                         help="also count the XiangFlow path's SQL statements per completion, by kind and step")
     parser.add_argument("--sql-cases", type=int, default=50)
+    parser.add_argument("--cpu", action="store_true",
+                        help="also run each path once in this process and print its CPU ms per completion")
+    parser.add_argument("--cpu-cases", type=int, default=40)
     args = parser.parse_args(argv)
     process_counts = [int(p) for p in args.processes.split(",") if p.strip()]
 
@@ -773,8 +779,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cpu_in_process(url: str, cases: int) -> str:
+    """Each path once in this process, as ``--profile`` runs it without the profiler: CPU and wall ms per
+    completion (a quick before/after comparison; fewer moving parts than the process runs)."""
+    out = io.StringIO()
+    capacity = LIVE_WORKFLOWS.capacity
+    for kind in ("xiangflow", "xiangflow-cold", "naive"):
+        LIVE_WORKFLOWS.capacity = capacity
+        LIVE_WORKFLOWS.clear()
+        subject_ids = add_households(url, cases, f"cpu-{kind}-")
+        path = PATHS[kind](url)
+        try:
+            case_ids = [path.start(s) for s in subject_ids]
+            result = drive(path, case_ids)
+        finally:
+            path.close()
+        n = len(result["latencies"])
+        wall = sum(t1 - t0 for t0, t1 in result["rounds"])
+        out.write(f"{PATHS[kind].name:<10} CPU {result['cpu_seconds'] / n * 1000:6.2f} ms  "
+                  f"wall {wall / n * 1000:6.2f} ms per completion ({n} completions)\n")
+    LIVE_WORKFLOWS.capacity = capacity
+    return out.getvalue()
+
+
 def _extras(url: str, args, tmp: str | None) -> int:
-    """The in-process measurements: SQL statement counts and cProfile."""
+    """The in-process measurements: CPU per completion, SQL statement counts and cProfile."""
+    if args.cpu:
+        print(f"\n==== CPU per completion, in this process, {args.cpu_cases} cases per path ====")
+        print(cpu_in_process(url, args.cpu_cases))
     if args.sql:
         print(f"\n==== SQL statements: {PATHS['xiangflow'].name}, {args.sql_cases} cases × {len(STEPS)} completions, "
               "1 process ====")

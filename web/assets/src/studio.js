@@ -288,7 +288,16 @@ async function syncEditors() {
   syncSettings();
 }
 
-async function save({ quiet } = {}) {
+// one save at a time: an autosave and a click on 校验/发布 would otherwise send the same lock_version twice and
+// the second would be refused as "saved by someone else" (409)
+let saving = Promise.resolve();
+function save(opts) {
+  const run = saving.then(() => saveNow(opts), () => saveNow(opts));
+  saving = run.catch(() => {});
+  return run;
+}
+
+async function saveNow({ quiet } = {}) {
   if (state.mode === 'simple') return saveSimple({ quiet });
   await syncEditors();
   const data = await api(config.urls.draft, { files: state.files, lock_version: state.lockVersion });

@@ -103,11 +103,14 @@ def start():
             case_id = case.id
             first_id = next((t.id for t in w.inbox.case_tasks(case_id)
                              if t.status.value == "open" and w.access.is_own_todo(t, me)), None)
+            warnings = w.staffing.start_warnings(case_id)
     except ValidationError as exc:
         return _start_page(exc.errors, 422, request.form)
     except DuplicateCaseError as exc:  # the duplicate guard: this subject's case of the procedure is running
         return _start_page(exc.errors, 409, request.form)
     flash("流程已发起", "success")
+    for warning in warnings:
+        flash(warning, "warning")
     if first_id:
         return redirect(url_for("cases.task", task_id=first_id))
     return redirect(url_for("cases.show", case_id=case_id))

@@ -158,6 +158,13 @@ class StaffingService:
                             "案件到此步骤将无人办理")
         return warnings
 
+    def start_warnings(self, case_id: int) -> list[str]:
+        """What the user who just started a case is told: each open step of it that nobody can take (无人办理;
+        the region's admins were notified when it opened)."""
+        rows = self.session.scalars(select(TaskRow).where(TaskRow.case_id == case_id, self.access.unstaffed_clause())
+                                    .order_by(TaskRow.id))
+        return [f"注意:步骤「{row.title}」目前无人办理(该地区没有在岗的办理人员),已通知管理员安排人员" for row in rows]
+
     def case_unstaffed(self, cases: list[Case]) -> set[int]:
         """Ids of the cases (of a list page) that have an 无人办理 task."""
         ids = [c.id for c in cases]

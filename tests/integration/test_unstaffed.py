@@ -150,3 +150,25 @@ def test_deploy_warns_of_the_assistance_cadre_steps_when_the_village_has_no_help
     with db.uow() as work:
         (after,) = _helper_warnings(work)
         assert other in after and village in after
+
+
+
+def test_the_start_warning_names_each_open_step_nobody_can_take(db, exit_case, client_for):
+    """Start warns (issue 12 part 4): what the start page flashes after a start (StaffingService.start_warnings):
+    every open step of the case that is 无人办理. The shipped procedures open their first step in the starter's own
+    lane, so here the case is made to wait at an unstaffed 镇复核 and the same service is asked."""
+    case_id, row = _unstaffed_exit_case(db, exit_case, client_for)
+    with db.uow() as work:
+        assert work.staffing.start_warnings(case_id) == [
+            "注意:步骤「镇复核」目前无人办理(该地区没有在岗的办理人员),已通知管理员安排人员"]
+        staffed = db.start_case("demo_village")
+        assert work.staffing.start_warnings(staffed) == []
+
+
+def test_a_start_with_staffed_steps_warns_of_nothing(db, client_for, csrf_token):
+    village = client_for("demo_village")
+    household = db.free_household("demo_village", "monitoring_exit")
+    page = village.post("/cases/new", data={"csrf_token": csrf_token(village, "/cases/new"),
+                                            "procedure": "monitoring_exit", "subject_id": household},
+                        follow_redirects=True).get_data(as_text=True)
+    assert "流程已发起" in page and "目前无人办理" not in page and "flash-warning" not in page

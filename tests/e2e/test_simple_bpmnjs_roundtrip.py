@@ -48,3 +48,13 @@ def test_a_compiled_block_reads_back_the_same_after_bpmn_js_exports_it(modeler, 
         xml = modeler.evaluate("args => window.exportAgain(args)", [files["bpmn/sample.bpmn"], moved])
         assert xml != files["bpmn/sample.bpmn"]
         assert decompile({**files, "bpmn/sample.bpmn": xml}, CTX).to_json() == expected, (kind, moved)
+
+
+def test_the_shipped_countersign_keeps_its_signers_after_bpmn_js_exports_it(modeler):
+    """项目库's 领导小组审定 (会签) declares its loop collections as properties too: saved in BPMN mode, bpmn-js would
+    otherwise drop loopDataInputRef/OutputRef (they name no element) and the step would lose its signers."""
+    root = Path(__file__).resolve().parents[2]
+    shipped = (root / "workflows" / "project_library" / "project_library.bpmn").read_text(encoding="utf-8")
+    xml = modeler.evaluate("args => window.exportAgain(args)", [shipped, None])
+    assert "<bpmn:loopDataInputRef>leader_signers</bpmn:loopDataInputRef>" in xml
+    assert "<bpmn:loopDataOutputRef>leader_votes</bpmn:loopDataOutputRef>" in xml

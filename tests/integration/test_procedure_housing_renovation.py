@@ -94,6 +94,13 @@ def _start(db) -> int:
     return db.start_case("demo_village", procedure=CODE)
 
 
+def _identity(db, case_id: int) -> dict[str, str]:
+    """The application's name and ID fields as the case's household is registered (the form must agree)."""
+    with db.uow() as work:
+        subject = work.session.get_one(Case, case_id).subject
+        return {"head_name": subject.name, "head_id_number": subject.id_number}
+
+
 def _open(db, case_id: int) -> list[str]:
     return sorted(r.spec_name for r in db.open_tasks(case_id))
 
@@ -285,8 +292,9 @@ def test_qualification_decision_row(db, rule, overrides, qualified, reason):
 @pytest.mark.parametrize("category", ["低保", "特困", "低保边缘", "防返贫监测对象", "脱贫不稳定户"])
 def test_every_key_group_with_an_only_house_of_grade_c_or_d_qualifies(db, category):
     for grade in ("C", "D"):
-        case_id = _start(db)
-        _do(db, case_id, "application", data={**APPLICATION, "household_category": category, "house_condition": grade})
+        case_id = _start(db)  # the second on another household (one running case per household)
+        _do(db, case_id, "application", data={**APPLICATION, **_identity(db, case_id), "household_category": category,
+                                              "house_condition": grade})
         assert _open(db, case_id) == ["village_review"]
         assert _data(db, case_id, "village_review")["qualified"] is True
 

@@ -76,10 +76,15 @@ def index():
         search = SubjectSearch.parse({k: v for k, v in request.args.items() if k in ("name", "region", "category")})
         with work() as w:
             subjects = w.batch_starts.matching(me, request.args.get("procedure", ""), search)
-            chosen = [(s.id, s.name, s.region_code, (s.attrs or {}).get("category", "")) for s in subjects]
+            chosen = _preview_rows(subjects)
     except ValidationError as exc:
         return _page(exc.errors, status=422)
     return _page(subjects=chosen, source="filter")
+
+
+def _preview_rows(subjects) -> list[tuple[int, str, str, str]]:
+    """The preview table's rows: id, name, region code, category."""
+    return [(s.id, s.name, s.region_code, (s.attrs or {}).get("category", "")) for s in subjects]
 
 
 @bp.route("/list", methods=["POST"])
@@ -94,7 +99,7 @@ def from_list():
         lines = lines_of_upload(upload.filename, upload.read())
         with work() as w:
             subjects = w.batch_starts.from_id_numbers(me, request.form.get("procedure", ""), lines)
-            chosen = [(s.id, s.name, s.region_code, (s.attrs or {}).get("category", "")) for s in subjects]
+            chosen = _preview_rows(subjects)
     except ValidationError as exc:
         return _page(exc.errors, status=422)
     return _page(subjects=chosen, source="list")

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from sqlalchemy import make_url, text
 
 from bench.seed import BENCH_PASSWORD, GIVEN, SURNAMES, seed, seeded_marker, username
-from bench.support import fresh_database
+from bench.support import ensure_database, fresh_database
 from engine import demo_data as D
 from engine.core.clock import FixedClock
 from engine.core.db import make_engine
@@ -264,12 +264,8 @@ def database_for(base_url: str, cases: int, reseed: bool, now: datetime) -> tupl
     """The URL of the scale's database, seeded (reused if it already holds this seeding); seeding seconds."""
     base = make_url(base_url)
     name = f"{base.database}_http_{cases}"
-    admin = make_engine(base_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
     url = base.set(database=name).render_as_string(hide_password=False)
+    ensure_database(url)  # through the maintenance database: the configured one need not exist
     engine = make_engine(url)
     marker = f"bench/http.py seed {cases}"
     try:

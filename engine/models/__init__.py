@@ -298,6 +298,10 @@ Index("ix_task_open_pool", TaskRow.role_code, TaskRow.scope_code, TaskRow.due_at
       TaskRow.case_id, postgresql_where=_OPEN_POOL, sqlite_where=_OPEN_POOL)
 Index("ix_task_open_assigned", TaskRow.assignee_id, TaskRow.due_at, TaskRow.created_at, TaskRow.id, TaskRow.case_id,
       postgresql_where=_OPEN, sqlite_where=_OPEN)
+# 催办 (migration 0016): the open tasks not yet reminded, by due date — what the timer worker's reminder batches
+# read; a task leaves it once reminded or closed, so it stays small however many cases are stored
+_REMIND = text("status = 'open' AND reminded_at IS NULL AND due_at IS NOT NULL")
+Index("ix_task_remind_due", TaskRow.due_at, TaskRow.id, postgresql_where=_REMIND, sqlite_where=_REMIND)
 
 
 class CaseCc(Base):

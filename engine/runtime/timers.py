@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.clock import Clock
 from engine.core.errors import XiangFlowError
 from engine.models import TimerRow, TimerStatus
-from engine.runtime.notify import SmtpSettings
+from engine.runtime.notify import REMIND_BATCH, SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ TIMER_BACKOFF = timedelta(minutes=1)
 # a claimed timer is the worker's for this long; the worker's heartbeat renews the lease every third of it
 # while the worker runs, so a worker that dies (kill -9) holds its unfired timers for at most this long
 TIMER_LEASE = timedelta(seconds=30)
+# a tick's 催办 pass stops after this long (its batches are committed; the rest wait for the next tick)
+REMIND_BUDGET_SECONDS = 20.0
 
 
 class TimerFiring:
@@ -212,10 +215,16 @@ class TimerWorker:
                 work.cases.record_timer_failure(timer_id, exc)
             return 0
 
-    def remind(self, window: timedelta) -> int:
-        """催办 reminders for tasks due within window (each task once)."""
-        with _unit_of_work(self.session_factory, self.clock) as work:
-            return work.notifications.remind_due_tasks(window)
+    def remind(self, window: timedelta, batch: int = REMIND_BATCH, budget: float = REMIND_BUDGET_SECONDS) -> int:
+        """催办 reminders for tasks due within window (each task once), a batch per transaction until none is
+        left or the tick's time budget is spent (the rest go out on the next tick); return tasks reminded."""
+        began, total = time.monotonic(), 0
+        while True:
+            with _unit_of_work(self.session_factory, self.clock) as work:
+                done = work.notifications.remind_due_tasks(window, batch)
+            total += done
+            if done < batch or time.monotonic() - began >= budget:
+                return total
 
     def mail(self, smtp: SmtpSettings | None) -> int:
         """Send pending notifications by e-mail when SMTP is configured."""

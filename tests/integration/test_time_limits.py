@@ -10,11 +10,11 @@ from io import BytesIO
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine import demo_data as D
 from engine.access.directory import ROLES
-from engine.models import AuditEvent, Notification, TimerRow, TimerStatus, User
+from engine.models import AuditEvent, Notification, TaskRow, TimerRow, TimerStatus, User
 from engine.procedures.definitions import bundle_from_files
 from engine.runtime.notify import SmtpSettings
 from engine.runtime.timers import TimerWorker
@@ -190,6 +190,37 @@ def test_reminders_go_to_the_assignees_once_before_the_limit_and_again_never(db)
         assert work.notifications.remind_due_tasks(timedelta(days=2)) == 0
     reminders = [n for n in notifications_of(db, "demo_village") if n.kind == "reminder"]
     assert len(reminders) == 1 and reminders[0].task_id == row.id
+
+
+def test_reminders_go_out_in_batches_earliest_first_until_none_is_left(db):
+    cases = [db.start_case() for _ in range(5)]
+    db.clock.advance(timedelta(days=11))  # every 入户核查 (10 days) is overdue
+    with db.uow() as work:
+        assert work.notifications.remind_due_tasks(timedelta(days=2), limit=2) == 2
+    first = {n.task_id for n in notifications_of(db, "demo_village") if n.kind == "overdue"}
+    assert first == {db.open_tasks(c)[0].id for c in cases[:2]}  # same due time: by task id
+    assert TimerWorker(db.factory, db.clock).remind(timedelta(days=2), batch=2) == 3  # two batches and one
+    overdue = [n for n in notifications_of(db, "demo_village") if n.kind == "overdue"]
+    assert sorted(n.task_id for n in overdue) == sorted(db.open_tasks(c)[0].id for c in cases)  # each once
+    assert TimerWorker(db.factory, db.clock).remind(timedelta(days=2), batch=2) == 0
+
+
+def test_a_reminder_batch_skips_a_task_a_completion_holds_instead_of_waiting(db):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer, so nothing is held beside a reminder pass)")
+    cases = [db.start_case() for _ in range(2)]
+    held_id, free_id = (db.open_tasks(c)[0].id for c in cases)
+    db.clock.advance(timedelta(days=11))
+    with db.engine.connect() as other:  # a completion in progress holds its task row
+        other.execute(select(TaskRow.id).where(TaskRow.id == held_id).with_for_update())
+        with db.uow() as work:
+            work.session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail the test, not hang it
+            assert work.notifications.remind_due_tasks(timedelta(days=2)) == 1
+        other.rollback()
+    assert {n.task_id for n in notifications_of(db, "demo_village") if n.kind == "overdue"} == {free_id}
+    with db.uow() as work:  # the held one goes out once it is free
+        assert work.notifications.remind_due_tasks(timedelta(days=2)) == 1
+    assert {n.task_id for n in notifications_of(db, "demo_village") if n.kind == "overdue"} == {free_id, held_id}
 
 
 def test_unread_notifications_are_counted_and_cleared(db):

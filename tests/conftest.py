@@ -18,6 +18,7 @@ a login then costs microseconds instead of the production parameters' three pass
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from dataclasses import dataclass
@@ -178,6 +179,16 @@ class Database:
             return work.session.get(Case, case_id)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, browser tests first: they are the longest (seconds to a minute each), and a long test
+    started last leaves the other workers idle until it ends. Each worker takes its share from the front
+    and steals the short tests from the tail (``--dist worksteal``), so the run ends on short tests. The
+    sort is stable, and every worker collects the same order (xdist requires it). A serial run keeps the
+    collection order (testpaths: unit, integration, browser)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        items.sort(key=lambda item: "browser" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cheap_password_hashing():
     """Hash (and so verify) passwords at argon2's lowest cost in tests; production keeps PasswordHasher()."""
@@ -202,6 +213,34 @@ def _attachments_outside_the_repo(tmp_path_factory):
     settings.STORAGE_DIR = original
 
 
+def _build_sqlite_template(path: Path, clock: FixedClock) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    setup_database(engine, clock, demo=True, demo_cases=False)
+    with engine.begin() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.dispose()
+
+
+def _sqlite_template(tmp_path_factory, clock: FixedClock) -> Path:
+    """The migrated + seeded SQLite file every test copies. Under xdist the first worker to get here builds
+    it in the run's folder (shared by the workers, ``getbasetemp().parent``) while the others wait on a lock,
+    then all copy the same file: the migrations, demo data and signing keys are made once per run, not once
+    per worker. A serial run builds its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+        _build_sqlite_template(path, clock)
+        return path
+    shared = tmp_path_factory.getbasetemp().parent
+    path = shared / "template.sqlite3"
+    with (shared / "template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.exists():
+            building = shared / f"template-{os.getpid()}.sqlite3"
+            _build_sqlite_template(building, clock)
+            building.replace(path)  # appears complete or not at all
+    return path
+
+
 @pytest.fixture(scope="session")
 def _template(tmp_path_factory, _cheap_password_hashing):
     clock = FixedClock(START)
@@ -221,13 +260,7 @@ def _template(tmp_path_factory, _cheap_password_hashing):
         yield ("pg", pg, (engine, mutable, kept, owners))
         engine.dispose()
         return
-    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
-    engine = make_engine(f"sqlite:///{path}")
-    setup_database(engine, clock, demo=True, demo_cases=False)
-    with engine.begin() as conn:
-        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-    engine.dispose()
-    yield ("sqlite", path, None)
+    yield ("sqlite", _sqlite_template(tmp_path_factory, clock), None)
 
 
 @pytest.fixture

@@ -263,12 +263,15 @@ def test_unsaved_work_is_guarded_saved_before_leaving_and_the_stale_banner_clear
     draft_url = page.url
 
     # an edit marks the draft unsaved; the 保存 message replaces the banner of the last page, then clears itself
+    # (after 8 s: the page's clock is Playwright's, moved on instead of waited for)
+    page.clock.install()
     block(page, "乡镇审核").click()
     page.get_by_test_id("simple-panel").get_by_label("步骤名称").fill("乡镇复核")
     expect(page.get_by_test_id("save-status")).to_have_text("有未保存的修改")
     page.get_by_test_id("studio-save").click()
     expect(page.get_by_test_id("studio-message")).to_have_text("草稿已保存")
     expect(page.locator(".flash")).to_have_count(0)
+    page.clock.run_for(8_000)
     expect(page.get_by_test_id("studio-message")).to_have_text("", timeout=12_000)
 
     # closing the tab with unsaved work asks first

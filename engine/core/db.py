@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event, make_url
+from sqlalchemy import exc as exc_mod
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
@@ -57,7 +59,41 @@ def make_engine(url: str) -> Engine:
                 dbapi_conn.execute("BEGIN IMMEDIATE")  # the savepoint nests in a transaction that commit() ends
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+# a pooled connection unused this long is pinged before it is handed out (see _ping_after_idle)
+PING_AFTER_IDLE_SECONDS = 10.0
+_CHECKED_IN = "xf_checked_in_at"
+
+
+def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection on checkout only if it sat idle in the pool for idle_seconds or more.
+
+    ``pool_pre_ping=True`` pings on every checkout: one extra round trip per unit of work, i.e. per web
+    request or completion. What it guards against is a connection the server dropped while it sat in
+    the pool (a database restart, an idle timeout, a failover), which happens to idle connections; a
+    connection handed back moments ago is the one just used. A failed ping discards the connection and
+    the pool drops every connection older than now (they met the same restart) and opens a new one,
+    as ``pool_pre_ping`` does. A connection broken within the idle window fails its statement instead;
+    SQLAlchemy then invalidates the pool's older connections too, so the next unit of work reconnects.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, _proxy):
+        since = record.info.get(_CHECKED_IN)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # a new connection, or one in use moments ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # any failure: the connection is no good, the pool takes another
+            raise exc_mod.InvalidatePoolError("idle connection failed its ping") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

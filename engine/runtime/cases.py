@@ -251,8 +251,9 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
                     node.data["return_reason"] = opinion
                     node.data["returned_from"] = row.title
                 case.return_count += 1
-            # open, or waiting on its co-signers
-            m.complete_row(row, by=actor.user_id, action=action, expect=row.status, opinion=opinion, data=cleaned)
+            # open, or waiting on its co-signers; the UPDATE goes with the save (nothing here reads task rows after it)
+            m.complete_row(row, by=actor.user_id, action=action, expect=row.status, opinion=opinion, data=cleaned,
+                           at_save=True)
             vote = action == "reject" and row.instance_group is not None  # a 会签 不同意 is a vote, not 不通过
             m.record("vote_reject" if vote else action, task=row, user_id=actor.user_id, opinion=opinion,
                      detail={"data": cleaned} if cleaned else None, client_addr=client_addr)

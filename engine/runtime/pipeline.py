@@ -86,6 +86,7 @@ class Mutation:
         # the tree as stored before the act: the task and timer rows mirror it (None: read the rows instead)
         self.before: TreeWalk | None = TreeWalk() if workflow is not None else None
         self.completed_rows: list[tuple[TaskRow, TaskStatus]] = []
+        self._row_writes: list[tuple[TaskRow, dict[str, Any]]] = []  # complete_row(at_save=True), not yet sent
         self.kept = False
         self.engine_steps = True
         self._events: list[dict[str, Any]] = []
@@ -117,8 +118,14 @@ class Mutation:
                                     client_addr=None, step=None, at=None))
 
     def complete_row(self, row: TaskRow, *, by: int | None, action: str, expect: TaskStatus = TaskStatus.open,
-                     opinion: str | None = _UNSET, data: dict[str, Any] | None = _UNSET) -> None:
+                     opinion: str | None = _UNSET, data: dict[str, Any] | None = _UNSET,
+                     at_save: bool = False) -> None:
         """Mark a task row completed by user ``by``, if it still has status ``expect``.
+
+        ``at_save``: send the UPDATE just before the case's compare-and-set save instead of now (for an act
+        that reads no task rows after it). On SQLite a transaction's first write takes the database's one
+        write lock until the commit; sent at the save, the lock covers the writes and the commit, not the
+        engine steps and the serialization. The check is the same, only later in the same transaction.
 
         :raises ConflictError: someone else completed (or cancelled) it meanwhile.
         """
@@ -128,15 +135,27 @@ class Mutation:
             values["opinion"] = opinion
         if data is not _UNSET:
             values["data"] = data
-        session = self._pipeline.session
-        with session.no_autoflush:  # a plain table UPDATE: the row object is brought up to date below
-            done = cast("CursorResult[Any]", session.execute(
-                _complete_row_statement(tuple(values)), {"row_id": row.id, "expect": expect, **values}))
-        if done.rowcount != 1:
-            raise ConflictError("该任务已被处理")
-        for key, value in values.items():
+        self._row_writes.append((row, {**values, "expect": expect}))
+        if not at_save:
+            self.write_rows()
+        for key, value in values.items():  # the row as it is (or will be, in this transaction) stored
             set_committed_value(row, key, value)
         self.completed_rows.append((row, expect))
+
+    def write_rows(self) -> None:
+        """Send the task row UPDATEs ``complete_row`` has not sent yet.
+
+        :raises ConflictError: a row was completed (or cancelled) by someone else meanwhile.
+        """
+        session = self._pipeline.session
+        writes, self._row_writes = self._row_writes, []
+        for row, values in writes:
+            columns = tuple(key for key in values if key != "expect")
+            with session.no_autoflush:  # a plain table UPDATE: the row object is brought up to date below
+                done = cast("CursorResult[Any]", session.execute(
+                    _complete_row_statement(columns), {"row_id": row.id, **values}))
+            if done.rowcount != 1:
+                raise ConflictError("该任务已被处理")
 
     def replace(self, workflow: BpmnWorkflow, version: ProcedureVersion) -> None:
         """Put the case on another version with its migrated workflow (studio migration)."""
@@ -224,6 +243,8 @@ class CasePipeline:
             result = act(m)
             if m.loaded and not m.kept:
                 self._finish(m, expected)
+            else:
+                m.write_rows()
         self._write_events(m)
         return result
 
@@ -270,7 +291,7 @@ class CasePipeline:
         walk = TreeWalk.of(m.workflow)  # the one walk every projection reads
         apply_outcome(m.case, case_status(m.workflow, walk.completed, walk.finished), now)
         m.case.path = completed_path(walk.completed)
-        self.save(m.case, m.workflow, expected, now, walk)
+        self.save(m.case, m.workflow, expected, now, walk, m.write_rows)
         self.projections.run(m, walk, now)
 
     def _write_events(self, m: Mutation) -> None:
@@ -346,12 +367,17 @@ class CasePipeline:
             raise CaseExecutionError(f"流程无法继续: {failure_message(exc)}") from exc
 
     def save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None, now,
-             walk: TreeWalk | None = None) -> None:
+             walk: TreeWalk | None = None, first: Callable[[], None] | None = None) -> None:
         """Write the state with the case's status and path: a compare-and-set on lock_version.
+
+        ``first`` runs once the state is serialized, just before the case's UPDATE (the act's deferred
+        task row writes).
 
         :raises ConflictError: the case changed since it was locked.
         """
         state = dump_state(workflow)
+        if first is not None:
+            first()
         if expected_lock is None:
             case.state = state
             case.updated_at = now

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.postgres
 def _backend_pid(engine) -> tuple[int, dict]:
     with engine.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        info = conn.connection.record_info
+        info = conn.connection.info  # the pool record's per-DBAPI-connection dict
     return pid, info
 
 

@@ -15,6 +15,7 @@ from engine.access.directory import hash_password
 from engine.core import settings
 from engine.models import Region, RegionLevel, Subject, User
 from engine.procedures.definitions import check_context, read_folder
+from engine.procedures.expressions import CHINA_TZ
 from engine.uow import UnitOfWork
 
 DEMO_PASSWORD = "demo12345"
@@ -179,7 +180,8 @@ def _demo_cases(work: UnitOfWork, users: dict[str, User]) -> None:
         row = next(t for t in work.inbox.case_tasks(by_name[name]) if t.status.value == "open")
         if signatures.rule_for(row) is not None:  # 入户核查: the household signs on the cadre's tablet
             signatures.add_signature(row.id, actor[who], d.signature_png(row.case_id))
-        cases.complete_task(row.id, actor[who], "approve", "情况属实,同意。", data)
+        today = clock.now().astimezone(CHINA_TZ).date()  # the demo's own day: its dates are not before the start
+        cases.complete_task(row.id, actor[who], "approve", "情况属实,同意。", d.on_day(data, today))
 
     for name in by_name:
         step(name, "demo_village", d.HOUSEHOLD_CHECK)

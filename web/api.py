@@ -153,6 +153,7 @@ def task(task_id: int):
         schema, data = w.cases.task_form(row)
         out = task_json(row, countersign=w.inbox.instance_progress([row]).get(row.id))
         out.update(form=schema, data=data, bounds=w.cases.form_bounds(row, schema),
+                   date_limits=w.cases.form_dates(row, schema),
                    actions=w.access.allowed_actions(row, me),
                    operations=sorted(w.access.task_operations(row, me)),
                    return_targets=[{"step_id": k, "step": v} for k, v in w.cases.return_targets(row)],

@@ -209,7 +209,8 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
         case = row.case
         return render_template(
             "task.html", task=row, case=case, schema=schema, data=data, errors=errors or {}, issue_url=issue_url,
-            bounds=w.cases.form_bounds(row, schema), step_notices=w.notices.step_notices(row, me),
+            bounds=w.cases.form_bounds(row, schema), dates=w.cases.form_dates(row, schema),
+            step_notices=w.notices.step_notices(row, me),
             steps=w.overview.steps(case, tasks, me.may_see_full_id(case.subject.region_code), before=row),
             case_files=w.overview.case_files(case), is_image=w.overview.is_image,
             own_files=w.overview.task_files(row),

@@ -26,6 +26,8 @@
 | 并行分支 | parallel block |
 | 会签 / 或签 / 按比例会签 | sign mode ``all`` / ``any`` / ``ratio`` |
 | 按流程抄送 | cc by the diagram (``ccRole``) |
+| 须先出具退出告知书 | required notice (``requiresNotice``) |
+| 本案发起日期 | case start (``notBefore: caseStart``) |
 | 定时/等待 | wait block |
 """
 

@@ -6,6 +6,11 @@
 - Dates must be plausible: not before ``EARLIEST`` nor after ``LATEST`` (1900-01-01 or 9999-12-31 are typing
   slips, never a real check date); a date with ``properties.notAfter`` = ``today`` records something that has
   happened (入户核查日期, 评议日期 …) and may not lie after today (China time, the unit of work's clock).
+- ``properties.notBefore`` lists (comma-separated) what a date may not precede: another date field's key (in
+  this form or an earlier step's data: dates stay in order across the steps) and/or ``caseStart``, the day the
+  case was started (China time): a check, visit or decision of this case cannot predate it. A date that may
+  (a 预判 that led to the case, a birth or disaster date) must not carry it. ``date_limits`` gives the browser
+  input the same ``min``/``max`` the server checks.
 - ``properties.notAbove`` names a number in the case's workflow data (a decision table's output, e.g.
   ``subsidy_amount``) that the field may not exceed; ``properties.notAboveLabel`` is how the bound is called
   (核定补助). The task page shows the bound beside the field; the check runs where the workflow data is, in the
@@ -26,6 +31,7 @@ SUBJECT_FIELDS = {"name": "登记的姓名(名称)", "id_number": "登记的身�
 EARLIEST = date(2000, 1, 1)
 LATEST = date(2099, 12, 31)
 TODAY = "today"
+CASE_START = "caseStart"  # notBefore: the day the case was started
 _CONDITION = re.compile(r'^=\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|=)\s*"([^"\\]*)"\s*$')
 
 
@@ -61,18 +67,52 @@ def subject_problems(components: list[dict[str, Any]], cleaned: dict[str, Any], 
 
 
 def date_problem(label: str, value: date, component: dict[str, Any] | None = None,
-                 today: date | None = None) -> str | None:
-    """Why a date is implausible, or None (``today`` given: a ``notAfter: today`` date may not be later)."""
+                 today: date | None = None, started: date | None = None) -> str | None:
+    """Why a date is implausible, or None (``today``/``started`` given: the field's ``notAfter: today`` and
+    ``notBefore: caseStart`` bounds apply)."""
     if value < EARLIEST or value > LATEST:
         return f"{label}: 日期不合理(应在 {EARLIEST.year} 年至 {LATEST.year} 年之间)"
     if today is not None and component is not None and not_after_today(component) and value > today:
         return f"{label}: 不能晚于今天({today.isoformat()}),请填写实际日期"
+    if started is not None and component is not None and not_before_start(component) and value < started:
+        return f"「{label}」不能早于本案发起日期 {started.isoformat()}"
     return None
 
 
 def not_after_today(component: dict[str, Any]) -> bool:
     """The date field records something that has happened (``properties.notAfter`` = ``today``)."""
     return (component.get("properties") or {}).get("notAfter") == TODAY
+
+
+def not_before(component: dict[str, Any]) -> tuple[str, ...]:
+    """What a date field may not precede (``properties.notBefore``): field keys and/or ``caseStart``."""
+    raw = (component.get("properties") or {}).get("notBefore")
+    if not isinstance(raw, str):
+        return ()
+    return tuple(dict.fromkeys(item.strip() for item in raw.replace("，", ",").split(",") if item.strip()))
+
+
+def not_before_start(component: dict[str, Any]) -> bool:
+    """The date records something done in this case, so not before the day it was started."""
+    return CASE_START in not_before(component)
+
+
+def earlier_date_keys(component: dict[str, Any]) -> tuple[str, ...]:
+    """The other date fields (by key) this date may not precede."""
+    return tuple(k for k in not_before(component) if k != CASE_START)
+
+
+def date_limits(components: list[dict[str, Any]], today: date, started: date | None) -> dict[str, dict[str, str]]:
+    """Per date field, the ``min`` and ``max`` (ISO dates) its browser input gets: the checks of
+    ``date_problem`` for this case (the order of two fields is checked on submit only)."""
+    out = {}
+    for comp in components:
+        if comp.get("type") != "datetime" or not comp.get("key"):
+            continue
+        low = started if started is not None and not_before_start(comp) and started > EARLIEST else EARLIEST
+        high = today if not_after_today(comp) and today < LATEST else LATEST
+        out[comp["key"]] = {"min": low.isoformat(), "max": high.isoformat()}
+    return out
 
 
 # ---------------------------------------------------------------- bounds from the workflow data

@@ -131,7 +131,8 @@ def _is_blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
-def _check_one(comp: dict[str, Any], raw: Any, today: date | None = None) -> tuple[Any, str | None]:
+def _check_one(comp: dict[str, Any], raw: Any, today: date | None = None,
+               started: date | None = None) -> tuple[Any, str | None]:
     kind = comp["type"]
     rules = comp.get("validate", {}) or {}
     label = comp.get("label") or comp["key"]
@@ -183,7 +184,7 @@ def _check_one(comp: dict[str, Any], raw: Any, today: date | None = None) -> tup
             day = date.fromisoformat(value[:10])
         except ValueError:
             return value, f"{label}: 日期格式应为 YYYY-MM-DD"
-        return value[:10], form_rules.date_problem(label, day, comp, today)
+        return value[:10], form_rules.date_problem(label, day, comp, today, started)
     if len(value) > int(rules.get("maxLength", MAX_TEXT_LENGTH)):
         return value, f"{label}: 不能超过 {rules.get('maxLength', MAX_TEXT_LENGTH)} 个字"
     if "minLength" in rules and len(value) < int(rules["minLength"]):
@@ -203,13 +204,15 @@ def _pattern_matches(pattern: str, value: str) -> bool:
 
 
 def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: Mapping[str, Any] | None = None,
-             subject: dict[str, Any] | None = None, today: date | None = None) -> dict[str, Any]:
+             subject: dict[str, Any] | None = None, today: date | None = None,
+             started: date | None = None) -> dict[str, Any]:
     """Return the cleaned values of the schema's fields from submitted data.
 
     Keys not in the schema are dropped; disabled, read-only and hidden (form-js ``conditional.hide``)
-    fields keep no new value. A date field's custom ``properties.notBefore`` names another date (in this
+    fields keep no new value. A date field's custom ``properties.notBefore`` names other dates (in this
     form or an earlier step's data, ``earlier``) that it may not precede: dates stay in order across the
-    steps of a case; ``properties.notAfter: today`` keeps it from lying after ``today`` (form_rules).
+    steps of a case; with ``caseStart`` it may not precede ``started``, the day the case was started, and
+    ``properties.notAfter: today`` keeps it from lying after ``today`` (form_rules).
 
     :raises ValidationError: with one message per failing field.
     """
@@ -221,7 +224,7 @@ def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: Mapping
         if comp.get("disabled") or comp.get("readonly") or form_rules.is_hidden(comp, submitted):
             continue
         key = comp["key"]
-        value, error = _check_one(comp, submitted.get(key), today)
+        value, error = _check_one(comp, submitted.get(key), today, started)
         if error:
             errors[key] = error
         elif value is not None:
@@ -238,10 +241,11 @@ def validate(schema: dict[str, Any], submitted: dict[str, Any], earlier: Mapping
 def _check_date_order(schema: dict[str, Any], cleaned: dict[str, Any], earlier: Mapping[str, Any],
                       errors: dict[str, str]) -> None:
     for comp in input_components(schema):
-        other = (comp.get("properties") or {}).get("notBefore")
         key = comp["key"]
-        if comp["type"] != "datetime" or not other or key in errors or key not in cleaned:
+        if comp["type"] != "datetime" or key in errors or key not in cleaned:
             continue
-        before = cleaned.get(other, earlier.get(other))
-        if isinstance(before, str) and str(cleaned[key]) < before[:10]:
-            errors[key] = f"{comp.get('label') or key}: 不能早于 {before[:10]}"
+        for other in form_rules.earlier_date_keys(comp):
+            before = cleaned.get(other, earlier.get(other))
+            if isinstance(before, str) and str(cleaned[key]) < before[:10]:
+                errors[key] = f"{comp.get('label') or key}: 不能早于 {before[:10]}"
+                break

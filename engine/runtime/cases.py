@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, cast
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -139,6 +139,15 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         with self.pipeline.reading(self._case_of(row)) as workflow:
             task = find_task(workflow, row.spiff_task_id)
             return form_rules.bound_values(components, task.data) if task is not None else {}
+
+    def form_dates(self, row: TaskRow, schema: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Per date field of the task's form, the ``min``/``max`` its input gets (today, the case's start)."""
+        return form_rules.date_limits(forms.input_components(schema), self.clock.now().astimezone(CHINA_TZ).date(),
+                                      self._started_on(row))
+
+    def _started_on(self, row: TaskRow) -> date:
+        """The day (China time) the row's case was started: ``notBefore: caseStart`` dates may not precede it."""
+        return self._case_of(row).created_at.astimezone(CHINA_TZ).date()
 
     def decision_data(self, case: Case) -> dict[str, Any]:
         """Values the diagram computed (DMN results, scripts) that no form shows, for the case page."""
@@ -275,7 +284,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         earlier = _Earlier(lambda: merged_data(list(self.session.scalars(
             select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)))))
         cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier), self._subject_identity(row),
-                                 today=self.clock.now().astimezone(CHINA_TZ).date())
+                                 today=self.clock.now().astimezone(CHINA_TZ).date(), started=self._started_on(row))
         self._check_signers(self._case_of(row), cleaned)
         return cleaned
 

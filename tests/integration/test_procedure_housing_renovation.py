@@ -41,6 +41,9 @@ APPLICATION = {
     "application_date": "2026-09-01",
     "photos": "PX-WG-2026-001",
 }
+# the day the straight path reaches 乡镇审核 (the case starts on the clock's 2026-09-01, the 公示 runs 7 days): the
+# dates after it are not before the case started (notBefore caseStart) and 竣工/验收/兑付 not after today
+AFTER_NOTICE = "2026-09-08"
 VILLAGE_REVIEW = {
     "review_date": "2026-09-01",
     "attendees": 21,
@@ -56,17 +59,17 @@ TOWNSHIP_AUDIT = {
     "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
     "appraisal_grade": "D",
     "appraisal_report_no": "JD-2026-0315",
-    "audit_date": "2026-09-15",
+    "audit_date": AFTER_NOTICE,
 }
-COUNTY_APPROVAL = {"plan_year": 2026, "approval_number": "蓬住建〔2026〕41号", "approval_date": "2026-09-18"}
-CONSTRUCTION_START = {"start_date": "2026-09-20", "build_method": "农户自建", "builder": "本村建筑工匠王师傅",
+COUNTY_APPROVAL = {"plan_year": 2026, "approval_number": "蓬住建〔2026〕41号", "approval_date": AFTER_NOTICE}
+CONSTRUCTION_START = {"start_date": AFTER_NOTICE, "build_method": "农户自建", "builder": "本村建筑工匠王师傅",
                       "archive_entered": True}
-COMPLETION = {"completion_date": "2026-10-25", "floor_area": 96, "total_cost": 52000, "self_funded": 17000,
+COMPLETION = {"completion_date": AFTER_NOTICE, "floor_area": 96, "total_cost": 52000, "self_funded": 17000,
               "archive_completed": True}
 ACCEPTANCE = {"problem_clear": True, "appraisal_clear": True, "renovation_clear": True, "acceptance_clear": True,
-              "acceptance_date": "2026-11-10", "township_endorsed": True, "endorser": "刘镇长",
+              "acceptance_date": AFTER_NOTICE, "township_endorsed": True, "endorser": "刘镇长",
               "household_moved_in": True}
-SUBSIDY_PAYMENT = {"payment_date": "2026-11-20", "amount_paid": 35000, "payment_channel": "一卡通",
+SUBSIDY_PAYMENT = {"payment_date": AFTER_NOTICE, "amount_paid": 35000, "payment_channel": "一卡通",
                    "voucher_no": "YKT-2026-11-0088"}
 SUPERVISION = {"acknowledged": True, "supervision_note": "已电话督促,限期一周内完成"}
 
@@ -464,7 +467,7 @@ def test_missed_acceptance_deadline_escalates_to_the_county_and_payment_still_wa
     _fire(db)
     assert _open(db, case_id) == ["payment_overdue", "subsidy_payment"]
     _do(db, case_id, "payment_overdue", data=SUPERVISION, user="demo_county")
-    _do(db, case_id, "subsidy_payment", data={**SUBSIDY_PAYMENT, "payment_date": "2026-12-03"})
+    _do(db, case_id, "subsidy_payment", data={**SUBSIDY_PAYMENT, "payment_date": "2026-12-01"})
     assert db.case(case_id).status == CaseStatus.completed
 
 

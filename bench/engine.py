@@ -17,7 +17,8 @@ The issuance steps that start those periods (出具村级公示, 出具县级公
 completed between the rounds too, not timed: XiangFlow by ``CaseService.complete_issuance`` with
 a bench serial (what ``NoticeService.issue`` does for each covered case, without rendering and
 signing the PDF), the naive path by running the ready issuance task with the same serial.
-Only the completion rounds are measured ("completions/s", latencies, CPU per completion);
+Each XiangFlow case gets its 退出告知书 row before the rounds (退出告知 ``requiresNotice``s one; a row
+without a PDF, not timed). Only the completion rounds are measured ("completions/s", latencies, CPU per completion);
 the processes meet at a barrier before and after each round so their rounds overlap.
 
 * XiangFlow: one ``UnitOfWork`` per completion, as the web layer does: look up the open
@@ -84,6 +85,9 @@ from engine.core.settings import database_url  # noqa: E402
 from engine.models import (  # noqa: E402
     Case,
     CaseStatus,
+    IssuedNotice,
+    IssuedNoticeCase,
+    OfficeKey,
     ProcedureVersion,
     Subject,
     TaskRow,
@@ -191,8 +195,32 @@ class XiangFlowPath:
 
     def prepare(self, case_ids: list[int]) -> None:
         """Draw each household's signature PNG before the timed rounds (test data: the tablet sends the
-        drawn PNG, the server does not draw it)."""
+        drawn PNG, the server does not draw it), and give each case its 退出告知书 (not timed)."""
         self.signatures = {case_id: demo_data.signature_png(case_id) for case_id in case_ids}
+        self.add_exit_notices(case_ids)
+
+    def add_exit_notices(self, case_ids: list[int]) -> None:
+        """A 退出告知书 row for each case, as the village issues it before 退出告知 (``requiresNotice``), without
+        rendering or signing a PDF (bench/notices.py measures that): the timed rounds measure completions only."""
+        if STEPS[-1][1] is not getattr(demo_data, "EXIT_NOTICE", None):
+            return
+        with UnitOfWork(self.factory, self.clock) as work:
+            cases = work.session.scalars(select(Case).where(Case.id.in_(case_ids))).all()
+            keys = {k.region_code: k for k in work.session.scalars(
+                select(OfficeKey).where(OfficeKey.retired_at.is_(None)))}
+            issuer = self.actors["demo_village"].user_id
+            for case in cases:
+                key = keys[case.region_code]  # the village committee's key (demo_office_keys)
+                notice = IssuedNotice(
+                    serial=f"{BENCH_SERIAL}-{case.id}", procedure_code=PROCEDURE, kind="exit_notice",
+                    kind_name="退出告知书", title="防止返贫监测对象风险消除退出告知书", public=False,
+                    region_code=case.region_code, office_key_id=key.id, office_name=key.office_name,
+                    issued_by_id=issuer, issued_at=self.clock.now(), document_date=self.clock.now().date().isoformat(),
+                    params={}, covers=[], template_sha256="0" * 64, sha256="0" * 64, size_bytes=0, page_count=0,
+                    pdf=b"")
+                work.session.add(notice)
+                work.session.flush()
+                work.session.add(IssuedNoticeCase(notice_id=notice.id, case_id=case.id))
 
     def complete(self, case_id: int, step: int) -> str:
         """Complete the case's open task as the web layer does; return the task's title."""

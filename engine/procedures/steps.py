@@ -39,6 +39,7 @@ PROPERTY_NAMES: dict[str, str] = {
     "signMode": "会签方式",
     "batchApproval": "允许批量审批",
     "ccRole": "抄送角色",
+    "requiresNotice": "须先出具的公文",
 }
 
 _ATTR = "_xf_step_properties"
@@ -83,6 +84,8 @@ class StepProperties:
     batch_approval: bool = False  # 批量审批: the holder may approve several such tasks with one opinion
     day_kind: str | None = None  # natural or working: how this step's dueIn counts (None: the procedure's setting)
     cc_role: str | None = None  # 抄送: the holders of this role in the case's jurisdiction get a read-only copy
+    # a notice kind (notices.json) that must have been issued for the case before the step is approved (退出告知书)
+    requires_notice: str | None = None
 
     @property
     def is_issuance(self) -> bool:
@@ -124,6 +127,7 @@ class StepProperties:
             batch_approval=(raw.get("batchApproval") or "").strip().lower() == "true",
             day_kind=text("dayKind"),
             cc_role=text("ccRole"),
+            requires_notice=text("requiresNotice"),
         )
 
 

@@ -56,6 +56,7 @@ from engine.runtime import countersign, guard, returns
 from engine.runtime.case_data import merged_data
 from engine.runtime.cosign import CoSigning
 from engine.runtime.events import CaseEvents
+from engine.runtime.notice_rule import require_notice
 from engine.runtime.notify import NotificationService
 from engine.runtime.pipeline import CasePipeline, Mutation
 from engine.runtime.projections import find_task, prune_event_manager
@@ -310,6 +311,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
                  decision: str = "approve") -> None:
         """Run the user task with its validated data; the pipeline lets the diagram decide what follows."""
         require_signature(self.session, row, task.task_spec)
+        require_notice(self.session, self._case_of(row), task.task_spec)  # e.g. 退出告知 needs its 退出告知书
         if cleaned:  # a bound from the workflow data (补助兑付 ≤ 核定补助): only the act sees that data
             components = forms.input_components(self.definitions.form_schema(self._case_of(row).version, row.form_key))
             problems = form_rules.bound_problems(components, cleaned, task.data)

@@ -213,9 +213,16 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
     expect_notice_over(page, "退出告知", "county_objection")
     log_out(page)
 
-    # ---- 村 退出告知
+    # ---- 村 退出告知: first the 退出告知书 (the step's prompt links to it, this case preselected), then the step
     log_in(page, "demo_village")
     open_from_inbox(page, "退出告知")
+    page.get_by_test_id("step-notice-link").click()
+    expect(page.locator(f"#c{case_id}")).to_be_checked()
+    page.get_by_label("联系电话").fill(D.EXIT_NOTICE_FIELDS["contact_phone"])
+    page.get_by_test_id("issue-one").click()
+    expect(page.get_by_role("status")).to_contain_text("已签发")
+    page.goto(f"/cases/{case_id}")
+    page.get_by_role("link", name="办理:退出告知").click()
     fill_exit_notice(page)
     page.get_by_role("button", name="提交").click()
     expect_submitted(page, case_id, "—")
@@ -241,6 +248,7 @@ def test_four_levels_take_an_exit_case_to_exited_in_the_browser(page: Page, live
         ("通过", "县级公告", "demo_county"),
         ("签发公示公告", "出具县级公告", "demo_county"),
         ("定时触发", None, None),  # 公告期满
+        ("签发公示公告", "退出告知书", "demo_village"),
         ("通过", "退出告知", "demo_village"),
     ]
     expect(history).to_have_count(len(expected))

@@ -105,8 +105,31 @@ def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> i
     db.pass_notice(case_id=case_id)
     if stage == "exit_notice":
         return case_id
+    issue_step_notice(db, case_id, starter)
     db.complete(case_id, starter, opinion="已送达告知书。", data=D.EXIT_NOTICE)
     return case_id
+
+
+def issue_step_notice(db, case_id: int, username: str = "demo_village") -> str | None:
+    """Issue the notice the case's open step must hand over before it is approved (step property
+    ``requiresNotice``: the 退出告知书 at 退出告知), as the step's holder does from the task page's prompt;
+    its serial, or None when the open step needs none."""
+    (row,) = db.open_tasks(case_id)
+    with db.uow() as work:
+        kind = work.cases.step_properties(row).get("requiresNotice")
+    if not kind:
+        return None
+    ensure_office_keys(db)
+    serial, _pdf = issue(db, username, kind, [case_id], D.NOTICE_FIELDS.get(kind))
+    return serial
+
+
+def complete_exit_notice(db, case_id: int, username: str = "demo_village", **kwargs) -> str:
+    """退出告知 as the village does it: issue the 退出告知书, then complete the step; the notice's serial."""
+    serial = issue_step_notice(db, case_id, username)
+    assert serial is not None, "the open step is not 退出告知"
+    db.complete(case_id, username, data=D.EXIT_NOTICE, **kwargs)
+    return serial
 
 
 def today(db) -> str:

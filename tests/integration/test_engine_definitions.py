@@ -331,9 +331,11 @@ def test_a_user_task_with_an_unknown_action_is_refused(db):
 def test_versions_identical_content_reuses_a_version_and_running_cases_stay_on_theirs(db):
     code = _code("t_version")
     files_v1 = _monitoring_exit_files(code)
-    # this copy has no notice templates on disk: its 出具 steps become plain approvals (no noticeKind)
-    files_v1["bpmn/monitoring_exit.bpmn"] = re.sub(r'\s*<spiffworkflow:property name="noticeKind" value="[a-z_]+" />', "",
-                                                   files_v1["bpmn/monitoring_exit.bpmn"])
+    # this copy has no notice templates on disk: its 出具 steps become plain approvals (no noticeKind) and
+    # 退出告知 needs no 退出告知书 first (no requiresNotice)
+    files_v1["bpmn/monitoring_exit.bpmn"] = re.sub(
+        r'\s*<spiffworkflow:property name="(?:noticeKind|requiresNotice)" value="[a-z_]+" />', "",
+        files_v1["bpmn/monitoring_exit.bpmn"])
     v1 = _deploy(db, bundle_from_files(files_v1))
     again = _deploy(db, bundle_from_files(dict(files_v1)))
     assert (again.id, again.version) == (v1.id, 1)

@@ -22,6 +22,7 @@ from engine import demo_data as D
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus, User
 from engine.procedures.expressions import CHINA_TZ as CHINA
+from tests.integration.notices_support import complete_exit_notice, issue_step_notice
 from tests.integration.roundtrip_support import open_task_names, round_trip_case
 
 VILLAGE = "510921107001"  # a village of 宝梵镇, where demo_village holds village_cadre
@@ -99,6 +100,7 @@ def _household(category: str) -> dict:
 def _run_to(db, case_id: int, n_steps: int, household: dict | None = None) -> None:
     """Approve the first n_steps steps of the 四步法 path, letting each public-notice period run out."""
     for i, (bpmn_id, _title, user, *_rest, data) in enumerate(STEPS[:n_steps]):
+        issue_step_notice(db, case_id, user)  # 退出告知: its 退出告知书 first
         db.complete(case_id, user, data=household if (i == 0 and household) else data)
         if bpmn_id in NOTICES:
             assert db.pass_notice() == 1
@@ -109,6 +111,7 @@ def _approve_from(db, case_id: int, bpmn_id: str) -> None:
     for name, _title, user, *_rest, data in STEPS[STEP_NAMES.index(bpmn_id):]:
         (row,) = db.open_tasks(case_id)
         assert row.spec_name == name
+        issue_step_notice(db, case_id, user)  # 退出告知: its 退出告知书 first
         db.complete(case_id, user, data=data)
         if name in NOTICES:
             assert db.pass_notice() == 1
@@ -201,6 +204,9 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
                 "file": f"农户签字-{title}-{db.clock.now().astimezone(CHINA).strftime('%Y%m%d-%H%M%S')}.png",
                 "sha256": hashlib.sha256(D.signature_png(row.id)).hexdigest(), "kind": "signature",
                 "attachment_id": signature}))
+        serial = issue_step_notice(db, case_id, user)  # 退出告知: the village issues the 退出告知书 first
+        if serial is not None:
+            expected_events.append(("notice_issued", "退出告知书", users[user], None, db.clock.now(), serial))
         db.complete(case_id, user, opinion=opinion, data=data, sign=False)
         completions.append((db.clock.now(), opinion))
         expected_events.append(("approve", title, users[user], opinion, db.clock.now(), {"data": data}))
@@ -240,7 +246,9 @@ def test_exit_case_runs_straight_through_the_four_steps_and_both_notice_periods_
         *expected_events,
     ]
     assert [e.task_id for e in events if e.action == "approve"] == [r.id for r in rows]
-    assert [e.task_id for e in events if e.action == "notice_issued"] == [r.id for r in all_rows if r.action == "issue"]
+    # the two issuance steps' notices name their step; the 退出告知书, issued at 退出告知 but not completing it, none
+    assert [e.task_id for e in events if e.action == "notice_issued"] == [
+        *(r.id for r in all_rows if r.action == "issue"), None]
     assert all(e.task_id is None for e in events if e.action == "timer_fired")
 
     # the 已退出 mark came with 退出告知; six months later the 回访
@@ -279,6 +287,7 @@ def test_exit_case_survives_an_explicit_spiff_save_and_restore_between_every_ste
     expected_next = STEP_NAMES[1:] + [None]
     for (bpmn_id, title, user, *_rest, data), nxt in zip(STEPS, expected_next, strict=True):
         db.clock.advance(timedelta(hours=2))
+        issue_step_notice(db, case_id, user)  # 退出告知: its 退出告知书 first
         db.complete(case_id, user, opinion=f"{title}同意", data=data)
         snap = _round_trip_case_state(db, case_id)
         if bpmn_id in NOTICES:
@@ -491,7 +500,7 @@ def test_a_county_notice_objection_sends_the_case_back_to_county_announcement_an
     assert db.pass_notice() == 1
     (notice,) = db.open_tasks(case_id)
     assert (notice.spec_name, notice.role_code, notice.scope_code) == ("exit_notice", "village_cadre", VILLAGE)
-    db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
+    complete_exit_notice(db, case_id)
     assert db.case(case_id).status == CaseStatus.exited
 
 
@@ -547,7 +556,7 @@ def test_follow_up_timer_is_due_six_months_after_the_exit_notice_and_fires_once(
     assert row.spec_name == "exit_notice"
     assert [t.spec_name for t in _timers(db, case_id)] == ["village_notice_timer", "county_notice_timer"]
     db.clock.set(datetime(2026, 9, 21, 1, 0, tzinfo=timezone.utc))  # the household is told on 2026-09-21
-    db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
+    complete_exit_notice(db, case_id)
     assert db.case(case_id).status == CaseStatus.exited
 
     (timer,) = _waiting_timers(db, case_id)

@@ -16,6 +16,7 @@ from engine import demo_data as D
 from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus
 from engine.procedures.serialization import load_state
+from tests.integration.notices_support import issue_step_notice
 
 VILLAGE = "510921107001"
 TOWNSHIP = "510921107000"
@@ -54,6 +55,7 @@ def _approve_from(db, case_id: int, bpmn_id: str) -> None:
     for name, user, data in PATH[names.index(bpmn_id):]:
         (row,) = db.open_tasks(case_id)
         assert row.spec_name == name
+        issue_step_notice(db, case_id, user)  # 退出告知: its 退出告知书 first
         db.complete(case_id, user, data=data)
         if name in NOTICE_AFTER:
             assert [r.actions for r in db.open_tasks(case_id)] == ["issue"]  # the notice is issued first

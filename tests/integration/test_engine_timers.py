@@ -16,6 +16,7 @@ from engine.procedures.definitions import bundle_from_files
 from engine.procedures.serialization import SPEC_CACHE
 from engine.runtime.cases import MAX_TIMER_ATTEMPTS, TIMER_BACKOFF
 from engine.runtime.timers import TimerWorker
+from tests.integration.notices_support import complete_exit_notice
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,7 @@ def _exited_cases(db, n: int) -> list[int]:
             db.complete(case_id, username, data=data)
     assert db.pass_notice() == n
     for case_id in ids:
-        db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
+        complete_exit_notice(db, case_id)  # the 退出告知书 issued first
     return ids
 
 

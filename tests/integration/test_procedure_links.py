@@ -11,6 +11,7 @@ from sqlalchemy import select
 from engine import demo_data as D
 from engine.models import Case, CaseStatus
 from engine.runtime.guard import DuplicateCaseError
+from tests.integration.notices_support import complete_exit_notice
 from web import create_app
 
 
@@ -21,7 +22,7 @@ def exited_case(db) -> int:
         db.complete(case_id, username, data=data)
         if number in (0, 3):
             db.pass_notice()
-    db.complete(case_id, "demo_village", data=D.EXIT_NOTICE)
+    complete_exit_notice(db, case_id)  # the 退出告知书 issued first
     assert db.case(case_id).status == CaseStatus.exited
     db.clock.advance(timedelta(days=200))
     with db.uow() as work:

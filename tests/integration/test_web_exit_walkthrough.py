@@ -82,6 +82,16 @@ def test_an_exit_case_goes_through_village_township_department_and_county_to_exi
             assert signed.status_code == 201, signed.get_json()
             expected_history.append((username, "attachment_added", TITLES[step_id], None, db.clock.now()))
 
+        if step_id == "exit_notice":  # the 退出告知书 must be issued (on the 公示公告 page) before the step is done
+            refused = client.post(f"/api/v1/tasks/{task_id}/complete",
+                                  json={"action": "approve", "opinion": OPINIONS[step_id], "data": data})
+            assert refused.status_code == 422, refused.get_json()
+            assert refused.get_json()["errors"] == {"notice": "请先出具退出告知书:本步骤须将退出告知书送达农户签收,出具后再办理本步骤"}
+            page = "/notices/monitoring_exit/exit_notice"
+            issued = client.post(f"{page}/issue", data={"csrf_token": csrf_token(client, page),
+                                                        "case_id": [str(case_id)], **D.EXIT_NOTICE_FIELDS})
+            assert issued.status_code == 302, issued.get_data(as_text=True)[:500]
+            expected_history.append((username, "notice_issued", "退出告知书", None, db.clock.now()))
         done = client.post(f"/api/v1/tasks/{task_id}/complete",
                            json={"action": "approve", "opinion": OPINIONS[step_id], "data": data})
         assert done.status_code == 200, done.get_json()

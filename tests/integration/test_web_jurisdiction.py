@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from engine.models import TaskRow, TaskStatus
+from tests.integration.notices_support import issue_step_notice
 
 USERS = ("demo_village", "demo_township", "demo_dept", "demo_county", "demo_clerk", "demo_admin",
          "demo_other_village", "demo_other_township")
@@ -37,6 +38,7 @@ def test_only_the_holder_of_the_steps_role_in_its_scope_sees_opens_and_completes
         page = client.get(f"/tasks/{row.id}")
         assert page.status_code == 200 and 'data-action="approve"' in page.get_data(as_text=True)
         db.sign_if_asked(row.id, username)  # 入户核查: the household signs first
+        issue_step_notice(db, case_id, username)  # 退出告知: the 退出告知书 is issued first
         done = client.post(f"/api/v1/tasks/{row.id}/complete",
                            json={"action": "approve", "opinion": "同意", "data": data})
         assert done.status_code == 200, done.get_json()

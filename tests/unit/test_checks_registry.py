@@ -153,6 +153,8 @@ BROKEN = {
                         "check", None),
     "notice_kinds": (lambda: files(check_props=_task('<spiffworkflow:property name="noticeKind" value="village_notice" />')),
                      "check", None),
+    "required_notices": (lambda: files(check_props=_task('<spiffworkflow:property name="requiresNotice" '
+                                                         'value="exit_notice" />')), "check", None),
     "case_statuses": (lambda: files(check_props=_task('<spiffworkflow:property name="caseStatus" value="paid" />')),
                       "check", None),
     "linked_procedures": (lambda: files(check_props=_task('<spiffworkflow:property name="startsProcedure" value="other" />')),

@@ -37,7 +37,7 @@ REGISTRY: tuple[tuple[str, tuple[Check, ...]], ...] = (
         structure.executable_process, structure.lane_roles, structure.supported_elements,
         structure.flow_reachability, structure.gateway_branches,
         steps.user_task_forms, steps.user_task_actions, steps.user_task_time_limits, steps.user_task_rules,
-        steps.notice_kinds, steps.case_statuses, steps.linked_procedures, steps.cc_roles,
+        steps.notice_kinds, steps.required_notices, steps.case_statuses, steps.linked_procedures, steps.cc_roles,
         decisions.business_rule_decisions,
         expressions.conditions, expressions.timers, expressions.due_dates, expressions.countersigns,
         expressions.scripts,

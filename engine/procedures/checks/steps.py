@@ -87,6 +87,11 @@ def cc_roles(b: CheckedBundle) -> list[Problem]:
 
 def declared_notice_kinds(files: dict[str, str]) -> set[str]:
     """The notice kinds a bundle's ``notices.json`` declares (none without one, or when it is malformed)."""
+    return set(_declared_kinds(files))
+
+
+def _declared_kinds(files: dict[str, str]) -> dict[str, dict]:
+    """The kinds a bundle's ``notices.json`` declares, by code, as written ({} without one or when malformed)."""
     import json
 
     from engine.procedures.notice_catalog import NOTICES_FILE
@@ -94,10 +99,29 @@ def declared_notice_kinds(files: dict[str, str]) -> set[str]:
     try:
         kinds = json.loads(files.get(NOTICES_FILE) or "{}").get("kinds", [])
     except (ValueError, AttributeError):
-        return set()
+        return {}
     if not isinstance(kinds, list):
-        return set()
-    return {str(k["code"]) for k in kinds if isinstance(k, dict) and k.get("code")}
+        return {}
+    return {str(k["code"]): k for k in kinds if isinstance(k, dict) and k.get("code")}
+
+
+def required_notices(b: CheckedBundle) -> list[Problem]:
+    """A user task's requiresNotice names a kind notices.json declares as due at that step (``due.open_steps``):
+    otherwise nobody could issue it there and the step could never be approved."""
+    declared = _declared_kinds(b.files)
+    found = []
+    for node in _user_tasks(b):
+        kind = b.properties(node).requires_notice
+        if kind is None:
+            continue
+        due = (declared.get(kind) or {}).get("due")
+        open_steps = due.get("open_steps") if isinstance(due, dict) else None
+        if kind not in declared:
+            found.append(b.problem(node.get("id"), f"须先出具的公文 {kind!r} 未在 notices.json 中声明"))
+        elif not isinstance(open_steps, list) or node.get("id") not in open_steps:
+            found.append(b.problem(node.get("id"), f"须先出具的公文 {kind!r} 在 notices.json 中未把本步骤列为出具时机"
+                                                   f"(due.open_steps),本步骤将无法办理"))
+    return found
 
 
 def notice_kinds(b: CheckedBundle) -> list[Problem]:

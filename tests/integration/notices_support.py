@@ -17,6 +17,7 @@ from engine import demo_data as D
 from engine.models import IssuedNotice, NoticeAuthority, Subject, User
 from engine.notices.pki import KeyStore, office_code
 from engine.procedures.forms import valid_cn_id
+from tests.integration.dates_support import dated
 
 VILLAGE = "510921107001"  # 冬笋街社区 (demo_village's village)
 VILLAGE_2 = "510921107003"  # 莲花社区
@@ -88,25 +89,25 @@ def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> i
     ``village_notice`` — 民主评议 done, 出具村级公示 open (its notice is due); ``county_notice`` — 县级公告
     done, 出具县级公告 open; ``exit_notice`` — the 退出告知 step is open; ``exited``.
     Passing a period issues this case's notice, moves the shared clock a week and fires every due timer,
-    so make cases of later stages first.
+    so make cases of later stages first. Each step's dates are the day it is done (``dated``).
     """
     assert stage in STAGES, stage
     with db.uow() as work:
         case_id = work.cases.start_case("monitoring_exit", subject_id, db.actor(starter)).id
-    db.complete(case_id, starter, opinion="情况属实,同意。", data=D.HOUSEHOLD_CHECK)
-    db.complete(case_id, starter, opinion="评议通过。", data=D.VILLAGE_REVIEW)
+    db.complete(case_id, starter, opinion="情况属实,同意。", data=dated(db, D.HOUSEHOLD_CHECK))
+    db.complete(case_id, starter, opinion="评议通过。", data=dated(db, D.VILLAGE_REVIEW))
     if stage == "village_notice":
         return case_id
     db.pass_notice(case_id=case_id)
     for who, data in D.REVIEW_STEPS[1:]:
-        db.complete(case_id, who, opinion="情况属实,同意。", data=data)
+        db.complete(case_id, who, opinion="情况属实,同意。", data=dated(db, data))
     if stage == "county_notice":
         return case_id
     db.pass_notice(case_id=case_id)
     if stage == "exit_notice":
         return case_id
     issue_step_notice(db, case_id, starter)
-    db.complete(case_id, starter, opinion="已送达告知书。", data=D.EXIT_NOTICE)
+    db.complete(case_id, starter, opinion="已送达告知书。", data=dated(db, D.EXIT_NOTICE))
     return case_id
 
 
@@ -128,7 +129,7 @@ def complete_exit_notice(db, case_id: int, username: str = "demo_village", **kwa
     """退出告知 as the village does it: issue the 退出告知书, then complete the step; the notice's serial."""
     serial = issue_step_notice(db, case_id, username)
     assert serial is not None, "the open step is not 退出告知"
-    db.complete(case_id, username, data=D.EXIT_NOTICE, **kwargs)
+    db.complete(case_id, username, data=dated(db, D.EXIT_NOTICE), **kwargs)
     return serial
 
 

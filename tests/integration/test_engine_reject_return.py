@@ -431,7 +431,7 @@ def test_three_hundred_return_rounds_keep_the_task_tree_shallow_and_the_case_sti
             .group_by(AuditEvent.action)).all()
         assert dict(actions) == {"start": 1, "return": ROUNDS, "approve": 1 + ROUNDS + 5, "timer_fired": 2,
                                  "attachment_added": 1 + ROUNDS,  # every round of 入户核查 signed anew
-                                 "notice_issued": 2}  # 出具村级公示, 出具县级公告
+                                 "notice_issued": 3}  # 出具村级公示, 出具县级公告, the 退出告知书
         assert work.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.case_id == case_id)) == (
             1 + 2 * ROUNDS + 5 + 2)
         timers = work.session.scalars(select(TimerRow).where(TimerRow.case_id == case_id).order_by(TimerRow.id)).all()

@@ -25,12 +25,14 @@ from notices_support import (
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from engine import demo_data as D
 from engine.core.errors import ValidationError
 from engine.models import AuditEvent, IssuedNotice, TaskRow
 from engine.notices.formatting import cn_date
 from engine.notices.render import RENDERER
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.notice_catalog import load_catalog, version_catalog
+from tests.integration.dates_support import dated
 
 A4 = (595.28, 841.89)
 LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
@@ -40,16 +42,19 @@ LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
 def issued(db):
     """One notice of each kind, with Chinese names: {kind: (serial, pdf, case ids)}."""
     ensure_office_keys(db)
-    exited = case_at(db, db.household("刘桂芳"), "exited")  # later stages first: passing a period moves the clock
+    # later stages first: passing a period moves the clock; the 退出告知书 is issued at 退出告知, which then
+    # completes (the case exits) before its 审批表
+    exited = case_at(db, db.household("刘桂芳"), "exit_notice")
     county = [case_at(db, db.household("王建国"), "county_notice")]
     village = [case_at(db, db.household(name), "village_notice") for name in ("张德明", "李秀英")]
+    exit_notice = (*issue(db, "demo_village", "exit_notice", [exited], {"contact_phone": "0825-5421234"}), [exited])
+    db.complete(exited, "demo_village", opinion="已送达告知书。", data=dated(db, D.EXIT_NOTICE))
     return {
         "village_public_notice": (*issue(db, "demo_clerk", "village_public_notice", village, PHONES), village),
         "county_announcement": (*issue(db, "demo_county", "county_announcement", county,
                                        {"contact_phone": "0825-5400000", "document_number": "蓬乡振〔2026〕12号"}),
                                 county),
-        "exit_notice": (*issue(db, "demo_village", "exit_notice", [exited], {"contact_phone": "0825-5421234"}),
-                        [exited]),
+        "exit_notice": exit_notice,
         "approval_form": (*issue(db, "demo_clerk", "approval_form", [exited]), [exited]),
     }
 

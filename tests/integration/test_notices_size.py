@@ -50,7 +50,7 @@ def _trust_roots(db):
 def test_one_page_notices_in_the_notice_fonts_stay_under_120_kb_with_chinese_text_and_a_valid_signature(
         db, notice_renderer):
     ensure_office_keys(db)
-    exited = case_at(db, db.household("刘桂芳"), "exited")
+    exited = case_at(db, db.household("刘桂芳"), "exit_notice")  # where the 退出告知书 is issued
     village = [case_at(db, db.household("张德明"), "village_notice")]
     issued = {
         "village_public_notice": (issue(db, "demo_clerk", "village_public_notice", village, PHONES), "张德明"),

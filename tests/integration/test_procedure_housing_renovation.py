@@ -445,8 +445,9 @@ def test_missed_completion_deadline_opens_township_supervision_while_completion_
     assert _open(db, case_id) == ["completion"]
     _do(db, case_id, "completion", data={**COMPLETION, "completion_date": "2026-11-04"})
     assert _open(db, case_id) == ["acceptance"]
-    _do(db, case_id, "acceptance")
-    _do(db, case_id, "subsidy_payment")
+    # accepted and paid the same day (not before the completion, not after today)
+    _do(db, case_id, "acceptance", data={**ACCEPTANCE, "acceptance_date": "2026-11-04"})
+    _do(db, case_id, "subsidy_payment", data={**SUBSIDY_PAYMENT, "payment_date": "2026-11-04"})
     assert db.case(case_id).status == CaseStatus.completed
 
 

@@ -106,13 +106,14 @@ def test_a_check_date_before_the_case_started_is_refused_naming_the_field_and_th
         db, client_for, snapshot):
     case_id = db.start_case()
     db.clock.advance(timedelta(days=3))
+    db.sign_if_asked(db.open_tasks(case_id)[0].id, "demo_village")  # the household signs first
     before = snapshot()
     with pytest.raises(ValidationError) as refused:
-        db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "check_date": "2026-08-31"})
+        db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "check_date": "2026-08-31"}, sign=False)
     assert refused.value.errors == {"check_date": "「核查日期」不能早于本案发起日期 2026-09-01"}
     assert snapshot() == before
     # the 预判 that led to the case may lie before it
-    db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "pre_assessment_date": "2026-06-15"})
+    db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "pre_assessment_date": "2026-06-15"}, sign=False)
     (row,) = db.open_tasks(case_id)
     assert row.spec_name == "village_review"
     village = client_for("demo_village")

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from engine import demo_data as D
 from engine.core.errors import ValidationError
 from engine.queries.inbox import InboxSearch
+from tests.integration.dates_support import dated
 
 VILLAGE = "510921107001"  # 宝梵镇's first village (demo_village)
 TOWNSHIP = "510921107000"  # 宝梵镇
@@ -30,7 +31,7 @@ def cases(db):
     ids["zhao"] = db.start_case("demo_other_village", subject_id=db.household("赵大山", "demo_other_village"))
     db.clock.advance(timedelta(days=2))
     ids["li"] = db.start_case(subject_id=db.household("李秀英"))
-    db.complete(ids["li"], "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.complete(ids["li"], "demo_village", data=dated(db, D.HOUSEHOLD_CHECK))  # checked the day it started
     db.complete(ids["li"], "demo_village", "reject", "收入核实未达标")
     db.clock.advance(timedelta(days=2))
     ids["wang"] = db.start_case(procedure="monitoring_identification", subject_id=db.household("王建国"))

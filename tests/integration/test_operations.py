@@ -13,6 +13,7 @@ from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, Val
 from engine.models import Attachment, AuditEvent, TaskRow, TaskStatus
 from engine.queries.inbox import merged_data
 from tests.integration import upload_samples
+from tests.integration.dates_support import dated
 from web import create_app
 
 PNG = upload_samples.png()  # real files: uploads are decoded and opened, not sniffed (issue 15)
@@ -215,8 +216,8 @@ def test_the_operations_work_through_the_json_api(db, api_app):
     # 民主评议 can be withdrawn until its notice is issued (here: already issued, so refused)
     assert village.post(f"/api/v1/cases/{case_id}/withdraw", json={"opinion": "补充材料"}).status_code == 409
     fresh = db.start_case()
-    db.complete(fresh, "demo_village", data=D.HOUSEHOLD_CHECK)
-    db.complete(fresh, "demo_village", data=D.VILLAGE_REVIEW)
+    db.complete(fresh, "demo_village", data=dated(db, D.HOUSEHOLD_CHECK))  # started after the clock moved
+    db.complete(fresh, "demo_village", data=dated(db, D.VILLAGE_REVIEW))
     res = village.post(f"/api/v1/cases/{fresh}/withdraw", json={"opinion": "补充材料"})
     assert res.status_code == 200 and [s["step_id"] for s in res.json["current_steps"]] == ["village_review"]
     assert village.post(f"/api/v1/cases/{fresh}/withdraw", json={}).status_code == 409

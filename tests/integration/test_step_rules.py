@@ -19,6 +19,7 @@ from engine.models import Attachment, AuditEvent, CaseStatus, ProcedureVersion, 
 from engine.procedures.definitions import bundle_from_files, compile_bundle, read_folder
 from engine.procedures.step_rules import OPINION_MISSING, attachment_kinds, opinion_required, step_properties
 from tests.integration import upload_samples
+from tests.integration.dates_support import dated
 from tests.integration.studio_support import studio
 from tests.integration.test_procedure_project_library import REVIEWS, _do, _start
 
@@ -106,6 +107,15 @@ def test_a_leading_group_vote_without_an_opinion_is_refused(db):
         work.cases.complete_task(vote.id, db.actor(signer), "approve", "同意入库", {"leader_materials_reviewed": True})
 
 
+def _at_township_later(db) -> int:
+    """A second case at 镇复核, started after the first one's 公示 moved the clock: its dates are that day."""
+    case_id = db.start_case(subject_id=db.household("王建国"))
+    db.complete(case_id, "demo_village", data=dated(db, D.HOUSEHOLD_CHECK))
+    db.complete(case_id, "demo_village", data=dated(db, D.VILLAGE_REVIEW))
+    assert db.pass_notice() == 1
+    return case_id
+
+
 # ----------------------------------------------------------------------------- opinion: API and HTML form
 def test_the_api_says_which_step_requires_an_opinion_and_refuses_an_approval_without_one(
         db, exit_case, client_for, snapshot):
@@ -125,7 +135,7 @@ def test_the_api_says_which_step_requires_an_opinion_and_refuses_an_approval_wit
     (county_row,) = db.open_tasks(case_id)
     assert client_for("demo_county").get(f"/api/v1/tasks/{county_row.id}").get_json()["opinion_required"] is True
 
-    other = exit_case(AT_TOWNSHIP)
+    other = _at_township_later(db)
     assert client_for("demo_township").get(f"/api/v1/tasks/{only_task(db, other).id}").get_json()[
         "opinion_required"] is False
 
@@ -149,7 +159,7 @@ def test_the_task_page_marks_the_opinion_required_and_the_form_refuses_an_empty_
     assert done.status_code == 302
     assert only_task(db, case_id).spec_name == "county_announcement"
 
-    other = exit_case(AT_TOWNSHIP)
+    other = _at_township_later(db)
     plain = client_for("demo_township").get(f"/tasks/{only_task(db, other).id}").get_data(as_text=True)
     assert 'data-testid="opinion-required"' not in plain
     assert 'placeholder="不通过或退回时必须填写意见">' in plain

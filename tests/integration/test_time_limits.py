@@ -18,6 +18,7 @@ from engine.models import AuditEvent, Notification, TaskRow, TimerRow, TimerStat
 from engine.procedures.definitions import bundle_from_files
 from engine.runtime.notify import SmtpSettings
 from engine.runtime.timers import TimerWorker
+from tests.integration.dates_support import dated
 
 ROLE_CODES = {code for code, _name, _level in ROLES}
 FORM = json.dumps({"type": "default", "components": [
@@ -286,7 +287,7 @@ def test_the_overdue_report_counts_open_and_late_tasks_by_region_and_step_and_ex
     late = db.start_case()
     db.clock.advance(timedelta(days=11))  # 入户核查 was due after 10 days
     on_time = db.start_case(subject_id=db.household("李秀英"))
-    db.complete(on_time, "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.complete(on_time, "demo_village", data=dated(db, D.HOUSEHOLD_CHECK))  # started after the clock moved
     with db.uow() as work:
         lines = work.reports.overdue(db.actor("demo_township"))
         assert [(line.step, line.open_overdue) for line in lines] == [("入户核查", 1)]

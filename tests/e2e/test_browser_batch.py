@@ -17,14 +17,14 @@ def _at_township_recheck(db, count: int = 3) -> list[int]:
     with db.uow() as work:
         names = [s.name for s in work.session.scalars(select(Subject).where(Subject.kind == "household")
                                                        .order_by(Subject.id)) if actor.covers(s.region_code)]
-    cases = []
-    for name in names[:count]:
-        case_id = db.start_case("demo_village", subject_id=db.household(name))
+    # started on one day and through one 村级公示: their dates (not before the start) are that day
+    cases = [db.start_case("demo_village", subject_id=db.household(name)) for name in names[:count]]
+    for case_id in cases:
         db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
         db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
-        db.pass_notice(case_id=case_id)
+    assert db.pass_notice() == count
+    for case_id in cases:
         assert [t.spec_name for t in db.open_tasks(case_id)] == ["township_recheck"]
-        cases.append(case_id)
     return cases
 
 

@@ -29,6 +29,7 @@ from engine import demo_data as D
 from engine.core.clock import FixedClock
 from engine.core.db import make_engine
 from engine.core.settings import database_url
+from engine.procedures.expressions import CHINA_TZ
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATIONS = ("login", "inbox", "inbox_next", "search_name", "task", "complete", "case")
@@ -171,7 +172,8 @@ class User:
             self.request("task", "GET", f"/tasks/{task_id}")
             pause()
             self.request("complete", "POST", f"/api/v1/tasks/{task_id}/complete",
-                                     {"action": "approve", "opinion": "情况属实,同意。", "data": data},
+                                     {"action": "approve", "opinion": "情况属实,同意。",
+                                      "data": D.on_day(data, datetime.now(CHINA_TZ).date())},  # dated today
                                      expect=(200,))
             pause()
         else:

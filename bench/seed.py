@@ -40,6 +40,7 @@ from engine.models import (
     TaskRow,
     TimerRow,
 )
+from engine.procedures.expressions import CHINA_TZ
 from tests.conftest import Database
 
 BENCH_PASSWORD = "bench12345"
@@ -80,24 +81,31 @@ def make_templates(db: Database) -> dict[str, Template]:
     """Run the five template cases through the engine; their rows, read back."""
     made: dict[str, int] = {}
 
+    # every step dated on the day the template cases start: not before the case (notBefore: caseStart) and not
+    # after the clock's today, also once pass_notice has moved it on
+    day = db.clock.now().astimezone(CHINA_TZ).date()
+
+    def on_day(data: dict) -> dict:
+        return D.on_day(data, day)
+
     def new() -> int:
         case_id = db.start_case("demo_village")
-        db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
+        db.complete(case_id, "demo_village", data=on_day(D.HOUSEHOLD_CHECK))
         return case_id
 
     rejected = new()
-    db.complete(rejected, "demo_village", action="reject", opinion="收入未达标,不予通过", data=D.VILLAGE_REVIEW)
+    db.complete(rejected, "demo_village", action="reject", opinion="收入未达标,不予通过", data=on_day(D.VILLAGE_REVIEW))
     made["closed"] = rejected
     made["review"] = new()
     recheck, dept, announce = new(), new(), new()
     for case_id in (recheck, dept, announce):
-        db.complete(case_id, "demo_village", data=D.VILLAGE_REVIEW)
+        db.complete(case_id, "demo_village", data=on_day(D.VILLAGE_REVIEW))
     db.pass_notice()
     made["recheck"] = recheck
     for case_id in (dept, announce):
-        db.complete(case_id, "demo_township", data=D.TOWNSHIP_RECHECK)
+        db.complete(case_id, "demo_township", data=on_day(D.TOWNSHIP_RECHECK))
     made["dept"] = dept
-    db.complete(announce, "demo_dept", data=D.DEPT_DECISION)
+    db.complete(announce, "demo_dept", data=on_day(D.DEPT_DECISION))
     made["announce"] = announce
 
     templates = {}

@@ -30,6 +30,13 @@ _NOTIFY = insert(_NOTIFICATION)
 REMIND_BATCH = 200
 
 
+def _notification_rows(user_ids, kind: str, title: str, body: str, case_id: int | None, task_id: int | None,
+                       now) -> list[dict[str, object]]:
+    """The notification rows for each distinct user, as ``_NOTIFY`` inserts them."""
+    return [{"user_id": user_id, "case_id": case_id, "task_id": task_id, "kind": kind, "title": title[:200],
+             "body": body, "created_at": now} for user_id in sorted(set(user_ids))]
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str
@@ -54,13 +61,10 @@ class NotificationService:
 
     def notify(self, user_ids, kind: str, title: str, body: str = "", case_id: int | None = None,
                task_id: int | None = None) -> int:
-        now = self.clock.now()
-        ids = sorted(set(user_ids))
-        if ids:  # one multi-row INSERT for every holder, not one statement each
-            self.session.execute(_NOTIFY, [
-                {"user_id": user_id, "case_id": case_id, "task_id": task_id, "kind": kind, "title": title[:200],
-                 "body": body, "created_at": now} for user_id in ids])
-        return len(ids)
+        rows = _notification_rows(user_ids, kind, title, body, case_id, task_id, self.clock.now())
+        if rows:  # one multi-row INSERT for every holder, not one statement each
+            self.session.execute(_NOTIFY, rows)
+        return len(rows)
 
     def task_opened(self, row: TaskRow, case_title: str) -> None:
         """Tell every active holder of a new group task's role at its scope (one INSERT … SELECT)."""
@@ -107,11 +111,8 @@ class NotificationService:
                 if (role_code, scope_code) not in holders:
                     holders[role_code, scope_code] = self.holders(role_code, scope_code)
                 people = holders[role_code, scope_code]
-            overdue = due_at <= now
-            kind, heading = ("overdue", "已超期") if overdue else ("reminder", "即将超期")
-            notes += [{"user_id": user_id, "case_id": case_id, "task_id": task_id, "kind": kind,
-                       "title": f"{heading}:{title}"[:200], "body": case_title, "created_at": now}
-                      for user_id in sorted(set(people))]
+            kind, heading = ("overdue", "已超期") if due_at <= now else ("reminder", "即将超期")
+            notes += _notification_rows(people, kind, f"{heading}:{title}", case_title, case_id, task_id, now)
         if notes:  # the batch's reminders in one multi-row INSERT
             self.session.execute(_NOTIFY, notes)
         self.session.execute(update(TaskRow).where(TaskRow.id.in_(ids)).values(reminded_at=now)

@@ -245,7 +245,7 @@ def _check_date_order(schema: dict[str, Any], cleaned: dict[str, Any], earlier: 
         if comp["type"] != "datetime" or key in errors or key not in cleaned:
             continue
         for other in form_rules.earlier_date_keys(comp):
-            before = cleaned.get(other, earlier.get(other))
+            before = cleaned[other] if other in cleaned else earlier.get(other)
             if isinstance(before, str) and str(cleaned[key]) < before[:10]:
                 errors[key] = f"{comp.get('label') or key}: 不能早于 {before[:10]}"
                 break

@@ -53,7 +53,7 @@ from engine.procedures.expressions import CHINA_TZ, failure_message
 from engine.procedures.step_rules import missing_opinion_message, step_properties, step_spec
 from engine.procedures.steps import ISSUE_ACTION, properties_of
 from engine.runtime import countersign, guard, returns
-from engine.runtime.case_data import merged_data
+from engine.runtime.case_data import case_form_data, merged_data
 from engine.runtime.cosign import CoSigning
 from engine.runtime.events import CaseEvents
 from engine.runtime.notice_rule import require_notice
@@ -282,8 +282,7 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
         :raises ValidationError: a field is missing or invalid.
         """
         schema = self.definitions.form_schema(self._case_of(row).version, row.form_key)
-        earlier = _Earlier(lambda: merged_data(list(self.session.scalars(
-            select(TaskRow).where(TaskRow.case_id == row.case_id).order_by(TaskRow.id)))))
+        earlier = _Earlier(lambda: case_form_data(self.session, row.case_id))
         cleaned = forms.validate(schema, data or {}, cast(dict[str, Any], earlier), self._subject_identity(row),
                                  today=self.clock.now().astimezone(CHINA_TZ).date(), started=self._started_on(row))
         self._check_signers(self._case_of(row), cleaned)

@@ -1,7 +1,9 @@
 """Issue 15: expressions and patterns with bounded cost, and studio input that used to answer 500.
 
 Every costly expression is refused at validation (deploy and studio) and again at run time, quickly and
-with a short Chinese message; form patterns run on RE2; broken studio files and zips are a clear 4xx."""
+with a short Chinese message; form patterns run on RE2; broken studio files and zips are a clear 4xx.
+The cost bounds are CPU seconds of the test process (time.process_time), not wall time: other processes on
+the machine (xdist workers, a CI neighbour) must not make a bounded refusal look unbounded."""
 
 from __future__ import annotations
 
@@ -42,14 +44,14 @@ def _short_chinese(message: str) -> None:
 
 @pytest.mark.parametrize("expression", COSTLY, ids=IDS)
 def test_a_costly_expression_is_refused_at_validation_and_at_run_time_quickly(expression):
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(UnsafeExpressionError) as at_validation:
         check_expression(expression)
     with pytest.raises(UnsafeExpressionError) as at_run_time:
         evaluate(expression, {})
     with pytest.raises(UnsafeExpressionError):
         SafeEnvironment().evaluate(expression, {})
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     _short_chinese(str(at_validation.value))
     _short_chinese(str(at_run_time.value))
 
@@ -63,10 +65,10 @@ def test_a_costly_expression_is_refused_at_validation_and_at_run_time_quickly(ex
 ], ids=["repeat-data", "sum-data-lists", "repeat-by-data", "comprehension", "power-of-data"])
 def test_a_costly_value_built_from_data_is_refused_at_run_time(expression, names):
     check_expression(expression)  # nothing costly is visible without the data
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(UnsafeExpressionError) as refused:
         evaluate(expression, names)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     _short_chinese(str(refused.value))
 
 
@@ -90,13 +92,13 @@ def test_a_script_of_100000_terms_is_refused_without_echoing_it():
 def test_a_catastrophic_form_pattern_runs_in_linear_time():
     schema = forms.parse_schema(json.dumps({"components": [
         {"type": "textfield", "key": "code", "label": "编码", "validate": {"pattern": "((a+))+"}}]}))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(ValidationError) as refused:
         forms.validate(schema, {"code": "a" * 26 + "!"})
     long_input = "a" * 3999 + "!"
     with pytest.raises(ValidationError):
         forms.validate(schema, {"code": long_input})
-    assert time.perf_counter() - started < 0.1
+    assert time.process_time() - started < 0.1
     assert refused.value.errors == {"code": "编码: 格式不正确"}
     assert forms.validate(schema, {"code": "aaaa"}) == {"code": "aaaa"}
 
@@ -130,10 +132,10 @@ def _gateway_files(code: str, condition: str) -> dict[str, str]:
                          ids=["sum-of-lists", "str-of-big-list"])
 def test_a_costly_gateway_condition_is_a_validation_problem_naming_the_flow(db, condition):
     draft_id = draft_with(db, _gateway_files(new_code(), condition))
-    started = time.perf_counter()
+    started = time.process_time()
     with db.uow() as work:
         problems = studio(work).validate_draft(admin(db), draft_id)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     named = [p for p in problems if p.element_id == "Flow_gw_no"]
     assert named, [p.as_dict() for p in problems]
     _short_chinese(named[0].message)

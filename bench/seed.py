@@ -192,7 +192,7 @@ def _id_number(county: str, i: int) -> str:
 
 
 TASK_DYNAMIC = ("id", "case_id", "region_code", "scope_code", "created_at", "due_at", "completed_at", "reminded_at",
-                "completed_by_id", "assignee_id", "owner_id", "parent_task_id")
+                "completed_by_id", "assignee_id", "owner_id", "parent_task_id", "case_title", "subject_id")
 AUDIT_DYNAMIC = ("id", "case_id", "created_at", "task_id", "user_id")
 CASE_DYNAMIC = ("id", "subject_id", "region_code", "title", "started_by_id", "created_at", "updated_at",
                 "finished_at", "state")
@@ -278,7 +278,8 @@ def _load_range(conninfo: str, plan: _Plan, first: int, last: int, ids: dict[str
 
             row = list(case_esc)
             row[ci["id"]], row[ci["subject_id"]], row[ci["region_code"]] = str(cid), str(sid), village
-            row[ci["title"]] = f"{name} · 防返贫监测对象退出"
+            title = f"{name} · 防返贫监测对象退出"
+            row[ci["title"]] = title
             row[ci["started_by_id"]] = who(case["started_by_id"])
             row[ci["created_at"]] = started.isoformat()
             row[ci["updated_at"]], row[ci["finished_at"]] = at(case["updated_at"]), at(case["finished_at"])
@@ -297,6 +298,7 @@ def _load_range(conninfo: str, plan: _Plan, first: int, last: int, ids: dict[str
                 row[ti["owner_id"]] = who(t["owner_id"])
                 parent = task_ids.get(t["parent_task_id"])
                 row[ti["parent_task_id"]] = str(parent) if parent else "\\N"
+                row[ti["case_title"]], row[ti["subject_id"]] = _esc(title), str(sid)  # the case's, as the engine copies
                 task_rows.add_line("\t".join(row))
                 tid += 1
             for a, esc in zip(audits, audits_esc, strict=True):

@@ -248,6 +248,11 @@ class TaskRow(Base):
     # and the step's signMode (all, any, ratio); NULL for ordinary steps (engine/runtime/countersign.py)
     instance_group: Mapped[str | None] = mapped_column(String(36), index=True)
     multi_sign: Mapped[str | None] = mapped_column(String(8))
+    # copies of the case's title and subject (migration 0017), written with the row and never changed after (a
+    # case keeps both for life), so the inbox lists and searches tasks without reading case rows; nullable
+    # only so that the revision adds them without rebuilding the table on SQLite
+    case_title: Mapped[str | None] = mapped_column(String(200))
+    subject_id: Mapped[int | None] = mapped_column(Integer)
 
     # loaded when used (a case row carries its large state); the inbox loads its tasks' cases in one
     # query (engine/queries/inbox.py InboxQueries.page)
@@ -298,6 +303,10 @@ Index("ix_task_open_pool", TaskRow.role_code, TaskRow.scope_code, TaskRow.due_at
       TaskRow.case_id, postgresql_where=_OPEN_POOL, sqlite_where=_OPEN_POOL)
 Index("ix_task_open_assigned", TaskRow.assignee_id, TaskRow.due_at, TaskRow.created_at, TaskRow.id, TaskRow.case_id,
       postgresql_where=_OPEN, sqlite_where=_OPEN)
+# 待办 by name (migration 0017): the open tasks of the subjects a name search finds, with what the 待办 visibility
+# filters on, so that search reads the matching tasks only, not every open task of the actor's pools
+Index("ix_task_open_subject", TaskRow.subject_id, TaskRow.role_code, TaskRow.scope_code, TaskRow.assignee_id,
+      TaskRow.due_at, postgresql_where=_OPEN, sqlite_where=_OPEN)
 # 催办 (migration 0016): the open tasks not yet reminded, by due date — what the timer worker's reminder batches
 # read; a task leaves it once reminded or closed, so it stays small however many cases are stored
 _REMIND = text("status = 'open' AND reminded_at IS NULL AND due_at IS NOT NULL")

@@ -191,6 +191,7 @@ class OperationsService:
             lane=row.lane, role_code=row.role_code, region_code=row.region_code, scope_code=row.scope_code,
             form_key=row.form_key, actions=row.actions, status=TaskStatus.open, created_at=now, due_at=row.due_at,
             day_kind=row.day_kind, assignee_id=user.id, parent_task_id=row.id, sign_position=position,
+            case_title=row.case_title, subject_id=row.subject_id,
         ) for user in users]
         self.session.add_all(children)
         self.session.flush()

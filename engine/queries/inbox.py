@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, union_all
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, aliased, lazyload, load_only, selectinload
 
 from engine.access import regions
 from engine.access.assignment import Actor
@@ -142,18 +142,22 @@ class InboxQueries:
                      for r, s in sorted(actor.scopes)]
         return branches
 
-    def _narrow(self, stmt, entity, search: InboxSearch):
-        """The search's conditions on a tab's statement (rows of entity, joined to Case where needed)."""
+    def _narrow(self, stmt, entity, search: InboxSearch, open_tasks: bool = False):
+        """The search's conditions on a tab's statement (rows of entity, joined to Case where needed).
+
+        Open tasks (待办) filter their own copy of the case's subject (ix_task_open_subject: the matching
+        subjects' open tasks, then the actor's pools among them); other tabs go through the case's."""
         date_col = entity.created_at
         # task tabs filter the task's own region (a copy of its case's); case filters go through the join
         region_col = TaskRow.region_code if entity is TaskRow else Case.region_code
+        subject_col = TaskRow.subject_id if open_tasks else Case.subject_id
         if search.name or search.id_number:
             subjects = select(Subject.id)
             if search.name:
                 subjects = subjects.where(name_contains(Subject, search.name, self.session.get_bind().dialect.name))
             if search.id_number:
                 subjects = subjects.where(Subject.id_number == search.id_number)
-            stmt = stmt.where(Case.subject_id.in_(subjects))
+            stmt = stmt.where(subject_col.in_(subjects))
         if search.region:
             stmt = stmt.where(region_col.startswith(search.region[:PREFIX_LENGTH[regions.level_of(search.region)]]))
         if search.procedure:
@@ -183,13 +187,16 @@ class InboxQueries:
         """
         backward = after is not None and after.backward
         if view in ("todo", "done"):
-            joins_case = bool(search.name or search.id_number or search.procedure or search.status)
+            todo = view == "todo"
+            # 待办 searches by name or ID number on the task's copy of the subject; 已办 (no index by subject
+            # over all tasks) through its case
+            joins_case = bool(search.procedure or search.status or (not todo and (search.name or search.id_number)))
 
             def rows(condition):
                 stmt = select(TaskRow.id if count else TaskRow).where(condition)
                 if joins_case:
                     stmt = stmt.join(Case, Case.id == TaskRow.case_id)
-                return self._narrow(stmt, TaskRow, search)
+                return self._narrow(stmt, TaskRow, search, open_tasks=todo)
 
             if view == "done":
                 stmt = rows(TaskRow.completed_by_id == actor.user_id)
@@ -199,7 +206,7 @@ class InboxQueries:
                 if after is not None:
                     stmt = stmt.where(beyond(done_keys, after.key, True, backward))
                 order = [k.asc() if backward else k.desc() for k in done_keys]
-                return stmt.add_columns(*done_keys).order_by(*order).options(selectinload(TaskRow.case))
+                return stmt.add_columns(*done_keys).order_by(*order).options(_case_keys(TaskRow))
             due = []
             if search.due == "overdue":
                 due = [TaskRow.due_at < now]
@@ -218,7 +225,7 @@ class InboxQueries:
                             for b in branches]
             task = aliased(TaskRow, union_all(*branches).subquery())
             return (select(task).add_columns(task.due_at, task.created_at, task.id)
-                    .order_by(*_todo_order(task, backward)).options(selectinload(task.case)))
+                    .order_by(*_todo_order(task, backward)).options(_case_keys(task)))
         stmt = select(Case.id if count else Case).select_from(Case)
         if view == "started":
             stmt = stmt.where(Case.started_by_id == actor.user_id)
@@ -240,7 +247,8 @@ class InboxQueries:
         """One page of a tab (task rows for 待办/已办, cases for 我发起的/抄送我的) under the search, from the
         keyset after on (None: the first page), with the keysets of the pages before and after it.
 
-        The listed tasks' cases (with version and subject) come in one more query, not one per row.
+        A task row carries its case's title; the listed tasks' cases come in one more query with their
+        version only (批量审批 asks whether the step allows it), never their workflow state.
         """
         search = search or InboxSearch()
         stmt = self._tab(view, actor, search, now, soon, limit=per_page + 1, after=after)
@@ -329,6 +337,12 @@ def _todo_order(task, backward: bool = False) -> tuple:
     if backward:
         return task.due_at.desc().nulls_first(), task.created_at.desc(), task.id.desc()
     return task.due_at.asc().nulls_last(), task.created_at.asc(), task.id.asc()
+
+
+def _case_keys(task):
+    """Load the listed tasks' cases in one query, their version but not their state nor subject."""
+    return selectinload(task.case).options(load_only(Case.id, Case.procedure_version_id, Case.title),
+                                           lazyload(Case.subject))
 
 
 def _bounded_count(stmt):

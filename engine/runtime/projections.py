@@ -249,6 +249,8 @@ class Projections:
                 created_at=now,
                 due_at=due_at,
                 day_kind=step_day_kind,
+                case_title=case.title,
+                subject_id=case.subject_id,
             )
             if props.assignee_key:  # a named person, e.g. the household's 帮扶责任人
                 row.assignee_id = self.named_assignee(task.data.get(props.assignee_key), role, row.scope_code)

@@ -1,0 +1,92 @@
+"""Task rows carry copies of their case's title and subject (migration 0017): every writer fills them, the
+revision fills the rows that existed, and the 待办 page and its name search use them instead of case rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, select, text
+
+from engine import demo_data as D
+from engine.core import settings
+from engine.models import Case, TaskRow
+
+HEAD = "0017"
+
+
+def copies(db) -> list[tuple]:
+    """(task id, its copies, its case's title and subject) for every task row."""
+    with db.uow() as work:
+        return list(work.session.execute(
+            select(TaskRow.id, TaskRow.case_title, TaskRow.subject_id, Case.title, Case.subject_id)
+            .join(Case, Case.id == TaskRow.case_id).order_by(TaskRow.id)))
+
+
+def assert_copies_follow_cases(db) -> None:
+    found = copies(db)
+    assert found
+    assert [(i, t, s) for i, t, s, _ct, _cs in found] == [(i, ct, cs) for i, _t, _s, ct, cs in found]
+
+
+def test_rows_opened_completed_returned_and_added_signers_copy_their_cases_title_and_subject(db):
+    first = db.start_case(subject_id=db.household("张德明"))
+    db.complete(first, "demo_village", data=D.HOUSEHOLD_CHECK)  # 入户核查 done, 民主评议 opened
+    db.complete(first, "demo_village", "return", "请补充收入材料")  # back to 入户核查: a row opened again
+    second = db.start_case(subject_id=db.household("李秀英"))
+    db.complete(second, "demo_village", data=D.HOUSEHOLD_CHECK)
+    (review,) = db.open_tasks(second)
+    with db.uow() as work:  # 加签: the co-signer's row is written by the operations service, not the projections
+        work.operations.add_sign(review.id, db.actor("demo_village"), ["demo_clerk"], "before", "请先会商")
+    assert_copies_follow_cases(db)
+    with db.uow() as work:
+        titles = {row.case_id: row.case_title for row in work.session.scalars(select(TaskRow))}
+    assert titles[first].startswith("张德明") and titles[second].startswith("李秀英")
+
+
+def test_the_revision_fills_the_copies_of_rows_written_before_it(db):
+    db.complete(db.start_case(), "demo_village", data=D.HOUSEHOLD_CHECK)
+    db.start_case(subject_id=db.household("李秀英"))
+    cfg = Config(str(settings.ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(settings.ROOT / "migrations"))
+    try:
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0016")
+            assert "case_title" not in {c for c in conn.execute(text("SELECT * FROM task LIMIT 0")).keys()}
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, HEAD)
+    finally:  # the database goes back to head whatever happened (on PostgreSQL later tests share it)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    db.engine.dispose()  # the pooled connections knew the table as it was
+    assert_copies_follow_cases(db)
+
+
+def test_the_todo_page_and_its_name_search_read_no_case_state_and_join_no_cases(db):
+    db.start_case(subject_id=db.household("张德明"))
+    db.start_case(subject_id=db.household("李秀英"))
+    actor = db.actor("demo_village")
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()))
+
+    now, soon = db.clock.now(), timedelta(hours=48)
+    with db.uow() as work:
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            listed = work.inbox.page("todo", actor, None, None, 50, now, soon).items
+            found = work.inbox.parse_search({"name": "德明"}, actor)
+            counted = work.inbox.counts(actor, found, now, soon)["todo"]
+            named = work.inbox.page("todo", actor, found, None, 50, now, soon).items
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        assert sorted(r.case_title.split(" · ")[0] for r in listed) == ["张德明", "李秀英"]
+        assert counted == 1 and [r.case_title.split(" · ")[0] for r in named] == ["张德明"]
+    assert not [s for s in statements if "case_instance.state" in s]  # a case row's workflow state stays unread
+    todo = [s for s in statements if "task.status =" in s]  # 待办's page and count (已办 goes through its cases)
+    assert len(todo) == 3 and not [s for s in todo if "JOIN case_instance" in s]

@@ -161,7 +161,9 @@ def test_counts_take_one_count_query_per_tab(db, cases):
         finally:
             event.remove(db.engine, "before_cursor_execute", record)
     assert counts == {"todo": 1, "done": 0, "started": 1, "cc": 0}
-    assert len(statements) == 4 and all(s.lstrip().upper().startswith("SELECT COUNT") for s in statements)
+    counting = [s for s in statements if s.lstrip().upper().startswith("SELECT COUNT")]
+    # and the one lookup of the named subjects that 待办 filters its task rows by (a list its planner can count)
+    assert len(counting) == 4 and len(statements) == 5 and "FROM subject" in (set(statements) - set(counting)).pop()
 
 
 def test_pages_split_a_tab_in_order(db, cases):

@@ -90,3 +90,23 @@ def test_the_todo_page_and_its_name_search_read_no_case_state_and_join_no_cases(
     assert not [s for s in statements if "case_instance.state" in s]  # a case row's workflow state stays unread
     todo = [s for s in statements if "task.status =" in s]  # 待办's page and count (已办 goes through its cases)
     assert len(todo) == 3 and not [s for s in todo if "JOIN case_instance" in s]
+
+
+def test_a_name_matching_more_subjects_than_are_listed_narrows_the_todo_tab_alike(db, monkeypatch):
+    from engine.queries import inbox
+
+    zhang = db.start_case(subject_id=db.household("张德明"))
+    db.start_case(subject_id=db.household("李秀英"))
+    actor = db.actor("demo_village")
+    now, soon = db.clock.now(), timedelta(hours=48)
+
+    def todo_by_name(name: str) -> tuple[int, list[int]]:
+        with db.uow() as work:
+            found = work.inbox.parse_search({"name": name}, actor)
+            return (work.inbox.counts(actor, found, now, soon)["todo"],
+                    [r.case_id for r in work.inbox.page("todo", actor, found, None, 50, now, soon).items])
+
+    listed = todo_by_name("德明")
+    monkeypatch.setattr(inbox, "MAX_LISTED_SUBJECTS", 0)  # every name now matches "too many": the subquery
+    assert todo_by_name("德明") == listed == (1, [zhang])
+    assert todo_by_name("没有此人") == (0, [])

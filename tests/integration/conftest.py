@@ -14,21 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from engine import demo_data as D
 from engine.bootstrap import DEMO_PASSWORD
 from engine.models import AuditEvent, Case, TaskRow, TimerRow
+from tests.integration.cases_support import EXIT_STEPS, exit_case_at
 from web import create_app
-
-# The 四步法 path in order: (bpmn id, the demo user who holds the step, the data that passes it,
-# whether a public-notice period (村级公示 after 民主评议, 县级公告期 after 县级公告) follows the step).
-EXIT_STEPS = (
-    ("household_check", "demo_village", D.HOUSEHOLD_CHECK, False),
-    ("village_review", "demo_village", D.VILLAGE_REVIEW, True),
-    ("township_recheck", "demo_township", D.TOWNSHIP_RECHECK, False),
-    ("dept_decision", "demo_dept", D.DEPT_DECISION, False),
-    ("county_announcement", "demo_county", D.COUNTY_ANNOUNCEMENT, True),
-    ("exit_notice", "demo_village", D.EXIT_NOTICE, False),
-)
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -120,17 +109,11 @@ def exit_steps():
 
 @pytest.fixture
 def exit_case(db) -> Callable[..., int]:
-    """``exit_case(depth, household=None)``: a 宝梵镇 exit case started by demo_village (through the
-    engine, not the web) with the first depth steps of EXIT_STEPS approved and any notice period
-    after them run out, so it waits at step depth; returns the case id."""
+    """``exit_case(depth, household=None)``: a 宝梵镇 exit case waiting at step depth of EXIT_STEPS
+    (``cases_support.exit_case_at``); returns the case id."""
 
     def make(depth: int = 0, household: str | None = None) -> int:
-        case_id = db.start_case("demo_village", subject_id=db.household(household) if household else None)
-        for _step, username, data, notice_follows in EXIT_STEPS[:depth]:
-            db.complete(case_id, username, data=data)
-            if notice_follows:
-                assert db.pass_notice() == 1
-        return case_id
+        return exit_case_at(db, depth, household)
 
     return make
 

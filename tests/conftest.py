@@ -14,16 +14,25 @@ DATABASE_URL's database itself, as before.
 
 Passwords are hashed with argon2's cheapest parameters (``argon2.profiles.CHEAPEST``) in tests only:
 a login then costs microseconds instead of the production parameters' three passes over 64 MiB.
+
+A state that takes seconds to build (cases walked through several steps, notices issued and signed) is built
+once per session by ``snapshot_db(build, *args)`` and copied for each test marked
+``@pytest.mark.db_snapshot("<fixture returning that Snapshot>")``: the test's ``db`` then starts as that state
+(its clock at the moment it was taken, its attachments copied), a copy of its own that it may change. On
+SQLite the snapshot is a database file; on PostgreSQL a schema of copies of the tables, restored by
+truncating them and inserting the copies back (sequences set to where they were).
 """
 
 from __future__ import annotations
 
 import fcntl
+import graphlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -179,6 +188,11 @@ class Database:
             return work.session.get(Case, case_id)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "db_snapshot(fixture): the test's db starts as a copy of the Snapshot that "
+                                       "the named fixture returns (built once per session by snapshot_db)")
+
+
 def pytest_collection_modifyitems(config, items):
     """Under xdist, browser tests first: they are the longest (seconds to a minute each), and a long test
     started last leaves the other workers idle until it ends. Each worker takes its share from the front
@@ -241,6 +255,31 @@ def _sqlite_template(tmp_path_factory, clock: FixedClock) -> Path:
     return path
 
 
+@dataclass
+class PostgresState:
+    """The worker's PostgreSQL database: its engine, the tables a test may change (truncated between tests),
+    the template's last ids of the trimmed tables, the shipped procedures' owners, and the tables a snapshot
+    copies (the mutable and trimmed ones), parents before children."""
+    engine: Any
+    mutable: list[str]
+    kept: dict[str, int]
+    owners: list
+    snapshot_tables: list[str]
+
+
+def _postgres_table_order(conn, tables: set[str]) -> list[str]:
+    """tables ordered so that a table comes after every table its foreign keys point to."""
+    edges = conn.execute(text(
+        "SELECT child.relname, parent.relname FROM pg_constraint c "
+        "JOIN pg_class child ON child.oid = c.conrelid JOIN pg_class parent ON parent.oid = c.confrelid "
+        "JOIN pg_namespace n ON n.oid = child.relnamespace WHERE c.contype = 'f' AND n.nspname = 'public'")).all()
+    graph: dict[str, set[str]] = {t: set() for t in tables}
+    for child, parent in edges:
+        if child in tables and parent in tables and child != parent:
+            graph[child].add(parent)
+    return list(graphlib.TopologicalSorter(graph).static_order())
+
+
 @pytest.fixture(scope="session")
 def _template(tmp_path_factory, _cheap_password_hashing):
     clock = FixedClock(START)
@@ -251,39 +290,130 @@ def _template(tmp_path_factory, _cheap_password_hashing):
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
+            for schema in conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'xf_snapshot_%'"))\
+                    .scalars().all():  # left by an interrupted run (without xdist the database is kept)
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         setup_database(engine, clock, demo=True, demo_cases=False)
         with engine.connect() as conn:
             kept = {t: conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one() for t in TRIMMED_TABLES}
             owners = conn.execute(text("SELECT id, owner_region_code FROM procedure")).all()
             tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
             mutable = sorted(set(tables) - KEPT_TABLES)
-        yield ("pg", pg, (engine, mutable, kept, owners))
+            order = _postgres_table_order(conn, {*mutable, *TRIMMED_TABLES})
+        yield ("pg", pg, PostgresState(engine, mutable, kept, owners, order))
         engine.dispose()
         return
     yield ("sqlite", _sqlite_template(tmp_path_factory, clock), None)
 
 
-@pytest.fixture
-def db(_template, tmp_path) -> Database:
-    kind, where, pg_state = _template
-    clock = FixedClock(START)
+def _reset_postgres(state: PostgresState, clock: FixedClock) -> None:
+    """Bring the worker's database back to the template's state: nothing a test did leaks into the next."""
+    with state.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(state.mutable)} RESTART IDENTITY CASCADE"))
+        for table in TRIMMED_TABLES:
+            conn.execute(text(f"DELETE FROM {table} WHERE id > :last"), {"last": state.kept[table]})
+        for procedure_id, owner in state.owners:
+            conn.execute(text("UPDATE procedure SET owner_region_code = :owner WHERE id = :id"),
+                         {"owner": owner, "id": procedure_id})
+    with UnitOfWork(make_session_factory(state.engine), clock) as work:
+        load_demo(work, with_cases=False)
+
+
+@dataclass
+class Snapshot:
+    """A database state taken once by ``snapshot_db``: what ``build`` returned (case ids, serials …) and
+    where the state is kept — a SQLite file, or on PostgreSQL a schema of table copies and the sequences."""
+    value: Any
+    now: datetime
+    storage_dir: Path
+    sqlite_file: Path | None = None
+    schema: str | None = None
+    sequences: dict[str, int | None] = field(default_factory=dict)
+
+
+def _take_postgres(state: PostgresState, schema: str) -> dict[str, int | None]:
+    """Copy the snapshot tables into schema; the sequences' last values."""
+    with state.engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        for table in state.snapshot_tables:
+            conn.execute(text(f'CREATE TABLE "{schema}"."{table}" AS TABLE public."{table}"'))
+        return dict(conn.execute(text(
+            "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'")).all())
+
+
+def _restore_postgres(state: PostgresState, snapshot: Snapshot) -> None:
+    with state.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(state.snapshot_tables)} RESTART IDENTITY CASCADE"))
+        for table in state.snapshot_tables:
+            conn.execute(text(f'INSERT INTO public."{table}" SELECT * FROM "{snapshot.schema}"."{table}"'))
+        for sequence, last in snapshot.sequences.items():
+            conn.execute(text("SELECT setval(:s, :v, :called)"),
+                         {"s": f'public."{sequence}"', "v": last or 1, "called": last is not None})
+
+
+@pytest.fixture(scope="session")
+def snapshot_db(_template, tmp_path_factory):
+    """``snapshot_db(build, *args)``: the Snapshot of ``build(db, *args)`` run once per session (per xdist
+    worker) on a database in the template's state; tests marked ``db_snapshot`` start from a copy of it."""
+    kind, where, state = _template
+    taken: dict[tuple, Snapshot] = {}
+
+    def take(build, *args) -> Snapshot:
+        key = (build, *args)
+        if key in taken:
+            return taken[key]
+        folder = tmp_path_factory.mktemp("snapshot")
+        clock = FixedClock(START)
+        if kind == "pg":
+            _reset_postgres(state, clock)
+            db = Database(where, state.engine, make_session_factory(state.engine), clock, folder / "attachments")
+            value = build(db, *args)
+            schema = f"xf_snapshot_{len(taken)}"
+            taken[key] = Snapshot(value, clock.now(), db.storage_dir, schema=schema,
+                                  sequences=_take_postgres(state, schema))
+            return taken[key]
+        path = folder / "snapshot.sqlite3"
+        shutil.copyfile(where, path)
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            db = Database(f"sqlite:///{path}", engine, make_session_factory(engine), clock, folder / "attachments")
+            value = build(db, *args)
+            with engine.begin() as conn:
+                conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        finally:
+            engine.dispose()
+        taken[key] = Snapshot(value, clock.now(), db.storage_dir, sqlite_file=path)
+        return taken[key]
+
+    yield take
     if kind == "pg":
-        pg_engine, mutable, kept, owners = pg_state
-        with pg_engine.begin() as conn:  # every test starts from the template's state: nothing leaks
-            conn.execute(text(f"TRUNCATE {', '.join(mutable)} RESTART IDENTITY CASCADE"))
-            for table in TRIMMED_TABLES:
-                conn.execute(text(f"DELETE FROM {table} WHERE id > :last"), {"last": kept[table]})
-            for procedure_id, owner in owners:
-                conn.execute(text("UPDATE procedure SET owner_region_code = :owner WHERE id = :id"),
-                             {"owner": owner, "id": procedure_id})
-        factory = make_session_factory(pg_engine)
-        with UnitOfWork(factory, clock) as work:
-            load_demo(work, with_cases=False)
-        yield Database(where, pg_engine, factory, clock, tmp_path / "attachments")
+        with state.engine.begin() as conn:
+            for snapshot in taken.values():
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{snapshot.schema}" CASCADE'))
+
+
+@pytest.fixture
+def db(request, _template, tmp_path) -> Database:
+    """The test's database: the template's state (no cases), or a copy of the Snapshot of its ``db_snapshot``
+    marker's fixture."""
+    kind, where, state = _template
+    marker = request.node.get_closest_marker("db_snapshot")
+    snapshot: Snapshot | None = request.getfixturevalue(marker.args[0]) if marker else None
+    clock = FixedClock(snapshot.now if snapshot else START)
+    storage_dir = tmp_path / "attachments"
+    if snapshot and snapshot.storage_dir.exists():
+        shutil.copytree(snapshot.storage_dir, storage_dir)
+    if kind == "pg":
+        if snapshot:
+            _restore_postgres(state, snapshot)
+        else:  # every test starts from the template's state: nothing leaks
+            _reset_postgres(state, clock)
+        yield Database(where, state.engine, make_session_factory(state.engine), clock, storage_dir)
         return
     path: Path = tmp_path / "test.sqlite3"
-    shutil.copyfile(where, path)
+    shutil.copyfile(snapshot.sqlite_file if snapshot else where, path)
     url = f"sqlite:///{path}"
     engine = make_engine(url)
-    yield Database(url, engine, make_session_factory(engine), clock, tmp_path / "attachments")
+    yield Database(url, engine, make_session_factory(engine), clock, storage_dir)
     engine.dispose()

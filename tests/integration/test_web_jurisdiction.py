@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from engine.models import TaskRow, TaskStatus
+from tests.integration.cases_support import exit_case_at
 from tests.integration.notices_support import issue_step_notice
 
 USERS = ("demo_village", "demo_township", "demo_dept", "demo_county", "demo_clerk", "demo_admin",
@@ -21,11 +22,18 @@ LEVELS = [(0, "household_check", "demo_village"), (1, "village_review", "demo_vi
           (4, "county_announcement", "demo_county"), (5, "exit_notice", "demo_village")]
 
 
+@pytest.fixture
+def case_at_depth(snapshot_db, depth):
+    """The database with one exit case waiting at step depth, built once per depth (the cases take seconds)."""
+    return snapshot_db(exit_case_at, depth)
+
+
+@pytest.mark.db_snapshot("case_at_depth")
 @pytest.mark.parametrize("depth, step_id, holder", LEVELS, ids=[lv[1] for lv in LEVELS])
 @pytest.mark.parametrize("username", USERS)
 def test_only_the_holder_of_the_steps_role_in_its_scope_sees_opens_and_completes_the_task(
-        db, client_for, exit_case, exit_steps, snapshot, username, depth, step_id, holder):
-    case_id = exit_case(depth)
+        db, case_at_depth, client_for, exit_steps, snapshot, username, depth, step_id, holder):
+    case_id = case_at_depth.value
     (row,) = db.open_tasks(case_id)
     assert row.spec_name == step_id
     client = client_for(username)

@@ -110,3 +110,37 @@ def test_a_name_matching_more_subjects_than_are_listed_narrows_the_todo_tab_alik
     monkeypatch.setattr(inbox, "MAX_LISTED_SUBJECTS", 0)  # every name now matches "too many": the subquery
     assert todo_by_name("德明") == listed == (1, [zhang])
     assert todo_by_name("没有此人") == (0, [])
+
+
+def test_a_name_search_pages_its_todo_rows_in_inbox_order_across_the_undated_ones(db):
+    from sqlalchemy import update
+
+    from engine.models import Subject, TaskStatus
+    from engine.queries.inbox import InboxSearch
+
+    names = ("张德明", "李秀英", "王建国", "刘桂芳", "陈永福")
+    ids = [db.start_case(subject_id=db.household(name)) for name in names]
+    with db.uow() as work:
+        rows = list(work.session.scalars(select(TaskRow).where(TaskRow.case_id.in_(ids),
+                                                               TaskRow.status == TaskStatus.open)))
+        work.session.execute(update(TaskRow).where(TaskRow.id.in_([rows[1].id, rows[3].id])).values(due_at=None))
+        # the registry renames four of them (the search follows the subject's name, the task keeps its id)
+        work.session.execute(update(Subject).where(Subject.name.in_(names[:4])).values(name=Subject.name + "明"))
+    actor = db.actor("demo_village")
+    search = InboxSearch(name="明")
+    with db.uow() as work:
+        expected = [r.id for r in work.inbox.todo(actor) if not r.case_title.startswith("陈永福")]
+        assert len(expected) == 4
+    for per_page in (1, 3):
+        seen, after, pages = [], None, []
+        with db.uow() as work:
+            while True:
+                page = work.inbox.page("todo", actor, search, after, per_page)
+                pages.append(page)
+                seen += [r.id for r in page.items]
+                if page.next is None:
+                    break
+                after = page.next
+            back = work.inbox.page("todo", actor, search, pages[-1].prev, per_page) if len(pages) > 1 else pages[0]
+        assert seen == expected
+        assert [r.id for r in back.items] == [r.id for r in pages[-2 if len(pages) > 1 else 0].items]

@@ -38,8 +38,7 @@ A4 = (595.28, 841.89)
 LEFT, TOP, WIDTH, HEIGHT = 28 * MM, 37 * MM, 156 * MM, 225 * MM
 
 
-@pytest.fixture
-def issued(db):
+def _issue_one_of_each(db):
     """One notice of each kind, with Chinese names: {kind: (serial, pdf, case ids)}."""
     ensure_office_keys(db)
     # later stages first: passing a period moves the clock; the 退出告知书 is issued at 退出告知, which then
@@ -59,6 +58,18 @@ def issued(db):
     }
 
 
+@pytest.fixture(scope="session")
+def issued_state(snapshot_db):
+    """The database once the four notices are issued (cases walked, PDFs rendered and signed: seconds), built
+    once; tests that read the database start from a copy of it (``db_snapshot``), the others only read the PDFs."""
+    return snapshot_db(_issue_one_of_each)
+
+
+@pytest.fixture
+def issued(issued_state):
+    return issued_state.value
+
+
 def _text(pdf: bytes) -> str:
     with pdfplumber.open(io.BytesIO(pdf)) as doc:
         return "".join((page.extract_text() or "").replace("\n", "") for page in doc.pages)
@@ -75,6 +86,7 @@ EXPECTED_TEXT = {
 }
 
 
+@pytest.mark.db_snapshot("issued_state")
 def test_each_notice_kind_renders_chinese_text_with_embedded_subset_fonts_and_no_notdef_glyphs(db, issued):
     now = db.clock.now().astimezone(CHINA_TZ).date()
     dates = {"today": cn_date(now), "week_later": cn_date(now + timedelta(days=6))}
@@ -178,6 +190,7 @@ def _seal_and_issuer(pdf: bytes, issuer: str, date_text: str):
         return index, len(doc.pages), seal, name, date, images, others, tables
 
 
+@pytest.mark.db_snapshot("issued_state")
 def test_the_seal_sits_over_the_issuer_name_and_date_with_the_signature_widget_on_it(db, issued):
     index, _pages, seal, name, date, images, others, _tables = _seal_and_issuer(
         issued["exit_notice"][1], "冬笋街社区居民委员会", today(db))  # the village committee issues the 告知书
@@ -219,6 +232,7 @@ def test_a_long_village_list_runs_over_pages_and_the_seal_stays_with_text_on_the
     assert stored(db, serial).page_count == pages
 
 
+@pytest.mark.db_snapshot("issued_state")
 def test_issuing_records_notice_issued_in_each_case_history_and_the_stored_rows_are_immutable(db, issued):
     serial, pdf, cases = issued["village_public_notice"]
     with db.uow() as work:

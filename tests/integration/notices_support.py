@@ -14,8 +14,8 @@ from pypdf.generic import ContentStream
 from sqlalchemy import select
 
 from engine import demo_data as D
-from engine.models import IssuedNotice, NoticeAuthority, Subject, User
-from engine.notices.pki import KeyStore, office_code
+from engine.models import IssuedNotice, NoticeAuthority, OfficeKey, Subject, User
+from engine.notices.pki import SOURCE_DEMO, KeyStore, office_code
 from engine.procedures.forms import valid_cn_id
 from tests.integration.dates_support import dated
 
@@ -35,13 +35,41 @@ PHONES = {"contact_phone": "0825-5421234", "complaint_phone": "0825-5420000"}
 MM = 72 / 25.4
 
 
+# office code → the columns of the key made for it earlier in this session: making one (an RSA key and a
+# certificate from the demo CA) costs a fifth of a second, and most notice tests need all five offices
+_MADE: dict[str, dict] = {}
+_KEY_COLUMNS = ("office_code", "region_code", "office_name", "source", "authority_id", "subject", "cert_pem",
+                "chain_pem", "trust_root_pem", "key_pem", "key_encrypted", "cert_sha256", "not_before", "not_after")
+
+
+def _made_before(session, code: str, now) -> OfficeKey | None:
+    """The key made for office code earlier in the session, stored again — if this database's demo CA is the
+    one that certified it, the certificate is valid now and this database does not hold it already."""
+    made = _MADE.get(code)
+    if made is None or not made["not_before"] <= now < made["not_after"]:
+        return None
+    authority = session.get(NoticeAuthority, made["authority_id"]) if made["authority_id"] else None
+    if authority is None or authority.cert_pem.strip() not in made["chain_pem"]:
+        return None
+    if session.scalar(select(OfficeKey.id).where(OfficeKey.cert_sha256 == made["cert_sha256"])) is not None:
+        return None
+    key = OfficeKey(**made, created_at=now)
+    session.add(key)
+    session.flush()
+    return key
+
+
 def ensure_office_keys(db) -> dict[str, int]:
-    """An active key for each test office (PostgreSQL keeps office keys across tests: reuse them)."""
+    """An active key for each test office (PostgreSQL keeps office keys across tests: reuse them). A key
+    made in an earlier test of the session is stored again rather than made anew."""
     ids = {}
     with db.uow() as work:
         keys = KeyStore(work.session, db.clock)
         for region, name in OFFICES.items():
-            key = keys.active(office_code(region, name)) or keys.keygen(region, name)
+            code = office_code(region, name)
+            key = keys.active(code) or _made_before(work.session, code, db.clock.now()) or keys.keygen(region, name)
+            if key.source == SOURCE_DEMO:
+                _MADE.setdefault(code, {column: getattr(key, column) for column in _KEY_COLUMNS})
             ids[region] = key.id
     return ids
 

@@ -482,9 +482,9 @@ def test_application_form_refuses_bad_values_and_changes_nothing(db, step, bad):
 
 
 @pytest.mark.parametrize("bad", [{"spent_pct": 100.5}, {"spent_pct": -1}, {"spent_amount_yuan": -10}])
-def test_spending_report_refuses_a_share_outside_0_to_100_and_negative_amounts(db, bad):
-    case_id = _start(db)
-    _to_implementation(db, case_id)
+@pytest.mark.db_snapshot("implementation_started")
+def test_spending_report_refuses_a_share_outside_0_to_100_and_negative_amounts(db, implementation_started, bad):
+    case_id = implementation_started.value
     db.clock.set(_due(4, 30) + timedelta(minutes=1))
     assert _fire(db) == 1
     with pytest.raises(ValidationError) as err:
@@ -512,11 +512,44 @@ def _to_checkpoint(db, case_id: int, k: int, works_done: bool = True) -> None:
         _finish_works(db, case_id)
 
 
+def _case_at_checkpoint(db, k: int, works_done: bool = True, project: int = 0) -> int:
+    """A project case taken to checkpoint k (``_to_checkpoint``); its id. Built once per session for each
+    (k, works_done, project) by snapshot_db: the reviews, the signed 公示 and the checkpoints take seconds."""
+    case_id = _start(db, project)
+    _to_checkpoint(db, case_id, k, works_done)
+    return case_id
+
+
+@pytest.fixture
+def at_checkpoint(snapshot_db, k):
+    return snapshot_db(_case_at_checkpoint, k)
+
+
+@pytest.fixture
+def implementation_started(snapshot_db):
+    return snapshot_db(_case_at_checkpoint, 0)
+
+
+@pytest.fixture
+def first_checkpoint_met(snapshot_db):
+    return snapshot_db(_case_at_checkpoint, 1)
+
+
+@pytest.fixture
+def second_project_first_checkpoint_met(snapshot_db):
+    return snapshot_db(_case_at_checkpoint, 1, True, 1)
+
+
+@pytest.fixture
+def works_not_done_before_the_last_checkpoint(snapshot_db):
+    return snapshot_db(_case_at_checkpoint, 3, False)
+
+
 @pytest.mark.parametrize("k", range(4), ids=[c[1] for c in CHECKPOINTS])
-def test_each_spending_checkpoint_fires_at_its_date_and_not_before(db, k):
+@pytest.mark.db_snapshot("at_checkpoint")
+def test_each_spending_checkpoint_fires_at_its_date_and_not_before(db, at_checkpoint, k):
     suffix, label, month, day, _target = CHECKPOINTS[k]
-    case_id = _start(db)
-    _to_checkpoint(db, case_id, k)
+    case_id = at_checkpoint.value
     due = _due(month, day)
     timer = _timers(db, case_id)[f"spending_timer_{suffix}"]
     assert (timer.due_at, timer.title) == (due, f"{month}月{day}日支出节点")
@@ -534,10 +567,10 @@ def test_each_spending_checkpoint_fires_at_its_date_and_not_before(db, k):
 
 
 @pytest.mark.parametrize("k", range(4), ids=[c[1] for c in CHECKPOINTS])
-def test_a_share_exactly_at_the_target_meets_the_checkpoint(db, k):
+@pytest.mark.db_snapshot("at_checkpoint")
+def test_a_share_exactly_at_the_target_meets_the_checkpoint(db, at_checkpoint, k):
     suffix, label, month, day, target = CHECKPOINTS[k]
-    case_id = _start(db)
-    _to_checkpoint(db, case_id, k)
+    case_id = at_checkpoint.value
     _pass_checkpoint(db, case_id, suffix, month, day, target)
     decided = _completed_data(db, case_id, f"spending_check_{suffix}")
     assert (decided["checkpoint"], decided["spending_on_track"], decided["spending_target"]) == (label, True, target)
@@ -550,10 +583,10 @@ def test_a_share_exactly_at_the_target_meets_the_checkpoint(db, k):
 
 
 @pytest.mark.parametrize("k", range(4), ids=[c[1] for c in CHECKPOINTS])
-def test_a_missed_checkpoint_escalates_to_county_supervision_and_then_the_next_checkpoint_waits(db, k):
+@pytest.mark.db_snapshot("at_checkpoint")
+def test_a_missed_checkpoint_escalates_to_county_supervision_and_then_the_next_checkpoint_waits(db, at_checkpoint, k):
     suffix, label, month, day, target = CHECKPOINTS[k]
-    case_id = _start(db)
-    _to_checkpoint(db, case_id, k)
+    case_id = at_checkpoint.value
     _pass_checkpoint(db, case_id, suffix, month, day, target - 0.5)
     decided = _completed_data(db, case_id, f"spending_check_{suffix}")
     assert (decided["checkpoint"], decided["spending_on_track"], decided["spending_target"]) == (label, False, target)
@@ -577,9 +610,9 @@ def test_a_missed_checkpoint_escalates_to_county_supervision_and_then_the_next_c
 
 
 # ----------------------------------------------------------------------------- 8. deadlines of seed 000
-def test_works_not_completed_by_end_of_november_escalate_to_the_township_and_the_late_report_stays_open(db):
-    case_id = _start(db)
-    _to_checkpoint(db, case_id, 3, works_done=False)
+@pytest.mark.db_snapshot("works_not_done_before_the_last_checkpoint")
+def test_works_not_completed_by_end_of_november_escalate_to_the_township_and_the_late_report_stays_open(db, works_not_done_before_the_last_checkpoint):
+    case_id = works_not_done_before_the_last_checkpoint.value
     due = _due(11, 30)
     assert _timers(db, case_id)["works_deadline"].due_at == due
     db.clock.set(due)
@@ -656,9 +689,9 @@ def test_returning_from_a_late_township_review_rearms_the_library_deadline(db):
     assert _fire(db) == 0
 
 
-def test_acceptance_can_return_the_works_for_rework_without_disturbing_the_spending_checkpoints(db):
-    case_id = _start(db)
-    _to_checkpoint(db, case_id, 1)
+@pytest.mark.db_snapshot("first_checkpoint_met")
+def test_acceptance_can_return_the_works_for_rework_without_disturbing_the_spending_checkpoints(db, first_checkpoint_met):
+    case_id = first_checkpoint_met.value
     waiting_before = {k: v.due_at for k, v in _timers(db, case_id).items()}
     assert set(waiting_before) == {"spending_timer_q2", "works_deadline"}
     _do(db, case_id, "completion_report", "demo_village", data=COMPLETION)
@@ -673,9 +706,9 @@ def test_acceptance_can_return_the_works_for_rework_without_disturbing_the_spend
     assert db.case(case_id).status == CaseStatus.completed
 
 
-def test_asset_handover_can_return_to_the_acceptance(db):
-    case_id = _start(db, project=1)
-    _to_checkpoint(db, case_id, 1)
+@pytest.mark.db_snapshot("second_project_first_checkpoint_met")
+def test_asset_handover_can_return_to_the_acceptance(db, second_project_first_checkpoint_met):
+    case_id = second_project_first_checkpoint_met.value
     _do(db, case_id, "completion_report", "demo_village", data=COMPLETION)
     _do(db, case_id, "acceptance", "demo_dept", data=ACCEPTANCE)
     _do(db, case_id, "asset_handover", "demo_township", action="return", opinion="决算金额与台账不符,请核对")
@@ -683,11 +716,11 @@ def test_asset_handover_can_return_to_the_acceptance(db):
     assert set(_timers(db, case_id)) == {"spending_timer_q2"}
 
 
-def test_a_return_from_acceptance_to_the_notice_reposts_it_and_restarts_implementation(db):
+@pytest.mark.db_snapshot("first_checkpoint_met")
+def test_a_return_from_acceptance_to_the_notice_reposts_it_and_restarts_implementation(db, first_checkpoint_met):
     """Returning across the implementation split resets both branches: the notice is posted again, and a
     checkpoint whose date has already passed asks for its report as soon as implementation restarts."""
-    case_id = _start(db)
-    _to_checkpoint(db, case_id, 1)
+    case_id = first_checkpoint_met.value
     _do(db, case_id, "completion_report", "demo_village", data=COMPLETION)
     _do(db, case_id, "acceptance", "demo_dept", action="return", opinion="建设内容与公示不符,重新公示",
         return_to="public_notice")

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, SessionTransaction
 from engine.core import settings
 
 _PENDING = "xf_live_workflows"
-_HOOKED = "xf_live_workflows_hooked"
 
 
 @dataclass(frozen=True)
@@ -93,31 +92,33 @@ class LiveWorkflows:
         """Cache workflow as the state saved in session's transaction, once (and if) that commits."""
         if not self.enabled:
             return
-        if not session.info.get(_HOOKED):
-            event.listen(session, "after_commit", self._after_commit)
-            event.listen(session, "after_soft_rollback", self._after_rollback)
-            session.info[_HOOKED] = True
         transaction = session.get_nested_transaction() or session.get_transaction()
         pending = session.info.setdefault(_PENDING, {})
-        pending[key] = (Entry(lock_version, hash(state), len(state), workflow, walk), transaction)
+        pending[id(self), key] = (self, key, Entry(lock_version, hash(state), len(state), workflow, walk), transaction)
 
-    def _after_commit(self, session: Session) -> None:
-        if session.get_nested_transaction() is not None:
-            return  # a savepoint released: its entries wait for the outer commit
-        pending = session.info.pop(_PENDING, None) or {}
-        for key, (entry, _transaction) in pending.items():
-            self.store(key, entry)
 
-    def _after_rollback(self, session: Session, previous: SessionTransaction) -> None:
-        pending = session.info.get(_PENDING)
-        if not pending:
-            return
-        for key, (_entry, transaction) in list(pending.items()):
-            node = transaction
-            while node is not None and node is not previous:
-                node = node.parent
-            if node is previous:  # saved inside the transaction (or savepoint) that was rolled back
-                del pending[key]
+# The session hooks are listened for once on the Session class, not per session: ``event.listen`` on a
+# session instance builds that instance's own event dispatch, a cost every unit of work that saves a case
+# paid once more. A session with nothing pending returns at once.
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if _PENDING not in session.info or session.get_nested_transaction() is not None:
+        return  # nothing saved, or a savepoint released: its entries wait for the outer commit
+    for cache, key, entry, _transaction in session.info.pop(_PENDING).values():
+        cache.store(key, entry)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    for pending_key, (_cache, _key, _entry, transaction) in list(pending.items()):
+        node = transaction
+        while node is not None and node is not previous:
+            node = node.parent
+        if node is previous:  # saved inside the transaction (or savepoint) that was rolled back
+            del pending[pending_key]
 
 
 LIVE_WORKFLOWS = LiveWorkflows(settings.LIVE_WORKFLOW_CACHE)

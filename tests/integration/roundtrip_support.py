@@ -10,11 +10,39 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.models import Case, TaskRow, TaskStatus
 from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
+
+
+class _UpstreamSpecFreeConverter(BpmnWorkflowConverter):
+    """The spec-free workflow dict as upstream's converters write it (engine/procedures/serialization.py
+    writes the same dict faster: this is the reference it is checked against)."""
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+
+_UPSTREAM = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure({**SPIFF_CONFIG,
+                                                                      BpmnWorkflow: _UpstreamSpecFreeConverter}))
+
+
+def upstream_dump_state(workflow) -> str:
+    """``dump_state`` with SpiffWorkflow's own task and workflow converters."""
+    _UPSTREAM.registry._encoder_mode = True
+    try:
+        return json.dumps(_UPSTREAM.to_dict(workflow), cls=_UPSTREAM._encoder_cls, ensure_ascii=False)
+    finally:
+        _UPSTREAM.registry._encoder_mode = False
 
 
 def _spec_name(task) -> str:
@@ -46,6 +74,7 @@ def round_trip_case(db, case_id: int, check: Callable[[object, object, dict], No
         specs = work.definitions.specs(version)
         first = load_state(case.state, case.serializer_version, specs, version.spec_json)
         saved = dump_state(first)
+        assert saved == upstream_dump_state(first)  # the faster converters write exactly upstream's state
         second = load_state(saved, SERIALIZER_VERSION, specs, version.spec_json)
         after = snapshot(second, ready_name)
         assert after == snapshot(first, ready_name)

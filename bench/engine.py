@@ -670,10 +670,14 @@ class StatementCounter:
         self.by_kind: dict[str, int] = {}
         self.by_round: list[int] = []
         self.active = False
+        self.lookups = 0  # the bench's own open-task lookup (``_OPEN_TASK``), counted apart as well
+        self._lookup_sql = str(_OPEN_TASK.compile(dialect=engine.dialect))
         event.listen(engine, "before_cursor_execute", self._count)
 
     def _count(self, conn, cursor, statement, parameters, context, executemany) -> None:
         if self.active:
+            if statement == self._lookup_sql:
+                self.lookups += 1
             kind = statement_kind(statement)
             self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
             self.by_round[-1] += 1
@@ -701,6 +705,8 @@ def count_statements(url: str, cases: int) -> str:
     out = io.StringIO()
     out.write(f"SQL statements per completion: {total / completions:.2f} "
               f"({total} statements, {completions} completions, {cases} cases)\n")
+    out.write(f"  of which the bench's own lookup of the open task: {counter.lookups / completions:.2f} (a web "
+              f"request has the task id from its link); the rest: {(total - counter.lookups) / completions:.2f}\n")
     out.write("-- by kind (per completion) --\n")
     for kind, n in sorted(counter.by_kind.items(), key=lambda kv: (-kv[1], kv[0])):
         out.write(f"{n / completions:8.2f}  {kind}\n")
@@ -708,6 +714,7 @@ def count_statements(url: str, cases: int) -> str:
     for title, n in zip(result["titles"], counter.by_round, strict=True):
         out.write(f"{n / len(case_ids):8.2f}  {title}\n")
     summary = {"statements_per_completion": round(total / completions, 2),
+               "bench_lookups_per_completion": round(counter.lookups / completions, 2),
                "by_kind": {k: round(v / completions, 2) for k, v in sorted(counter.by_kind.items())},
                "by_step": {t: round(n / len(case_ids), 2) for t, n in zip(result["titles"], counter.by_round, strict=True)}}
     out.write(json.dumps(summary, ensure_ascii=False) + "\n")

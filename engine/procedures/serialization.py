@@ -66,8 +66,9 @@ _IDS = "_xf_ids"  # on a task: its id, parent and children as serialized (UUID o
 
 
 class _TaskConverter(TaskConverter):
-    """``TaskConverter.to_dict`` with the same output, written for speed (``tests/unit/test_serialization.py``
-    proves the output equal to upstream's for every procedure, step by step).
+    """``TaskConverter.to_dict`` with the same output, written for speed: the procedure walk-throughs
+    (``tests/integration/roundtrip_support.py``) check every step's state against upstream's converters, and
+    ``tests/integration/test_serialization_upstream.py`` every save of a live workflow.
 
     A save serializes every task of the tree (29 for a finished approval). The upstream method looks the
     parent up four times (a dict lookup by UUID each), compares the data through a helper call per key and

@@ -23,7 +23,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import CursorResult, Table, bindparam, inspect, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine.access.assignment import scope_for
@@ -59,9 +59,19 @@ _TASK = cast(Table, TaskRow.__table__)
 _CASE = cast(Table, Case.__table__)
 # the compare-and-set save, built once; the columns it sets are the parameters given (a plain table UPDATE:
 # the case object is brought up to date by hand)
-# the task row and its case in one statement; the row's people are loaded only if used
+# The locking reads return only what a mutation reads: of the case's procedure version its id and content
+# hash (the version's specs, manifest and forms are cached per content hash, engine/procedures/definitions.py),
+# not the version's other columns nor its procedure (loaded when first used, e.g. for a case title). A wide
+# row costs per column on every read (PostgreSQL: psycopg builds a column description each time). The task
+# row's people are loaded only if used.
+_NARROW_VERSION = joinedload(Case.version).load_only(ProcedureVersion.id, ProcedureVersion.content_hash) \
+    .lazyload(ProcedureVersion.procedure)
+_LOCK_CASE = select(Case).where(Case.id == bindparam("case_id")).options(_NARROW_VERSION) \
+    .execution_options(populate_existing=True)
+_LOCK_CASE_FOR_UPDATE = _LOCK_CASE.with_for_update(of=Case)
+# the task row and its case in one statement
 _LOCK_TASK = (select(Case, TaskRow).join(TaskRow, TaskRow.case_id == Case.id).where(TaskRow.id == bindparam("task_id"))
-              .options(lazyload(TaskRow.completed_by), lazyload(TaskRow.assignee))
+              .options(_NARROW_VERSION, lazyload(TaskRow.completed_by), lazyload(TaskRow.assignee))
               .execution_options(populate_existing=True))
 _LOCK_TASK_FOR_UPDATE = _LOCK_TASK.with_for_update(of=Case)
 _SAVE = update(_CASE).where(_CASE.c.id == bindparam("case_id"), _CASE.c.lock_version == bindparam("expected_lock"))
@@ -304,11 +314,9 @@ class CasePipeline:
         :raises NotFoundError: no such case.
         :raises ConflictError: another transaction holds the lock.
         """
-        stmt = select(Case).where(Case.id == case_id)
-        if self.session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(of=Case)
+        stmt = _LOCK_CASE_FOR_UPDATE if self.session.get_bind().dialect.name == "postgresql" else _LOCK_CASE
         try:
-            case = self.session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+            case = self.session.execute(stmt, {"case_id": case_id}).scalar_one_or_none()
         except OperationalError as exc:
             raise ConflictError("案件正被他人处理,请稍后重试") from exc
         if case is None:
@@ -403,7 +411,9 @@ class CasePipeline:
         for key, value in values.items():
             set_committed_value(case, key, value)
         instance = inspect(case)
-        unsaved = [a.key for a in instance.attrs if a.history.has_changes()]
+        # an attribute with a change has its loaded value in committed_state (set_committed_value above took
+        # the saved ones out): look only at those, not at the history of every attribute
+        unsaved = [key for key in instance.committed_state if instance.attrs[key].history.has_changes()]
         if unsaved:
             self.session.expire(case, unsaved)
         # nothing of the case is pending now: clear its "modified" mark too, or the commit's flush would

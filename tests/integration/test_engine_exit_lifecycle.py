@@ -512,6 +512,12 @@ def _in_village_notice(db) -> int:
     return case_id
 
 
+@pytest.fixture
+def in_village_notice(snapshot_db):
+    """The database with one case in its 村级公示 (its notice rendered and signed), built once per session."""
+    return snapshot_db(_in_village_notice)
+
+
 REFUSED_OBJECTIONS = {
     "no_reason": ("demo_village", "village_objection", None, ValidationError),
     "blank_reason": ("demo_village", "village_objection", "   ", ValidationError),
@@ -523,11 +529,12 @@ REFUSED_OBJECTIONS = {
 }
 
 
+@pytest.mark.db_snapshot("in_village_notice")
 @pytest.mark.parametrize(("username", "event_id", "reason", "error"), list(REFUSED_OBJECTIONS.values()),
                          ids=list(REFUSED_OBJECTIONS))
-def test_a_refused_objection_changes_nothing_and_the_notice_period_still_runs_out(db, username, event_id,
-                                                                                  reason, error):
-    case_id = _in_village_notice(db)
+def test_a_refused_objection_changes_nothing_and_the_notice_period_still_runs_out(db, in_village_notice, username,
+                                                                                  event_id, reason, error):
+    case_id = in_village_notice.value
     before = _fingerprint(db, case_id)
     with pytest.raises(error) as info:
         _raise(db, case_id, event_id, username, reason)
@@ -538,8 +545,9 @@ def test_a_refused_objection_changes_nothing_and_the_notice_period_still_runs_ou
     assert [r.spec_name for r in db.open_tasks(case_id)] == ["township_recheck"]
 
 
-def test_an_objection_after_the_notice_period_ran_out_is_a_conflict(db):
-    case_id = _in_village_notice(db)
+@pytest.mark.db_snapshot("in_village_notice")
+def test_an_objection_after_the_notice_period_ran_out_is_a_conflict(db, in_village_notice):
+    case_id = in_village_notice.value
     assert db.pass_notice() == 1
     before = _fingerprint(db, case_id)
     with pytest.raises(ConflictError):

@@ -30,8 +30,18 @@ def exited_case(db) -> int:
     return case_id
 
 
-def test_a_new_risk_at_the_follow_up_visit_starts_a_linked_identification_case(db):
-    exit_id = exited_case(db)
+@pytest.fixture
+def exited(snapshot_db):
+    """The database with one exit case exited and its follow-up visit due (three notices rendered and signed on
+    the way), built once per session; every test here starts from a copy of it."""
+    return snapshot_db(exited_case)
+
+
+pytestmark = pytest.mark.db_snapshot("exited")
+
+
+def test_a_new_risk_at_the_follow_up_visit_starts_a_linked_identification_case(db, exited):
+    exit_id = exited.value
     db.complete(exit_id, "demo_village", data={**D.FOLLOW_UP_VISIT, "new_risk_found": "是", "visit_notes": "突发重病"})
     with db.uow() as work:
         exit_case = work.session.get(Case, exit_id)
@@ -46,8 +56,8 @@ def test_a_new_risk_at_the_follow_up_visit_starts_a_linked_identification_case(d
     assert first.role_code == "village_cadre"
 
 
-def test_no_new_risk_ends_the_exit_case_without_a_linked_case(db):
-    exit_id = exited_case(db)
+def test_no_new_risk_ends_the_exit_case_without_a_linked_case(db, exited):
+    exit_id = exited.value
     db.complete(exit_id, "demo_village", data=D.FOLLOW_UP_VISIT)
     with db.uow() as work:
         assert work.session.scalars(select(Case).where(Case.parent_case_id == exit_id)).all() == []
@@ -62,8 +72,8 @@ def web_app(db):
     app.extensions["xiangflow"].engine.dispose()
 
 
-def test_the_household_file_lists_every_case_of_the_household_across_procedures(db, web_app):
-    exit_id = exited_case(db)
+def test_the_household_file_lists_every_case_of_the_household_across_procedures(db, exited, web_app):
+    exit_id = exited.value
     db.complete(exit_id, "demo_village", data={**D.FOLLOW_UP_VISIT, "new_risk_found": "是"})
     subject_id = db.case(exit_id).subject_id
     app = web_app
@@ -78,10 +88,10 @@ def test_the_household_file_lists_every_case_of_the_household_across_procedures(
     assert other.get(f"/subjects/{subject_id}").status_code == 404
 
 
-def test_a_linked_start_for_a_household_with_a_running_identification_is_skipped_and_recorded(db):
+def test_a_linked_start_for_a_household_with_a_running_identification_is_skipped_and_recorded(db, exited):
     """The duplicate guard holds in start_case and for linked starts: the follow-up's new risk does not open
     a second identification case for a household that already has one running; the exit case says so."""
-    exit_id = exited_case(db)
+    exit_id = exited.value
     subject_id = db.case(exit_id).subject_id
     running = db.start_case(procedure="monitoring_identification", subject_id=subject_id)
     with db.uow() as work:  # the engine's own start refuses a second one, naming it

@@ -144,3 +144,57 @@ def test_a_name_search_pages_its_todo_rows_in_inbox_order_across_the_undated_one
             back = work.inbox.page("todo", actor, search, pages[-1].prev, per_page) if len(pages) > 1 else pages[0]
         assert seen == expected
         assert [r.id for r in back.items] == [r.id for r in pages[-2 if len(pages) > 1 else 0].items]
+
+
+def test_on_postgresql_todo_by_name_reads_the_named_subjects_open_tasks_not_the_pool(db):
+    import random
+
+    import pytest
+    from sqlalchemy import insert
+
+    from engine.models import Subject, TaskStatus
+
+    with db.uow() as work:
+        if work.session.get_bind().dialect.name != "postgresql":
+            pytest.skip("the plan is PostgreSQL's (SQLite has one plan for a few rows)")
+    case_id = db.start_case(subject_id=db.household("张德明"))
+    (row,) = db.open_tasks(case_id)
+    rng = random.Random(17)
+    pool = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭"
+    names = ["".join(rng.choice(pool) for _ in range(3)) for _ in range(20_000)] + ["欧阳修远", "李修远"]
+    with db.uow() as work:
+        subjects = list(work.session.scalars(insert(Subject).returning(Subject.id), [
+            {"kind": "household", "region_code": row.region_code, "name": n, "id_number": None, "attrs": {},
+             "is_active": True, "revision": 1} for n in names]))
+        template = {c: getattr(row, c) for c in ("case_id", "spec_name", "title", "lane", "role_code", "region_code",
+                                                 "scope_code", "form_key", "actions", "day_kind", "case_title")}
+        # one pool of 20,000 open tasks, one per household, in the order a bulk load writes them
+        work.session.execute(insert(TaskRow), [
+            {**template, "spiff_task_id": f"t{i}", "status": TaskStatus.open, "subject_id": sid,
+             "created_at": row.created_at, "due_at": row.due_at + timedelta(minutes=i)}
+            for i, sid in enumerate(subjects)])
+    with db.uow() as work:
+        work.session.execute(text("ANALYZE task"))
+        work.session.execute(text("ANALYZE subject"))
+    actor = db.actor("demo_village")
+    captured: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, *args):
+        if "task.status =" in statement:
+            captured.append((statement, parameters))
+
+    now, soon = db.clock.now(), timedelta(hours=48)
+    with db.uow() as work:
+        found = work.inbox.parse_search({"name": "修远"}, actor)
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            assert work.inbox.counts(actor, found, now, soon)["todo"] == 2
+            assert len(work.inbox.page("todo", actor, found, None, 50, now, soon).items) == 2
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        assert len(captured) == 2
+        cursor = work.session.connection().connection.driver_connection.cursor()
+        for statement, parameters in captured:
+            cursor.execute("EXPLAIN " + statement, parameters)
+            plan = "\n".join(line for (line,) in cursor.fetchall())
+            assert "ix_task_open_subject" in plan and "ix_task_open_pool" not in plan, plan

@@ -214,11 +214,23 @@ def test_the_case_history_names_the_timer_that_fired_and_the_people_a_copy_went_
 
 
 # ----------------------------------------------------------------------------- 退出告知书 at 退出告知, by the village
-def test_the_exit_notice_step_prompts_the_village_to_issue_the_notice_and_then_shows_it(db, client_for, csrf_token):
+def _at_exit_notice(db) -> int:
     from tests.integration.notices_support import case_at, ensure_office_keys
 
     ensure_office_keys(db)
-    case_id = case_at(db, db.household("刘桂芳"), "exit_notice")
+    return case_at(db, db.household("刘桂芳"), "exit_notice")
+
+
+@pytest.fixture
+def at_exit_notice(snapshot_db):
+    """The database with 刘桂芳's exit case at 退出告知 (two signed notices on the way), built once per session."""
+    return snapshot_db(_at_exit_notice)
+
+
+@pytest.mark.db_snapshot("at_exit_notice")
+def test_the_exit_notice_step_prompts_the_village_to_issue_the_notice_and_then_shows_it(db, at_exit_notice,
+                                                                                        client_for, csrf_token):
+    case_id = at_exit_notice.value
     (row,) = db.open_tasks(case_id)
     assert (row.spec_name, row.role_code) == ("exit_notice", "village_cadre")
     village = client_for("demo_village")
@@ -247,12 +259,12 @@ def test_the_exit_notice_step_prompts_the_village_to_issue_the_notice_and_then_s
 NOTICE_FIRST = "请先出具退出告知书:本步骤须将退出告知书送达农户签收,出具后再办理本步骤"
 
 
+@pytest.mark.db_snapshot("at_exit_notice")
 def test_exit_notice_cannot_be_completed_before_its_notice_is_issued_on_the_engine_the_page_and_the_api(
-        db, client_for, csrf_token, snapshot):
-    from tests.integration.notices_support import case_at, ensure_office_keys, issue_step_notice
+        db, at_exit_notice, client_for, csrf_token, snapshot):
+    from tests.integration.notices_support import issue_step_notice
 
-    ensure_office_keys(db)
-    case_id = case_at(db, db.household("刘桂芳"), "exit_notice")
+    case_id = at_exit_notice.value
     (row,) = db.open_tasks(case_id)
     with db.uow() as work:
         assert work.cases.step_properties(row)["requiresNotice"] == "exit_notice"

@@ -77,15 +77,27 @@ def test_only_the_holder_of_the_steps_role_in_its_scope_sees_opens_and_completes
         assert f'href="/tasks/{row.id}"' not in page.get_data(as_text=True)
 
 
-def test_the_holder_sees_the_task_link_on_the_case_page(db, client_for, exit_case):
-    case_id = exit_case(2)
+@pytest.fixture
+def at_township_recheck(snapshot_db):
+    return snapshot_db(exit_case_at, 2)  # the same snapshot as case_at_depth's for depth 2
+
+
+@pytest.fixture
+def at_dept_decision(snapshot_db):
+    return snapshot_db(exit_case_at, 3)
+
+
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_the_holder_sees_the_task_link_on_the_case_page(db, at_township_recheck, client_for):
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     page = client_for("demo_township").get(f"/cases/{case_id}").get_data(as_text=True)
     assert f'href="/tasks/{row.id}"' in page and "办理:镇复核" in page
 
 
-def test_a_completed_task_stays_visible_read_only_to_whoever_completed_it(db, client_for, exit_case):
-    case_id = exit_case(3)  # demo_township completed 镇复核
+@pytest.mark.db_snapshot("at_dept_decision")
+def test_a_completed_task_stays_visible_read_only_to_whoever_completed_it(db, at_dept_decision, client_for):
+    case_id = at_dept_decision.value  # demo_township completed 镇复核
     with db.uow() as work:
         recheck = next(t for t in work.inbox.case_tasks(case_id) if t.spec_name == "township_recheck")
     township = client_for("demo_township")

@@ -75,6 +75,7 @@ from sqlalchemy import Integer, Text, bindparam, event, func, select, text  # no
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
+from bench.support import ensure_database  # noqa: E402
 from engine import demo_data  # noqa: E402
 from engine.bootstrap import first_village, setup_database  # noqa: E402
 from engine.core import clock as clock_mod  # noqa: E402
@@ -142,6 +143,7 @@ def resolve_url() -> tuple[str, str | None]:
 
 
 def fresh_database(url: str) -> None:
+    ensure_database(url)  # a PostgreSQL URL may name a database that does not exist yet
     engine = make_engine(url)
     try:
         if engine.dialect.name == "postgresql":

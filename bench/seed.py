@@ -278,7 +278,7 @@ def _load_range(conninfo: str, plan: _Plan, first: int, last: int, ids: dict[str
 
             row = list(case_esc)
             row[ci["id"]], row[ci["subject_id"]], row[ci["region_code"]] = str(cid), str(sid), village
-            title = f"{name} · 防返贫监测对象退出"
+            title = _esc(f"{name} · 防返贫监测对象退出")  # COPY text, for the case row and its tasks' copies
             row[ci["title"]] = title
             row[ci["started_by_id"]] = who(case["started_by_id"])
             row[ci["created_at"]] = started.isoformat()
@@ -298,7 +298,7 @@ def _load_range(conninfo: str, plan: _Plan, first: int, last: int, ids: dict[str
                 row[ti["owner_id"]] = who(t["owner_id"])
                 parent = task_ids.get(t["parent_task_id"])
                 row[ti["parent_task_id"]] = str(parent) if parent else "\\N"
-                row[ti["case_title"]], row[ti["subject_id"]] = _esc(title), str(sid)  # the case's, as the engine copies
+                row[ti["case_title"]], row[ti["subject_id"]] = title, str(sid)  # the case's, as the engine copies
                 task_rows.add_line("\t".join(row))
                 tid += 1
             for a, esc in zip(audits, audits_esc, strict=True):

@@ -23,19 +23,21 @@ from urllib.parse import quote
 
 from sqlalchemy import make_url, text
 
-from bench.seed import BENCH_PASSWORD, GIVEN, SURNAMES, seed, seeded_marker, username
+from bench.seed import BENCH_PASSWORD, GIVEN, KIND_ROLE, SURNAMES, seed, seeded_marker, username
 from bench.support import ensure_database, fresh_database
 from engine import demo_data as D
 from engine.core.clock import FixedClock
 from engine.core.db import make_engine
 from engine.core.settings import database_url
 from engine.procedures.expressions import CHINA_TZ
+from engine.queries.inbox import PER_PAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATIONS = ("login", "inbox", "inbox_next", "search_name", "task", "complete", "case")
 # the step each kind of user decides, with the data that passes it
 DECIDES = {"v": ("民主评议", D.VILLAGE_REVIEW), "t": ("镇复核", D.TOWNSHIP_RECHECK),
            "d": ("部门审定", D.DEPT_DECISION), "l": ("县级公告", D.COUNTY_ANNOUNCEMENT)}
+TEMPLATE_KIND = {"v": "review", "t": "recheck", "d": "dept", "l": "announce"}  # bench/seed.py's open cases
 USER_MIX = ("v", "v", "t", "v", "d", "t", "v", "l", "v", "t")  # village cadres are most of the users
 ROW = re.compile(r'href="/tasks/(\d+)">([^<(（]+).*?href="/cases/(\d+)"', re.S)
 CASE_LINK = re.compile(r'href="/cases/(\d+)"')
@@ -262,8 +264,10 @@ def print_table(label: str, figures: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- databases
-def database_for(base_url: str, cases: int, reseed: bool, now: datetime) -> tuple[str, float | None]:
-    """The URL of the scale's database, seeded (reused if it already holds this seeding); seeding seconds."""
+def database_for(base_url: str, cases: int, reseed: bool, now: datetime,
+                 focus: dict[tuple[str, str], int] | None = None) -> tuple[str, float | None]:
+    """The URL of the scale's database, seeded (reused if it already holds this seeding); seeding seconds.
+    focus: open work the seed gives the simulated users' regions (bench/seed.py ``seed``); never reused."""
     base = make_url(base_url)
     name = f"{base.database}_http_{cases}"
     url = base.set(database=name).render_as_string(hide_password=False)
@@ -271,7 +275,7 @@ def database_for(base_url: str, cases: int, reseed: bool, now: datetime) -> tupl
     engine = make_engine(url)
     marker = f"bench/http.py seed {cases}"
     try:
-        reusable = not reseed and seeded_marker(engine) == marker
+        reusable = not reseed and not focus and seeded_marker(engine) == marker
     except Exception:  # no schema yet
         reusable = False
     if reusable:
@@ -289,11 +293,28 @@ def database_for(base_url: str, cases: int, reseed: bool, now: datetime) -> tupl
     began = time.perf_counter()
     print(f"  seeding {name} with {cases:,} cases …", flush=True)
     url, engine = fresh_database(url, FixedClock(now), "bench_http")
-    timings = seed(engine, cases, now, Path(tempfile.mkdtemp(prefix="xf_http_")))
+    timings = seed(engine, cases, now, Path(tempfile.mkdtemp(prefix="xf_http_")), focus=focus)
     engine.dispose()
     seconds = time.perf_counter() - began
     print(f"  seeded in {seconds:.0f} s ({', '.join(f'{k} {v:.0f}' for k, v in timings.items())})", flush=True)
     return url, seconds
+
+
+def open_work(url: str, users: list[tuple[str, str]], cap: int) -> dict[tuple[str, str], int]:
+    """(template kind, region code) → how many open steps each user's pool holds there, up to cap: the
+    work the small scale's seed gives the same users, so that both scales run the same operations."""
+    engine = make_engine(url)
+    work = {}
+    with engine.connect() as conn:
+        for name, kind in users:
+            code = name[len(kind):]
+            step, role = DECIDES[kind][0], KIND_ROLE[kind][0]
+            work[(TEMPLATE_KIND[kind], code)] = conn.execute(text(
+                "SELECT count(*) FROM (SELECT 1 FROM task WHERE status = 'open' AND assignee_id IS NULL "
+                "AND role_code = :role AND scope_code = :code AND title = :step LIMIT :cap) AS mine"),
+                {"role": role, "code": code, "step": step, "cap": cap}).scalar_one()
+    engine.dispose()
+    return work
 
 
 def regions_by_kind(url: str) -> dict[str, list[str]]:
@@ -315,7 +336,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--think", type=float, default=10.0, help="mean pause between a user's requests (s)")
-    parser.add_argument("--one-user-seconds", type=float, default=None, help="default: --seconds")
+    parser.add_argument("--one-user-seconds", type=float, default=None,
+                        help="the concurrency-1 run at each scale (default: --seconds; 0: none)")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--reseed", action="store_true", help="seed the big database even if it is seeded")
     args = parser.parse_args()
@@ -328,9 +350,17 @@ def main() -> None:
           f"think {args.think} s, gunicorn {args.web_workers} workers, {os.cpu_count()} CPUs", flush=True)
     result: dict = {"users": args.users, "scales": {}}
     try:
-        for scale in dict.fromkeys((args.small, args.cases)):
-            url, seed_s = database_for(base, scale, args.reseed or scale == args.small, now)
-            users = choose_users(args.users, regions_by_kind(url))
+        # the big database first: the users' open work there is what the small seed gives them (open_work)
+        big_url, big_seed_s = database_for(base, args.cases, args.reseed, now)
+        users = choose_users(args.users, regions_by_kind(big_url))
+        urls = {args.cases: (big_url, big_seed_s)}
+        if args.small != args.cases:
+            focus = open_work(big_url, users, PER_PAGE + 1)
+            print(f"  the users' open steps at {args.cases:,} cases (up to a page and one, {PER_PAGE + 1}): "
+                  f"{sum(focus.values()):,}; the {args.small:,}-case seed gives each user as many", flush=True)
+            urls = {args.small: database_for(base, args.small, True, now, focus), **urls}
+        loads: dict[int, dict] = {}
+        for scale, (url, seed_s) in urls.items():
             storage = Path(tempfile.mkdtemp(prefix="xf_http_profile_"))
             host = start_profile(url, args.web_workers, storage)
             try:
@@ -339,7 +369,8 @@ def main() -> None:
                 entry = dict(figures)
                 if seed_s is not None:
                     entry["seed_s"] = round(seed_s)
-                if scale == args.cases:
+                loads[scale] = figures
+                if args.one_user_seconds != 0:
                     one = summary(run_load(host, users, args.one_user_seconds or args.seconds, args.warmup,
                                            0, 1))  # alone, a pause changes nothing: measure without
                     print_table(f"{scale:,} cases, the same users one at a time (concurrency 1)", one)
@@ -347,6 +378,10 @@ def main() -> None:
                 result["scales"][str(scale)] = entry
             finally:
                 stop_profile()
+        if len(loads) > 1:  # the same users doing the same things: the counts per operation should be close
+            print(f"  operations run ({len(users)} users), " + " / ".join(f"{s:,}" for s in loads) + " cases: "
+                  + ", ".join(f"{op} " + "/".join(str(f[op].get("count", 0)) for f in loads.values())
+                              for op in OPERATIONS if op != "login"))
     except KeyboardInterrupt:
         print("interrupted; stopping the production profile", flush=True)
     finally:

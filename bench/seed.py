@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from engine import demo_data as D
 from engine.access.assignment import scope_for
 from engine.access.directory import hash_password
+from engine.access.regions import level_of as regions_level_of
 from engine.core.clock import FixedClock
 from engine.core.db import make_session_factory
 from engine.models import (
@@ -214,9 +215,50 @@ class _Plan:
                                  [[_esc(r[c]) for c in self.audit_cols] for r in t.audits])
                           for kind, t in templates.items()}
         self.open_kinds = [k for k, n in OPEN_MIX for _ in range(n)]
+        self.moved: dict[int, tuple[str, str]] = {}  # case number → (village, template kind): _focus
 
     def kind(self, i: int) -> str:
+        if i in self.moved:
+            return self.moved[i][1]
         return self.open_kinds[(i // 10) % len(self.open_kinds)] if i % 10 == 0 else "closed"
+
+    def village(self, i: int) -> str:
+        if i in self.moved:
+            return self.moved[i][0]
+        return self.villages[i % len(self.villages)]
+
+
+def _focus(plan: _Plan, cases: int, focus: dict[tuple[str, str], int]) -> dict[int, tuple[str, str]]:
+    """Closed cases turned into open ones in the focus regions, so that each (template kind, region) of focus
+    holds at least its number of open cases of that kind: case number → (village, kind).
+
+    The cases taken are the last closed ones outside every focus region; they move to the focus region's
+    villages in turn. A region that already holds enough (every one, at a million cases) takes none."""
+    inside: dict[str, list[str]] = {}  # focus region → its villages
+    for _kind, code in focus:
+        level = regions_level_of(code)
+        inside[code] = [v for v in plan.villages if scope_for(v, level) == code]
+    by_village: dict[str, list[tuple[str, str]]] = {}
+    for key in focus:
+        for v in inside[key[1]]:
+            by_village.setdefault(v, []).append(key)
+    held = dict.fromkeys(focus, 0)
+    for i in range(0, cases, 10):  # the open cases, as the plain spread places them
+        kind = plan.kind(i)
+        for key in by_village.get(plan.village(i), ()):
+            if key[0] == kind:
+                held[key] += 1
+    wanted = [(key, n - held[key]) for key, n in focus.items() if n > held[key]]
+    donors = (i for i in range(cases - 1, -1, -1) if i % 10 and plan.village(i) not in by_village)
+    moved: dict[int, tuple[str, str]] = {}
+    for (kind, code), missing in wanted:
+        villages = inside[code]
+        for j in range(missing):
+            i = next(donors, None)
+            if i is None:
+                raise SystemExit(f"{cases:,} cases are too few to give {code} {missing} open {kind} cases")
+            moved[i] = (villages[j % len(villages)], kind)
+    return moved
 
 
 def _split(cases: int, processes: int, plan: _Plan, next_id: dict[str, int]):
@@ -255,7 +297,7 @@ def _load_range(conninfo: str, plan: _Plan, first: int, last: int, ids: dict[str
         uid = plan.user_ids
         sid, cid, tid, aid = ids["subject"], ids["case_instance"], ids["task"], ids["audit_event"]
         for i in range(first, last):
-            village = plan.villages[i % len(plan.villages)]
+            village = plan.village(i)
             township, county = scope_for(village, RegionLevel.township), scope_for(village, RegionLevel.county)
             scope = {"v": village, "t": township, "c": county}
             kind = plan.kind(i)
@@ -316,8 +358,12 @@ def _load_range(conninfo: str, plan: _Plan, first: int, last: int, ids: dict[str
         conn.commit()
 
 
-def seed(engine: Engine, cases: int, now: datetime, storage_dir: Path, processes: int = 2) -> dict[str, float]:
-    """Fill a database set up with the demo data (no cases) with cases; seconds per phase."""
+def seed(engine: Engine, cases: int, now: datetime, storage_dir: Path, processes: int = 2,
+         focus: dict[tuple[str, str], int] | None = None) -> dict[str, float]:
+    """Fill a database set up with the demo data (no cases) with cases; seconds per phase.
+
+    focus: (template kind — review, recheck, dept, announce —, region code) → at least that many open
+    cases of the kind in the region (``_focus``); without it the cases spread evenly over the villages."""
     if engine.dialect.name != "postgresql":
         raise SystemExit("bench/http.py seeds PostgreSQL only (COPY); set DATABASE_URL")
     timings: dict[str, float] = {}
@@ -372,6 +418,8 @@ def seed(engine: Engine, cases: int, now: datetime, storage_dir: Path, processes
         raw.commit()
         conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         plan = _Plan(templates, {c: r.name for c, r in regions.items()}, villages, user_ids, now)
+        plan.moved = _focus(plan, cases, focus) if focus else {}
+        timings["focus_moved"] = len(plan.moved)
         ranges, starts = _split(cases, processes, plan, next_id)
         # the workers take the default SIGTERM back: the pool ends them with it once their work is done, and the
         # caller's handler (bench/http.py turns SIGTERM into Ctrl-C) would print a traceback from each

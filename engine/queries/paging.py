@@ -27,8 +27,9 @@ from engine.core.errors import CursorError
 T = TypeVar("T")
 
 MAX_CURSOR_LENGTH = 600
-# a list's count stops here: the badge shows "10000+" instead of scanning everything a user may see
-COUNT_CAP = 10_000
+# a list's count stops here: the badge shows "999+" instead of reading everything a user may see (an
+# office acts on the first pages; the exact number beyond a thousand cost ~12 ms per inbox at 1 M cases)
+COUNT_CAP = 999
 BAD_CURSOR = "翻页参数无效或已过期,请回到第一页重新查看"
 # key element kinds: a UTC datetime, one that may be NULL, an integer id, a string
 KINDS = ("datetime", "datetime?", "int", "str")

@@ -85,7 +85,7 @@ class BatchApproval:
             raise ValidationError("请选择同一步骤的任务", {"task_ids": "批量审批的任务必须是同一步骤(同一表单)"})
         refused = [r for r in rows if r.id not in self.eligible(rows, actor)] if strict else []
         if refused:
-            raise ValidationError(NOT_ALLOWED, {"task_ids": f"「{refused[0].title}」({refused[0].case_title})不能批量审批"})
+            raise ValidationError(NOT_ALLOWED, {"task_ids": f"「{refused[0].title}」({refused[0].case_title or refused[0].case.title})不能批量审批"})
         return rows
 
     def approve(self, task_ids: list[int], actor: Actor, opinion: str | None, data: dict[str, Any] | None,
@@ -97,7 +97,7 @@ class BatchApproval:
         rows = self.selection(task_ids, actor, strict=False)
         outcomes = []
         for row in rows:
-            step, case_id, case_title = row.title, row.case_id, row.case_title
+            step, case_id, case_title = row.title, row.case_id, row.case_title or row.case.title
             if not self.allows(row) or row.instance_group is not None or row.parent_task_id is not None:
                 outcomes.append(BatchOutcome(row.id, step, case_id, case_title, False, NOT_ALLOWED))
                 continue

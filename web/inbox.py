@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import login_required
 
 from engine.core.errors import ValidationError
@@ -44,11 +44,21 @@ def index():
                                count_cap=COUNT_CAP,
                                search=search or InboxSearch(), params=(search.params() if search else {}),
                                form=request.args, errors=errors, due=search.due if search else None,
-                               regions=w.inbox.search_regions(me), procedures=w.definitions.list_latest(),
+                               region_picker=w.inbox.region_picker(me, search.region if search else ""),
+                               procedures=w.inbox.procedure_choices(),
                                statuses=list(CaseStatus), soon_limit=now + soon,
                                progress=w.inbox.instance_progress(items) if view in ("todo", "done") else {},
                                batchable=w.batch.eligible(items, me) if view == "todo" else set(),
                                unstaffed=w.staffing.case_unstaffed(items) if view in ("started", "cc") else set()), status
+
+
+@bp.route("/regions/<code>/children")
+@login_required
+def region_children(code: str):
+    """The regions directly inside code, for the inbox's region picker: [] outside the user's jurisdiction."""
+    with work() as w:
+        found = w.inbox.region_children(actor(), code)
+        return jsonify({"regions": [{"code": r.code, "name": r.name} for r in found]})
 
 
 @bp.route("/cases/export.xlsx")

@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased, lazyload, load_only, selectinload
 
 from engine.access import regions
-from engine.access.assignment import Actor
+from engine.access.assignment import Actor, region_prefix
 from engine.access.policy import AccessPolicy
 from engine.access.regions import PREFIX_LENGTH
 from engine.core.errors import ValidationError
@@ -65,6 +65,35 @@ class InboxSearch:
         return {k: (v.isoformat() if isinstance(v, date) else str(v)) for k, v in out.items() if v}
 
 
+@dataclass(frozen=True)
+class RegionChoice:
+    """One select of the inbox's region picker: its regions, the one chosen ("" none) and the name of the
+    region they lie in ("" for the top select, whose 全部 is the actor's whole jurisdiction)."""
+
+    options: list[Region]
+    chosen: str
+    parent_name: str
+
+
+def chosen_region(values: list[str]) -> str:
+    """The region the picker's selects name, top down: the deepest one inside the one above it (a lower
+    select left over from another choice above it, submitted without the script, is ignored)."""
+    chosen = ""
+    for value in (v.strip() for v in values):
+        if not value:
+            break
+        if chosen:
+            try:
+                inside = regions.normalize(value) != regions.normalize(chosen) and regions.normalize(
+                    value).startswith(region_prefix(regions.normalize(chosen)))
+            except ValueError:
+                inside = False
+            if not inside:
+                break
+        chosen = value
+    return chosen
+
+
 class InboxQueries:
     def __init__(self, session: Session):
         self.session = session
@@ -88,7 +117,9 @@ class InboxQueries:
         id_number = text("id_number").upper()
         if id_number and not valid_cn_id(id_number):
             errors["id_number"] = "身份证号应为 18 位,且出生日期和校验位正确"
-        region = text("region")
+        # the picker's cascading selects all submit ``region``: the deepest consistent one counts
+        getlist = getattr(args, "getlist", None)
+        region = chosen_region([v for v in getlist("region") if isinstance(v, str)]) if getlist else text("region")
         if region:
             try:
                 region = regions.normalize(region)
@@ -128,6 +159,50 @@ class InboxQueries:
             return []
         return list(self.session.scalars(select(Region).where(or_(*[Region.code.startswith(p) for p in prefixes]))
                                          .order_by(Region.code)))
+
+    def region_picker(self, actor: Actor, selected: str = "") -> list[RegionChoice]:
+        """The inbox's region picker as cascading selects: the regions below the actor's jurisdiction (its
+        grants' regions if several, else the one region's children), then the children of each region chosen
+        down to ``selected`` (already checked to lie inside) and of ``selected`` itself. A county's user gets
+        its 20-odd townships, and a township's villages once one is chosen — never all its 343 regions."""
+        roots = sorted({g.region_code for g in actor.grants})
+        roots = [r for r in roots if not any(r != o and r.startswith(region_prefix(o)) for o in roots)]
+        if not roots:
+            return []
+        chain: list[str] = []  # the regions chosen, top down: selected and its ancestors below a root
+        code: str | None = selected or None
+        while code is not None and code not in roots:
+            chain.insert(0, code)
+            row = self.session.get(Region, code)
+            code = row.parent_code if row is not None else None
+        if code is None:
+            chain = []  # outside the jurisdiction (parse_search refuses it): the top select only
+        elif len(roots) > 1:
+            chain.insert(0, code)
+        picker: list[RegionChoice] = []
+        parents: list[str | None] = [None if len(roots) > 1 else roots[0], *chain]
+        for depth, parent in enumerate(parents):
+            options = self.region_children(actor, parent) if parent else list(
+                self.session.scalars(select(Region).where(Region.code.in_(roots)).order_by(Region.code)))
+            if not options:
+                break
+            above = self.session.get(Region, parent) if parent and depth else None
+            picker.append(RegionChoice(options, chain[depth] if depth < len(chain) else "",
+                                       above.name if above is not None else ""))
+        return picker
+
+    def procedure_choices(self) -> list[tuple[str, str]]:
+        """(code, name) of every procedure with a deployed version, for the search's 事项 select: one
+        query over the procedure table, not the versions' files and specs."""
+        deployed = select(ProcedureVersion.id).where(ProcedureVersion.procedure_id == Procedure.id).exists()
+        return [(code, name) for code, name in self.session.execute(
+            select(Procedure.code, Procedure.name).where(deployed).order_by(Procedure.code))]
+
+    def region_children(self, actor: Actor, code: str) -> list[Region]:
+        """The regions directly inside code, which must lie inside the actor's jurisdiction (else none)."""
+        if not actor.covers(code):
+            return []
+        return list(self.session.scalars(select(Region).where(Region.parent_code == code).order_by(Region.code)))
 
     def _todo_branches(self, actor: Actor) -> list:
         """The 待办 visibility as disjoint conditions, each one an index range (unioned, never OR-ed).
@@ -276,7 +351,8 @@ class InboxQueries:
             return _bounded_count(stmt)
         if after is not None:
             stmt = stmt.where(beyond(keys, after.key, True, backward))
-        return stmt.add_columns(*keys).order_by(*[k.asc() if backward else k.desc() for k in keys])
+        return (stmt.add_columns(*keys).order_by(*[k.asc() if backward else k.desc() for k in keys])
+                .options(_light_version()))
 
     def page(self, view: str, actor: Actor, search: InboxSearch | None = None, after: Keyset | None = None,
              per_page: int = PER_PAGE, now: datetime | None = None, soon: timedelta | None = None) -> Page:
@@ -376,9 +452,19 @@ def _todo_order(task, backward: bool = False) -> tuple:
 
 
 def _case_keys(task):
-    """Load the listed tasks' cases in one query, their version but not their state nor subject."""
+    """Load the listed tasks' cases in one query, and their versions in one more, without the cases' state
+    and subject and the versions' files and spec (a step's properties come from the spec cache by the
+    version's content hash; a miss loads the spec then)."""
     return selectinload(task.case).options(load_only(Case.id, Case.procedure_version_id, Case.title),
-                                           lazyload(Case.subject))
+                                           lazyload(Case.subject), _light_version())
+
+
+def _light_version():
+    """Load a case's version in the page's one query per relation, without its files and spec (the blobs
+    of every procedure, ~100–200 KB each)."""
+    return selectinload(Case.version).options(load_only(
+        ProcedureVersion.id, ProcedureVersion.procedure_id, ProcedureVersion.version,
+        ProcedureVersion.content_hash, ProcedureVersion.process_id))
 
 
 def _bounded_count(stmt):

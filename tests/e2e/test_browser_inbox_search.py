@@ -59,3 +59,51 @@ def test_another_townships_user_finds_nothing_by_the_same_id_number(db, user_pag
         expect(badge(page, tab)).to_have_text("0")
     expect(page.get_by_text("没有符合条件的待办任务")).to_be_visible()
     expect(page.get_by_role("option", name=re.compile("冬笋街"))).to_have_count(0)  # not in its region picker
+
+
+def _no_sideways_scroll(page) -> None:
+    width, inner = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert width <= inner, f"{page.url}: {width}px wide in a {inner}px window"
+
+
+@pytest.mark.parametrize(("width", "height"), [(375, 812), (1280, 900)])
+def test_the_region_picker_cascades_from_township_to_village_by_keyboard_and_on_a_phone(
+        browser, live_server, db, width, height):
+    from engine.bootstrap import DEMO_PASSWORD
+
+    context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        page.goto("/login")
+        page.get_by_label("用户名").fill("demo_county")
+        page.get_by_label("密码").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_test_id("current-user")).to_be_visible()
+        if width < 640:
+            page.get_by_text("搜索与筛选").click()  # folded on a phone
+        region = page.get_by_label("地区", exact=True)
+        expect(region.locator("option")).to_have_count(21)  # 全部 and 蓬溪县's 20 townships, no village
+        expect(page.get_by_role("option", name=re.compile("冬笋街"))).to_have_count(0)
+        region.select_option(label="宝梵镇")
+        village = page.get_by_label("宝梵镇下辖地区")
+        expect(village).to_be_visible()
+        expect(village.locator("option").first).to_have_text("全部(宝梵镇)")
+        region.focus()
+        page.keyboard.press("Tab")  # the villages' select comes next in the tab order
+        expect(village).to_be_focused()
+        village.select_option(label="冬笋街社区居民委员会")
+        _no_sideways_scroll(page)
+        for box in (region.bounding_box(), village.bounding_box()):
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        page.get_by_role("button", name="查询").click()
+        expect(page).to_have_url(re.compile(r"region=510921107001"))
+        expect(page.get_by_label("地区", exact=True)).to_have_value("510921107000")
+        expect(page.get_by_label("宝梵镇下辖地区")).to_have_value("510921107001")
+        page.get_by_label("地区", exact=True).select_option(label="赤城镇")  # another township: new villages
+        expect(page.get_by_label("宝梵镇下辖地区")).to_have_count(0)
+        expect(page.get_by_label("赤城镇下辖地区")).to_be_visible()
+        page.get_by_role("button", name="查询").click()
+        expect(page).to_have_url(re.compile(r"region=510921100000"))
+        expect(page.locator(".field-error")).to_have_count(0)
+    finally:
+        context.close()

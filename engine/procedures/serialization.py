@@ -15,18 +15,23 @@ import contextvars
 import json
 import threading
 from collections.abc import Callable
-from copy import deepcopy
+from copy import copy, deepcopy
 from typing import Any
+from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
 
 from engine.procedures.expressions import SCRIPT_ENGINE
 
 _specs_for_restore: contextvars.ContextVar[tuple[Any, dict[str, Any]]] = contextvars.ContextVar("specs")
+# during one load: each task id string → its UUID, parsed once (an id is read as a key, an id, a parent, a child)
+_uuids_for_restore: contextvars.ContextVar[dict[str, UUID]] = contextvars.ContextVar("uuids")
 
 
 class _SpecFreeWorkflowConverter(BpmnWorkflowConverter):
@@ -107,11 +112,49 @@ class _TaskConverter(TaskConverter):
             "delta": delta,
         }
 
+    def from_dict(self, dct, workflow):
+        """``TaskConverter.from_dict`` with the same result: each id parsed once per load, the parent's data
+        copied as ``DeepMerge.merge({}, parent.data)`` does (a new dict, its dict/list/set values shallow-copied)
+        without its per-key comparisons, and the strings of the ids kept for the next save (``to_dict``)."""
+        uuid = _uuid
+        task_id, parent_id, children_ids = dct["id"], dct["parent"], dct["children"]
+        task = self.target_class(workflow, workflow.spec.task_specs.get(dct["task_spec"]), state=dct["state"],
+                                 id=uuid(task_id))
+        task._parent = None if parent_id is None else uuid(parent_id)
+        children = [uuid(child) for child in children_ids]
+        task._children = children
+        task.last_state_change = dct["last_state_change"]
+        task.triggered = dct["triggered"]
+        internal = dct["internal_data"]
+        task.internal_data = {} if internal == {} else self.registry.restore(internal)
+        if isinstance(task.task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
+            task.workflow.top_workflow.event_manager.add_task(task)
+        delta = dct.get("delta")
+        parent = workflow.tasks.get(task._parent) if task._parent is not None else None
+        if delta and parent is not None:
+            data = {key: copy(value) if isinstance(value, (dict, list, set)) else value
+                    for key, value in parent.data.items()}
+            updates = delta.get("updates")
+            if updates:
+                data.update(self.registry.restore(updates))
+            for key in delta.get("deletions", ()):
+                data.pop(key, None)
+        else:
+            data = self.registry.restore(dct["data"])
+        task.data = data
+        task.__dict__[_IDS] = (task.id, task._parent, task_id, parent_id, tuple(children), list(children_ids))
+        return task
 
-def _uuid(value):
-    from uuid import UUID
 
-    return UUID(value)
+def _uuid(value: str) -> UUID:
+    """The UUID of a task id string, parsed once per load (a fresh one outside a load)."""
+    cache = _uuids_for_restore.get(None)
+    if cache is None:
+        return UUID(value)
+    found = cache.get(value)
+    if found is None:
+        found = cache[value] = UUID(value)
+    return found
 
 
 _config = dict(SPIFF_CONFIG)
@@ -187,9 +230,11 @@ def load_state(state: str, serializer_version: str, specs: tuple[Any, dict[str, 
     dct[SERIALIZER.VERSION_KEY] = serializer_version
     SERIALIZER.migrate(dct)
     token = _specs_for_restore.set(specs)
+    uuids = _uuids_for_restore.set({})
     try:
         workflow = SERIALIZER.from_dict(dct)
     finally:
+        _uuids_for_restore.reset(uuids)
         _specs_for_restore.reset(token)
     workflow.script_engine = SCRIPT_ENGINE
     return workflow

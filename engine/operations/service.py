@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -302,8 +303,10 @@ class OperationsService:
         return self.store(case, row, actor, file_name, content, content_type, kind)
 
     def store(self, case: Case, row: TaskRow | None, actor: Actor, file_name: str, content: bytes,
-              content_type: str, kind: str) -> Attachment:
+              content_type: str, kind: str, record: Callable[..., None] | None = None) -> Attachment:
         """Check and store a file the caller has already allowed (add_attachment; signatures keep their rule).
+
+        ``record``: the history of the mutation the file is part of (``Mutation.record``); else written at once.
 
         :raises ValidationError: too large, empty, or a type not allowed (checked on the content).
         """
@@ -325,8 +328,11 @@ class OperationsService:
                                 sha256=digest, created_at=self.clock.now())
         self.session.add(attachment)
         self.session.flush()
-        self._audit(case, row, actor, "attachment_added", None,
-                    {"file": name, "sha256": digest, "kind": kind, "attachment_id": attachment.id})
+        detail = {"file": name, "sha256": digest, "kind": kind, "attachment_id": attachment.id}
+        if record is not None:
+            record("attachment_added", task=row, user_id=actor.user_id, detail=detail)
+        else:
+            self._audit(case, row, actor, "attachment_added", None, detail)
         return attachment
 
     def attachments(self, case_id: int) -> list[Attachment]:

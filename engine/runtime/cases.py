@@ -214,8 +214,12 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
     # ------------------------------------------------------------------ complete
     def complete_task(self, task_id: int, actor: Actor, action: str, opinion: str | None,
                       data: dict[str, Any] | None, client_addr: str | None = None,
-                      return_to: str | None = None) -> Case:
+                      return_to: str | None = None,
+                      attach: Callable[[Mutation, TaskRow], None] | None = None) -> Case:
         """Complete a user task with approve, reject or return.
+
+        ``attach(m, row)`` runs first in the mutation, e.g. to store the step's signature with the decision
+        (``SignatureService.complete_signed``); a required signature then counts as given.
 
         :raises NotFoundError: no such task or outside jurisdiction.
         :raises ForbiddenError: the actor sees the task but may not act on it.
@@ -234,14 +238,16 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
             raise ValidationError("不允许的操作", {"action": f"此步骤只允许: {'、'.join(ACTION_LABELS.get(a, a) for a in allowed)}"})
         opinion = checked_opinion(opinion, missing_opinion_message(self.step_properties(row), action))
         if row.parent_task_id is not None and action == "approve":  # a 加签 co-signer agrees: no form data
-            return self._co_signer_approved(case, row, actor, opinion, client_addr)
+            return self._co_signer_approved(case, row, actor, opinion, client_addr, attach)
 
         cleaned = self.validated_data(row, data) if action == "approve" else {}
 
         def act(m: Mutation) -> Case:
             task = self._ready_task(m.workflow, row)
+            if attach is not None:
+                attach(m, row)
             if action == "approve":
-                self._approve(m, row, task, opinion, cleaned)
+                self._approve(m, row, task, opinion, cleaned, signed=attach is not None)
             elif action == "reject" and countersign.instance_parent(task) is not None:
                 # 会签/或签: 不同意 is this signer's vote; the step's completionCondition decides
                 self._approve(m, row, task, opinion, cleaned, decision="reject")
@@ -307,9 +313,9 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
             raise ValidationError("会签人员无效", errors)
 
     def _approve(self, m: Mutation, row: TaskRow, task, opinion: str, cleaned: dict[str, Any],
-                 decision: str = "approve") -> None:
+                 decision: str = "approve", signed: bool = False) -> None:
         """Run the user task with its validated data; the pipeline lets the diagram decide what follows."""
-        require_signature(self.session, row, task.task_spec)
+        require_signature(self.session, row, task.task_spec, signed)
         require_notice(self.session, self._case_of(row), task.task_spec)  # e.g. 退出告知 needs its 退出告知书
         if cleaned:  # a bound from the workflow data (补助兑付 ≤ 核定补助): only the act sees that data
             components = forms.input_components(self.definitions.form_schema(self._case_of(row).version, row.form_key))

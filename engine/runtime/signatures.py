@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.access.assignment import Actor
 from engine.core.errors import ConflictError, ForbiddenError, ValidationError
-from engine.models import Attachment, TaskRow, TaskStatus
+from engine.models import Attachment, Case, TaskRow, TaskStatus
 from engine.procedures.expressions import CHINA_TZ
 from engine.procedures.step_rules import spec_properties, step_spec
 from engine.procedures.steps import SIGNATURE_MODES
+
+if TYPE_CHECKING:
+    from engine.runtime.pipeline import Mutation
 
 SIGNATURE_KIND = "signature"
 DEFAULT_LABEL = "农户签字"
@@ -107,6 +112,25 @@ class SignatureService:
         row = self.cases.access.task_of(task_id, actor)
         if case_id is not None and row.case_id != case_id:
             raise ValidationError("任务不属于本案", {"task_id": "任务不属于本案"})
+        return self._store(row, actor, content)
+
+    def complete_signed(self, task_id: int, actor: Actor, content: bytes, action: str, opinion: str | None,
+                        data: dict[str, Any] | None, client_addr: str | None = None) -> Case:
+        """Store the signature (as ``add_signature``) and complete the task (as ``CaseService.complete_task``)
+        in one mutation: the task is read once under the case lock and the two history events are written
+        together, as when the task page sends the drawn signature with the decision.
+
+        :raises: as ``add_signature`` and ``CaseService.complete_task``; nothing is stored on any refusal.
+        """
+
+        def attach(m: Mutation, row: TaskRow) -> None:
+            self._store(row, actor, content, m.record)
+
+        return self.cases.complete_task(task_id, actor, action, opinion, data, client_addr, attach=attach)
+
+    def _store(self, row: TaskRow, actor: Actor, content: bytes,
+               record: Callable[..., None] | None = None) -> Attachment:
+        """Check and store a signature for the row (``record``: the mutation's history, else written at once)."""
         if row.status != TaskStatus.open:
             raise ConflictError("该任务已被处理")
         if not self.cases.access.may_sign(row, actor):
@@ -118,7 +142,7 @@ class SignatureService:
         stamp = self.clock.now().astimezone(CHINA_TZ).strftime("%Y%m%d-%H%M%S")
         try:  # the store decodes the whole PNG (verify, then load every pixel) before it keeps anything
             return self.operations.store(row.case, row, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
-                                         "image/png", SIGNATURE_KIND)
+                                         "image/png", SIGNATURE_KIND, record=record)
         except ValidationError as exc:
             raise _damaged() from exc
 
@@ -137,13 +161,14 @@ class SignatureService:
         return found
 
 
-def require_signature(session: Session, row: TaskRow, task_spec) -> None:
-    """Refuse to approve a step whose signature is required while the task has none.
+def require_signature(session: Session, row: TaskRow, task_spec, signed: bool = False) -> None:
+    """Refuse to approve a step whose signature is required while the task has none (``signed``: the caller
+    has just stored one for it in this transaction).
 
     :raises ValidationError: with the ``signature`` field (请先由农户签字).
     """
     rule = signature_rule(task_spec)
-    if rule is None or not rule.required:
+    if rule is None or not rule.required or signed:
         return
     signed = session.scalar(select(Attachment.id).where(
         Attachment.task_id == row.id, Attachment.kind == SIGNATURE_KIND).limit(1))

@@ -231,3 +231,45 @@ def test_the_pad_refuses_a_bad_png_with_a_json_field_error(db, client_for, csrf_
     with db.uow() as work:
         assert work.session.scalar(select(func.count(TaskRow.id)).where(TaskRow.case_id == case_id)) == 1
         assert work.session.scalar(select(func.count(Attachment.id))) == 0
+
+
+def test_a_signature_sent_with_the_decision_is_stored_and_the_step_completed_in_one_mutation(db):
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    png = D.signature_png(9)
+    with db.uow() as work:
+        work.signatures.complete_signed(row.id, db.actor("demo_village"), png, "approve", "属实", D.HOUSEHOLD_CHECK)
+    assert [t.spec_name for t in db.open_tasks(case_id)] == ["village_review"]
+    (event,) = _signature_audit(db, row.id)
+    with db.uow() as work:
+        signature = work.signatures.latest(row.id)
+        assert (signature.kind, signature.case_id, event.data_diff["attachment_id"]) == ("signature", case_id,
+                                                                                         signature.id)
+        assert work.operations.read_attachment(signature.id, db.actor("demo_township"))[1] == png
+        history = [(e.action, e.task_id) for e in work.inbox.case_history(case_id)]
+    # the same history as a signature request followed by the decision: the signature first, then the approval
+    assert history[-2:] == [("attachment_added", row.id), ("approve", row.id)]
+
+
+@pytest.mark.parametrize("content", [BAD_SIGNATURES["truncated"][0], BAD_SIGNATURES["empty"][0]],
+                         ids=["truncated", "empty"])
+def test_a_refused_signature_sent_with_the_decision_leaves_the_task_open_and_stores_nothing(db, content,
+                                                                                         monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    before = _fingerprint(db, case_id)
+    with pytest.raises(ValidationError) as info, db.uow() as work:
+        work.signatures.complete_signed(row.id, db.actor("demo_village"), content, "approve", "属实",
+                                        D.HOUSEHOLD_CHECK)
+    assert "signature" in info.value.errors
+    assert _fingerprint(db, case_id) == before
+
+
+def test_only_the_holder_may_send_a_signature_with_the_decision(db):
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    with pytest.raises(NotFoundError), db.uow() as work:
+        work.signatures.complete_signed(row.id, db.actor("demo_other_village"), D.signature_png(), "approve", "属实",
+                                        D.HOUSEHOLD_CHECK)
+    assert [t.id for t in db.open_tasks(case_id)] == [row.id]

@@ -216,6 +216,18 @@ def _cheap_password_hashing():
     patch.undo()
 
 
+@pytest.fixture(scope="session")
+def shared_app():
+    """The process's one Flask app (tests/app_support.py): ``shared_app.serve(config)`` points it at a test's
+    database as ``create_app(config)`` would configure a new app. Used by the web tests' ``app`` and the
+    browser tests' live server."""
+    from tests.app_support import SharedApp
+
+    shared = SharedApp()
+    yield shared
+    shared.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _attachments_outside_the_repo(tmp_path_factory):
     """Apps created by tests store attachments in a temporary folder, never in instance/."""

@@ -20,11 +20,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config(config))
     cast(DefaultJSONProvider, app.json).ensure_ascii = False  # the API speaks Chinese as UTF-8, not \uXXXX escapes
 
-    engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
-    app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))
-    app.extensions["xiangflow_login_limiter"] = LoginLimiter(
-        app.config["XIANGFLOW_LOGIN_MAX_FAILURES"], app.config["XIANGFLOW_LOGIN_WINDOW_SECONDS"],
-        app.config["XIANGFLOW_LOGIN_ADDR_MAX_FAILURES"])
+    bind_state(app)
 
     edge.init_app(app)  # bounded <int:…> ids and the input check, before anything else reads the request
     login_manager.init_app(app)
@@ -68,6 +64,22 @@ def create_app(config: dict | None = None) -> Flask:
 
         start_on_first_request(app)  # serving processes only; CLI commands never start it
     return app
+
+
+def bind_state(app: Flask) -> None:
+    """The app's state made from its config: the database engine and session factory, the login limiter and
+    the background runners (notice batches, start batches). create_app calls it once; the tests call it again to
+    serve each test's database with one app (building the URL map and templates once, not per test)."""
+    from web.batch_start import StartBatchRunner
+    from web.notices import BatchRunner
+
+    engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
+    app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))
+    app.extensions["xiangflow_login_limiter"] = LoginLimiter(
+        app.config["XIANGFLOW_LOGIN_MAX_FAILURES"], app.config["XIANGFLOW_LOGIN_WINDOW_SECONDS"],
+        app.config["XIANGFLOW_LOGIN_ADDR_MAX_FAILURES"])
+    app.extensions["xiangflow_notice_batches"] = BatchRunner()
+    app.extensions["xiangflow_start_batches"] = StartBatchRunner()
 
 
 # Scripts only from this origin (web/templates hold no inline script; JSON data islands are

@@ -22,8 +22,7 @@ bp = Blueprint("batch_start", __name__, url_prefix="/cases/batch-start")
 
 
 def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
-    app.extensions["xiangflow_start_batches"] = StartBatchRunner()
+    app.register_blueprint(bp)  # its runner: web.bind_state
 
 
 class StartBatchRunner:

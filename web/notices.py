@@ -46,9 +46,8 @@ BATCH_STATUS_LABELS = {"queued": "排队中", "running": "进行中", "done": "�
 
 
 def init_app(app: Flask) -> None:
-    """Blueprint, the background batch runner and the ``flask notices`` commands."""
+    """Blueprint and the ``flask notices`` commands (the batch runner: web.bind_state)."""
     app.register_blueprint(bp)
-    app.extensions["xiangflow_notice_batches"] = BatchRunner()
     register_cli(app)
 
 

@@ -87,11 +87,14 @@ def _pem_key(key, passphrase: bytes | None) -> str:
                              encryption).decode("ascii")
 
 
-def _load_key(pem: str, encrypted: bool, passphrase: bytes | None):
+def _load_key(pem: str, encrypted: bool, passphrase: bytes | None, made_here: bool = False):
+    """A stored private key. made_here: this system generated it (the demo CA's key, a demo-CA office key), so
+    the RSA consistency checks (0.1–0.25 s a load) are skipped; a key someone imported is always checked in full."""
     if encrypted and not passphrase:
         raise ValidationError(f"签章私钥已加密,请设置 {PASSPHRASE_ENV}")
     try:
-        return serialization.load_pem_private_key(pem.encode("ascii"), password=passphrase if encrypted else None)
+        return serialization.load_pem_private_key(pem.encode("ascii"), password=passphrase if encrypted else None,
+                                                  unsafe_skip_rsa_key_validation=made_here)
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"无法解开签章私钥({PASSPHRASE_ENV} 是否正确?)") from exc
 
@@ -205,7 +208,7 @@ class KeyStore:
         with _SIGNERS_LOCK:
             if cache_key in _SIGNERS:
                 return _SIGNERS[cache_key]
-        private_key = _load_key(key.key_pem, key.key_encrypted, self.passphrase)
+        private_key = _load_key(key.key_pem, key.key_encrypted, self.passphrase, made_here=key.source == SOURCE_DEMO)
         cert = x509.load_pem_x509_certificate(key.cert_pem.encode("ascii"))
         chain = _certs_from_pem(key.chain_pem)
         der = [c.public_bytes(serialization.Encoding.DER) for c in (cert, *chain)]
@@ -260,7 +263,7 @@ class KeyStore:
         self._refuse_demo_in_production()
         region = self._region(region_code)
         authority = self.demo_ca()
-        ca_key = _load_key(authority.key_pem, authority.key_encrypted, self.passphrase)
+        ca_key = _load_key(authority.key_pem, authority.key_encrypted, self.passphrase, made_here=True)
         ca_cert = x509.load_pem_x509_certificate(authority.cert_pem.encode("ascii"))
         now = self.clock.now()
         key = rsa.generate_private_key(public_exponent=65537, key_size=OFFICE_KEY_BITS)

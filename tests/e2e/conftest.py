@@ -1,7 +1,8 @@
 """Browser-test fixtures: the real app on a live local server, and Debian's headless Chromium.
 
-The server is the app of ``web.create_app`` (CSRF on, scheduler off, the test's fixed clock)
-served by Werkzeug on 127.0.0.1 in a background thread, on the per-test ``db`` database.
+The server is one Werkzeug server per process (127.0.0.1, a background thread) serving the process's shared app
+(tests/app_support.py: ``web.create_app``'s app, CSRF on, scheduler off), pointed at each test's ``db`` database
+and fixed clock in turn.
 Playwright drives /usr/bin/chromium; it never downloads a browser of its own.
 There is no timer worker in the server: ``run_out_notice`` moves the shared clock and fires due
 timers in-process, as the worker would.
@@ -23,7 +24,6 @@ from engine import demo_data as D
 from engine.bootstrap import DEMO_PASSWORD
 from engine.models import User
 from engine.runtime.timers import TimerWorker
-from web import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWER_BUNDLE = Path(__file__).resolve().parents[2] / "web" / "static" / "dist" / "viewer.js"
@@ -38,27 +38,53 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def live_server(db) -> Iterator[str]:
-    """Base URL of the app serving the test's database; stopped (and its pool closed) afterwards."""
+@pytest.fixture(scope="session")
+def _live_server(shared_app) -> Iterator[tuple[object, str]]:
+    """One Werkzeug server per process on 127.0.0.1 (port 0: the OS picks a free port), in a background
+    thread, serving whatever the process's shared app is pointed at."""
     if not VIEWER_BUNDLE.is_file():
         pytest.fail(f"{VIEWER_BUNDLE} is missing: run `make setup` (or `make assets`) to build the front-end bundle")
-    app = create_app({
+    server = make_server("127.0.0.1", 0, _Dispatch(shared_app), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="xiangflow-live-server", daemon=True)
+    thread.start()
+    try:
+        yield server, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+class _Dispatch:
+    """The WSGI app of the live server: the shared app as the current test configured it."""
+
+    def __init__(self, shared_app) -> None:
+        self.shared_app = shared_app
+        self.app = None
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            raise RuntimeError("the live server got a request outside a browser test")
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def live_server(db, _live_server) -> Iterator[str]:
+    """Base URL of the app serving the test's database (CSRF on, scheduler off, the test's fixed clock, the
+    test's attachments folder); after the test the server answers no more requests for it and its pool is closed."""
+    server, url = _live_server
+    dispatch = server.app
+    dispatch.app = dispatch.shared_app.serve({
         "XIANGFLOW_DATABASE_URL": db.url,
         "XIANGFLOW_SCHEDULER": False,
         "XIANGFLOW_CLOCK": db.clock,
         "XIANGFLOW_STORAGE_DIR": str(db.storage_dir),  # per test: a refused upload must leave it empty
     })
-    server = make_server("127.0.0.1", 0, app, threaded=True)  # port 0: the OS picks a free port
-    thread = threading.Thread(target=server.serve_forever, name="xiangflow-live-server", daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield url
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        app.extensions["xiangflow"].engine.dispose()
+        dispatch.app.extensions["xiangflow"].engine.dispose()
+        dispatch.app = None
 
 
 @pytest.fixture

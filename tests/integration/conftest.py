@@ -39,19 +39,24 @@ def _csrf_token(client: FlaskClient, path: str) -> str:
     return match.group(1)
 
 
-def make_app(db, **overrides) -> Flask:
-    return create_app({
+def app_config(db, **overrides) -> dict:
+    return {
         "XIANGFLOW_DATABASE_URL": db.url,
         "XIANGFLOW_SCHEDULER": False,
         "XIANGFLOW_CLOCK": db.clock,
         "TESTING": True,
         **overrides,
-    })
+    }
+
+
+def make_app(db, **overrides) -> Flask:
+    return create_app(app_config(db, **overrides))
 
 
 @pytest.fixture
-def app(db) -> Flask:
-    application = make_app(db)
+def app(db, shared_app) -> Flask:
+    """The app on the test's database: the process's shared app (tests/app_support.py), configured afresh."""
+    application = shared_app.serve(app_config(db))
     yield application
     application.extensions["xiangflow"].engine.dispose()
 

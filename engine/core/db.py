@@ -59,7 +59,9 @@ def make_engine(url: str) -> Engine:
                 dbapi_conn.execute("BEGIN IMMEDIATE")  # the savepoint nests in a transaction that commit() ends
 
         return engine
-    engine = create_engine(url)
+    # psycopg prepares a statement run five times, and PostgreSQL then plans it once for any parameters: for
+    # the inbox's name search (a bigram array) that generic plan took 190 ms where its own took 0.8 (1 M cases)
+    engine = create_engine(url, connect_args={"options": "-c plan_cache_mode=force_custom_plan"})
     _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
     return engine
 

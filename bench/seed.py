@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import io
+import itertools
 import json
 import multiprocessing
 import random
@@ -232,7 +233,7 @@ def _focus(plan: _Plan, cases: int, focus: dict[tuple[str, str], int]) -> dict[i
     """Closed cases turned into open ones in the focus regions, so that each (template kind, region) of focus
     holds at least its number of open cases of that kind: case number → (village, kind).
 
-    The cases taken are the last closed ones outside every focus region; they move to the focus region's
+    The cases taken are the last closed ones outside every focus region, then the last closed ones inside; they move to the focus region's
     villages in turn. A region that already holds enough (every one, at a million cases) takes none."""
     inside: dict[str, list[str]] = {}  # focus region → its villages
     for _kind, code in focus:
@@ -249,7 +250,11 @@ def _focus(plan: _Plan, cases: int, focus: dict[tuple[str, str], int]) -> dict[i
             if key[0] == kind:
                 held[key] += 1
     wanted = [(key, n - held[key]) for key, n in focus.items() if n > held[key]]
-    donors = (i for i in range(cases - 1, -1, -1) if i % 10 and plan.village(i) not in by_village)
+    # closed cases count towards no one's open work, so any may move; those outside the focus regions go first
+    # (with many users every county is a focus region, and then only closed cases inside them are left)
+    donors = itertools.chain(
+        (i for i in range(cases - 1, -1, -1) if i % 10 and plan.village(i) not in by_village),
+        (i for i in range(cases - 1, -1, -1) if i % 10 and plan.village(i) in by_village))
     moved: dict[int, tuple[str, str]] = {}
     for (kind, code), missing in wanted:
         villages = inside[code]

@@ -78,19 +78,17 @@ class RegionChoice:
 def chosen_region(values: list[str]) -> str:
     """The region the picker's selects name, top down: the deepest one inside the one above it (a lower
     select left over from another choice above it, submitted without the script, is ignored)."""
-    chosen = ""
+    chosen, above = "", ""  # the value kept, and its normalized code
     for value in (v.strip() for v in values):
         if not value:
             break
-        if chosen:
-            try:
-                inside = regions.normalize(value) != regions.normalize(chosen) and regions.normalize(
-                    value).startswith(region_prefix(regions.normalize(chosen)))
-            except ValueError:
-                inside = False
-            if not inside:
-                break
-        chosen = value
+        try:
+            code = regions.normalize(value)
+        except ValueError:
+            code = ""
+        if chosen and not (above and code and code != above and code.startswith(region_prefix(above))):
+            break
+        chosen, above = value, code
     return chosen
 
 

@@ -3,8 +3,10 @@ import os
 from werkzeug.serving import WSGIRequestHandler
 
 from web import create_app
+from web.heap import settle
 
 app = create_app()
+settle(app)  # freeze the built heap: the cycle collector then skips it on every request (web/heap.py)
 
 
 class _Handler(WSGIRequestHandler):

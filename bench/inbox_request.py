@@ -9,7 +9,10 @@ database (DATABASE_URL; without one a fresh SQLite file with the demo data), log
 the seed if it exists, else demo_county), requests each ``--path`` a few times to warm up, then
 ``--requests`` times, and prints per path the median and p95 of the whole request, of the time inside
 SQL statements (cursor execute to its return, fetching included), of the template render, and how many
-statements ran, of them inside the template (there should be none: views hand templates loaded rows).
+statements ran, of them inside the template (there should be none: views hand templates loaded rows),
+and the time in garbage collection (median, p95, and how many full collections the timed requests hit).
+The app's heap is settled first (web/heap.py), as wsgi.py does in every serving process; ``--unsettled``
+leaves it unfrozen, for comparison.
 ``--profile`` adds the functions with the most own time (cProfile) over the timed requests.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -37,15 +41,18 @@ from engine.core.clock import SystemClock  # noqa: E402
 from engine.core.db import make_engine  # noqa: E402
 from engine.core.settings import database_url  # noqa: E402
 from web import create_app  # noqa: E402
+from web.heap import settle  # noqa: E402
 
 SEEDED_USER = "d510921000000"  # bench/seed.py: 蓬溪县's county department (5,342 open 部门审定 at 1 M cases)
 
 
 class Meter:
-    """Seconds inside SQL statements and inside template renders, and statement counts, per request."""
+    """Seconds inside SQL statements, template renders and garbage collection, and statement counts, per request."""
 
     def __init__(self):
-        self.sql = self.render = 0.0
+        self.sql = self.render = self.gc = 0.0
+        self.gc_full = 0
+        self._gc_began = 0.0
         self.statements = self.statements_in_render = 0
         self._render_began: float | None = None
         self._began: list[float] = []
@@ -58,6 +65,13 @@ class Meter:
         self.statements += 1
         if self._render_began is not None:
             self.statements_in_render += 1
+
+    def collection(self, phase: str, info: dict) -> None:  # a gc.callbacks entry
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+            return
+        self.gc += time.perf_counter() - self._gc_began
+        self.gc_full += info["generation"] == 2
 
     def before_render(self, *_args, **_kw):
         self._render_began = time.perf_counter()
@@ -99,12 +113,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top functions by own time")
+    parser.add_argument("--unsettled", action="store_true",
+                        help="skip web.heap.settle (the serving processes' frozen heap, wsgi.py), for comparison")
     args = parser.parse_args()
     url = _database_url()
     username, password = _prepare(url, args.user)
     app = create_app({"XIANGFLOW_DATABASE_URL": url, "XIANGFLOW_SCHEDULER": False, "SECRET_KEY": "bench",
                       "XIANGFLOW_STORAGE_DIR": tempfile.mkdtemp(prefix="xf_inbox_request_files_")})
+    frozen = 0 if args.unsettled else settle(app)  # as wsgi.py does in every serving process
     meter = Meter()
+    gc.callbacks.append(meter.collection)
     engine = app.extensions["xiangflow"].engine
     event.listen(engine, "before_cursor_execute", meter.before_sql)
     event.listen(engine, "after_cursor_execute", meter.after_sql)
@@ -115,16 +133,18 @@ def main() -> None:
     if login.status_code != 200:
         raise SystemExit(f"{username} could not log in: {login.status_code} {login.get_data(as_text=True)[:200]}")
     print(f"inbox requests as {username} on {engine.url.render_as_string(hide_password=True)} "
-          f"({args.requests} timed after {args.warmup} warm-up each, {time.strftime('%H:%M', time.gmtime())} UTC)")
-    print(f"  {'path':24} {'total ms':>9} {'p95':>7} {'SQL ms':>7} {'render':>7} {'other':>7} {'stmts':>6} "
-          f"{'in tpl':>6} {'KB':>6}")
+          f"({args.requests} timed after {args.warmup} warm-up each, {time.strftime('%H:%M', time.gmtime())} UTC; heap "
+          f"{'not frozen' if args.unsettled else f'{frozen:,} objects frozen'})")
+    print(f"  {'path':24} {'total ms':>9} {'p95':>7} {'SQL ms':>7} {'render':>7} {'other':>7} {'GC ms':>6} "
+          f"{'GC p95':>6} {'full':>4} {'stmts':>6} {'in tpl':>6} {'KB':>6}")
     profile = cProfile.Profile() if args.profile else None
     for path in args.path or ["/", "/?name=王德"]:
         for _ in range(args.warmup):
             response = client.get(path)
             if response.status_code != 200:
                 raise SystemExit(f"GET {path}: {response.status_code}")
-        totals, sqls, renders, statements, in_render = [], [], [], [], []
+        totals, sqls, renders, statements, in_render, gcs = [], [], [], [], [], []
+        full = 0
         size = 0
         for _ in range(args.requests):
             meter.__init__()
@@ -140,15 +160,20 @@ def main() -> None:
             renders.append(meter.render)
             statements.append(meter.statements)
             in_render.append(meter.statements_in_render)
+            gcs.append(meter.gc)
+            full += meter.gc_full
 
         def ms(values: list[float]) -> float:
             return statistics.median(values) * 1000
 
-        p95 = sorted(totals)[min(len(totals) - 1, int(len(totals) * 0.95))] * 1000
+        def p95_of(values: list[float]) -> float:
+            return sorted(values)[min(len(values) - 1, int(len(values) * 0.95))] * 1000
+
+        p95 = p95_of(totals)
         # the render's own Python: its time less any statement it ran (none, when views load everything)
         other = ms(totals) - ms(sqls) - ms(renders)
         print(f"  {path:24} {ms(totals):>9.1f} {p95:>7.1f} {ms(sqls):>7.1f} {ms(renders):>7.1f} {other:>7.1f} "
-              f"{statistics.median(statements):>6.0f} {max(in_render):>6} {size / 1024:>6.1f}")
+              f"{ms(gcs):>6.1f} {p95_of(gcs):>6.1f} {full:>4} {statistics.median(statements):>6.0f} {max(in_render):>6} {size / 1024:>6.1f}")
     if profile:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(30)

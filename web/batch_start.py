@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, current_app, jsonify, redirect, render_templ
 from flask_login import login_required
 
 from engine.core.errors import ValidationError
+from engine.queries.inbox import chosen_region
 from engine.registry.batch_starts import MAX_SUBJECTS, OUTCOME_LABELS, STATUS_LABELS, lines_of_upload, run_start_batch
 from engine.registry.catalog import HOUSEHOLD_CATEGORIES
 from engine.registry.service import SubjectSearch
@@ -52,6 +53,11 @@ def _run_logged(open_work, batch_id: int) -> str:
         raise
 
 
+def _region_arg() -> str:
+    """The region the page's cascading picker names (its selects all submit ``region``: the deepest consistent one)."""
+    return chosen_region([v for v in request.values.getlist("region") if isinstance(v, str)])
+
+
 def _page(errors: dict | None = None, subjects=None, status: int = 200, source: str = ""):
     me = actor()
     args = request.values
@@ -60,7 +66,8 @@ def _page(errors: dict | None = None, subjects=None, status: int = 200, source: 
         codes = [v.procedure.code for v in procedures]
         procedure = args.get("procedure") if args.get("procedure") in codes else (codes[0] if codes else "")
         return render_template(
-            "batch_start.html", procedures=procedures, procedure=procedure, regions=w.inbox.search_regions(me),
+            "batch_start.html", procedures=procedures, procedure=procedure,
+            region_picker_levels=w.inbox.region_picker(me, _region_arg()),
             categories=HOUSEHOLD_CATEGORIES, form=args, errors=errors or {}, subjects=subjects, source=source,
             max_subjects=MAX_SUBJECTS), status
 
@@ -72,7 +79,8 @@ def index():
         return _page()
     me = actor()
     try:
-        search = SubjectSearch.parse({k: v for k, v in request.args.items() if k in ("name", "region", "category")})
+        search = SubjectSearch.parse({k: v for k, v in request.args.items() if k in ("name", "category")}
+                                     | {"region": _region_arg()})
         with work() as w:
             subjects = w.batch_starts.matching(me, request.args.get("procedure", ""), search)
             chosen = _preview_rows(subjects)

@@ -44,7 +44,7 @@ def index():
                                count_cap=COUNT_CAP,
                                search=search or InboxSearch(), params=(search.params() if search else {}),
                                form=request.args, errors=errors, due=search.due if search else None,
-                               region_picker=w.inbox.region_picker(me, search.region if search else ""),
+                               region_picker_levels=w.inbox.region_picker(me, search.region if search else ""),
                                procedures=w.inbox.procedure_choices(),
                                statuses=list(CaseStatus), soon_limit=now + soon,
                                progress=w.inbox.instance_progress(items) if view in ("todo", "done") else {},

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from engine.access.assignment import Actor
+from engine.access.assignment import Actor, region_prefix
 from engine.access.policy import AccessPolicy
-from engine.access.regions import PREFIX_LENGTH, ancestor_at, level_of
+from engine.access.regions import ancestor_at
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import (
     Case,
@@ -45,11 +45,6 @@ class Group:
 
 
 GROUP_LABEL = {"case": "案件", "village": "村", "township": "乡镇", "county": "县"}
-
-
-def region_prefix(region_code: str) -> str:
-    """The code prefix every region inside region_code starts with."""
-    return region_code[: PREFIX_LENGTH[level_of(region_code)]]
 
 
 def groups(kind: NoticeKind, cases: list[Case]) -> list[Group]:

@@ -150,14 +150,6 @@ class InboxQueries:
         return InboxSearch(name, id_number, region, procedure, status, dates.get("date_from"),
                            dates.get("date_to"), due)
 
-    def search_regions(self, actor: Actor) -> list[Region]:
-        """Regions the actor may search by: their grants' regions and every region inside them."""
-        prefixes = sorted({g.prefix for g in actor.grants})
-        if not prefixes:
-            return []
-        return list(self.session.scalars(select(Region).where(or_(*[Region.code.startswith(p) for p in prefixes]))
-                                         .order_by(Region.code)))
-
     def region_picker(self, actor: Actor, selected: str = "") -> list[RegionChoice]:
         """The inbox's region picker as cascading selects: the regions below the actor's jurisdiction (its
         grants' regions if several, else the one region's children), then the children of each region chosen

@@ -16,7 +16,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.access.assignment import Actor
+from engine.access.assignment import Actor, region_prefix
 from engine.access.policy import AccessPolicy
 from engine.core.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from engine.models import Region, RegionLevel, Subject, User, UserRole
@@ -138,7 +138,7 @@ class RegistryService:
                                     SubjectMember.id_number == search.id_number)
             stmt = stmt.where(or_(Subject.id_number == search.id_number, member))
         if search.region_code:
-            stmt = stmt.where(Subject.region_code.startswith(search.region_code.rstrip("0") or "-"))
+            stmt = stmt.where(Subject.region_code.startswith(region_prefix(search.region_code)))
         if search.category:
             stmt = stmt.where(or_(Subject.attrs["category"].as_string() == search.category,
                                   Subject.attrs["project_type"].as_string() == search.category))

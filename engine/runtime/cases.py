@@ -215,10 +215,10 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
     def complete_task(self, task_id: int, actor: Actor, action: str, opinion: str | None,
                       data: dict[str, Any] | None, client_addr: str | None = None,
                       return_to: str | None = None,
-                      attach: Callable[[Mutation, TaskRow], None] | None = None) -> Case:
+                      sign: Callable[[Mutation, TaskRow], None] | None = None) -> Case:
         """Complete a user task with approve, reject or return.
 
-        ``attach(m, row)`` runs first in the mutation, e.g. to store the step's signature with the decision
+        ``sign(m, row)`` runs first in the mutation, e.g. to store the step's signature with the decision
         (``SignatureService.complete_signed``); a required signature then counts as given.
 
         :raises NotFoundError: no such task or outside jurisdiction.
@@ -238,16 +238,16 @@ class CaseService(CoSigning, CaseEvents, TimerFiring):
             raise ValidationError("不允许的操作", {"action": f"此步骤只允许: {'、'.join(ACTION_LABELS.get(a, a) for a in allowed)}"})
         opinion = checked_opinion(opinion, missing_opinion_message(self.step_properties(row), action))
         if row.parent_task_id is not None and action == "approve":  # a 加签 co-signer agrees: no form data
-            return self._co_signer_approved(case, row, actor, opinion, client_addr, attach)
+            return self._co_signer_approved(case, row, actor, opinion, client_addr, sign)
 
         cleaned = self.validated_data(row, data) if action == "approve" else {}
 
         def act(m: Mutation) -> Case:
             task = self._ready_task(m.workflow, row)
-            if attach is not None:
-                attach(m, row)
+            if sign is not None:
+                sign(m, row)
             if action == "approve":
-                self._approve(m, row, task, opinion, cleaned, signed=attach is not None)
+                self._approve(m, row, task, opinion, cleaned, signed=sign is not None)
             elif action == "reject" and countersign.instance_parent(task) is not None:
                 # 会签/或签: 不同意 is this signer's vote; the step's completionCondition decides
                 self._approve(m, row, task, opinion, cleaned, decision="reject")

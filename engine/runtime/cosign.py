@@ -33,14 +33,14 @@ class CoSigning:
 
     def _co_signer_approved(self, case: Case, row: TaskRow, actor: Actor, opinion: str,
                             client_addr: str | None,
-                            attach: Callable[[Mutation, TaskRow], None] | None = None) -> Case:
+                            sign: Callable[[Mutation, TaskRow], None] | None = None) -> Case:
         """A 加签 co-signer agrees. When the last one has: a before-sign hands the task back to its
         holder; an after-sign runs the task with the holder's decision kept in the parent's ``pending``."""
         session = self.session
 
         def act(m: Mutation) -> Case:
-            if attach is not None:  # the co-signer's own signature, on their row (as ``complete_task``'s attach)
-                attach(m, row)
+            if sign is not None:  # the co-signer's own signature, on their row (as ``complete_task``'s sign)
+                sign(m, row)
             m.complete_row(row, by=actor.user_id, action="approve", opinion=opinion)
             m.record("sign_approve", task=row, user_id=actor.user_id, opinion=opinion,
                      detail={"sign_position": row.sign_position}, client_addr=client_addr)

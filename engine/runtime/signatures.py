@@ -33,6 +33,7 @@ DEFAULT_LABEL = "农户签字"
 MAX_SIGNATURE_BYTES = 512 * 1024
 MIN_SIDE_PX, MAX_SIDE_PX = 100, 4000
 MISSING_MESSAGE = "请先由农户签字"
+BLANK_MESSAGE = "签字为空白,请在框内签名后再提交"
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,13 @@ def signature_rule(task_spec) -> SignatureRule | None:
 
 
 def check_signature_png(content: bytes) -> None:
-    """Accept only a small PNG of a plausible signature size (read from its header).
+    """Accept only a small PNG of a plausible signature size (read from its header) that shows a stroke.
 
-    That the whole file decodes is checked once, where every upload is (the attachment store's Pillow
-    ``verify`` and ``load``); ``SignatureService.add_signature`` answers a refusal there as a damaged PNG.
+    The pixels are read here only to refuse a blank image (an empty signature pad, a fully transparent
+    PNG); that the whole file decodes is the attachment store's rule, as for every upload, and
+    ``SignatureService.add_signature`` answers a refusal there as a damaged PNG.
 
-    :raises ValidationError: empty, too large, not a PNG, or odd dimensions.
+    :raises ValidationError: empty, too large, not a PNG, odd dimensions, or blank.
     """
     from PIL import Image
 
@@ -82,6 +84,23 @@ def check_signature_png(content: bytes) -> None:
     if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX // 2 <= height <= MAX_SIDE_PX):
         raise ValidationError("签字图片尺寸不合理", {
             "signature": f"签字图片尺寸应在 {MIN_SIDE_PX}×{MIN_SIDE_PX // 2} 到 {MAX_SIDE_PX}×{MAX_SIDE_PX} 像素之间"})
+    try:
+        with Image.open(io.BytesIO(content)) as img:
+            img.verify()  # a truncated file is damaged (the store's answer), not blank
+        with Image.open(io.BytesIO(content)) as img:
+            blank = _blank(img.getbands(), img.getextrema())
+    except Exception as exc:
+        raise _damaged() from exc
+    if blank:
+        raise ValidationError("签字为空白", {"signature": BLANK_MESSAGE})
+
+
+def _blank(bands: tuple[str, ...], extrema) -> bool:
+    """Every pixel the same colour, or every pixel fully transparent (extrema per band, as Pillow gives them)."""
+    per_band = [extrema] if len(bands) == 1 else list(extrema)
+    if "A" in bands and per_band[bands.index("A")][1] == 0:
+        return True
+    return all(low == high for low, high in per_band)
 
 
 def _damaged() -> ValidationError:
@@ -123,10 +142,10 @@ class SignatureService:
         :raises: as ``add_signature`` and ``CaseService.complete_task``; nothing is stored on any refusal.
         """
 
-        def attach(m: Mutation, row: TaskRow) -> None:
+        def sign(m: Mutation, row: TaskRow) -> None:
             self._store(row, actor, content, m.record)
 
-        return self.cases.complete_task(task_id, actor, action, opinion, data, client_addr, attach=attach)
+        return self.cases.complete_task(task_id, actor, action, opinion, data, client_addr, sign=sign)
 
     def _store(self, row: TaskRow, actor: Actor, content: bytes,
                record: Callable[..., None] | None = None) -> Attachment:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -15,6 +17,7 @@ from web.errors import STATUS
 from web.services import actor, client_addr, work
 
 bp = Blueprint("cases", __name__)
+SIGNATURE_DATA_URL = "data:image/png;base64,"  # what the signature pad writes into the task form
 
 
 @bp.route("/cases/<int:case_id>")
@@ -224,6 +227,7 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
             actions=actions, return_targets=w.cases.return_targets(row),
             opinion=(submitted or {}).get("_opinion", ""),
             signature=w.signatures.rule_for(row), signed=w.signatures.latest(row.id),
+            drawn=(submitted or {}).get("_signature_data", ""),
             opinion_required=opinion_required(w.cases.step_properties(row)),
             attachment_kinds=w.operations.accepted_kinds(row) if w.access.acts_on(row, me) else [],
             progress=w.inbox.instance_progress([row]).get(row.id),
@@ -255,24 +259,51 @@ def form_values(form) -> dict:
     """Submitted form fields as the engine expects them (checklists as lists)."""
     values = {}
     for key in form:
-        if key in ("csrf_token", "action", "opinion", "return_to", "sign_to", "sign_position", "delegate_to"):
+        if key in ("csrf_token", "action", "opinion", "return_to", "sign_to", "sign_position", "delegate_to",
+                   "signature_data"):
             continue
         items = form.getlist(key)
         values[key] = items if len(items) > 1 or key.endswith("[]") else items[0]
     return {k.removesuffix("[]"): v for k, v in values.items()}
 
 
+def _sent_signature() -> bytes | None:
+    """The signature sent with the task form: a file part ``signature`` (the no-JS file input) or the pad's
+    drawing, a PNG data URL in ``signature_data``; None when neither. What cannot be decoded is handed on
+    as it came, so the one signature check (signatures.check_signature_png) refuses it."""
+    upload = request.files.get("signature")
+    if upload is not None and upload.filename:
+        return upload.read()
+    drawn = request.form.get("signature_data", "")
+    if not drawn:
+        return None
+    header, _, payload = drawn.partition(",")
+    if header == SIGNATURE_DATA_URL.removesuffix(","):
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error:
+            pass
+    return drawn.encode()
+
+
 @bp.route("/tasks/<int:task_id>", methods=["POST"])
 @login_required
 def complete(task_id: int):
+    """The task form's decision; a signature sent with it is stored in the same mutation (not on 退回, which
+    keeps nothing of the step)."""
     action = request.form.get("action", "")
     outcome: list[str] = []
 
     def operation(w, opinion, data):
         row = w.access.task_of(task_id, actor())
         title, vote, single = row.title, row.instance_group is not None, row.actions == "approve"
-        case = w.cases.complete_task(task_id, actor(), action, opinion, data, client_addr=client_addr(),
-                                     return_to=request.form.get("return_to") or None)
+        signature = _sent_signature() if action != "return" else None
+        if signature is not None:
+            case = w.signatures.complete_signed(task_id, actor(), signature, action, opinion, data,
+                                                client_addr=client_addr())
+        else:
+            case = w.cases.complete_task(task_id, actor(), action, opinion, data, client_addr=client_addr(),
+                                         return_to=request.form.get("return_to") or None)
         outcome.append(_outcome(action, title, vote, single, case, w.inbox.case_tasks(case.id)))
         return case.id
     return _submit_task_form(task_id, operation, lambda: outcome[0] if outcome else "已提交")
@@ -302,7 +333,9 @@ def _submit_task_form(task_id: int, operation, done: str | Callable[[], str]):
         with work() as w:
             case_id = operation(w, opinion, data)
     except ValidationError as exc:
-        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion}, 422)
+        drawn = request.form.get("signature_data", "")  # shown again unless it was the refusal's cause
+        drawn = drawn if drawn.startswith(SIGNATURE_DATA_URL) and "signature" not in exc.errors else ""
+        return _task_page(task_id, exc.errors, {**data, "_opinion": opinion, "_signature_data": drawn}, 422)
     flash(done() if callable(done) else done, "success")
     return redirect(url_for("cases.show", case_id=case_id))
 

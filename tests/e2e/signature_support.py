@@ -33,8 +33,6 @@ def draw_on_pad(page: Page, touch: bool = False) -> None:
 
 
 def sign_on_pad(page: Page, touch: bool = False) -> None:
-    """Draw on the pad and save it (确认签字); wait until the server has stored it."""
+    """Draw on the pad; the drawing goes with the task form's next submit (one request with the decision)."""
     draw_on_pad(page, touch)
-    page.get_by_test_id("signature-save").click()
-    expect(page.get_by_test_id("signature-status")).to_have_text("已签字(已保存)")
-    expect(page.get_by_test_id("signature-preview")).to_be_visible()
+    expect(page.get_by_test_id("signature-status")).to_have_text("已签名,提交时一并保存")

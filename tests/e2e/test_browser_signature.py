@@ -1,4 +1,5 @@
-"""农户签字 on the 入户核查 task page in headless Chromium: refused unsigned, drawn, saved, shown on the case."""
+"""农户签字 on the 入户核查 task page in headless Chromium on a phone (375×812): refused unsigned, drawn, and
+sent with the decision in one request; a decision refused for another reason keeps the drawing and stores nothing."""
 
 from __future__ import annotations
 
@@ -24,38 +25,53 @@ def signatures(db, task_id: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("touch", [False, True], ids=["mouse", "touch"])
-def test_the_household_signs_on_the_pad_and_the_case_page_shows_the_signature_with_the_step(
-        db, user_page, live_server, touch):
+def test_the_household_signs_on_the_phone_and_one_submit_stores_the_signature_with_the_decision(
+        db, browser, live_server, login, touch):
     case_id = db.start_case()
     (row,) = db.open_tasks(case_id)
-    page = user_page("demo_village")
-    page.goto(f"/tasks/{row.id}")
-    expect(page.get_by_test_id("signature-pad")).to_contain_text("农户签字")
-    expect(page.get_by_test_id("signature-status")).to_have_text("尚未签字")
+    context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": 375, "height": 812},
+                                  has_touch=touch)
+    page = context.new_page()
+    try:
+        login(page, "demo_village")
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url.removeprefix(live_server)) if r.method == "POST" else None)
+        page.goto(f"/tasks/{row.id}")
+        expect(page.get_by_test_id("signature-pad")).to_contain_text("农户签字")
+        expect(page.get_by_test_id("signature-status")).to_have_text("尚未签字")
+        assert page.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [375, 375]
+        pad = page.get_by_test_id("signature-canvas").bounding_box()
+        assert pad is not None and pad["x"] >= 0 and pad["x"] + pad["width"] <= 375
 
-    fill_household_check(page, opinion="入户核查完毕,农户已签字。")  # submitted unsigned: refused, nothing moves
-    page.get_by_role("button", name="提交").click()
-    expect(page.get_by_test_id("signature-error")).to_have_text("请先由农户签字")
-    assert [t.id for t in db.open_tasks(case_id)] == [row.id]
+        fill_household_check(page, opinion="入户核查完毕,农户已签字。")  # submitted unsigned: refused, nothing moves
+        page.get_by_role("button", name="提交").click()
+        expect(page.get_by_test_id("signature-error")).to_have_text("请先由农户签字")
+        assert [t.id for t in db.open_tasks(case_id)] == [row.id]
 
-    page.get_by_test_id("signature-save").click()  # nothing drawn yet: nothing is sent
-    expect(page.get_by_test_id("signature-status")).to_have_text("请先在框内签名")
-    draw_on_pad(page, touch)
-    page.get_by_role("button", name="清除").click()  # a clear wipes the drawing
-    page.get_by_test_id("signature-save").click()
-    expect(page.get_by_test_id("signature-status")).to_have_text("请先在框内签名")
-    assert signatures(db, row.id) == []
+        draw_on_pad(page, touch)
+        page.get_by_role("button", name="清除").click()  # a clear wipes the drawing: nothing would be sent
+        expect(page.get_by_test_id("signature-status")).to_have_text("尚未签字")
 
-    sign_on_pad(page, touch)
-    (png,) = signatures(db, row.id)
-    with Image.open(io.BytesIO(png)) as img:
-        assert (img.format, img.size) == ("PNG", (600, 200))
-        assert img.convert("L").getextrema()[0] < 100  # dark strokes on white, not an empty canvas
+        sign_on_pad(page, touch)  # drawn, then a decision refused for another reason: the drawing is kept
+        page.locator("#f_industry_employment").fill("")
+        page.get_by_role("button", name="提交").click()
+        expect(page.locator('[data-field="industry_employment"] .field-error')).to_be_visible()
+        expect(page.get_by_test_id("signature-status")).to_have_text("已签名,提交时一并保存")
+        expect(page.get_by_test_id("signature-preview")).to_be_visible()
+        assert signatures(db, row.id) == [] and [t.id for t in db.open_tasks(case_id)] == [row.id]
 
-    fill_household_check(page, opinion="入户核查完毕,农户已签字。")  # the 422 page kept the values, but the fields are filled again to be sure
-    page.get_by_role("button", name="提交").click()
-    expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
-    expect(page.get_by_test_id("current-steps")).to_have_text("民主评议")
-    image = page.get_by_test_id("history-signature").locator("img")
-    expect(image).to_have_count(1)
-    expect(image).to_have_js_property("naturalWidth", 600)  # the stored PNG really loads
+        posts.clear()
+        fill_household_check(page, opinion="入户核查完毕,农户已签字。")
+        page.get_by_role("button", name="提交").click()
+        expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
+        assert posts == [f"/tasks/{row.id}"]  # one request carried the signature and the decision
+        expect(page.get_by_test_id("current-steps")).to_have_text("民主评议")
+        (png,) = signatures(db, row.id)
+        with Image.open(io.BytesIO(png)) as img:
+            assert (img.format, img.size) == ("PNG", (600, 200))
+            assert img.convert("L").getextrema()[0] < 100  # dark strokes on white, not an empty canvas
+        image = page.get_by_test_id("history-signature").locator("img")
+        expect(image).to_have_count(1)
+        expect(image).to_have_js_property("naturalWidth", 600)  # the stored PNG really loads
+    finally:
+        context.close()

@@ -1,6 +1,7 @@
 // Handwritten signature pad for the task page (no library): a <canvas> drawn with pointer events, so touch,
-// pen and mouse all work. "确认签字" uploads the drawing as a PNG to the task's signature URL; the server
-// keeps every signature (append-only) and the latest counts.
+// pen and mouse all work. The drawing goes with the task form: on submit it is written as a PNG data URL into
+// the hidden signature_data field, so one request stores the signature and the decision (nothing is stored
+// when the decision is refused). The server keeps every signature (append-only) and the latest counts.
 (function () {
   'use strict';
 
@@ -9,7 +10,6 @@
     var ctx = canvas.getContext('2d');
     var status = root.querySelector('[data-status]');
     var preview = root.querySelector('[data-preview]');
-    var saveButton = root.querySelector('[data-save]');
     var strokes = 0;
     var drawing = null;
 
@@ -58,43 +58,43 @@
       canvas.addEventListener(name, function () { drawing = null; });
     });
 
-    root.querySelector('[data-clear]').addEventListener('click', function () {
-      blank();
-      status.textContent = preview.hidden ? '尚未签字' : '已清除画板,已保存的签字仍然有效';
+    var field = root.querySelector('[data-signature-data]');
+
+    function showSaved() {  // the signature stored earlier (if any) is what counts when nothing is drawn
+      if (root.dataset.savedSrc) {
+        preview.src = root.dataset.savedSrc;
+        preview.hidden = false;
+      } else {
+        preview.removeAttribute('src');
+        preview.hidden = true;
+      }
+    }
+
+    canvas.addEventListener('pointerdown', function () {
+      if (field.value) {  // a drawing sent back with a refused form gives way to the new one
+        field.value = '';
+        showSaved();
+      }
+    });
+    ['pointerup', 'pointercancel'].forEach(function (name) {
+      canvas.addEventListener(name, function () {
+        if (strokes) status.textContent = '已签名,提交时一并保存';
+      });
     });
 
-    saveButton.addEventListener('click', function () {
-      if (!strokes) {
-        status.textContent = '请先在框内签名';
-        return;
-      }
-      saveButton.disabled = true;
-      status.textContent = '正在保存签字…';
-      canvas.toBlob(function (blob) {
-        var body = new FormData();
-        body.append('csrf_token', root.dataset.csrf);
-        body.append('signature', blob, 'signature.png');
-        fetch(root.dataset.uploadUrl, { method: 'POST', body: body, credentials: 'same-origin' })
-          .then(function (response) {
-            return response.json().catch(function () { return {}; }).then(function (data) {
-              if (response.status !== 201) {
-                var detail = data.errors ? Object.values(data.errors).join(';') : (data.message || response.status);
-                throw new Error(detail);
-              }
-              return data;
-            });
-          })
-          .then(function (data) {
-            preview.src = data.url;
-            preview.hidden = false;
-            status.textContent = '已签字(已保存)';
-            root.dataset.signed = 'yes';
-            blank();
-          })
-          .catch(function (error) { status.textContent = '签字保存失败:' + error.message; })
-          .then(function () { saveButton.disabled = false; });
-      }, 'image/png');
+    root.querySelector('[data-clear]').addEventListener('click', function () {
+      blank();
+      field.value = '';
+      showSaved();
+      status.textContent = root.dataset.savedStatus ? '已清除画板,' + root.dataset.savedStatus : '尚未签字';
     });
+
+    var form = root.closest('form');
+    if (form) {
+      form.addEventListener('submit', function () {
+        if (strokes) field.value = canvas.toDataURL('image/png');
+      });
+    }
 
     blank();
   }

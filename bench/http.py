@@ -6,7 +6,8 @@
 For each scale (``--small``, default 10,000, then ``--cases``) it seeds a PostgreSQL database named after
 the configured one (``xf_scale_http_10000``, ``xf_scale_http_1000000``; created if missing) with that many
 四步法 exit cases (bench/seed.py: the five seed counties' 1,207 villages, a tenth open, COPY then ANALYZE;
-the big one is reused when it holds exactly that seeding, unless ``--reseed``), starts the production
+the big one is reused when it holds exactly that seeding, unless ``--reseed``), reads it into the page cache
+(pg_prewarm; ``--cold`` skips that and measures the disk too), starts the production
 profile on a free loopback port (gunicorn with ``--web-workers`` processes, one timer worker, the
 scheduler tick off) and drives it with ``--users`` simulated users of every level (village cadres,
 township officers, county departments, county leaders; each its own account in its own region). Each

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from engine.access.assignment import Actor
 from engine.access.policy import AccessPolicy
@@ -80,13 +81,21 @@ class BatchApproval:
             raise ValidationError("请选择要批量审批的任务", {"task_ids": "请至少选择一项任务"})
         if len(ids) > MAX_BATCH:
             raise ValidationError("选择的任务过多", {"task_ids": f"一次最多批量审批 {MAX_BATCH} 项"})
+        loaded = self._load(ids)  # held until the checks are done: the identity map keeps only weak references
         rows = [self.access.task_of(task_id, actor) for task_id in ids]
+        del loaded
         if len({(r.spec_name, r.form_key) for r in rows}) > 1:
             raise ValidationError("请选择同一步骤的任务", {"task_ids": "批量审批的任务必须是同一步骤(同一表单)"})
         refused = [r for r in rows if r.id not in self.eligible(rows, actor)] if strict else []
         if refused:
             raise ValidationError(NOT_ALLOWED, {"task_ids": f"「{refused[0].title}」({refused[0].case_title or refused[0].case.title})不能批量审批"})
         return rows
+
+    def _load(self, ids: list[int]) -> list[TaskRow]:
+        """The selected rows with their cases and versions in two statements, into the session's identity
+        map, where the access check's per-id lookup and ``allows`` then find them (not 2-3 queries per task)."""
+        return self.session.scalars(select(TaskRow).where(TaskRow.id.in_(ids))
+                             .options(selectinload(TaskRow.case))).all()  # Case.version is joined to it
 
     def approve(self, task_ids: list[int], actor: Actor, opinion: str | None, data: dict[str, Any] | None,
                 client_addr: str | None = None) -> list[BatchOutcome]:

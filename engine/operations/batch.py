@@ -94,8 +94,8 @@ class BatchApproval:
     def _load(self, ids: list[int]) -> list[TaskRow]:
         """The selected rows with their cases and versions in two statements, into the session's identity
         map, where the access check's per-id lookup and ``allows`` then find them (not 2-3 queries per task)."""
-        return self.session.scalars(select(TaskRow).where(TaskRow.id.in_(ids))
-                             .options(selectinload(TaskRow.case))).all()  # Case.version is joined to it
+        return list(self.session.scalars(select(TaskRow).where(TaskRow.id.in_(ids))
+                             .options(selectinload(TaskRow.case))))  # Case.version is joined to it
 
     def approve(self, task_ids: list[int], actor: Actor, opinion: str | None, data: dict[str, Any] | None,
                 client_addr: str | None = None) -> list[BatchOutcome]:

@@ -237,7 +237,8 @@ def _task_page(task_id: int, errors: dict | None = None, submitted: dict | None 
 @bp.route("/tasks/<int:task_id>/signature", methods=["POST"])
 @login_required
 def sign(task_id: int):
-    """The task page's signature pad posts the drawn PNG here (multipart ``signature``); answers JSON."""
+    """A signature on its own (multipart ``signature``, a PNG), answered in JSON, for a caller that signs before
+    deciding; the task page sends the drawing with the decision instead (``complete``)."""
     upload_file = request.files.get("signature")
     try:
         with work() as w:

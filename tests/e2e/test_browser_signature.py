@@ -11,6 +11,8 @@ from PIL import Image
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from engine.bootstrap import DEMO_PASSWORD
+from engine.demo_data import signature_png
 from engine.models import Attachment
 from tests.e2e.forms_support import fill_household_check
 from tests.e2e.signature_support import draw_on_pad, sign_on_pad
@@ -73,5 +75,30 @@ def test_the_household_signs_on_the_phone_and_one_submit_stores_the_signature_wi
         image = page.get_by_test_id("history-signature").locator("img")
         expect(image).to_have_count(1)
         expect(image).to_have_js_property("naturalWidth", 600)  # the stored PNG really loads
+    finally:
+        context.close()
+
+
+def test_without_scripts_the_task_form_takes_a_signature_file_with_the_decision(db, browser, live_server, login):
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": 375, "height": 812},
+                                  java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto("/login")
+        page.get_by_label("用户名").fill("demo_village")
+        page.get_by_label("密码").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="登录").click()
+        page.goto(f"/tasks/{row.id}")
+        expect(page.get_by_test_id("signature-canvas")).to_be_hidden()  # a pad that cannot draw is not offered
+        fill_household_check(page)
+        png = signature_png(4)
+        page.get_by_label(re.compile("请选择签字图片")).set_input_files(
+            {"name": "签字.png", "mimeType": "image/png", "buffer": png})
+        page.get_by_role("button", name="提交").click()
+        expect(page).to_have_url(re.compile(rf"/cases/{case_id}$"))
+        assert signatures(db, row.id) == [png]
+        assert [t.spec_name for t in db.open_tasks(case_id)] == ["village_review"]
     finally:
         context.close()

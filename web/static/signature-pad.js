@@ -97,6 +97,8 @@
     }
 
     blank();
+    canvas.hidden = false;  // without scripts the page offers the file input (noscript) instead
+    root.querySelector('[data-clear]').hidden = false;
   }
 
   document.querySelectorAll('[data-signature-pad]').forEach(setUp);

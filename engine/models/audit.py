@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from engine.models import AuditEvent
 
-_INSERT = insert(cast(Table, AuditEvent.__table__))
+AUDIT_TABLE = cast(Table, AuditEvent.__table__)
+_INSERT = insert(AUDIT_TABLE)
+COLUMNS = ("case_id", "task_id", "user_id", "action", "step", "opinion", "data_diff", "created_at", "client_addr")
 
 MAX_ACTION = 40
 MAX_STEP = 200
@@ -47,8 +49,12 @@ class AuditLog:
 
     def record_all(self, events: list[dict[str, Any]]) -> None:
         """Write several audit rows in one statement, in order; each a dict of ``record``'s arguments."""
-        if not events:
-            return
+        if events:
+            self.session.execute(_INSERT, self.rows(events))
+
+    def rows(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``audit_event`` rows of events (``record_all``'s), for a statement that writes them with others
+        (the pipeline's save on PostgreSQL); the column names are ``COLUMNS``."""
         now = None
         rows = []
         for event in events:
@@ -68,4 +74,4 @@ class AuditLog:
                 "created_at": at,
                 "client_addr": event.get("client_addr"),
             })
-        self.session.execute(_INSERT, rows)
+        return rows

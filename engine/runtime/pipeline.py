@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import CursorResult, Table, bindparam, inspect, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, inspect, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -44,7 +44,8 @@ from engine.models import (
     User,
     UserRole,
 )
-from engine.models.audit import AuditLog
+from engine.models.audit import AUDIT_TABLE, AuditLog
+from engine.models.audit import COLUMNS as AUDIT_COLUMNS
 from engine.procedures.definitions import DefinitionService
 from engine.procedures.expressions import SCRIPT_ENGINE, failure_message
 from engine.procedures.serialization import SERIALIZER_VERSION, dump_state, load_state
@@ -77,11 +78,37 @@ _LOCK_TASK_FOR_UPDATE = _LOCK_TASK.with_for_update(of=Case)
 _SAVE = update(_CASE).where(_CASE.c.id == bindparam("case_id"), _CASE.c.lock_version == bindparam("expected_lock"))
 
 
+# the columns the compare-and-set save writes, in its parameters' order
+_SAVED = ("state", "updated_at", "lock_version", "status", "outcome_reason", "finished_at", "return_count", "path",
+          "procedure_version_id")
+
+
 @functools.cache
-def _complete_row_statement(columns: tuple[str, ...]):
-    """``UPDATE task SET <columns> WHERE id = :row_id AND status = :expect``, built once per set of columns."""
-    return update(_TASK).where(_TASK.c.id == bindparam("row_id"), _TASK.c.status == bindparam("expect")) \
-        .values({name: bindparam(name) for name in columns})
+def _complete_row_statement(columns: tuple[str, ...], prefix: str = ""):
+    """``UPDATE task SET <columns> WHERE id = :row_id AND status = :expect``, built once per set of columns
+    (``prefix`` names its parameters, for several in one statement)."""
+    return update(_TASK).where(_TASK.c.id == bindparam(f"{prefix}row_id"),
+                               _TASK.c.status == bindparam(f"{prefix}expect")) \
+        .values({name: bindparam(f"{prefix}{name}") for name in columns})
+
+
+@functools.cache
+def _combined_save_statement(row_columns: tuple[tuple[str, ...], ...], events: int):
+    """PostgreSQL: the compare-and-set save, the task row UPDATEs deferred to it (``complete_row(at_save=True)``)
+    and the act's audit rows as one statement, one round trip: each a data-modifying CTE; the case's UPDATE
+    returns each row UPDATE's matched-row count (no row returned: the case changed; a count of 0: that task
+    row did). Built once per shape."""
+    ctes = [_complete_row_statement(columns, f"r{i}_").returning(_TASK.c.id).cte(f"row_{i}")
+            for i, columns in enumerate(row_columns)]
+    counts = [select(func.count()).select_from(cte).scalar_subquery().label(f"row_{i}") for i, cte in enumerate(ctes)]
+    if events:
+        ctes.append(insert(AUDIT_TABLE).values(
+            [{name: bindparam(f"a{i}_{name}", type_=AUDIT_TABLE.c[name].type) for name in AUDIT_COLUMNS}
+             for i in range(events)]).cte("events"))  # typed: only the first row of a multi-row VALUES is inferred
+    # the case's parameters prefixed too: an execution parameter named like a column (case_id, status) would
+    # otherwise also be SET in the task UPDATEs
+    return update(_CASE).where(_CASE.c.id == bindparam("c_id"), _CASE.c.lock_version == bindparam("c_expected_lock")) \
+        .values({name: bindparam(f"c_{name}") for name in _SAVED}).add_cte(*ctes).returning(_CASE.c.id, *counts)
 
 
 class Mutation:
@@ -152,14 +179,18 @@ class Mutation:
             set_committed_value(row, key, value)
         self.completed_rows.append((row, expect))
 
+    def take_row_writes(self) -> list[tuple[TaskRow, dict[str, Any]]]:
+        """The task row UPDATEs ``complete_row`` has not sent yet, as (row, values with ``expect``), taken."""
+        writes, self._row_writes = self._row_writes, []
+        return writes
+
     def write_rows(self) -> None:
         """Send the task row UPDATEs ``complete_row`` has not sent yet.
 
         :raises ConflictError: a row was completed (or cancelled) by someone else meanwhile.
         """
         session = self._pipeline.session
-        writes, self._row_writes = self._row_writes, []
-        for row, values in writes:
+        for row, values in self.take_row_writes():
             columns = tuple(key for key in values if key != "expect")
             with session.no_autoflush:  # a plain table UPDATE: the row object is brought up to date below
                 done = cast("CursorResult[Any]", session.execute(
@@ -301,7 +332,7 @@ class CasePipeline:
         walk = TreeWalk.of(m.workflow)  # the one walk every projection reads
         apply_outcome(m.case, case_status(m.workflow, walk.completed, walk.finished), now)
         m.case.path = completed_path(walk.completed)
-        self.save(m.case, m.workflow, expected, now, walk, m.write_rows)
+        self.save(m.case, m.workflow, expected, now, walk, m)
         self.projections.run(m, walk, now)
 
     def _write_events(self, m: Mutation) -> None:
@@ -375,17 +406,26 @@ class CasePipeline:
             raise CaseExecutionError(f"流程无法继续: {failure_message(exc)}") from exc
 
     def save(self, case: Case, workflow: BpmnWorkflow, expected_lock: int | None, now,
-             walk: TreeWalk | None = None, first: Callable[[], None] | None = None) -> None:
+             walk: TreeWalk | None = None, m: Mutation | None = None) -> None:
         """Write the state with the case's status and path: a compare-and-set on lock_version.
 
-        ``first`` runs once the state is serialized, just before the case's UPDATE (the act's deferred
-        task row writes).
+        The act's deferred task row writes (``m``'s) are sent once the state is serialized, just before
+        the case's UPDATE; on PostgreSQL in the same statement as it.
 
-        :raises ConflictError: the case changed since it was locked.
+        :raises ConflictError: the case (or a deferred task row) changed since it was locked.
         """
         state = dump_state(workflow)
-        if first is not None:
-            first()
+        writes = m.take_row_writes() if m is not None else []
+        combined = m is not None and expected_lock is not None \
+            and self.session.get_bind().dialect.name == "postgresql"
+        events: list[dict[str, Any]] = []
+        if m is not None and combined and walk is not None and self.projections.quiet(m, walk):
+            # the projections record nothing: the act's events are all there is, in this statement
+            events, m._events = self.audit.rows([{**event, "case_id": case.id} for event in m._events]), []
+        if writes and not combined:
+            assert m is not None
+            m._row_writes = writes
+            m.write_rows()
         if expected_lock is None:
             case.state = state
             case.updated_at = now
@@ -397,14 +437,31 @@ class CasePipeline:
                       outcome_reason=case.outcome_reason, finished_at=case.finished_at,
                       return_count=case.return_count, path=case.path,
                       procedure_version_id=case.procedure_version_id)
+        params = {"case_id": case.id, "expected_lock": expected_lock, **values}
         try:
             # the attribute changes above travel in this one compare-and-set statement; no autoflush of them first
             with self.session.no_autoflush:
-                res = cast("CursorResult[Any]", self.session.execute(
-                    _SAVE, {"case_id": case.id, "expected_lock": expected_lock, **values}))
+                if combined:
+                    params = {"c_id": case.id, "c_expected_lock": expected_lock,
+                              **{f"c_{key}": value for key, value in values.items()}}
+                    for i, (row, row_values) in enumerate(writes):
+                        params.update({f"r{i}_{key}": value for key, value in row_values.items()})
+                        params[f"r{i}_row_id"] = row.id
+                    for i, row_values in enumerate(events):
+                        params.update({f"a{i}_{key}": value for key, value in row_values.items()})
+                    statement = _combined_save_statement(
+                        tuple(tuple(key for key in row_values if key != "expect") for _row, row_values in writes),
+                        len(events))
+                    counts = self.session.execute(statement, params).first()
+                    if counts is not None and any(count != 1 for count in counts[1:]):
+                        raise ConflictError("该任务已被处理")
+                    saved = counts is not None
+                else:
+                    res = cast("CursorResult[Any]", self.session.execute(_SAVE, params))
+                    saved = res.rowcount == 1
         except OperationalError as exc:
             raise ConflictError("案件正被他人处理,请稍后重试") from exc
-        if res.rowcount != 1:
+        if not saved:
             raise ConflictError("案件已被他人更新,请刷新后重试")
         # the row now holds exactly these values (the case is locked): keep them as loaded instead of
         # reading the row (and its large state) back; any other change is discarded as expire() did

@@ -191,6 +191,14 @@ class Projections:
         self.start_linked_cases(m, walk)
         self.deliver_cc(m, walk, now)
 
+    def quiet(self, m: Mutation, walk: TreeWalk) -> bool:
+        """Whether ``run`` records no event of its own (no timer changed, no element that starts a linked case
+        or sends 抄送 was passed): the act's events can then be written with the save, before the rows."""
+        return self._timers_unchanged(m, walk) and not any(
+            task.id not in m.completed_before
+            and (properties_of(task.task_spec).starts_procedure or properties_of(task.task_spec).cc_role)
+            for task in walk.completed)
+
     # ------------------------------------------------------------------ task rows
     def sync_tasks(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
         """Open a row for each user task that became ready, cancel the rows of those no longer ready.
@@ -324,11 +332,16 @@ class Projections:
                    UserRole.region_code == scope))
 
     # ------------------------------------------------------------------ timer rows
+    @staticmethod
+    def _timers_unchanged(m: Mutation, walk: TreeWalk) -> bool:
+        """The timer rows mirror the stored tree's waiting timers, and those did not change."""
+        return m.before is not None and {k: due for k, (_t, due) in m.before.waiting_timers.items()} \
+            == {k: due for k, (_t, due) in walk.waiting_timers.items()}
+
     def sync_timers(self, m: Mutation, walk: TreeWalk, now: datetime) -> None:
         case = m.case
-        if m.before is not None and {k: due for k, (_t, due) in m.before.waiting_timers.items()} \
-                == {k: due for k, (_t, due) in walk.waiting_timers.items()}:
-            return  # the timer rows mirror the stored tree's waiting timers, and those did not change
+        if self._timers_unchanged(m, walk):
+            return
         waiting = dict(walk.waiting_timers)
         # every timer row of the case in one query: the waiting ones are synced, the others re-armed if waiting again
         all_rows = self.session.scalars(select(TimerRow).where(TimerRow.case_id == case.id)).all()

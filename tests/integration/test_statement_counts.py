@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, func, select, update
 
 from engine import demo_data as D
-from engine.models import Subject
+from engine.core.errors import ConflictError
+from engine.models import Case, Subject, TaskRow, TaskStatus
+from engine.models.audit import AuditEvent
 
 PAGES = ("/", "/?view=done", "/api/v1/tasks", "/api/v1/tasks?view=done")
 
@@ -100,3 +103,68 @@ def test_completing_a_task_runs_at_most_seven_statements(db):
         event.remove(db.engine, "before_cursor_execute", count)
     assert [t.spec_name for t in db.open_tasks(case_id)] == ["issue_village_notice"]
     assert len(statements) <= 7, "\n".join(statements)
+
+
+def _postgresql_only(db) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the combined save is PostgreSQL's (SQLite has no data-modifying WITH)")
+
+
+def test_on_postgresql_a_completion_saves_task_row_case_and_audit_row_in_one_statement(db):
+    """PostgreSQL: the task row's UPDATE, the case's compare-and-set and the audit row travel in one statement
+    (data-modifying WITH): five statements for 民主评议, and all three writes are there."""
+    _postgresql_only(db)
+    (subject_id,) = _households(db, 1)
+    case_id = _case_past_household_check(db, subject_id)
+    (row,) = db.open_tasks(case_id)
+    village = db.actor("demo_village")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.uow() as work:
+            work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(statements) <= 5, "\n".join(statements)
+    with db.uow() as work:
+        done = work.session.get(TaskRow, row.id)
+        assert (done.status, done.action, done.opinion) == (TaskStatus.completed, "approve", "同意")
+        case = work.session.get(Case, case_id)
+        assert case.lock_version == 3 and "village_review" in case.path
+        last = work.session.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id)
+                                    .order_by(AuditEvent.id.desc())).first()
+        assert (last.action, last.task_id, last.opinion) == ("approve", row.id, "同意")
+
+
+def test_on_postgresql_a_task_row_changed_before_the_combined_save_is_a_conflict(db):
+    """The task row is completed by another transaction between the locking read and the save: the combined
+    statement's row UPDATE matches nothing, the completion is refused and nothing of it is kept."""
+    _postgresql_only(db)
+    (subject_id,) = _households(db, 1)
+    case_id = _case_past_household_check(db, subject_id)
+    (row,) = db.open_tasks(case_id)
+    with db.uow() as work:
+        before = work.session.get(Case, case_id).lock_version
+        events_before = work.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.case_id == case_id))
+
+    def interfere(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("WITH row_0"):
+            with db.engine.connect() as other:  # another connection: its own transaction, committed now
+                other.execute(update(TaskRow).where(TaskRow.id == row.id).values(status=TaskStatus.cancelled))
+                other.commit()
+
+    event.listen(db.engine, "before_cursor_execute", interfere)
+    try:
+        with pytest.raises(ConflictError, match="该任务已被处理"):
+            with db.uow() as work:
+                work.cases.complete_task(row.id, db.actor("demo_village"), "approve", "同意", D.VILLAGE_REVIEW)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", interfere)
+    with db.uow() as work:
+        assert work.session.get(Case, case_id).lock_version == before
+        assert work.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.case_id == case_id)) \
+            == events_before

@@ -3,8 +3,9 @@
 For every operation: schema-violating requests (negative) and schema-valid ones (positive), the latter
 with path ids of real rows (a started case, its open task, a household), a few examples each, sent
 through the WSGI app with the role's session cookie. Fails on any 5xx, and on any status the document
-does not list for that operation. Bounded: ``EXAMPLES`` per operation and mode, and a time budget after
-which the remaining operations are skipped (at most half of them, or the test fails)."""
+does not list for that operation. Bounded: ``EXAMPLES`` per operation and mode, and a budget of the process's CPU
+seconds (the app runs in it; wall time shrank the run on a loaded machine: 52 requests at load 17) after which the
+remaining operations are skipped (at most half of them, or the test fails)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_5xx_and_no_undocumen
     failures: list[str] = []
     seen: Counter[int] = Counter()
     skipped: list[str] = []
-    started = time.monotonic()
+    started = time.process_time()
 
     operations = [result.ok() for result in schema.get_all_operations()]
     if username != "demo_village":
@@ -50,7 +51,7 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_5xx_and_no_undocumen
         label = f"{operation.method.upper()} {operation.path}"
         if label == "DELETE /api/v1/session":
             continue  # logging out would end the role's session (tested in test_hardening_sessions)
-        if time.monotonic() - started > BUDGET_SECONDS:
+        if time.process_time() - started > BUDGET_SECONDS:
             skipped.append(label)
             continue
         documented = set(spec["paths"][operation.path][operation.method.lower()]["responses"])
@@ -60,11 +61,11 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_5xx_and_no_undocumen
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
             _fuzz(strategy, label, documented, cookie, seen, failures)
 
-    print("fuzz:", username, dict(seen), "skipped", skipped, round(time.monotonic() - started, 1))
+    print("fuzz:", username, dict(seen), "skipped", skipped, round(time.process_time() - started, 1))
     assert not failures, "\n".join(sorted(set(failures))[:30])
     assert sum(seen.values()) >= 60, seen
     # on a loaded machine the budget may end the run early; most operations must still have been fuzzed
-    assert len(skipped) <= len(operations) // 2, f"time budget of {BUDGET_SECONDS} s ran out before: {skipped}"
+    assert len(skipped) <= len(operations) // 2, f"CPU budget of {BUDGET_SECONDS} s ran out before: {skipped}"
     assert seen[200] + seen[201] > 0 and seen[422] > 0, seen  # both valid and refused requests were made
 
 

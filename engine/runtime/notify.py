@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import cast
 
-from sqlalchemy import Integer, String, Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Insert, Integer, String, Table, bindparam, func, insert, literal_column, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.access.policy import AccessPolicy
 from engine.models import Case, Notification, Region, Role, TaskRow, User, UserRole, UTCDateTime
 
 _NOTIFICATION = cast(Table, Notification.__table__)
+
+
+def _holders_told(task_id, prefix: str = "", new_task=None):
+    """INSERT … SELECT: a notification for each active holder of the role ``:role_code`` at ``:scope_code``
+    about task task_id (a parameter, or the id column of the CTE new_task), the parameters named with prefix."""
+    def param(name: str, type_):
+        return bindparam(f"{prefix}{name}", type_=type_)
+
+    holders = select(UserRole.user_id, param("case_id", Integer()), task_id, param("kind", String()),
+                     param("title", String()), param("body", String()), param("created_at", UTCDateTime()))
+    if new_task is not None:
+        holders = holders.select_from(new_task).join(UserRole, true())
+    return insert(_NOTIFICATION).from_select(
+        ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"],
+        holders.join(User, User.id == UserRole.user_id)
+        .where(UserRole.role_code == param("role_code", String()), UserRole.region_code == param("scope_code", String()),
+               User.is_active.is_(True)))
+
+
 # built once (its compiled form and cache key are reused): a notification for each active holder of a
 # role at a scope, in one INSERT … SELECT
-_TASK_OPENED = insert(_NOTIFICATION).from_select(
-    ["user_id", "case_id", "task_id", "kind", "title", "body", "created_at"],
-    select(UserRole.user_id, bindparam("case_id", type_=Integer()), bindparam("task_id", type_=Integer()),
-           bindparam("kind", type_=String()), bindparam("title", type_=String()), bindparam("body", type_=String()),
-           bindparam("created_at", type_=UTCDateTime()))
-    .join(User, User.id == UserRole.user_id)
-    .where(UserRole.role_code == bindparam("role_code"), UserRole.region_code == bindparam("scope_code"),
-           User.is_active.is_(True))).returning(_NOTIFICATION.c.id)
+_TASK_OPENED = _holders_told(bindparam("task_id", type_=Integer())).returning(_NOTIFICATION.c.id)
 _NOTIFY = insert(_NOTIFICATION)
 # 催办 tasks per transaction (engine.runtime.timers.TimerWorker.remind runs batches until none is left)
 REMIND_BATCH = 200
@@ -35,6 +48,14 @@ def _notification_rows(user_ids, kind: str, title: str, body: str, case_id: int 
     """The notification rows for each distinct user, as ``_NOTIFY`` inserts them."""
     return [{"user_id": user_id, "case_id": case_id, "task_id": task_id, "kind": kind, "title": title[:200],
              "body": body, "created_at": now} for user_id in sorted(set(user_ids))]
+
+
+@functools.cache
+def _task_opened_with(task_insert: Insert):
+    """``WITH new_task AS (INSERT … RETURNING id), told AS (<_TASK_OPENED for it>) SELECT id, count(told)``."""
+    new_task = task_insert.returning(task_insert.table.c.id).cte("new_task")
+    told = _holders_told(new_task.c.id, "n_", new_task).returning(_NOTIFICATION.c.id).cte("told")
+    return select(new_task.c.id, select(func.count()).select_from(told).scalar_subquery())
 
 
 @dataclass(frozen=True)
@@ -69,12 +90,23 @@ class NotificationService:
     def task_opened(self, row: TaskRow, case_title: str) -> None:
         """Tell every active holder of a new group task's role at its scope (one INSERT … SELECT)."""
         # RETURNING, not rowcount: psycopg reports -1 for INSERT … SELECT
-        told = self.session.execute(_TASK_OPENED, {
-            "case_id": row.case_id, "task_id": row.id, "kind": "task", "title": f"新待办:{row.title}"[:200],
-            "body": case_title, "created_at": self.clock.now(), "role_code": row.role_code,
-            "scope_code": row.scope_code}).first()
+        told = self.session.execute(_TASK_OPENED, {**self._opened(row, case_title), "task_id": row.id}).first()
         if told is None and row.parent_task_id is None:
             self.task_unstaffed(row, case_title)
+
+    def insert_opened(self, task_insert: Insert, values: dict[str, object], row: TaskRow, case_title: str) -> int:
+        """PostgreSQL: ``task_insert`` (one task row, with values) and ``task_opened`` in one statement (the
+        row's INSERT a data-modifying WITH clause); return the new row's id."""
+        params = {**values, **{f"n_{key}": value for key, value in self._opened(row, case_title).items()}}
+        task_id, told = self.session.execute(_task_opened_with(task_insert), params).one()
+        if not told and row.parent_task_id is None:
+            row.id = task_id
+            self.task_unstaffed(row, case_title)
+        return task_id
+
+    def _opened(self, row: TaskRow, case_title: str) -> dict[str, object]:
+        return {"case_id": row.case_id, "kind": "task", "title": f"新待办:{row.title}"[:200], "body": case_title,
+                "created_at": self.clock.now(), "role_code": row.role_code, "scope_code": row.scope_code}
 
     def task_unstaffed(self, row: TaskRow, case_title: str) -> None:
         """审批人为空: nobody holds the new task's role at its scope; tell the admins of its region (the

@@ -18,7 +18,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import CursorResult, Table, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 
 from engine.access.assignment import procedure_serves, scope_for
 from engine.core.errors import CaseExecutionError, NotFoundError
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 _TASK = cast(Table, TaskRow.__table__)
 _INSERT_TASK = insert(_TASK)  # built once: its compiled form is reused (the values are the parameters)
 _TASK_COLUMNS = [c.key for c in _TASK.columns if c.key != "id"]
+# PostgreSQL: the same INSERT with its parameters named t_<column>, to share one statement with its notifications
+_INSERT_TASK_NAMED = insert(_TASK).values({key: bindparam(f"t_{key}") for key in _TASK_COLUMNS})
 
 
 def timer_due(task) -> datetime | None:
@@ -228,6 +230,7 @@ class Projections:
         definitions = self.pipeline.definitions
         day_kind = definitions.manifest(case.version).get("settings", {}).get("day_kind", "natural")
         notifications = self.pipeline.notifications
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
         for spiff_id, task in ready.items():
             spec = task.task_spec
             props = properties_of(spec)
@@ -272,6 +275,10 @@ class Projections:
             # a plain table INSERT (the ORM's unit of work is slower and nothing in this transaction needs the
             # object in the session); the row object is the notifications' view of it
             values = {key: getattr(row, key) for key in _TASK_COLUMNS}
+            if not row.assignee_id and postgresql:  # the row and its holders' notifications in one statement
+                row.id = notifications.insert_opened(
+                    _INSERT_TASK_NAMED, {f"t_{key}": value for key, value in values.items()}, row, case.title)
+                continue
             inserted = cast("CursorResult[Any]", self.session.execute(_INSERT_TASK, values))
             row.id = inserted.inserted_primary_key[0]
             if row.assignee_id:

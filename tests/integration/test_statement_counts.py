@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select, update
 
 from engine import demo_data as D
 from engine.core.errors import ConflictError
-from engine.models import Case, Subject, TaskRow, TaskStatus
+from engine.models import Case, Notification, Subject, TaskRow, TaskStatus
 from engine.models.audit import AuditEvent
 
 PAGES = ("/", "/?view=done", "/api/v1/tasks", "/api/v1/tasks?view=done")
@@ -111,8 +111,9 @@ def _postgresql_only(db) -> None:
 
 
 def test_on_postgresql_a_completion_saves_task_row_case_and_audit_row_in_one_statement(db):
-    """PostgreSQL: the task row's UPDATE, the case's compare-and-set and the audit row travel in one statement
-    (data-modifying WITH): five statements for 民主评议, and all three writes are there."""
+    """PostgreSQL: the task row's UPDATE, the case's compare-and-set and the audit row travel in one statement,
+    the next task row and its holders' notifications in another (data-modifying WITH): four statements for
+    民主评议, and every write is there."""
     _postgresql_only(db)
     (subject_id,) = _households(db, 1)
     case_id = _case_past_household_check(db, subject_id)
@@ -129,8 +130,12 @@ def test_on_postgresql_a_completion_saves_task_row_case_and_audit_row_in_one_sta
             work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    assert len(statements) <= 5, "\n".join(statements)
+    assert len(statements) <= 4, "\n".join(statements)
+    (opened,) = db.open_tasks(case_id)
     with db.uow() as work:
+        told = work.session.scalars(select(Notification).where(Notification.task_id == opened.id)).all()
+        assert told and {n.title for n in told} == {f"新待办:{opened.title}"}
+        assert {n.case_id for n in told} == {case_id}
         done = work.session.get(TaskRow, row.id)
         assert (done.status, done.action, done.opinion) == (TaskStatus.completed, "approve", "同意")
         case = work.session.get(Case, case_id)

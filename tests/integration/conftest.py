@@ -124,6 +124,27 @@ def exit_case(db) -> Callable[..., int]:
 
 
 @pytest.fixture
+def case_at_depth(snapshot_db, depth):
+    """The Snapshot of one exit case waiting at step ``depth`` (the test's parameter) of EXIT_STEPS
+    (``exit_case_at``), built once per depth and session: with ``@pytest.mark.db_snapshot("case_at_depth")``
+    the test's db starts as it, the case id is ``case_at_depth.value``. Cases past 民主评议 take seconds
+    (the signed 村级公示 is rendered)."""
+    return snapshot_db(exit_case_at, depth)
+
+
+@pytest.fixture
+def at_township_recheck(snapshot_db):
+    """As case_at_depth, at 镇复核 (depth 2; the same snapshot)."""
+    return snapshot_db(exit_case_at, 2)
+
+
+@pytest.fixture
+def at_dept_decision(snapshot_db):
+    """As case_at_depth, at 部门审定 (depth 3)."""
+    return snapshot_db(exit_case_at, 3)
+
+
+@pytest.fixture
 def snapshot(db) -> Callable[[], tuple]:
     """``snapshot()``: everything a refused request must leave alone (audit events, cases, task and
     timer rows), as a comparable value."""

@@ -233,9 +233,11 @@ def test_return_to_household_check_from_department_decision_goes_back_to_the_vil
 
 @pytest.mark.parametrize("target", ["county_announcement", "exit_notice", "no_such_step", "dept_decision",
                                     "village_notice", "village_notice_timer", "village_objection"])
-def test_return_to_a_step_not_on_the_case_path_is_refused_and_changes_nothing(db, target):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "dept_decision")
+@pytest.mark.db_snapshot("at_dept_decision")
+def test_return_to_a_step_not_on_the_case_path_is_refused_and_changes_nothing(db, at_dept_decision, target):
+    case_id = at_dept_decision.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "dept_decision"
     before = _fingerprint(db, case_id)
     with pytest.raises(ValidationError) as info:
         _complete(db, row.id, "demo_dept", "return", "退回", return_to=target)
@@ -243,9 +245,11 @@ def test_return_to_a_step_not_on_the_case_path_is_refused_and_changes_nothing(db
     assert _fingerprint(db, case_id) == before
 
 
-def test_return_without_an_opinion_is_refused_and_changes_nothing(db):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "township_recheck")
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_return_without_an_opinion_is_refused_and_changes_nothing(db, at_township_recheck):
+    case_id = at_township_recheck.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "township_recheck"
     before = _fingerprint(db, case_id)
     with pytest.raises(ValidationError) as info:
         _complete(db, row.id, "demo_township", "return", "  ")

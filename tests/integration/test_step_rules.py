@@ -26,7 +26,6 @@ from tests.integration.test_procedure_project_library import REVIEWS, _do, _star
 PDF = upload_samples.pdf()
 PNG = upload_samples.png()  # real files: uploads are decoded and opened, not sniffed (issue 15)
 ROLES = {"village_cadre", "township_officer", "county_department", "county_leader", "office_clerk", "admin"}
-AT_TOWNSHIP, AT_DEPT = 2, 3  # exit_case depth: 镇复核, 部门审定
 
 
 def only_task(db, case_id: int) -> TaskRow:
@@ -42,9 +41,10 @@ def files_uploaded(db) -> tuple[int, list[str]]:
 
 
 # ----------------------------------------------------------------------------- opinion: engine
+@pytest.mark.db_snapshot("at_dept_decision")
 def test_approving_a_step_that_requires_an_opinion_without_one_is_refused_and_changes_nothing(
-        db, exit_case, snapshot):
-    case_id = exit_case(AT_DEPT)
+        db, at_dept_decision, snapshot):
+    case_id = at_dept_decision.value
     row = only_task(db, case_id)
     assert row.spec_name == "dept_decision"
     before = snapshot()
@@ -59,8 +59,9 @@ def test_approving_a_step_that_requires_an_opinion_without_one_is_refused_and_ch
         assert (done.status, done.opinion) == (TaskStatus.completed, "行业数据核实无误,同意退出")
 
 
-def test_a_step_without_the_rule_is_approved_without_an_opinion_and_reject_still_needs_one(db, exit_case):
-    case_id = exit_case(AT_TOWNSHIP)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_a_step_without_the_rule_is_approved_without_an_opinion_and_reject_still_needs_one(db, at_township_recheck):
+    case_id = at_township_recheck.value
     row = only_task(db, case_id)
     with db.uow() as work, pytest.raises(ValidationError) as info:
         work.cases.complete_task(row.id, db.actor("demo_township"), "reject", "", {})
@@ -69,8 +70,9 @@ def test_a_step_without_the_rule_is_approved_without_an_opinion_and_reject_still
     assert only_task(db, case_id).spec_name == "dept_decision"
 
 
-def test_co_signers_and_an_after_sign_decision_on_a_required_step_need_an_opinion(db, exit_case, snapshot):
-    case_id = exit_case(AT_DEPT)
+@pytest.mark.db_snapshot("at_dept_decision")
+def test_co_signers_and_an_after_sign_decision_on_a_required_step_need_an_opinion(db, at_dept_decision, snapshot):
+    case_id = at_dept_decision.value
     row = only_task(db, case_id)
     before = snapshot()
     with db.uow() as work, pytest.raises(ValidationError) as info:  # 后加签 holds the decision now: checked now
@@ -117,9 +119,10 @@ def _at_township_later(db) -> int:
 
 
 # ----------------------------------------------------------------------------- opinion: API and HTML form
+@pytest.mark.db_snapshot("at_dept_decision")
 def test_the_api_says_which_step_requires_an_opinion_and_refuses_an_approval_without_one(
-        db, exit_case, client_for, snapshot):
-    case_id = exit_case(AT_DEPT)
+        db, at_dept_decision, client_for, snapshot):
+    case_id = at_dept_decision.value
     row = only_task(db, case_id)
     dept = client_for("demo_dept")
     shown = dept.get(f"/api/v1/tasks/{row.id}").get_json()
@@ -140,9 +143,10 @@ def test_the_api_says_which_step_requires_an_opinion_and_refuses_an_approval_wit
         "opinion_required"] is False
 
 
+@pytest.mark.db_snapshot("at_dept_decision")
 def test_the_task_page_marks_the_opinion_required_and_the_form_refuses_an_empty_one(
-        db, exit_case, client_for, csrf_token, snapshot):
-    case_id = exit_case(AT_DEPT)
+        db, at_dept_decision, client_for, csrf_token, snapshot):
+    case_id = at_dept_decision.value
     row = only_task(db, case_id)
     dept = client_for("demo_dept")
     page = dept.get(f"/tasks/{row.id}").get_data(as_text=True)
@@ -223,9 +227,10 @@ def test_an_upload_to_a_step_that_takes_none_is_refused_and_nothing_is_stored(db
     assert files_uploaded(db) == before
 
 
-def test_an_upload_by_someone_who_may_not_act_on_the_task_or_the_case_is_refused(db, exit_case, client_for,
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_an_upload_by_someone_who_may_not_act_on_the_task_or_the_case_is_refused(db, at_township_recheck, client_for,
                                                                                    csrf_token):
-    case_id = exit_case(AT_TOWNSHIP)
+    case_id = at_township_recheck.value
     row = only_task(db, case_id)
     before = files_uploaded(db)
     audits = _audits(db)
@@ -258,8 +263,9 @@ def test_an_upload_by_someone_who_may_not_act_on_the_task_or_the_case_is_refused
         assert (added.kind, added.task_id, added.file_name) == ("file", row.id, "复核材料.pdf")
 
 
-def test_an_upload_to_a_finished_case_is_refused_and_nothing_is_stored(db, exit_case, client_for):
-    case_id = exit_case(AT_TOWNSHIP)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_an_upload_to_a_finished_case_is_refused_and_nothing_is_stored(db, at_township_recheck, client_for):
+    case_id = at_township_recheck.value
     row = only_task(db, case_id)
     db.complete(case_id, "demo_township", action="reject", opinion="收入未稳定超过监测线")
     assert db.case(case_id).status == CaseStatus.rejected

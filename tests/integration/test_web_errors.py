@@ -87,9 +87,10 @@ def test_bad_form_data_is_a_422_with_errors_keyed_by_field_and_changes_nothing(
     (1, "demo_village", "return"),
     (4, "demo_county", "reject"),
 ], ids=["township-reject", "township-return", "village-return", "county-reject"])
+@pytest.mark.db_snapshot("case_at_depth")
 def test_reject_or_return_without_an_opinion_is_a_422_on_the_opinion_and_changes_nothing(
-        db, client_for, exit_case, snapshot, depth, username, action, opinion):
-    case_id = exit_case(depth)
+        db, client_for, case_at_depth, snapshot, depth, username, action, opinion):
+    case_id = case_at_depth.value
     (row,) = db.open_tasks(case_id)
     before = snapshot()
     refused = _complete(client_for(username), row.id, action=action, opinion=opinion)
@@ -98,8 +99,9 @@ def test_reject_or_return_without_an_opinion_is_a_422_on_the_opinion_and_changes
     assert snapshot() == before
 
 
-def test_reject_with_an_opinion_ends_the_case_as_not_passed(db, client_for, exit_case):
-    case_id = exit_case(2)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_reject_with_an_opinion_ends_the_case_as_not_passed(db, client_for, at_township_recheck):
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     done = _complete(client_for("demo_township"), row.id, action="reject", opinion="公示材料缺少签字")
     assert done.status_code == 200
@@ -107,8 +109,9 @@ def test_reject_with_an_opinion_ends_the_case_as_not_passed(db, client_for, exit
     assert (body["status"], body["outcome_reason"], body["current_steps"]) == ("rejected", "公示材料缺少签字", [])
 
 
-def test_return_with_an_opinion_reopens_the_named_earlier_step(db, client_for, exit_case):
-    case_id = exit_case(2)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_return_with_an_opinion_reopens_the_named_earlier_step(db, client_for, at_township_recheck):
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     township = client_for("demo_township")
     targets = township.get(f"/api/v1/tasks/{row.id}").get_json()["return_targets"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from engine.models import TaskRow, TaskStatus
-from tests.integration.cases_support import exit_case_at
 from tests.integration.notices_support import issue_step_notice
 
 USERS = ("demo_village", "demo_township", "demo_dept", "demo_county", "demo_clerk", "demo_admin",
@@ -20,12 +19,6 @@ OUTSIDERS = {"demo_other_village", "demo_other_township"}  # 赤城镇: 宝梵�
 LEVELS = [(0, "household_check", "demo_village"), (1, "village_review", "demo_village"),
           (2, "township_recheck", "demo_township"), (3, "dept_decision", "demo_dept"),
           (4, "county_announcement", "demo_county"), (5, "exit_notice", "demo_village")]
-
-
-@pytest.fixture
-def case_at_depth(snapshot_db, depth):
-    """The database with one exit case waiting at step depth, built once per depth (the cases take seconds)."""
-    return snapshot_db(exit_case_at, depth)
 
 
 @pytest.mark.db_snapshot("case_at_depth")
@@ -75,16 +68,6 @@ def test_only_the_holder_of_the_steps_role_in_its_scope_sees_opens_and_completes
         page = client.get(f"/cases/{case_id}")
         assert page.status_code == 200
         assert f'href="/tasks/{row.id}"' not in page.get_data(as_text=True)
-
-
-@pytest.fixture
-def at_township_recheck(snapshot_db):
-    return snapshot_db(exit_case_at, 2)  # the same snapshot as case_at_depth's for depth 2
-
-
-@pytest.fixture
-def at_dept_decision(snapshot_db):
-    return snapshot_db(exit_case_at, 3)
 
 
 @pytest.mark.db_snapshot("at_township_recheck")

@@ -145,6 +145,12 @@ def at_dept_decision(snapshot_db):
 
 
 @pytest.fixture
+def at_county_announcement(snapshot_db):
+    """As case_at_depth, at 县级公告 (depth 4)."""
+    return snapshot_db(exit_case_at, 4)
+
+
+@pytest.fixture
 def snapshot(db) -> Callable[[], tuple]:
     """``snapshot()``: everything a refused request must leave alone (audit events, cases, task and
     timer rows), as a comparable value."""

@@ -1,8 +1,9 @@
 """The one access policy (engine/access/policy.py) against the cross-township leak: 抄送, 委派, 加签 and 转办
 reach only people whose jurisdiction contains the case, and a CC opens nothing by itself.
 
-The case waits at 镇(街道)审核 of 宝梵镇 (exit_case(2)); 入户核查 left the household's signature on it, so it
-has an attachment. 赤城镇 (demo_other_township, demo_other_village) is outside; 宝梵镇办公室 (demo_clerk) inside.
+The case waits at 镇(街道)审核 of 宝梵镇 (the at_township_recheck snapshot, as exit_case(2)); 入户核查 left the
+household's signature on it, so it has an attachment. 赤城镇 (demo_other_township, demo_other_village) is outside;
+宝梵镇办公室 (demo_clerk) inside.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def _assert_sees_nothing(client, case_id: int, task_id: int, attachment_id: int)
 
 
 # ----------------------------------------------------------------------------- engine
-def test_the_engine_refuses_cc_delegate_and_add_sign_to_a_user_of_another_township(db, exit_case):
-    case_id = exit_case(2)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_the_engine_refuses_cc_delegate_and_add_sign_to_a_user_of_another_township(db, at_township_recheck):
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     village, township = db.actor("demo_village"), db.actor("demo_township")
     before = _counts(db, case_id)
@@ -76,8 +78,9 @@ def test_the_engine_refuses_cc_delegate_and_add_sign_to_a_user_of_another_townsh
         work.cases.get_case(case_id, db.actor("demo_other_township"))
 
 
-def test_an_inactive_user_and_oneself_are_refused_as_recipients(db, exit_case):
-    case_id = exit_case(2)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_an_inactive_user_and_oneself_are_refused_as_recipients(db, at_township_recheck):
+    case_id = at_township_recheck.value
     with db.uow() as work:
         work.session.scalar(select(User).where(User.username == "demo_clerk")).is_active = False
     with db.uow() as work, pytest.raises(ValidationError) as inactive:
@@ -88,9 +91,10 @@ def test_an_inactive_user_and_oneself_are_refused_as_recipients(db, exit_case):
     assert oneself.value.errors["to"] == "不能选择自己"
 
 
-def test_a_cc_row_to_someone_outside_the_jurisdiction_opens_nothing(db, exit_case, client_for):
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_a_cc_row_to_someone_outside_the_jurisdiction_opens_nothing(db, at_township_recheck, client_for):
     """A CC made before recipients were checked (inserted here directly) gives no view of its own."""
-    case_id = exit_case(2)
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     attachment_id = _attachment_id(client_for("demo_village"), case_id)
     with db.uow() as work:
@@ -107,9 +111,10 @@ def test_a_cc_row_to_someone_outside_the_jurisdiction_opens_nothing(db, exit_cas
 
 
 # ----------------------------------------------------------------------------- API and pages
+@pytest.mark.db_snapshot("at_township_recheck")
 def test_an_api_cc_to_another_township_is_a_422_naming_who_may_be_chosen_and_changes_nothing(
-        db, exit_case, client_for, snapshot):
-    case_id = exit_case(2)
+        db, at_township_recheck, client_for, snapshot):
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     village, township = client_for("demo_village"), client_for("demo_township")
     attachment_id = _attachment_id(village, case_id)
@@ -127,9 +132,10 @@ def test_an_api_cc_to_another_township_is_a_422_naming_who_may_be_chosen_and_cha
     _assert_sees_nothing(client_for("demo_other_township"), case_id, row.id, attachment_id)
 
 
+@pytest.mark.db_snapshot("at_township_recheck")
 def test_the_case_pages_cc_form_refuses_another_township_with_the_reason_and_changes_nothing(
-        db, exit_case, client_for, csrf_token, snapshot):
-    case_id = exit_case(2)
+        db, at_township_recheck, client_for, csrf_token, snapshot):
+    case_id = at_township_recheck.value
     village = client_for("demo_village")
     token = csrf_token(village, f"/cases/{case_id}")
     before, counts = snapshot(), _counts(db, case_id)
@@ -141,9 +147,10 @@ def test_the_case_pages_cc_form_refuses_another_township_with_the_reason_and_cha
     assert client_for("demo_other_township").get(f"/cases/{case_id}").status_code == 404
 
 
+@pytest.mark.db_snapshot("at_township_recheck")
 def test_a_cc_reader_inside_the_jurisdiction_reads_the_case_and_its_attachments_but_acts_on_nothing(
-        db, exit_case, client_for, snapshot):
-    case_id = exit_case(2)
+        db, at_township_recheck, client_for, snapshot):
+    case_id = at_township_recheck.value
     (row,) = db.open_tasks(case_id)
     village = client_for("demo_village")
     assert village.post(f"/api/v1/cases/{case_id}/cc", json={"to": ["demo_clerk"]}).get_json() == {"added": 1}

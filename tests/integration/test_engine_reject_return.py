@@ -16,6 +16,7 @@ from engine import demo_data as D
 from engine.core.errors import ValidationError
 from engine.models import AuditEvent, Case, CaseStatus, TaskRow, TaskStatus, TimerRow, TimerStatus
 from engine.procedures.serialization import load_state
+from tests.integration.cases_support import exit_case_at
 from tests.integration.notices_support import issue_step_notice
 
 VILLAGE = "510921107001"
@@ -32,6 +33,13 @@ PATH = [
     ("exit_notice", "demo_village", D.EXIT_NOTICE),
 ]
 NOTICE_AFTER = {"village_review": "village_notice_timer", "county_announcement": "county_notice_timer"}
+
+
+@pytest.fixture
+def at_bpmn_id(snapshot_db, bpmn_id):
+    """The Snapshot of an exit case waiting at the test's bpmn_id (``exit_case_at``: the steps before it approved,
+    the notice periods run out), built once per step and session."""
+    return snapshot_db(exit_case_at, [name for name, _user, _data in PATH].index(bpmn_id))
 
 
 def _advance_to(db, case_id: int, bpmn_id: str) -> TaskRow:
@@ -114,9 +122,12 @@ REJECT_LEVELS = [
 
 
 @pytest.mark.parametrize(("bpmn_id", "username", "title"), REJECT_LEVELS, ids=[r[0] for r in REJECT_LEVELS])
-def test_reject_at_a_review_level_ends_the_case_as_rejected_with_the_opinion_as_reason(db, bpmn_id, username, title):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, bpmn_id)
+@pytest.mark.db_snapshot("at_bpmn_id")
+def test_reject_at_a_review_level_ends_the_case_as_rejected_with_the_opinion_as_reason(
+        db, at_bpmn_id, bpmn_id, username, title):
+    case_id = at_bpmn_id.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == bpmn_id
     db.clock.advance(timedelta(days=3))
     reason = f"{title}:收入核算有误,不予退出"
     _complete(db, row.id, username, "reject", reason)
@@ -145,9 +156,11 @@ def test_reject_at_a_review_level_ends_the_case_as_rejected_with_the_opinion_as_
 
 
 @pytest.mark.parametrize("opinion", [None, "", "   "])
-def test_reject_without_an_opinion_is_refused_and_changes_nothing(db, opinion):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "township_recheck")
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_reject_without_an_opinion_is_refused_and_changes_nothing(db, at_township_recheck, opinion):
+    case_id = at_township_recheck.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "township_recheck"
     before = _fingerprint(db, case_id)
     with pytest.raises(ValidationError) as info:
         _complete(db, row.id, "demo_township", "reject", opinion)
@@ -158,9 +171,11 @@ def test_reject_without_an_opinion_is_refused_and_changes_nothing(db, opinion):
 
 @pytest.mark.parametrize("action", ["reject", "return"])
 @pytest.mark.parametrize("bpmn_id", ["household_check", "exit_notice"])  # actions: approve
-def test_reject_or_return_is_refused_at_a_step_that_does_not_allow_it(db, bpmn_id, action):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, bpmn_id)
+@pytest.mark.db_snapshot("at_bpmn_id")
+def test_reject_or_return_is_refused_at_a_step_that_does_not_allow_it(db, at_bpmn_id, bpmn_id, action):
+    case_id = at_bpmn_id.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == bpmn_id
     assert row.actions == "approve"
     before = _fingerprint(db, case_id)
     with pytest.raises(ValidationError) as info:
@@ -170,9 +185,12 @@ def test_reject_or_return_is_refused_at_a_step_that_does_not_allow_it(db, bpmn_i
 
 
 # ----------------------------------------------------------------------------- 5. return
-def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_then_resubmit_proceeds(db):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "township_recheck")
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_then_resubmit_proceeds(
+        db, at_township_recheck):
+    case_id = at_township_recheck.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "township_recheck"
     db.clock.advance(timedelta(days=1))
     reason = "评议材料缺少签字页,请补充"
     _complete(db, row.id, "demo_township", "return", reason)
@@ -211,9 +229,11 @@ def test_return_one_step_reopens_the_previous_step_for_its_lane_with_the_reason_
     assert db.case(case_id).status == CaseStatus.exited
 
 
-def test_return_to_household_check_from_department_decision_goes_back_to_the_village(db):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "dept_decision")
+@pytest.mark.db_snapshot("at_dept_decision")
+def test_return_to_household_check_from_department_decision_goes_back_to_the_village(db, at_dept_decision):
+    case_id = at_dept_decision.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "dept_decision"
     reason = "收入数据与行业部门数据不一致,请重新入户核查"
     _complete(db, row.id, "demo_dept", "return", reason, return_to="household_check")
 
@@ -257,9 +277,12 @@ def test_return_without_an_opinion_is_refused_and_changes_nothing(db, at_townshi
     assert _fingerprint(db, case_id) == before
 
 
-def test_return_one_step_from_county_announcement_crosses_the_decision_table_back_to_department(db):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "county_announcement")
+@pytest.mark.db_snapshot("at_county_announcement")
+def test_return_one_step_from_county_announcement_crosses_the_decision_table_back_to_department(
+        db, at_county_announcement):
+    case_id = at_county_announcement.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "county_announcement"
     _complete(db, row.id, "demo_county", "return", "部门审定意见需补充")
     (reopened,) = db.open_tasks(case_id)
     assert (reopened.spec_name, reopened.role_code, reopened.scope_code) == (
@@ -272,9 +295,11 @@ def test_return_one_step_from_county_announcement_crosses_the_decision_table_bac
     assert db.case(case_id).status == CaseStatus.exited
 
 
-def test_a_household_recategorised_after_a_return_is_decided_again_by_the_decision_table(db):
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "county_announcement")  # 无 → normal path so far
+@pytest.mark.db_snapshot("at_county_announcement")
+def test_a_household_recategorised_after_a_return_is_decided_again_by_the_decision_table(db, at_county_announcement):
+    case_id = at_county_announcement.value  # 无 → normal path so far
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "county_announcement"
     _complete(db, row.id, "demo_county", "return", "该户实为低保户,请重新核查", return_to="household_check")
     db.complete(case_id, "demo_village", data={**D.HOUSEHOLD_CHECK, "special_category": "低保"})
     _advance_to(db, case_id, "dept_decision")
@@ -291,10 +316,12 @@ class _Undo(Exception):
     """Raised inside a unit of work to roll back a probe."""
 
 
-def test_every_step_offered_as_a_return_target_is_accepted_by_complete_task(db):
+@pytest.mark.db_snapshot("at_dept_decision")
+def test_every_step_offered_as_a_return_target_is_accepted_by_complete_task(db, at_dept_decision):
     """return_targets is what the task page offers; each offered step must be a valid return_to."""
-    case_id = db.start_case()
-    row = _advance_to(db, case_id, "dept_decision")
+    case_id = at_dept_decision.value
+    (row,) = db.open_tasks(case_id)
+    assert row.spec_name == "dept_decision"
     _complete(db, row.id, "demo_dept", "return", "请重新入户核查", return_to="household_check")
     db.complete(case_id, "demo_village", data=D.HOUSEHOLD_CHECK)
     (review,) = db.open_tasks(case_id)
@@ -335,10 +362,12 @@ def _offered_and_refused(db, row: TaskRow, username: str) -> tuple[list[str], di
     return offered, refused
 
 
-def test_after_the_village_notice_every_earlier_step_is_offered_nearest_first_and_accepted(db):
+@pytest.mark.db_snapshot("at_county_announcement")
+def test_after_the_village_notice_every_earlier_step_is_offered_nearest_first_and_accepted(db, at_county_announcement):
     """From 县级公告 the whole path is offered, nearest first; the notice periods are not steps."""
-    case_id = db.start_case()
-    announcement = _advance_to(db, case_id, "county_announcement")
+    case_id = at_county_announcement.value
+    (announcement,) = db.open_tasks(case_id)
+    assert announcement.spec_name == "county_announcement"
     offered, refused = _offered_and_refused(db, announcement, "demo_county")
     assert refused == {}, f"offered {offered}, but complete_task refused {refused}"
     assert offered == ["dept_decision", "township_recheck", "village_review", "household_check"]
@@ -374,11 +403,12 @@ def test_after_a_village_notice_objection_village_review_offers_and_returns_to_h
     assert reopened.spec_name == "household_check"
 
 
-def test_after_a_county_notice_objection_county_announcement_returns_one_step_to_department_decision(db):
+@pytest.mark.db_snapshot("at_county_announcement")
+def test_after_a_county_notice_objection_county_announcement_returns_one_step_to_department_decision(
+        db, at_county_announcement):
     """Same engine bug at 县级公告: after a 县级公告期异议 the step offers itself and a one-step return
     reopens 县级公告 instead of 部门审定."""
-    case_id = db.start_case()
-    _advance_to(db, case_id, "county_announcement")
+    case_id = at_county_announcement.value
     db.complete(case_id, "demo_county", data=D.COUNTY_ANNOUNCEMENT)
     db.issue_notices(case_id)
     _raise(db, case_id, "county_objection", "demo_county", "公告期内收到异议")

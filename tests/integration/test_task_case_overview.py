@@ -4,19 +4,22 @@ A reviewer outside the household's village sees ID numbers masked there too."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine import demo_data as D
 from engine.models import TaskStatus
 
 
-def _township_task(db, exit_case):
-    case_id = exit_case(2)  # 入户核查 and 民主评议 approved, 出具村级公示 issued, the 公示 period run out
+def _township_task(db, at_township_recheck):
+    case_id = at_township_recheck.value  # 入户核查 and 民主评议 approved, 出具村级公示 issued, the 公示 period run out
     (row,) = db.open_tasks(case_id)
     assert row.spec_name == "township_recheck"
     return case_id, row
 
 
-def test_api_task_lists_the_earlier_steps_in_order_with_labels_and_words(db, exit_case, client_for):
-    case_id, row = _township_task(db, exit_case)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_api_task_lists_the_earlier_steps_in_order_with_labels_and_words(db, at_township_recheck, client_for):
+    case_id, row = _township_task(db, at_township_recheck)
     body = client_for("demo_township").get(f"/api/v1/tasks/{row.id}").get_json()
 
     steps = body["earlier_steps"]
@@ -33,8 +36,9 @@ def test_api_task_lists_the_earlier_steps_in_order_with_labels_and_words(db, exi
     assert all(s["task_id"] != row.id for s in steps)
 
 
-def test_task_page_shows_the_earlier_steps_beside_the_form(db, exit_case, client_for):
-    case_id, row = _township_task(db, exit_case)
+@pytest.mark.db_snapshot("at_township_recheck")
+def test_task_page_shows_the_earlier_steps_beside_the_form(db, at_township_recheck, client_for):
+    case_id, row = _township_task(db, at_township_recheck)
     page = client_for("demo_township").get(f"/tasks/{row.id}").get_data(as_text=True)
     assert 'data-testid="case-at-a-glance"' in page
     assert page.count('data-testid="step-record"') == 3

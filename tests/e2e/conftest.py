@@ -202,20 +202,29 @@ def _approve_housing_step(db, case_id: int, step: str) -> None:
         assert db.pass_notice() == 1
 
 
+def housing_case_at(db, stop: str) -> int:
+    """A 危房改造 case of 张德明 started by demo_village, every step before stop approved through the engine
+    (the 村级公示 period run out), so it waits at stop; its id."""
+    case_id = db.start_case("demo_village", procedure="housing_renovation", subject_id=db.household("张德明"))
+    for step, _username, _data in HOUSING_STEPS:
+        if step == stop:
+            return case_id
+        _approve_housing_step(db, case_id, step)
+    raise AssertionError(f"{stop!r} is not a step of HOUSING_STEPS")
+
+
 @pytest.fixture
 def housing_case(db) -> Callable[[str], int]:
-    """``housing_case(stop)``: a 危房改造 case of 张德明 started by demo_village, every step before stop
-    approved through the engine (the 村级公示 period run out), so it waits at stop; returns its id."""
+    """``housing_case(stop)``: ``housing_case_at(db, stop)`` in the test's database; returns the case id."""
+    return lambda stop: housing_case_at(db, stop)
 
-    def make(stop: str) -> int:
-        case_id = db.start_case("demo_village", procedure="housing_renovation", subject_id=db.household("张德明"))
-        for step, _username, _data in HOUSING_STEPS:
-            if step == stop:
-                return case_id
-            _approve_housing_step(db, case_id, step)
-        raise AssertionError(f"{stop!r} is not a step of HOUSING_STEPS")
 
-    return make
+@pytest.fixture
+def housing_at_township_audit(snapshot_db):
+    """The Snapshot of ``housing_case_at(db, "township_audit")`` (past the signed 村级公示: seconds), built once
+    per session: with ``@pytest.mark.db_snapshot("housing_at_township_audit")`` the test's db starts as it, the
+    case id is ``housing_at_township_audit.value``."""
+    return snapshot_db(housing_case_at, "township_audit")
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from engine.models import TaskStatus
 
 pytestmark = pytest.mark.e2e
 
-STEP = "township_audit"
 AUDIT = {"appraisal_date": "2026-09-07", "appraisal_agency": "蓬溪县住房安全鉴定技术服务组",
          "appraisal_report_no": "JD-2026-0315", "audit_date": "2026-09-15"}
 
@@ -40,8 +39,9 @@ def advanced_past_audit(db, case_id: int) -> None:
     assert row.spec_name == "county_approval"
 
 
-def test_delegate_then_resolve_then_the_owner_approves_in_the_browser(db, housing_case, user_page):
-    case_id = housing_case(STEP)
+@pytest.mark.db_snapshot("housing_at_township_audit")
+def test_delegate_then_resolve_then_the_owner_approves_in_the_browser(db, housing_at_township_audit, user_page):
+    case_id = housing_at_township_audit.value
     (task,) = db.open_tasks(case_id)
     township = user_page("demo_township")
     township.goto(f"/tasks/{task.id}")
@@ -75,8 +75,9 @@ def test_delegate_then_resolve_then_the_owner_approves_in_the_browser(db, housin
     advanced_past_audit(db, case_id)
 
 
-def test_add_a_co_signer_before_oneself_then_approve_in_the_browser(db, housing_case, user_page):
-    case_id = housing_case(STEP)
+@pytest.mark.db_snapshot("housing_at_township_audit")
+def test_add_a_co_signer_before_oneself_then_approve_in_the_browser(db, housing_at_township_audit, user_page):
+    case_id = housing_at_township_audit.value
     (task,) = db.open_tasks(case_id)
     township = user_page("demo_township")
     township.goto(f"/tasks/{task.id}")

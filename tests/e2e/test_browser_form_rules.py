@@ -122,13 +122,19 @@ def test_a_check_date_before_the_case_started_cannot_be_picked_and_the_server_re
         context.close()
 
 
+@pytest.fixture
+def at_exit_notice(snapshot_db):
+    """The database with 刘桂芳's exit case at 退出告知 (two signed notices on the way), built once per session."""
+    from tests.integration.notices_support import exit_notice_case
+
+    return snapshot_db(exit_notice_case)
+
+
+@pytest.mark.db_snapshot("at_exit_notice")
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_the_exit_notice_step_is_refused_until_the_village_issues_the_notice_then_completes(
-        browser, live_server, db, width, height):
-    from tests.integration.notices_support import case_at, ensure_office_keys
-
-    ensure_office_keys(db)
-    case_id = case_at(db, db.household("刘桂芳"), "exit_notice")
+        browser, live_server, db, at_exit_notice, width, height):
+    case_id = at_exit_notice.value
     (row,) = db.open_tasks(case_id)
     context, page = _page_of(browser, live_server, "demo_village", width, height)
 

@@ -71,9 +71,10 @@ def count(db, model) -> int:
 
 
 # ----------------------------------------------------------------------------- 退回
+@pytest.mark.db_snapshot("housing_at_township_audit")
 def test_a_return_to_an_earlier_step_needs_a_reason_which_the_returned_steps_holder_then_sees(
-        db, housing_case, user_page):
-    case_id = housing_case("township_audit")
+        db, housing_at_township_audit, user_page):
+    case_id = housing_at_township_audit.value
     township = user_page("demo_township")
     todo_row(township, "镇(街道)审核").get_by_role("link", name="镇(街道)审核").click()
     expect(township.get_by_role("heading", level=1)).to_contain_text("镇(街道)审核")
@@ -226,8 +227,9 @@ def test_a_claimed_group_task_leaves_the_colleagues_todo_until_it_is_unclaimed(d
 
 
 # ----------------------------------------------------------------------------- 抄送
-def test_a_cc_reaches_only_the_cases_jurisdiction_and_shows_the_case_under_cc(db, housing_case, user_page):
-    case_id = housing_case("township_audit")
+@pytest.mark.db_snapshot("housing_at_township_audit")
+def test_a_cc_reaches_only_the_cases_jurisdiction_and_shows_the_case_under_cc(db, housing_at_township_audit, user_page):
+    case_id = housing_at_township_audit.value
     village = user_page("demo_village")
     open_case(village, case_id)
     picker = village.get_by_test_id("picker-to")  # only people whose jurisdiction contains the case
@@ -264,8 +266,9 @@ def test_a_cc_reaches_only_the_cases_jurisdiction_and_shows_the_case_under_cc(db
 
 
 # ----------------------------------------------------------------------------- 催办
-def test_the_starter_urges_the_holder_once_an_hour(db, housing_case, user_page):
-    case_id = housing_case("township_audit")
+@pytest.mark.db_snapshot("housing_at_township_audit")
+def test_the_starter_urges_the_holder_once_an_hour(db, housing_at_township_audit, user_page):
+    case_id = housing_at_township_audit.value
     township = user_page("demo_township")
     unread = township.get_by_test_id("unread-count")
     before = int(unread.inner_text()) if unread.count() else 0
@@ -289,9 +292,10 @@ def test_the_starter_urges_the_holder_once_an_hour(db, housing_case, user_page):
 
 
 # ----------------------------------------------------------------------------- attachments
+@pytest.mark.db_snapshot("housing_at_township_audit")
 def test_an_attachment_reaches_a_later_approver_intact_and_a_bad_one_is_refused_and_not_stored(
-        db, housing_case, user_page):
-    case_id = housing_case("township_audit")
+        db, housing_at_township_audit, user_page):
+    case_id = housing_at_township_audit.value
     png = tiny_png()
     village = user_page("demo_village")
     open_case(village, case_id)

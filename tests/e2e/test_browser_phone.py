@@ -19,8 +19,9 @@ def _no_sideways_scroll(page) -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
-def test_pages_fit_the_screen(browser, live_server, db, housing_case, width, height):
-    case_id = housing_case("township_audit")
+@pytest.mark.db_snapshot("housing_at_township_audit")
+def test_pages_fit_the_screen(browser, live_server, db, housing_at_township_audit, width, height):
+    case_id = housing_at_township_audit.value
     (task,) = db.open_tasks(case_id)
     context = browser.new_context(base_url=live_server, locale="zh-CN", viewport={"width": width, "height": height})
     page = context.new_page()

@@ -29,9 +29,10 @@ def _township_page(browser, live_server, width, height):
 
 
 @pytest.mark.parametrize(("width", "height"), [(1366, 768), (375, 812)])
+@pytest.mark.db_snapshot("housing_at_township_audit")
 def test_the_task_page_shows_the_case_and_keeps_typed_input_across_an_upload(
-        browser, live_server, db, housing_case, width, height):
-    case_id = housing_case("township_audit")
+        browser, live_server, db, housing_at_township_audit, width, height):
+    case_id = housing_at_township_audit.value
     (row,) = db.open_tasks(case_id)
     context, page = _township_page(browser, live_server, width, height)
     try:
@@ -61,8 +62,9 @@ def test_the_task_page_shows_the_case_and_keeps_typed_input_across_an_upload(
         context.close()
 
 
-def test_reject_asks_for_confirmation_and_says_what_happens(browser, live_server, db, housing_case):
-    case_id = housing_case("township_audit")
+@pytest.mark.db_snapshot("housing_at_township_audit")
+def test_reject_asks_for_confirmation_and_says_what_happens(browser, live_server, db, housing_at_township_audit):
+    case_id = housing_at_township_audit.value
     (row,) = db.open_tasks(case_id)
     context, page = _township_page(browser, live_server, 1366, 768)
     try:

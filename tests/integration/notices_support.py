@@ -139,6 +139,12 @@ def case_at(db, subject_id: int, stage: str, starter: str = "demo_village") -> i
     return case_id
 
 
+def exit_notice_case(db) -> int:
+    """刘桂芳's exit case at 退出告知 (two signed notices on the way), the offices' keys made: a snapshot_db build."""
+    ensure_office_keys(db)
+    return case_at(db, db.household("刘桂芳"), "exit_notice")
+
+
 def issue_step_notice(db, case_id: int, username: str = "demo_village") -> str | None:
     """Issue the notice the case's open step must hand over before it is approved (step property
     ``requiresNotice``: the 退出告知书 at 退出告知), as the step's holder does from the task page's prompt;

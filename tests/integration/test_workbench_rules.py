@@ -214,17 +214,12 @@ def test_the_case_history_names_the_timer_that_fired_and_the_people_a_copy_went_
 
 
 # ----------------------------------------------------------------------------- 退出告知书 at 退出告知, by the village
-def _at_exit_notice(db) -> int:
-    from tests.integration.notices_support import case_at, ensure_office_keys
-
-    ensure_office_keys(db)
-    return case_at(db, db.household("刘桂芳"), "exit_notice")
-
-
 @pytest.fixture
 def at_exit_notice(snapshot_db):
     """The database with 刘桂芳's exit case at 退出告知 (two signed notices on the way), built once per session."""
-    return snapshot_db(_at_exit_notice)
+    from tests.integration.notices_support import exit_notice_case
+
+    return snapshot_db(exit_notice_case)
 
 
 @pytest.mark.db_snapshot("at_exit_notice")

@@ -55,7 +55,7 @@ def _run_logged(open_work, batch_id: int) -> str:
 
 def _region_arg() -> str:
     """The region the page's cascading picker names (its selects all submit ``region``: the deepest consistent one)."""
-    return chosen_region([v for v in request.values.getlist("region") if isinstance(v, str)])
+    return chosen_region(request.values.getlist("region"))
 
 
 def _page(errors: dict | None = None, subjects=None, status: int = 200, source: str = ""):

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event
-
+from tests.integration.statements_support import counted
 from tests.integration.test_batch_approval import _recheck_tasks
 
 
 def _statements(db, ids: list[int]) -> int:
     actor = db.actor("demo_township")
     with db.uow() as work:
-        count = [0]
-
-        def counted(*_args):
-            count[0] += 1
-
-        engine = work.session.get_bind()
-        event.listen(engine, "before_cursor_execute", counted)
-        try:
+        with counted(work.session.get_bind()) as statements:
             rows = work.batch.selection(ids, actor)
-        finally:
-            event.remove(engine, "before_cursor_execute", counted)
         assert [r.id for r in rows] == ids  # in the order chosen, every one eligible
-        return count[0]
+        return len(statements)
 
 
 def test_the_selection_is_checked_in_a_constant_number_of_statements(db, exit_case):

@@ -3,8 +3,6 @@ rows they show (no query per row: a listed task's case is loaded for the whole p
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 from sqlalchemy import event, func, select, update
 
@@ -12,28 +10,13 @@ from engine import demo_data as D
 from engine.core.errors import ConflictError
 from engine.models import Case, Notification, Subject, TaskRow, TaskStatus
 from engine.models.audit import AuditEvent
+from tests.integration.statements_support import counted
 
 PAGES = ("/", "/?view=done", "/api/v1/tasks", "/api/v1/tasks?view=done")
 
 
-@contextmanager
-def _counted(app):
-    """Collect the statements the app's engine executes inside the block."""
-    engine = app.extensions["xiangflow"].engine
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def _statements(app, client, path: str) -> int:
-    with _counted(app) as statements:
+    with counted(app.extensions["xiangflow"].engine) as statements:
         response = client.get(path)
     assert response.status_code == 200, response.get_data(as_text=True)
     return len(statements)
@@ -90,17 +73,8 @@ def test_completing_a_task_runs_at_most_seven_statements(db):
     (row,) = db.open_tasks(case_id)
     assert row.spec_name == "village_review"
     village = db.actor("demo_village")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        with db.uow() as work:
-            work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    with counted(db.engine) as statements, db.uow() as work:
+        work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
     assert [t.spec_name for t in db.open_tasks(case_id)] == ["issue_village_notice"]
     assert len(statements) <= 7, "\n".join(statements)
 
@@ -119,17 +93,8 @@ def test_on_postgresql_a_completion_saves_task_row_case_and_audit_row_in_one_sta
     case_id = _case_past_household_check(db, subject_id)
     (row,) = db.open_tasks(case_id)
     village = db.actor("demo_village")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        with db.uow() as work:
-            work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    with counted(db.engine) as statements, db.uow() as work:
+        work.cases.complete_task(row.id, village, "approve", "同意", D.VILLAGE_REVIEW)
     assert len(statements) <= 4, "\n".join(statements)
     (opened,) = db.open_tasks(case_id)
     with db.uow() as work:

@@ -53,6 +53,16 @@ def _post(client, token: str, task_id: int, **extra):
     return client.post(f"/tasks/{task_id}", data=body, content_type=f"multipart/form-data; boundary={boundary}")
 
 
+def _at_household_check(db, app, client_for, csrf_token):
+    """A new case at 入户核查 with the village cadre's client on its task page: (case id, task row, client,
+    CSRF token, the state before anything is posted)."""
+    case_id = db.start_case()
+    (row,) = db.open_tasks(case_id)
+    village = client_for("demo_village")
+    token = csrf_token(village, f"/tasks/{row.id}")
+    return case_id, row, village, token, _state(db, app, case_id)
+
+
 def _files(app) -> set[Path]:
     """The files in the app's attachment store (content-addressed, shared by the tests of this process)."""
     return {p for p in Path(app.config["XIANGFLOW_STORAGE_DIR"]).rglob("*") if p.is_file()}
@@ -104,11 +114,7 @@ BAD = {
 @pytest.mark.parametrize(("sent", "message"), list(BAD.values()), ids=list(BAD))
 def test_a_bad_signature_sent_with_the_decision_is_refused_with_its_reason_and_nothing_changes(
         db, app, client_for, csrf_token, sent, message):
-    case_id = db.start_case()
-    (row,) = db.open_tasks(case_id)
-    village = client_for("demo_village")
-    token = csrf_token(village, f"/tasks/{row.id}")
-    before = _state(db, app, case_id)
+    case_id, row, village, token, before = _at_household_check(db, app, client_for, csrf_token)
     response = _post(village, token, row.id, **sent)
     page = response.get_data(as_text=True)
     assert response.status_code == 422 and 'data-testid="signature-error"' in page and message in page
@@ -118,11 +124,7 @@ def test_a_bad_signature_sent_with_the_decision_is_refused_with_its_reason_and_n
 
 def test_a_signature_too_large_for_a_form_field_is_refused_before_the_engine(
         db, app, client_for, csrf_token):
-    case_id = db.start_case()
-    (row,) = db.open_tasks(case_id)
-    village = client_for("demo_village")
-    token = csrf_token(village, f"/tasks/{row.id}")
-    before = _state(db, app, case_id)
+    case_id, row, village, token, before = _at_household_check(db, app, client_for, csrf_token)
     response = _post(village, token, row.id, signature_data="data:image/png;base64," + "A" * 600_000)
     assert response.status_code == 413 and "上传内容过大" in response.get_data(as_text=True)
     assert _state(db, app, case_id) == before
@@ -130,11 +132,7 @@ def test_a_signature_too_large_for_a_form_field_is_refused_before_the_engine(
 
 def test_a_step_that_requires_a_signature_refuses_the_decision_without_one(
         db, app, client_for, csrf_token):
-    case_id = db.start_case()
-    (row,) = db.open_tasks(case_id)
-    village = client_for("demo_village")
-    token = csrf_token(village, f"/tasks/{row.id}")
-    before = _state(db, app, case_id)
+    case_id, row, village, token, before = _at_household_check(db, app, client_for, csrf_token)
     response = _post(village, token, row.id, signature_data="")
     assert response.status_code == 422 and MISSING_MESSAGE in response.get_data(as_text=True)
     assert _state(db, app, case_id) == before
@@ -142,11 +140,7 @@ def test_a_step_that_requires_a_signature_refuses_the_decision_without_one(
 
 def test_a_refused_decision_stores_no_signature_and_the_page_offers_the_drawing_again(
         db, app, client_for, csrf_token):
-    case_id = db.start_case()
-    (row,) = db.open_tasks(case_id)
-    village = client_for("demo_village")
-    token = csrf_token(village, f"/tasks/{row.id}")
-    before = _state(db, app, case_id)
+    case_id, row, village, token, before = _at_household_check(db, app, client_for, csrf_token)
     drawn = _data_url(D.signature_png(2))
     response = _post(village, token, row.id, signature_data=drawn, industry_employment="")  # a required field left out
     page = response.get_data(as_text=True)

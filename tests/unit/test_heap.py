@@ -23,7 +23,7 @@ def test_settle_freezes_what_is_alive_and_a_full_collection_then_walks_only_newe
     gc.collect()
     alive = len(gc.get_objects())
     frozen = settle(built_app)
-    assert frozen == gc.get_freeze_count()
+    assert 0 < gc.get_freeze_count() <= frozen  # frozen objects may still be freed (refcount), none added
     assert frozen >= alive * 0.9  # (nearly) all of it: what was alive, plus the templates compiled just now
     assert len(gc.get_objects()) < alive * 0.05  # what a full collection still walks
     garbage = [[]]

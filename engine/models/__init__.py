@@ -210,7 +210,6 @@ class TaskRow(Base):
 
     __tablename__ = "task"
     __table_args__ = (
-        Index("ix_task_inbox", "status", "role_code", "scope_code", "due_at"),
         Index("ix_task_case_spiff", "case_id", "spiff_task_id"),
     )
 
@@ -229,7 +228,8 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    # looked up by ix_task_completed_by_completed (completed_by_id, completed_at), declared below
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     day_kind: Mapped[str] = mapped_column(String(8), default="natural")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -337,6 +337,24 @@ def prewarm(url: str) -> tuple[float, float]:
     return int(blocks) / 2**20, time.perf_counter() - began
 
 
+SERVER_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "jit", "max_connections")
+
+
+def server_settings(url: str) -> dict[str, str]:
+    """The PostgreSQL settings the figures depend on, and the database's size, as the server reports them."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = {name: conn.execute(text("SELECT current_setting(:n)"), {"n": name}).scalar_one()
+                     for name in SERVER_SETTINGS}
+            found["database_size"] = conn.execute(
+                text("SELECT pg_size_pretty(pg_database_size(current_database()))")).scalar_one()
+            found["server_version"] = conn.execute(text("SHOW server_version")).scalar_one()
+    finally:
+        engine.dispose()
+    return found
+
+
 def regions_by_kind(url: str) -> dict[str, list[str]]:
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -387,12 +405,16 @@ def main() -> None:
                 mb, seconds = prewarm(url)
                 print(f"  {scale:,} cases: read {mb:,.0f} MB into the page cache in {seconds:.0f} s (pg_prewarm)",
                       flush=True)
+            settings = server_settings(url)
+            print(f"  {scale:,} cases: PostgreSQL {settings['server_version']}, database {settings['database_size']}, "
+                  + ", ".join(f"{k} {settings[k]}" for k in SERVER_SETTINGS), flush=True)
             storage = Path(tempfile.mkdtemp(prefix="xf_http_profile_"))
             host = start_profile(url, args.web_workers, storage)
             try:
                 figures = summary(run_load(host, users, args.seconds, args.warmup, args.think, len(users)))
                 print_table(f"{scale:,} cases, {len(users)} concurrent users", figures)
                 entry = dict(figures)
+                entry["server"] = settings
                 if seed_s is not None:
                     entry["seed_s"] = round(seed_s)
                 loads[scale] = figures

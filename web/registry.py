@@ -45,7 +45,12 @@ def index():
     scope = list_scope("registry", {**search.params(), "per_page": search.per_page})
     after = cursor_arg(scope, KEY_KINDS) if not errors else None
     with work() as w:
-        page = w.registry.search(me, search, after) if not errors else Page([], total=0)
+        page = Page([], total=0)
+        if not errors:
+            try:
+                page = w.registry.search(me, search, after)
+            except ValidationError as exc:
+                errors, status = exc.errors, 422
         return render_template("registry/list.html", kind=kind, items=page.items, total=page.total, page=page,
                                count_cap=COUNT_CAP, next_cursor=cursor_token(page.next, scope),
                                prev_cursor=cursor_token(page.prev, scope), search=search,

@@ -124,7 +124,13 @@ class RegistryService:
     def search(self, actor: Actor, search: SubjectSearch, after: Keyset | None = None,
                count: bool = True) -> Page[Subject]:
         """One page of the subjects inside actor's jurisdiction matching search, in (region, name, id) order
-        from the keyset after on, and (with count) how many match, counted up to ``COUNT_CAP`` + 1."""
+        from the keyset after on, and (with count) how many match, counted up to ``COUNT_CAP`` + 1.
+
+        :raises ValidationError: region → a message, for a region outside the actor's jurisdiction (the
+            list would silently be empty; 批量发起 and the inbox refuse such a region the same way).
+        """
+        if search.region_code and not actor.covers(search.region_code):
+            raise ValidationError("查询条件无效", {"region": "只能选择本辖区内的地区"})
         prefixes = sorted({g.prefix for g in actor.grants})
         if not prefixes:
             return Page([], total=0)

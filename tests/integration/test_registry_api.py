@@ -215,3 +215,19 @@ def test_hostile_or_malformed_input_gets_a_4xx_and_changes_nothing(db, client_fo
     assert village.patch(f"/api/v1/subjects/{subject_id}", json={"revision": "1"}).status_code == 422
     assert village.patch(f"/api/v1/subjects/{subject_id}", json={"is_active": "no"}).status_code == 422
     assert _counts(db) == before
+
+
+def test_a_region_outside_the_jurisdiction_is_refused_by_name_not_listed_empty(db, client_for):
+    from engine.bootstrap import DEMO_COUNTY, DEMO_TOWNSHIP, OTHER_TOWNSHIP
+
+    township = client_for("demo_township")
+    inside = township.get(f"/api/v1/subjects?region={DEMO_TOWNSHIP}")
+    assert inside.status_code == 200 and inside.get_json()["total"] > 0
+    for region in (OTHER_TOWNSHIP, DEMO_COUNTY):  # a neighbour, and the county above the township
+        api = township.get(f"/api/v1/subjects?region={region}")
+        assert api.status_code == 422, region
+        assert "本辖区" in json.dumps(api.get_json(), ensure_ascii=False)
+        page = township.get(f"/registry/?region={region}")
+        assert page.status_code == 422 and "只能选择本辖区内的地区" in page.get_data(as_text=True)
+    # the county's officer covers both townships
+    assert client_for("demo_county").get(f"/api/v1/subjects?region={OTHER_TOWNSHIP}").status_code == 200

@@ -317,24 +317,29 @@ def open_work(url: str, users: list[tuple[str, str]], cap: int) -> dict[tuple[st
     return work
 
 
-def prewarm(url: str) -> tuple[float, float]:
-    """Read every table and index of the database once (pg_prewarm, mode ``read``: into the operating system's
-    page cache, not PostgreSQL's shared buffers), as a server that has been serving for a while holds them;
-    (MB read, seconds). A freshly seeded 1 M database is 5 GB on disk: without this the first minutes of a run
-    measure the disk (a random case read cost 0.4 ms from disk here), and only the big scale pays it."""
+def prewarm(url: str) -> tuple[float, float, str]:
+    """Read every table and index of the database once, as a server that has been serving for a while holds
+    them; (MB read, seconds, where). Into PostgreSQL's shared buffers (pg_prewarm mode ``buffer``) when the
+    database fits in them, else into the operating system's page cache (mode ``read``). A freshly seeded 1 M
+    database is 5 GB on disk: without this the first minutes of a run measure the disk (a random case read
+    cost 0.4 ms from disk here), and only the big scale pays it."""
     engine = make_engine(url)
     began = time.perf_counter()
     try:
         with engine.begin() as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+            fits = conn.execute(text(
+                "SELECT pg_database_size(current_database()) < 0.9 * pg_size_bytes(current_setting('shared_buffers'))"
+            )).scalar_one()
+            mode = "buffer" if fits else "read"
             blocks = conn.execute(text(
-                "SELECT coalesce(sum(pg_prewarm(c.oid, 'read')), 0) * current_setting('block_size')::bigint "
+                "SELECT coalesce(sum(pg_prewarm(c.oid, :mode)), 0) * current_setting('block_size')::bigint "
                 "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.relkind IN ('r', 'i', 't') AND n.nspname IN ('public', 'pg_toast') "
-                "AND c.relpersistence = 'p' AND pg_relation_size(c.oid) > 0")).scalar_one()
+                "AND c.relpersistence = 'p' AND pg_relation_size(c.oid) > 0"), {"mode": mode}).scalar_one()
     finally:
         engine.dispose()
-    return int(blocks) / 2**20, time.perf_counter() - began
+    return int(blocks) / 2**20, time.perf_counter() - began, "shared buffers" if fits else "the page cache"
 
 
 SERVER_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "jit", "max_connections")
@@ -402,9 +407,8 @@ def main() -> None:
         loads: dict[int, dict] = {}
         for scale, (url, seed_s) in urls.items():
             if not args.cold:
-                mb, seconds = prewarm(url)
-                print(f"  {scale:,} cases: read {mb:,.0f} MB into the page cache in {seconds:.0f} s (pg_prewarm)",
-                      flush=True)
+                mb, seconds, where = prewarm(url)
+                print(f"  {scale:,} cases: read {mb:,.0f} MB into {where} in {seconds:.0f} s (pg_prewarm)", flush=True)
             settings = server_settings(url)
             print(f"  {scale:,} cases: PostgreSQL {settings['server_version']}, database {settings['database_size']}, "
                   + ", ".join(f"{k} {settings[k]}" for k in SERVER_SETTINGS), flush=True)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import CursorResult, Table, bindparam, func, insert, inspect, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, inspect, select, union_all, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -102,9 +102,13 @@ def _combined_save_statement(row_columns: tuple[tuple[str, ...], ...], events: i
             for i, columns in enumerate(row_columns)]
     counts = [select(func.count()).select_from(cte).scalar_subquery().label(f"row_{i}") for i, cte in enumerate(ctes)]
     if events:
-        ctes.append(insert(AUDIT_TABLE).values(
-            [{name: bindparam(f"a{i}_{name}", type_=AUDIT_TABLE.c[name].type) for name in AUDIT_COLUMNS}
-             for i in range(events)]).cte("events"))  # typed: only the first row of a multi-row VALUES is inferred
+        # INSERT … SELECT of typed parameters, one SELECT per row in order (UNION ALL), not a multi-row VALUES:
+        # SQLAlchemy never caches a statement holding a multi-row VALUES, so it would be compiled again on
+        # every save (≈ 3 ms of CPU, more than the rest of the save)
+        rows = [select(*(bindparam(f"a{i}_{name}", type_=AUDIT_TABLE.c[name].type) for name in AUDIT_COLUMNS))
+                for i in range(events)]
+        ctes.append(insert(AUDIT_TABLE).from_select(list(AUDIT_COLUMNS), rows[0] if events == 1 else union_all(*rows))
+                    .cte("events"))
     # the case's parameters prefixed too: an execution parameter named like a column (case_id, status) would
     # otherwise also be SET in the task UPDATEs
     return update(_CASE).where(_CASE.c.id == bindparam("c_id"), _CASE.c.lock_version == bindparam("c_expected_lock")) \

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -303,10 +304,12 @@ class OperationsService:
         return self.store(case, row, actor, file_name, content, content_type, kind)
 
     def store(self, case: Case, row: TaskRow | None, actor: Actor, file_name: str, content: bytes,
-              content_type: str, kind: str, record: Callable[..., None] | None = None) -> Attachment:
+              content_type: str, kind: str, record: Callable[..., None] | None = None,
+              pixels: Callable[[Any], None] | None = None) -> Attachment:
         """Check and store a file the caller has already allowed (add_attachment; signatures keep their rule).
 
         ``record``: the history of the mutation the file is part of (``Mutation.record``); else written at once.
+        ``pixels``: the caller's check of an image's decoded pixels (``uploads.check_upload``).
 
         :raises ValidationError: too large, empty, or a type not allowed (checked on the content).
         """
@@ -315,7 +318,7 @@ class OperationsService:
             raise ValidationError("附件为空", {"file": "文件为空"})
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise ValidationError("附件过大", {"file": f"文件不能超过 {MAX_ATTACHMENT_BYTES // 1024 // 1024} MB"})
-        check_upload(name, content, content_type)  # decoded and opened, not sniffed (engine/operations/uploads.py)
+        check_upload(name, content, content_type, pixels)  # decoded and opened, not sniffed (engine/operations/uploads.py)
         digest = hashlib.sha256(content).hexdigest()
         path = self.storage_dir / digest[:2] / digest
         if not path.exists():

@@ -19,6 +19,8 @@ import re
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 from engine.core.errors import ValidationError
 
@@ -43,8 +45,12 @@ REFUSED = "只接受 JPG、PNG、PDF、DOCX、XLSX 文件"
 NOT_THIS_TYPE = "内容不是所声明的文件类型"  # answered as REFUSED alone: the file is of another kind altogether
 
 
-def check_upload(file_name: str, content: bytes, content_type: str) -> None:
+def check_upload(file_name: str, content: bytes, content_type: str,
+                 pixels: Callable[[Any], None] | None = None) -> None:
     """Refuse a file whose name, declared type and content do not agree on an allowed format.
+
+    ``pixels``: a caller's own check of an image's decoded pixels (a Pillow image), run on the one decode
+    (a signature's blank check); whatever it raises goes to the caller.
 
     :raises ValidationError: ``file`` → why (a type not allowed, or a damaged or disguised file).
     """
@@ -52,7 +58,7 @@ def check_upload(file_name: str, content: bytes, content_type: str) -> None:
     if extensions is None or not file_name.lower().endswith(extensions):
         raise ValidationError("附件类型不允许", {"file": REFUSED})
     if content_type in ("image/jpeg", "image/png"):
-        problem = image_problem(content, "JPEG" if content_type == "image/jpeg" else "PNG")
+        problem = image_problem(content, "JPEG" if content_type == "image/jpeg" else "PNG", pixels)
     elif content_type == "application/pdf":
         problem = pdf_problem(content)
     else:
@@ -61,8 +67,8 @@ def check_upload(file_name: str, content: bytes, content_type: str) -> None:
         raise ValidationError("附件类型不允许", {"file": REFUSED if problem == NOT_THIS_TYPE else f"{REFUSED}:{problem}"})
 
 
-def image_problem(content: bytes, expected: str) -> str | None:
-    """Why content is not a whole image of the expected Pillow format, or None."""
+def image_problem(content: bytes, expected: str, pixels: Callable[[Any], None] | None = None) -> str | None:
+    """Why content is not a whole image of the expected Pillow format, or None (``pixels``: as ``check_upload``)."""
     from PIL import Image
 
     magic = b"\xff\xd8\xff" if expected == "JPEG" else b"\x89PNG\r\n\x1a\n"
@@ -82,6 +88,8 @@ def image_problem(content: bytes, expected: str) -> str | None:
                 img.verify()
             with Image.open(io.BytesIO(content)) as img:
                 img.load()
+                if pixels is not None:
+                    pixels(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
             zlib.error, EOFError):
         return "图片已损坏或不完整"

@@ -56,13 +56,14 @@ def signature_rule(task_spec) -> SignatureRule | None:
 
 
 def check_signature_png(content: bytes) -> None:
-    """Accept only a small PNG of a plausible signature size (read from its header) that shows a stroke.
+    """Accept only a small PNG of a plausible signature size (read from its header) whose chunks verify.
 
-    The pixels are read here only to refuse a blank image (an empty signature pad, a fully transparent
-    PNG); that the whole file decodes is the attachment store's rule, as for every upload, and
-    ``SignatureService.add_signature`` answers a refusal there as a damaged PNG.
+    A blank image (an empty signature pad, a fully transparent PNG) is refused by ``refuse_blank`` on the
+    pixels the attachment store decodes (that the whole file decodes is the store's rule, as for every
+    upload: one decode, not two), and ``SignatureService.add_signature`` answers a refusal there as a
+    damaged PNG.
 
-    :raises ValidationError: empty, too large, not a PNG, odd dimensions, or blank.
+    :raises ValidationError: empty, too large, not a PNG, odd dimensions, or damaged.
     """
     from PIL import Image
 
@@ -87,8 +88,17 @@ def check_signature_png(content: bytes) -> None:
     try:
         with Image.open(io.BytesIO(content)) as img:
             img.verify()  # a truncated file is damaged (the store's answer), not blank
-        with Image.open(io.BytesIO(content)) as img:
-            blank = _blank(img.getbands(), img.getextrema())
+    except Exception as exc:
+        raise _damaged() from exc
+
+
+def refuse_blank(img) -> None:
+    """Refuse a signature whose decoded pixels (a loaded Pillow image) show no stroke.
+
+    :raises ValidationError: blank (签字为空白).
+    """
+    try:
+        blank = _blank(img.getbands(), img.getextrema())
     except Exception as exc:
         raise _damaged() from exc
     if blank:
@@ -161,8 +171,10 @@ class SignatureService:
         stamp = self.clock.now().astimezone(CHINA_TZ).strftime("%Y%m%d-%H%M%S")
         try:  # the store decodes the whole PNG (verify, then load every pixel) before it keeps anything
             return self.operations.store(row.case, row, actor, f"{rule.label}-{row.title}-{stamp}.png", content,
-                                         "image/png", SIGNATURE_KIND, record=record)
+                                         "image/png", SIGNATURE_KIND, record=record, pixels=refuse_blank)
         except ValidationError as exc:
+            if exc.errors.get("signature") is not None:  # refuse_blank's own answer
+                raise
             raise _damaged() from exc
 
     def latest(self, task_id: int) -> Attachment | None:

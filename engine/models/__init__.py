@@ -231,22 +231,22 @@ class TaskRow(Base):
     # looked up by ix_task_completed_by_completed (completed_by_id, completed_at), declared below
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     day_kind: Mapped[str] = mapped_column(String(8), default="natural")
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     action: Mapped[str | None] = mapped_column(String(16))
     opinion: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # 委派: the person who delegated the task and gets it back to confirm; delegation = pending|resolved
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     delegation: Mapped[str | None] = mapped_column(String(16))
     # 加签: a co-signer's row points at the task it was added to; sign_position = before|after
-    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"), index=True)
+    parent_task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"))
     sign_position: Mapped[str | None] = mapped_column(String(8))
     # what waits to be applied: the owner's decision held for after-signers, or a delegate's draft
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # 会签/或签: the multi-instance activity (SpiffWorkflow id) this row is one signer's instance of,
     # and the step's signMode (all, any, ratio); NULL for ordinary steps (engine/runtime/countersign.py)
-    instance_group: Mapped[str | None] = mapped_column(String(36), index=True)
+    instance_group: Mapped[str | None] = mapped_column(String(36))
     multi_sign: Mapped[str | None] = mapped_column(String(8))
     # copies of the case's title and subject (migration 0017), written with the row and never changed after (a
     # case keeps both for life), so the inbox lists and searches tasks without reading case rows; nullable
@@ -311,6 +311,12 @@ Index("ix_task_open_subject", TaskRow.subject_id, TaskRow.role_code, TaskRow.sco
 # read; a task leaves it once reminded or closed, so it stays small however many cases are stored
 _REMIND = text("status = 'open' AND reminded_at IS NULL AND due_at IS NOT NULL")
 Index("ix_task_remind_due", TaskRow.due_at, TaskRow.id, postgresql_where=_REMIND, sqlite_where=_REMIND)
+# columns most rows leave NULL (a pool task has no assignee; 委派, 加签 and 会签 rows are few), indexed where set
+# (migration 0020): every lookup and foreign-key check is by a value, and a task row's write adds no entry for
+# a NULL
+for _column in (TaskRow.assignee_id, TaskRow.owner_id, TaskRow.parent_task_id, TaskRow.instance_group):
+    _set = _column.isnot(None)
+    Index(f"ix_task_{_column.key}", _column, postgresql_where=_set, sqlite_where=_set)
 
 
 class CaseCc(Base):

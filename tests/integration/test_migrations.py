@@ -52,6 +52,6 @@ def test_migrations_build_the_models_schema_and_downgrade_and_upgrade_cleanly(em
         with engine.begin() as conn:
             command.upgrade(_config(conn), "head")
         with engine.begin() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0019"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0020"]
     finally:
         engine.dispose()

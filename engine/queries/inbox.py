@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import Integer, and_, any_, bindparam, func, or_, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased, lazyload, load_only, selectinload
 
 from engine.access import regions
@@ -230,7 +231,7 @@ class InboxQueries:
         subject_col = TaskRow.subject_id if open_tasks else Case.subject_id
         if search.name or search.id_number:
             found = self._found_subjects(search)  # looked up once for every tab of the request
-            stmt = stmt.where(subject_col.in_(self._subjects(search) if found is None else found))
+            stmt = stmt.where(self._among(subject_col, self._subjects(search) if found is None else found))
         if search.region:
             stmt = stmt.where(region_col.startswith(search.region[:PREFIX_LENGTH[regions.level_of(search.region)]]))
         if search.procedure:
@@ -252,6 +253,14 @@ class InboxQueries:
         if search.id_number:
             subjects = subjects.where(Subject.id_number == search.id_number)
         return subjects
+
+    def _among(self, column, ids):
+        """column IN ids — on PostgreSQL a list of ids as one array parameter (``= ANY(:ids)``): the planner sees
+        the same values, and the statement is not re-rendered with a placeholder per id on every execution (a
+        name matching 161 subjects at 1 M cases, in each of the request's five statements)."""
+        if isinstance(ids, list) and self.session.get_bind().dialect.name == "postgresql":
+            return column == any_(bindparam("subject_ids", ids, type_=ARRAY(Integer), unique=True))
+        return column.in_(ids)
 
     def _found_subjects(self, search: InboxSearch) -> list[int] | None:
         """The ids of the subjects the search names (None without a name or ID number, or beyond

@@ -209,3 +209,25 @@ def test_the_inbox_page_has_the_search_form_and_keeps_the_filters_across_tabs(db
     assert "view=started&amp;name=%E5%BE%B7%E6%98%8E" in html or "name=%E5%BE%B7%E6%98%8E&amp;view=started" in html
     bad = village.get("/", query_string={"id_number": "123"})
     assert bad.status_code == 422 and "身份证号应为 18 位" in bad.get_data(as_text=True)
+
+
+def test_a_name_search_pages_every_tab_forward_and_back(db, client_for):
+    """Pages after a keyset split the 待办 range into several parts, each narrowed by the same found subjects."""
+    from tests.integration.registry_support import household, region_of
+
+    village = client_for("demo_village")
+    for serial, name in enumerate(("张德华", "张德福"), start=1):
+        assert village.post("/api/v1/subjects", json=household(region_of(db, "demo_village"), serial, name)).status_code == 201
+    started = [db.start_case(subject_id=db.household(name)) for name in ("张德明", "张德华", "张德福")]
+    db.start_case(subject_id=db.household("李秀英"))  # not named
+    actor = db.actor("demo_village")
+    found = InboxSearch(name="张德")
+    with db.uow() as work:
+        for view in ("todo", "started"):
+            first = work.inbox.page(view, actor, found, None, 2, db.clock.now(), timedelta(hours=48))
+            second = work.inbox.page(view, actor, found, first.next, 2, db.clock.now(), timedelta(hours=48))
+            listed = [getattr(i, "case_id", None) or i.id for i in first.items + second.items]
+            assert sorted(listed) == sorted(started) and len(set(listed)) == 3, view
+            back = work.inbox.page(view, actor, found, second.prev, 2, db.clock.now(), timedelta(hours=48))
+            assert [i.id for i in back.items] == [i.id for i in first.items], view
+        assert work.inbox.counts(actor, found, db.clock.now(), timedelta(hours=48))["todo"] == 3

@@ -47,6 +47,7 @@ from engine.core.settings import database_url
 from engine.demo_data import NOTICE_FIELDS, signature_png
 from engine.models import Case, CaseStatus, Procedure, ProcedureVersion, Region, Subject, TaskRow, TaskStatus, User
 from engine.uow import UnitOfWork
+from tests.process_caches import ProcessCompiledCache, RenderOnce, SeededSerials
 
 START = datetime(2026, 9, 1, 1, 0, tzinfo=timezone.utc)
 # PostgreSQL: what a test may not change (migrations, regions, roles) or what the template's rows of
@@ -216,46 +217,13 @@ def _cheap_password_hashing():
     patch.undo()
 
 
-class _ProcessCompiledCache:
-    """One SQLAlchemy compiled-statement cache for every engine of the test process.
-
-    An engine caches the SQL it compiled for a statement, keyed by its own dialect object, so the per-test
-    engines (a database per test; ``bind_state`` makes the app a new engine per test) each compiled every
-    statement again: about a fifth of an integration test's CPU. This cache keys by what the compiled SQL
-    depends on in the dialect (its class, the server's version, the parameter style and the features found
-    on connecting), which is the same for every engine on one backend here; a production process keeps one
-    engine and its own cache. Engines only get it in tests (``_one_compiled_cache_per_process``)."""
-
-    def __init__(self, capacity: int = 3000) -> None:
-        from sqlalchemy.util import LRUCache
-
-        self._lru: Any = LRUCache(capacity)
-
-    @staticmethod
-    def _key(key: tuple) -> tuple:
-        d, *rest = key
-        return (type(d), d.server_version_info, d.paramstyle, d.label_length, d.max_identifier_length,
-                d.insert_returning, d.update_returning, d.delete_returning, d.use_insertmanyvalues, *rest)
-
-    def get(self, key: tuple, default: Any = None) -> Any:
-        return self._lru.get(self._key(key), default)
-
-    def __setitem__(self, key: tuple, value: Any) -> None:
-        self._lru[self._key(key)] = value
-
-    def __len__(self) -> int:
-        return len(self._lru)
-
-    def clear(self) -> None:
-        self._lru.clear()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _one_compiled_cache_per_process():
-    """Every engine ``make_engine`` creates in this process shares one compiled cache (_ProcessCompiledCache)."""
+    """Every engine ``make_engine`` creates in this process shares one compiled-statement cache
+    (tests/process_caches.py ProcessCompiledCache): a new engine per test otherwise compiles every statement again."""
     from engine.core import db as core_db
 
-    shared = _ProcessCompiledCache()
+    shared = ProcessCompiledCache()
     create = core_db.create_engine
 
     def create_sharing(*args, **kwargs):
@@ -266,6 +234,22 @@ def _one_compiled_cache_per_process():
     patch = pytest.MonkeyPatch()
     patch.setattr(core_db, "create_engine", create_sharing)
     yield shared
+    patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _serials():
+    """Notice serials drawn from a PRNG seeded before each test and snapshot build (``SeededSerials``), and each
+    distinct notice laid out once per process (``RenderOnce``): tests issue the same notice of the same case
+    state over and over, and the layout is most of an issue's cost (tests/process_caches.py)."""
+    from engine.notices import issue as issue_module
+    from engine.notices.render import RENDERER
+
+    serials = SeededSerials()
+    patch = pytest.MonkeyPatch()
+    patch.setattr(issue_module, "secrets", serials)
+    patch.setattr(RENDERER, "render", RenderOnce(RENDERER.render))
+    yield serials
     patch.undo()
 
 
@@ -418,7 +402,7 @@ def _restore_postgres(state: PostgresState, snapshot: Snapshot) -> None:
 
 
 @pytest.fixture(scope="session")
-def snapshot_db(_template, tmp_path_factory):
+def snapshot_db(_template, tmp_path_factory, _serials):
     """``snapshot_db(build, *args)``: the Snapshot of ``build(db, *args)`` run once per session (per xdist
     worker) on a database in the template's state; tests marked ``db_snapshot`` start from a copy of it."""
     kind, where, state = _template
@@ -430,6 +414,7 @@ def snapshot_db(_template, tmp_path_factory):
             return taken[key]
         folder = tmp_path_factory.mktemp("snapshot")
         clock = FixedClock(START)
+        _serials.reseed()
         if kind == "pg":
             _reset_postgres(state, clock)
             db = Database(where, state.engine, make_session_factory(state.engine), clock, folder / "attachments")
@@ -459,12 +444,13 @@ def snapshot_db(_template, tmp_path_factory):
 
 
 @pytest.fixture
-def db(request, _template, tmp_path) -> Database:
+def db(request, _template, tmp_path, _serials) -> Database:
     """The test's database: the template's state (no cases), or a copy of the Snapshot of its ``db_snapshot``
     marker's fixture."""
     kind, where, state = _template
     marker = request.node.get_closest_marker("db_snapshot")
     snapshot: Snapshot | None = request.getfixturevalue(marker.args[0]) if marker else None
+    _serials.reseed()  # after the snapshot's build: the test's serials do not depend on which test built it
     clock = FixedClock(snapshot.now if snapshot else START)
     storage_dir = tmp_path / "attachments"
     if snapshot and snapshot.storage_dir.exists():

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, any_, bindparam, func, or_, select, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, aliased, lazyload, load_only, selectinload
+from sqlalchemy.orm import Session, lazyload, load_only, selectinload
 
 from engine.access import regions
 from engine.access.assignment import Actor, region_prefix
@@ -298,8 +298,13 @@ class InboxQueries:
             # over all tasks) through its case
             joins_case = bool(search.procedure or search.status or (not todo and (search.name or search.id_number)))
 
+            # a 待办 page's ranges carry only the sort keys; the page's rows are read by id once merged (a union of
+            # whole rows gave each range's subquery a proxy of every task column, built again on every request)
+            columns = (TaskRow.id,) if count else (TaskRow.id, TaskRow.due_at, TaskRow.created_at) if todo \
+                else (TaskRow,)
+
             def rows(condition):
-                stmt = select(TaskRow.id if count else TaskRow).where(condition)
+                stmt = select(*columns).where(condition)
                 if joins_case:
                     stmt = stmt.join(Case, Case.id == TaskRow.case_id)
                 return self._narrow(stmt, TaskRow, search, open_tasks=todo)
@@ -333,9 +338,10 @@ class InboxQueries:
             if limit is not None:  # each range read in order and only as far as the page needs
                 branches = [select(b.order_by(*_todo_order(TaskRow, backward)).limit(limit).subquery())
                             for b in branches]
-            task = aliased(TaskRow, union_all(*branches).subquery())
-            return (select(task).add_columns(task.due_at, task.created_at, task.id)
-                    .order_by(*_todo_order(task, backward)).options(_case_keys(task)))
+            merged = union_all(*branches).subquery()
+            return (select(TaskRow).join(merged, merged.c.id == TaskRow.id)
+                    .add_columns(merged.c.due_at, merged.c.created_at, merged.c.id)
+                    .order_by(*_todo_order(merged.c, backward)).options(_case_keys(TaskRow)))
         stmt = select(Case.id if count else Case).select_from(Case)
         if view == "started":
             stmt = stmt.where(Case.started_by_id == actor.user_id)

@@ -19,7 +19,7 @@ from typing import Any
 class ProcessCompiledCache:
     """An engine caches the SQL it compiled for a statement, keyed by its own dialect object, so the per-test
     engines (a database per test; ``bind_state`` makes the app a new engine per test) each compiled every
-    statement again: about a fifth of an integration test's CPU. This cache keys by what the compiled SQL
+    statement again: about a quarter of an integration test's CPU. This cache keys by what the compiled SQL
     depends on in the dialect (its class, the server's version, the parameter style and the features found
     on connecting), which is the same for every engine on one backend in a test process. A production
     process keeps one engine and so its own cache."""

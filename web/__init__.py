@@ -7,7 +7,7 @@ from typing import cast
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
-from engine.core.db import make_engine, make_session_factory
+from engine.core.db import make_engine, make_read_session_factory, make_session_factory
 from web import edge
 from web.config import load_config
 from web.extensions import csrf, login_manager
@@ -74,7 +74,8 @@ def bind_state(app: Flask) -> None:
     from web.notices import BatchRunner
 
     engine = make_engine(app.config["XIANGFLOW_DATABASE_URL"])
-    app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine))
+    app.extensions["xiangflow"] = AppState(engine=engine, factory=make_session_factory(engine),
+                                           reader=make_read_session_factory(engine))
     app.extensions["xiangflow_login_limiter"] = LoginLimiter(
         app.config["XIANGFLOW_LOGIN_MAX_FAILURES"], app.config["XIANGFLOW_LOGIN_WINDOW_SECONDS"],
         app.config["XIANGFLOW_LOGIN_ADDR_MAX_FAILURES"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from web.services import actor, work
+from web.services import actor, read_work, work
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
@@ -30,5 +30,5 @@ def register(app: Flask) -> None:
     def unread():
         if not current_user.is_authenticated:
             return {"unread_count": 0}
-        with work() as w:
+        with read_work() as w:
             return {"unread_count": w.notifications.unread_count(actor().user_id)}

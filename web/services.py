@@ -24,6 +24,7 @@ class AppState:
     # what engine.core.db's make_engine / make_session_factory return (web/ does not import SQLAlchemy)
     engine: Any
     factory: Any
+    reader: Any  # make_read_session_factory: sessions that only SELECT, in autocommit (read_work)
 
 
 def state() -> AppState:
@@ -37,6 +38,13 @@ def clock():
 def work() -> UnitOfWork:
     """A unit of work: ``with work() as w: w.cases.complete_task(...)`` commits on success."""
     return UnitOfWork(state().factory, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]),
+                      base_url=public_base_url())
+
+
+def read_work() -> UnitOfWork:
+    """A unit of work that only reads, without a transaction of its own (``make_read_session_factory``): for
+    the few SELECTs every request makes outside its view — the logged-in user, the unread count."""
+    return UnitOfWork(state().reader, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]),
                       base_url=public_base_url())
 
 
@@ -83,7 +91,7 @@ def _session_alive(epoch: int) -> bool:
 def load_login_user(user_id: str) -> LoginUser | None:
     if not user_id.isdigit() or len(user_id) > 10:
         return None
-    with work() as w:
+    with read_work() as w:
         user = w.directory.get_user(int(user_id))
         if user is None or not user.is_active:
             return None

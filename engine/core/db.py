@@ -102,6 +102,26 @@ def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+class ReadOnlyError(RuntimeError):
+    """A statement other than a SELECT was sent through a read-only session (a programming error)."""
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker:
+    """Sessions for a read that needs no transaction of its own — what every request does before its view
+    (load the logged-in user) and around it (the unread-notification count): their SELECTs run in
+    autocommit, each on its own snapshot, so PostgreSQL gets no ``BEGIN`` and no ``COMMIT`` round trip for
+    them (two of a page's three transactions were only that). Anything but a SELECT is refused before it is
+    sent: a write here would commit statement by statement."""
+    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @event.listens_for(reader, "before_cursor_execute")
+    def _selects_only(_conn, _cursor, statement, _parameters, _context, _executemany):
+        if not statement.lstrip()[:6].upper() == "SELECT":
+            raise ReadOnlyError(f"a read-only session may only SELECT: {statement[:60]}")
+
+    return sessionmaker(bind=reader, expire_on_commit=False)
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 

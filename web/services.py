@@ -37,15 +37,17 @@ def clock():
 
 def work() -> UnitOfWork:
     """A unit of work: ``with work() as w: w.cases.complete_task(...)`` commits on success."""
-    return UnitOfWork(state().factory, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]),
-                      base_url=public_base_url())
+    return _unit(state().factory)
 
 
 def read_work() -> UnitOfWork:
     """A unit of work that only reads, without a transaction of its own (``make_read_session_factory``): for
     the few SELECTs every request makes outside its view — the logged-in user, the unread count."""
-    return UnitOfWork(state().reader, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]),
-                      base_url=public_base_url())
+    return _unit(state().reader)
+
+
+def _unit(factory) -> UnitOfWork:
+    return UnitOfWork(factory, clock(), Path(current_app.config["XIANGFLOW_STORAGE_DIR"]), base_url=public_base_url())
 
 
 def public_base_url() -> str | None:

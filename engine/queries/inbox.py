@@ -15,6 +15,7 @@ from engine.access import regions
 from engine.access.assignment import Actor, region_prefix
 from engine.access.policy import AccessPolicy
 from engine.access.regions import PREFIX_LENGTH
+from engine.core.db import is_postgres
 from engine.core.errors import ValidationError
 from engine.models import (
     AuditEvent,
@@ -258,7 +259,7 @@ class InboxQueries:
         """column IN ids — on PostgreSQL a list of ids as one array parameter (``= ANY(:ids)``): the planner sees
         the same values, and the statement is not re-rendered with a placeholder per id on every execution (a
         name matching 161 subjects at 1 M cases, in each of the request's five statements)."""
-        if isinstance(ids, list) and self.session.get_bind().dialect.name == "postgresql":
+        if isinstance(ids, list) and is_postgres(self.session.get_bind()):
             return column == any_(bindparam("subject_ids", ids, type_=ARRAY(Integer), unique=True))
         return column.in_(ids)
 

@@ -57,10 +57,8 @@ class BatchStarts:
         """The active subjects of the procedure's kind in the actor's jurisdiction under the search (at most
         ``MAX_SUBJECTS``), in the registry's order.
 
-        :raises ValidationError: (``region``) a region outside the actor's jurisdiction, as the inbox's picker.
+        :raises ValidationError: (``region``) a region outside the actor's jurisdiction (``RegistryService.search``).
         """
-        if search.region_code and not actor.covers(search.region_code):
-            raise ValidationError("地区不在本辖区", {"region": "只能选择本辖区内的地区"})
         search.kind, search.active, search.per_page = self.kind_of(procedure_code), "1", MAX_SUBJECTS
         return list(self.registry.search(actor, search, count=False).items)
 
